@@ -1,0 +1,220 @@
+"""Save and load the trained models with their history, metrics and a hashed manifest.
+
+Layout of ``artifacts/``::
+
+    manifest.json          SHA-256 of every file, versions, data source, seeds, command
+    <model>.npz|.keras     weights (Keras files hold no optimizer state)
+    <model>.history.json   per-epoch train/val loss and accuracy, seconds
+    <model>.metrics.json   test accuracy, loss, confusion matrix, per-class scores, timings
+    gallery.npz            a few hundred test digits with every model's answer
+
+Loading checks every file against the manifest, so a missing or damaged artifact raises
+:class:`ArtifactError` naming the file and the command that rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .registry import REGISTRY
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "artifacts"
+MANIFEST = "manifest.json"
+
+
+class ArtifactError(RuntimeError):
+    """An artifact is missing, damaged or unreadable; the message says how to rebuild it."""
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def rebuild_hint(name: str | None = None) -> str:
+    models = f" --models {name}" if name and name in REGISTRY else ""
+    return f"rebuild with `python -m mnist_core train{models} --data PATH_TO_MNIST`"
+
+
+def read_manifest(directory: str | Path = DEFAULT_DIR) -> dict:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; {rebuild_hint()}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is damaged ({exc}); {rebuild_hint()}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise ArtifactError(f"{path} has no 'files' table; {rebuild_hint()}")
+    return manifest
+
+
+def verified_path(directory: str | Path, filename: str, manifest: dict | None = None,
+                  model: str | None = None) -> Path:
+    """Path of an artifact file after checking its SHA-256 against the manifest."""
+    directory = Path(directory)
+    manifest = manifest if manifest is not None else read_manifest(directory)
+    path = directory / filename
+    expected = manifest["files"].get(filename)
+    if expected is None:
+        raise ArtifactError(f"{path} is not listed in {MANIFEST}; {rebuild_hint(model)}")
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; {rebuild_hint(model)}")
+    if sha256(path) != expected:
+        raise ArtifactError(f"{path} is damaged (its SHA-256 does not match {MANIFEST}); "
+                            f"{rebuild_hint(model)}")
+    return path
+
+
+def read_json(directory: str | Path, filename: str, manifest: dict | None = None,
+              model: str | None = None) -> dict:
+    path = verified_path(directory, filename, manifest, model)
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); {rebuild_hint(model)}") from exc
+
+
+# ---------------------------------------------------------------------------------------
+# Loaded models
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class LoadedModel:
+    """A shipped model ready for inference.
+
+    ``predict_proba``: ``(N, 28, 28) float32 in [0, 1]`` -> ``(N, 10) float32``, the fast
+    path (no ``model.predict``). ``net`` is the :class:`NumpyMLP` or ``keras.Model``.
+    """
+
+    name: str
+    title: str
+    kind: str
+    net: object
+    predict_proba: Callable[[np.ndarray], np.ndarray]
+    metrics: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+
+def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | None = None
+               ) -> LoadedModel:
+    """Load one registry model from ``directory``, verifying every file it reads."""
+    if name not in REGISTRY:
+        raise ArtifactError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
+    spec = REGISTRY[name]
+    manifest = manifest if manifest is not None else read_manifest(directory)
+    path = verified_path(directory, spec.filename, manifest, name)
+    try:
+        if spec.kind == "numpy":
+            from .numpy_net import NumpyMLP
+            net = NumpyMLP.load(path)
+            predict = net.predict_proba
+        else:
+            import keras
+
+            from .keras_models import fast_predict_fn
+            net = keras.models.load_model(path, compile=False, safe_mode=True)
+            predict = fast_predict_fn(net)
+    except ArtifactError:
+        raise
+    except Exception as exc:  # corrupt archives raise many types
+        raise ArtifactError(f"{path} could not be loaded ({type(exc).__name__}: {exc}); "
+                            f"{rebuild_hint(name)}") from exc
+    metrics = read_json(directory, f"{name}.metrics.json", manifest, name)
+    history = read_json(directory, f"{name}.history.json", manifest, name).get("epochs", [])
+    return LoadedModel(name, spec.title, spec.kind, net, predict, metrics, history)
+
+
+def load_models(directory: str | Path = DEFAULT_DIR, names: list[str] | tuple[str, ...] | None = None
+                ) -> dict[str, LoadedModel]:
+    """Every model listed in the manifest (or ``names``), in registry order."""
+    manifest = read_manifest(directory)
+    available = [n for n in REGISTRY if n in manifest.get("models", {})]
+    wanted = list(names) if names else available
+    for n in wanted:
+        if n not in manifest.get("models", {}):
+            raise ArtifactError(f"model {n!r} is not in {Path(directory) / MANIFEST}; "
+                                f"{rebuild_hint(n)}")
+    return {n: load_model(n, directory, manifest) for n in wanted}
+
+
+@dataclass
+class Gallery:
+    """Shipped test digits. ``images``: ``(K, 28, 28) uint8``; ``labels``/``index``: ``(K,)``;
+    ``preds``: model name -> ``(K,)`` uint8 predicted labels; ``sample``: ``(K,)`` bool, True
+    for the random sample (False for digits kept because some model got them wrong)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    index: np.ndarray
+    sample: np.ndarray
+    preds: dict[str, np.ndarray]
+
+
+def load_gallery(directory: str | Path = DEFAULT_DIR, manifest: dict | None = None) -> Gallery:
+    path = verified_path(directory, "gallery.npz", manifest)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            preds = {k[len("pred_"):]: f[k] for k in f.files if k.startswith("pred_")}
+            return Gallery(f["images"], f["labels"], f["index"], f["sample"], preds)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ArtifactError(f"{path} could not be read ({exc}); {rebuild_hint()}") from exc
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------
+
+def save_model(net, name: str, directory: str | Path) -> Path:
+    """Write a trained model's weights; Keras models are saved without optimizer state."""
+    spec = REGISTRY[name]
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / spec.filename
+    if spec.kind == "numpy":
+        net.save(path)
+    else:
+        from .keras_models import strip_optimizer
+        strip_optimizer(net).save(path)
+    return path
+
+
+def write_json(directory: str | Path, filename: str, payload: dict) -> Path:
+    path = Path(directory) / filename
+    path.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
+    return path
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "tensorflow-cpu", "tensorflow", "keras", "opencv-python-headless",
+                "pillow"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_manifest(directory: str | Path, info: dict) -> Path:
+    """Hash every artifact file in ``directory`` and write ``manifest.json`` with ``info``.
+
+    ``info`` holds at least ``models`` (name -> details); data source, seeds and the
+    training command are recorded from it as given.
+    """
+    directory = Path(directory)
+    files = {p.name: sha256(p) for p in sorted(directory.iterdir())
+             if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")}
+    payload = {**info, "versions": library_versions(), "files": files}
+    return write_json(directory, MANIFEST, payload)

@@ -1,0 +1,357 @@
+"""Load MNIST-format datasets from wherever a user keeps them, and validate them.
+
+Sources, picked by ``load_dataset(path)``:
+
+* a folder holding the four IDX files (gzipped or raw, ``train-images-idx3-ubyte`` or
+  ``train-images.idx3-ubyte`` spellings);
+* a folder or file of Kaggle CSV: ``mnist_train.csv``/``mnist_test.csv`` (label then 784
+  pixels, header optional) or Digit Recognizer ``train.csv`` (header ``label,pixel0..``);
+* keras's ``mnist.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``);
+* nothing: ``keras.datasets`` (needs the internet, so it is the last resort).
+
+Every loader returns images as ``(N, 28, 28) uint8 in [0, 255]`` (white digit on black) and
+labels as ``(N,) uint8 in [0, 9]``; any deviation raises :class:`DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ENV_VAR = "MNIST_DATA"
+IMAGE_SHAPE = (28, 28)
+N_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+
+# Class names belong to the dataset; a local folder may override them with classes.txt.
+DATASETS: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+}
+
+_IDX_MAGIC = {1: 2049, 3: 2051}  # ndim -> magic number for unsigned-byte IDX files
+_IDX_STEMS = {
+    "x_train": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+    "y_train": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
+    "x_test": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
+    "y_test": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
+}
+
+
+class DataError(ValueError):
+    """A dataset file is missing, malformed or inconsistent; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and test splits of one 10-class, 28x28 grayscale dataset.
+
+    ``x_*``: ``(N, 28, 28) uint8 in [0, 255]``, white on black. ``y_*``: ``(N,) uint8 in [0, 9]``.
+    """
+
+    name: str                      # "mnist" or "fashion-mnist"
+    class_names: tuple[str, ...]   # 10 display names, index = label
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str                    # where it was read from, for the manifest
+
+
+@dataclass(frozen=True)
+class Split:
+    """A fixed train/validation split carved from a training set (test is never touched)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """``(N, 28, 28) uint8 in [0, 255]`` -> ``(N, 28, 28) float32 in [0, 1]``."""
+    return np.asarray(images, dtype=np.float32) / np.float32(255.0)
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, n_val: int = 5000, seed: int = 0) -> Split:
+    """Carve a validation set of ``n_val`` images out of a training set, the same every time.
+
+    The permutation depends only on ``seed`` and ``len(x)``, so epochs and hyperparameters
+    are always picked on the same images and never on the test set.
+    """
+    if not 0 < n_val < len(x):
+        raise ValueError(f"n_val must be between 1 and {len(x) - 1}, got {n_val}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = order[:n_val], order[n_val:]
+    return Split(x[train], y[train], x[val], y[val])
+
+
+# ---------------------------------------------------------------------------------------
+# IDX
+# ---------------------------------------------------------------------------------------
+
+def _read_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+    return raw
+
+
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse an unsigned-byte IDX file (MNIST's format) into a uint8 array.
+
+    Returns ``(N,)`` for label files (magic 2049) and ``(N, rows, cols)`` for image files
+    (magic 2051). Raises :class:`DataError` on a wrong magic number or a size mismatch.
+    """
+    if len(data) < 8:
+        raise DataError(f"{name}: too short to be an IDX file ({len(data)} bytes)")
+    magic = struct.unpack(">I", data[:4])[0]
+    ndim = {v: k for k, v in _IDX_MAGIC.items()}.get(magic)
+    if ndim is None:
+        raise DataError(f"{name}: bad magic number {magic} (expected 2049 for labels "
+                        f"or 2051 for images)")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{name}: truncated header")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    expected = int(np.prod(dims))
+    body = len(data) - header
+    if body != expected:
+        raise DataError(f"{name}: header promises {dims} = {expected} bytes of data but the "
+                        f"file holds {body} (truncated or corrupt)")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
+    for stem in stems:
+        for suffix in (".gz", ""):
+            candidate = folder / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def load_idx_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Read the four IDX files from ``folder``: ``x_train, y_train, x_test, y_test``."""
+    folder = Path(folder)
+    arrays = {}
+    for key, stems in _IDX_STEMS.items():
+        path = _find(folder, stems)
+        if path is None:
+            raise DataError(f"{folder}: no {stems[0]}[.gz] (or {stems[1]}) found")
+        arrays[key] = parse_idx(_read_bytes(path), str(path))
+        expected_ndim = 3 if key.startswith("x") else 1
+        if arrays[key].ndim != expected_ndim:
+            raise DataError(f"{path}: expected a {'image' if expected_ndim == 3 else 'label'} "
+                            f"file, found {arrays[key].ndim}-D data")
+    for split in ("train", "test"):
+        _check_pair(arrays[f"x_{split}"], arrays[f"y_{split}"], f"{folder} ({split})")
+    return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+
+
+# ---------------------------------------------------------------------------------------
+# CSV
+# ---------------------------------------------------------------------------------------
+
+def parse_csv(data: bytes | str, name: str = "<csv>",
+              labeled: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Parse MNIST-as-CSV: rows of ``label, p0..p783`` or, unlabeled, ``p0..p783``.
+
+    A header row is detected and skipped. ``labeled=None`` infers labels from the column
+    count (785 -> labeled, 784 -> unlabeled). Returns ``(N, 28, 28) uint8`` images and
+    ``(N,) uint8`` labels (``None`` when unlabeled). Raises :class:`DataError` naming the
+    file and the first offending line.
+    """
+    text = data.decode("utf-8-sig", errors="replace") if isinstance(data, bytes) else data
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise DataError(f"{name}: the file is empty")
+    first = [c.strip().strip('"') for c in lines[0].split(",")]
+    has_header = not all(_is_number(c) for c in first if c)
+    if has_header:
+        if len(first) == N_PIXELS + 1 and first[0].lower() not in ("label", "labels", "y", "class"):
+            raise DataError(f"{name}: header's first column is {first[0]!r}; expected 'label'")
+        lines = lines[1:]
+    if not lines:
+        raise DataError(f"{name}: header only, no data rows")
+    n_cols = len(lines[0].split(","))
+    if labeled is None:
+        if n_cols not in (N_PIXELS, N_PIXELS + 1):
+            raise DataError(f"{name}: rows have {n_cols} columns; expected 785 (label + 784 "
+                            f"pixels) or 784 (pixels only)")
+        labeled = n_cols == N_PIXELS + 1
+    want = N_PIXELS + int(labeled)
+    try:
+        table = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", dtype=np.float64,
+                           ndmin=2)
+    except ValueError as exc:
+        bad = next((i for i, line in enumerate(lines) if len(line.split(",")) != want), None)
+        where = (f"line {bad + 1 + int(has_header)} has {len(lines[bad].split(','))} columns, "
+                 f"expected {want}") if bad is not None else f"non-numeric value ({exc})"
+        raise DataError(f"{name}: {where}") from exc
+    if table.shape[1] != want:
+        raise DataError(f"{name}: rows have {table.shape[1]} columns; expected {want}")
+    if not np.all(np.isfinite(table)) or np.any(table != np.round(table)):
+        raise DataError(f"{name}: values must be whole numbers")
+    labels = None
+    if labeled:
+        labels_f, table = table[:, 0], table[:, 1:]
+        if labels_f.min() < 0 or labels_f.max() > 9:
+            row = int(np.argmax((labels_f < 0) | (labels_f > 9)))
+            raise DataError(f"{name}: label {labels_f[row]:g} on data row {row + 1} is "
+                            f"outside 0-9")
+        labels = labels_f.astype(np.uint8)
+    if table.min() < 0 or table.max() > 255:
+        raise DataError(f"{name}: pixel values must lie in 0-255 (found {table.min():g} to "
+                        f"{table.max():g})")
+    return table.astype(np.uint8).reshape(-1, *IMAGE_SHAPE), labels
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_csv(path: str | Path, labeled: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read one MNIST CSV file; see :func:`parse_csv`."""
+    path = Path(path)
+    return parse_csv(_read_bytes(path), str(path), labeled)
+
+
+def _load_csv_folder(folder: Path):
+    pairs = [("mnist_train.csv", "mnist_test.csv"), ("train.csv", "test.csv")]
+    for train_name, test_name in pairs:
+        train = folder / train_name
+        if not train.is_file():
+            continue
+        x_train, y_train = load_csv(train, labeled=True)
+        test = folder / test_name
+        if train_name == "mnist_train.csv" and test.is_file():
+            x_test, y_test = load_csv(test, labeled=True)
+        else:
+            # Kaggle's Digit Recognizer test.csv has no labels, so a labeled test set is
+            # carved from train.csv with a fixed seed; its unlabeled test.csv is for submissions.
+            order = np.random.default_rng(12345).permutation(len(x_train))
+            n_test = max(1, len(x_train) // 6)
+            x_test, y_test = x_train[order[:n_test]], y_train[order[:n_test]]
+            x_train, y_train = x_train[order[n_test:]], y_train[order[n_test:]]
+        return x_train, y_train, x_test, y_test, str(train)
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# npz
+# ---------------------------------------------------------------------------------------
+
+def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Read keras's ``mnist.npz`` (never unpickles)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(archive.files)
+            if missing:
+                raise DataError(f"{path}: missing arrays {sorted(missing)}")
+            arrays = [np.asarray(archive[k]) for k in ("x_train", "y_train", "x_test", "y_test")]
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz archive ({exc})") from exc
+    x_train, y_train, x_test, y_test = arrays
+    _check_pair(x_train, y_train, f"{path} (train)")
+    _check_pair(x_test, y_test, f"{path} (test)")
+    return tuple(a.astype(np.uint8) for a in arrays)  # type: ignore[return-value]
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray, name: str) -> None:
+    if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
+        raise DataError(f"{name}: images have shape {x.shape}; expected (N, 28, 28)")
+    if y.ndim != 1 or len(y) != len(x):
+        raise DataError(f"{name}: {len(x)} images but labels of shape {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() > 9):
+        raise DataError(f"{name}: labels must lie in 0-9 (found {y.min()} to {y.max()})")
+    if len(x) and (x.min() < 0 or x.max() > 255):
+        raise DataError(f"{name}: pixels must lie in 0-255")
+
+
+# ---------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------
+
+def resolve_data_path(path: str | Path | None) -> Path | None:
+    """``path`` if given, else ``$MNIST_DATA`` if set, else ``None`` (keras download)."""
+    if path:
+        return Path(path).expanduser()
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else None
+
+
+def load_dataset(path: str | Path | None = None, dataset: str = "mnist") -> Dataset:
+    """Load a full dataset from ``path`` (folder, .csv, .npz), ``$MNIST_DATA``, or keras.
+
+    Raises :class:`DataError` with a message naming the file and the problem.
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
+    class_names = DATASETS[dataset]
+    where = resolve_data_path(path)
+    if where is None:
+        arrays, source = _load_keras(dataset), f"keras.datasets.{dataset.replace('-', '_')}"
+    elif not where.exists():
+        raise DataError(f"{where}: no such file or folder")
+    elif where.is_dir():
+        names = where / "classes.txt"
+        if names.is_file():
+            class_names = _read_class_names(names)
+        if _find(where, _IDX_STEMS["x_train"]) is not None:
+            arrays, source = load_idx_folder(where), str(where)
+        elif (csv := _load_csv_folder(where)) is not None:
+            arrays, source = csv[:4], csv[4]
+        elif (where / "mnist.npz").is_file():
+            arrays, source = load_npz(where / "mnist.npz"), str(where / "mnist.npz")
+        else:
+            raise DataError(f"{where}: found no IDX files, mnist_train.csv/train.csv or "
+                            f"mnist.npz")
+    elif where.suffix == ".npz":
+        arrays, source = load_npz(where), str(where)
+    elif where.suffix in (".csv", ".gz"):
+        csv = _load_csv_folder(where.parent)
+        if csv is None:
+            raise DataError(f"{where}: expected mnist_train.csv or train.csv beside it")
+        arrays, source = csv[:4], csv[4]
+    else:
+        raise DataError(f"{where}: unsupported file type (use a folder, .csv or .npz)")
+    x_train, y_train, x_test, y_test = arrays
+    return Dataset(dataset, class_names, x_train, y_train, x_test, y_test, source)
+
+
+def _read_class_names(path: Path) -> tuple[str, ...]:
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if len(names) != 10:
+        raise DataError(f"{path}: expected 10 class names, found {len(names)}")
+    return names
+
+
+def _load_keras(dataset: str):
+    try:
+        import keras
+        loader = {"mnist": keras.datasets.mnist,
+                  "fashion-mnist": keras.datasets.fashion_mnist}[dataset]
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as exc:  # network errors come in many types
+        raise DataError(f"could not download {dataset} through keras.datasets ({exc}); "
+                        f"point --data or ${ENV_VAR} at a local copy") from exc
+    return x_train, y_train.astype(np.uint8), x_test, y_test.astype(np.uint8)

@@ -1,0 +1,451 @@
+"""Turn a drawing, photo or scan into the 28x28 images MNIST models expect.
+
+MNIST digits were made by cropping each digit to its ink, fitting it into a 20x20 box
+keeping the aspect ratio (anti-aliased), and pasting it into 28x28 so that its centre of
+mass sits at the centre. A model trained on MNIST has only ever seen that, so every input
+goes through the same steps here; each intermediate stage is kept for display.
+
+Images flow as ``(H, W) float32 in [0, 1]``, white ink on black, from :func:`ink_map` on.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Refuse decompression bombs before decoding: 40 megapixels is a 7300x5500 photo.
+MAX_PIXELS = 40_000_000
+MAX_BYTES = 20 * 1024 * 1024
+
+
+class NoDigitError(ValueError):
+    """The image holds no ink that could be a digit (blank canvas, empty page)."""
+
+
+class ImageReadError(ValueError):
+    """The bytes are not a readable image, or the image is too large."""
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How raw images become MNIST-like 28x28 inputs."""
+
+    size: int = 28                  # output side, as MNIST
+    box: int = 20                   # the digit's longer side after fitting, as MNIST
+    work_side: int = 320            # images are resized so their longer side is at most this
+    min_contrast: float = 0.10      # ink weaker than this (0-1) against the paper is no digit
+    min_ink_frac: float = 0.0003    # a digit covers at least this fraction of the image
+    speck_frac: float = 0.06        # components smaller than this x the largest are specks
+    stroke_ratio: float = 0.117     # median MNIST stroke width / digit height (measured on train)
+    stroke_tolerance: float = 1.35  # widths within this factor of the target are left alone
+    multi_gap: float = 0.35         # components overlapping less than this are separate digits
+    touching_aspect: float = 1.55   # a blob wider than this x its height may be two digits
+
+
+DEFAULT = PreprocessConfig()
+
+
+@dataclass
+class Stages:
+    """Every step from input to model input, for display and debugging.
+
+    ``ink``: ``(h, w) float32 [0, 1]`` white-on-black ink at working resolution.
+    ``mask``: ``(h, w) bool`` ink kept after speck removal. ``box``: ``(x, y, w, h)`` of the
+    digit in ``ink``. ``cropped``: the digit cut out. ``fitted``: ``(<=20, <=20)`` after fitting.
+    ``boxed``: fitted digit pasted at the geometric centre of 28x28 (before centring by mass).
+    ``final``: ``(28, 28) float32 [0, 1]``, what the models see.
+    """
+
+    ink: np.ndarray
+    mask: np.ndarray
+    box: tuple[int, int, int, int]
+    cropped: np.ndarray
+    fitted: np.ndarray
+    boxed: np.ndarray
+    final: np.ndarray
+    stroke_width: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS,
+                 max_bytes: int = MAX_BYTES) -> np.ndarray:
+    """Decode PNG/JPEG/WebP/BMP/TIFF/GIF bytes into ``(H, W, 3|4) uint8`` RGB(A).
+
+    Applies EXIF rotation, keeps transparency, takes a GIF's first frame. Raises
+    :class:`ImageReadError` for unreadable data, or images over ``max_bytes``/``max_pixels``.
+    """
+    if len(data) > max_bytes:
+        raise ImageReadError(f"file is {len(data) / 2**20:.1f} MB; the limit is "
+                             f"{max_bytes / 2**20:.0f} MB")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageReadError(f"image is {width}x{height} pixels; the limit is "
+                                     f"{max_pixels / 1e6:.0f} megapixels")
+            img.seek(0)
+            img = ImageOps.exif_transpose(img)
+            has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+            img = img.convert("RGBA" if has_alpha else "RGB")
+            return np.asarray(img)
+    except ImageReadError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
+            SyntaxError, EOFError) as exc:
+        raise ImageReadError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+# ---------------------------------------------------------------------------------------
+# Ink extraction
+# ---------------------------------------------------------------------------------------
+
+def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
+    """Composite RGBA onto whichever background contrasts with the opaque pixels.
+
+    A drawing exported with a transparent background may have black or white ink; pasting
+    it onto white would erase white ink, so the paper is chosen opposite to the ink.
+    """
+    rgb = rgba[..., :3].astype(np.float32)
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    opaque = alpha[..., 0] > 0.5
+    if opaque.all() or not opaque.any():
+        return rgba[..., :3] if opaque.all() else np.zeros_like(rgba[..., :3])
+    ink_luma = rgb[opaque].mean()
+    paper = 0.0 if ink_luma > 127 else 255.0
+    return (rgb * alpha + paper * (1 - alpha)).round().astype(np.uint8)
+
+
+def _resize_max(img: np.ndarray, side: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return img
+    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def ink_map(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> np.ndarray:
+    """Any-polarity, any-colour image -> ``(h, w) float32 [0, 1]`` white ink on black.
+
+    ``image``: ``(H, W)`` gray, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, uint8 or float in
+    [0, 1]. The paper is estimated locally (a wide median, so shadows and uneven light are
+    followed but thin strokes are not), ink is the per-channel distance from it on the
+    side opposite to the paper (so coloured ink counts fully), then Otsu's threshold
+    separates ink from noise and the remaining range is stretched to [0, 1].
+    """
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        img = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = _flatten_alpha(img)
+    if img.ndim == 2:
+        img = img[..., None]
+    img = _resize_max(img, config.work_side)
+    if img.ndim == 2:
+        img = img[..., None]
+    h, w, _ = img.shape
+    # Paper estimate: median over a window several strokes wide, computed small for speed.
+    small = _resize_max(img, 64)
+    if small.ndim == 2:
+        small = small[..., None]
+    k = max(3, (min(small.shape[:2]) // 3) | 1)
+    paper_small = np.stack([cv2.medianBlur(np.ascontiguousarray(small[..., c]), k)
+                            for c in range(small.shape[2])], axis=-1)
+    paper = cv2.resize(paper_small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if paper.ndim == 2:
+        paper = paper[..., None]
+    diff = img.astype(np.float32) - paper.astype(np.float32)
+    # Polarity: most pixels are paper, so the paper's brightness says which way ink goes.
+    dark_paper = float(np.median(paper)) < 128
+    ink = (diff if dark_paper else -diff).max(axis=2)
+    ink = np.clip(ink, 0, None) / 255.0
+    if max(h, w) > 100:
+        # Sensor noise and JPEG blocks are finer than any stroke at this resolution.
+        ink = cv2.GaussianBlur(ink, (0, 0), max(h, w) / 400)
+    peak = float(np.percentile(ink, 99.9)) if ink.size > 1000 else float(ink.max())
+    if peak < config.min_contrast:
+        return np.zeros((h, w), np.float32)
+    ink8 = (np.clip(ink / peak, 0, 1) * 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(ink8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    # Keep anti-aliased edges: stretch [half the threshold, peak] onto [0, 1].
+    low = otsu / 255.0 * 0.5
+    return np.clip((ink / peak - low) / (1.0 - low), 0, 1).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# Components and segmentation
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Blob:
+    """A group of connected components that forms one digit: box and pixel labels."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    labels: tuple[int, ...]
+
+
+def _components(ink: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, list[Blob]]:
+    """Label connected ink; drop specks. Returns the label image and one Blob per component."""
+    binary = (ink > 0.25).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if n <= 1:
+        return labels, []
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    largest = areas.max()
+    min_area = max(config.speck_frac * largest, config.min_ink_frac * ink.size)
+    blobs = []
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if area >= min_area:
+            blobs.append(Blob(int(x), int(y), int(w), int(h), (i,)))
+    return labels, blobs
+
+
+def _merge(a: Blob, b: Blob) -> Blob:
+    x0, y0 = min(a.x, b.x), min(a.y, b.y)
+    x1, y1 = max(a.x + a.w, b.x + b.w), max(a.y + a.h, b.y + b.h)
+    return Blob(x0, y0, x1 - x0, y1 - y0, a.labels + b.labels)
+
+
+def _group_digits(blobs: list[Blob], config: PreprocessConfig) -> list[Blob]:
+    """Merge components into digits, left to right.
+
+    Strokes of one digit overlap horizontally (the bar of a 5, the two strokes of a 4);
+    neighbouring digits barely do. Fragments much shorter than the tallest digit are
+    attached to their nearest neighbour rather than read as digits of their own.
+    """
+    groups = sorted(blobs, key=lambda b: b.x)
+    merged = True
+    while merged and len(groups) > 1:
+        merged = False
+        for i in range(len(groups) - 1):
+            a, b = groups[i], groups[i + 1]
+            overlap = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+            if overlap > config.multi_gap * min(a.w, b.w):
+                groups[i:i + 2] = [_merge(a, b)]
+                merged = True
+                break
+    tallest = max(g.h for g in groups)
+    while len(groups) > 1:
+        short = [i for i, g in enumerate(groups) if g.h < 0.45 * tallest]
+        if not short:
+            break
+        i = short[0]
+        g = groups[i]
+        centre = g.x + g.w / 2
+        neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(groups)]
+        j = min(neighbours, key=lambda j: abs(groups[j].x + groups[j].w / 2 - centre))
+        lo, hi = sorted((i, j))
+        groups[lo:hi + 1] = [_merge(groups[lo], groups[hi])]
+    return groups
+
+
+def _split_touching(ink: np.ndarray, blob: Blob, config: PreprocessConfig) -> list[tuple[int, int]]:
+    """Column ranges of a blob, cut where the ink is thinnest if it is too wide for one digit."""
+    if blob.w <= config.touching_aspect * blob.h:
+        return [(blob.x, blob.x + blob.w)]
+    n = max(2, round(blob.w / (0.8 * blob.h)))
+    profile = ink[blob.y:blob.y + blob.h, blob.x:blob.x + blob.w].sum(axis=0)
+    profile = np.convolve(profile, np.ones(3) / 3, mode="same")
+    cuts, step = [], blob.w / n
+    for k in range(1, n):
+        lo, hi = int(step * (k - 0.35)), int(step * (k + 0.35))
+        cuts.append(lo + int(np.argmin(profile[lo:hi])))
+    edges = [0, *cuts, blob.w]
+    return [(blob.x + a, blob.x + b) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+# ---------------------------------------------------------------------------------------
+# MNIST-style normalisation
+# ---------------------------------------------------------------------------------------
+
+def stroke_width(ink: np.ndarray) -> float:
+    """Mean stroke width in pixels of a white-on-black image: 2 x area / perimeter.
+
+    A stroke of length L and width w has area ~ L*w and outline ~ 2L, so this holds for
+    any digit without skeletonising it.
+    """
+    binary = (ink > 0.5).astype(np.uint8)
+    area = float(binary.sum())
+    if area == 0:
+        return 0.0
+    contours, _ = cv2.findContours(binary, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    perimeter = sum(cv2.arcLength(c, True) for c in contours)
+    return 2.0 * area / max(perimeter, 1.0)
+
+
+def _normalise_stroke(crop: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, float]:
+    """Thicken hairlines and thin marker strokes towards MNIST's width (relative to size)."""
+    side = max(crop.shape)
+    # Work at a fixed resolution so the morphology steps are fine enough.
+    scale = 96 / side
+    work = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    width = stroke_width(work)
+    target = config.stroke_ratio * 96
+    if width <= 0:
+        return work, width
+    ratio = width / target
+    if ratio < 1 / config.stroke_tolerance:
+        r = max(1, round((target - width) / 2))
+        work = cv2.dilate(work, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    elif ratio > config.stroke_tolerance:
+        r = max(1, round((width - target) / 2 * 0.75))
+        thinned = cv2.erode(work, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        if (thinned > 0.5).sum() > 0.25 * (work > 0.5).sum():  # never erase the digit
+            work = thinned
+    return work, width
+
+
+def fit_box(crop: np.ndarray, box: int = 20) -> np.ndarray:
+    """Scale ``crop`` so its longer side is ``box`` pixels, keeping aspect (anti-aliased).
+
+    ``crop``: ``(h, w) float32 [0, 1]`` -> ``(<=box, <=box) float32 [0, 1]``.
+    """
+    h, w = crop.shape
+    scale = box / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return np.clip(cv2.resize(crop, size, interpolation=interp), 0, 1).astype(np.float32)
+
+
+def paste_centre(fitted: np.ndarray, size: int = 28) -> np.ndarray:
+    """Paste a fitted digit at the geometric centre of a ``(size, size)`` black field."""
+    out = np.zeros((size, size), np.float32)
+    h, w = fitted.shape
+    y, x = (size - h) // 2, (size - w) // 2
+    out[y:y + h, x:x + w] = fitted
+    return out
+
+
+def centre_of_mass(img: np.ndarray) -> tuple[float, float]:
+    """Intensity-weighted ``(row, col)`` centre of a 2-D image."""
+    total = float(img.sum())
+    if total == 0:
+        return (img.shape[0] - 1) / 2, (img.shape[1] - 1) / 2
+    rows, cols = np.indices(img.shape)
+    return float((rows * img).sum() / total), float((cols * img).sum() / total)
+
+
+def centre_by_mass(img: np.ndarray) -> np.ndarray:
+    """Shift a ``(28, 28)`` image by whole pixels so its centre of mass is at (14, 14).
+
+    Whole-pixel shifts keep strokes as crisp as MNIST's (MNIST's own centres of mass sit
+    at about (14, 14) in 0-based pixel coordinates; see tests).
+    """
+    size = img.shape[0]
+    cy, cx = centre_of_mass(img)
+    dy, dx = int(round(size / 2 - cy)), int(round(size / 2 - cx))
+    return np.roll(np.roll(img, dy, axis=0), dx, axis=1) if _shift_fits(img, dy, dx) else \
+        _shift_clip(img, dy, dx)
+
+
+def _shift_fits(img: np.ndarray, dy: int, dx: int) -> bool:
+    rows, cols = np.nonzero(img)
+    if rows.size == 0:
+        return True
+    n = img.shape[0]
+    return (rows.min() + dy >= 0 and rows.max() + dy < n and
+            cols.min() + dx >= 0 and cols.max() + dx < n)
+
+
+def _shift_clip(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    out = np.zeros_like(img)
+    n = img.shape[0]
+    src_y, dst_y = slice(max(0, -dy), min(n, n - dy)), slice(max(0, dy), min(n, n + dy))
+    src_x, dst_x = slice(max(0, -dx), min(n, n - dx)), slice(max(0, dx), min(n, n + dx))
+    out[dst_y, dst_x] = img[src_y, src_x]
+    return out
+
+
+def normalise_crop(crop: np.ndarray, config: PreprocessConfig = DEFAULT
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A cropped digit ``(h, w) float32 [0, 1]`` -> ``(fitted, boxed, final, stroke_width)``.
+
+    ``final`` is ``(28, 28) float32 [0, 1]`` with its brightest stroke at 1, as in MNIST.
+    """
+    work, width = _normalise_stroke(crop, config)
+    fitted = fit_box(work, config.box)
+    peak = float(fitted.max())
+    if peak > 0:
+        fitted = np.clip(fitted / peak, 0, 1)
+    boxed = paste_centre(fitted, config.size)
+    return fitted, boxed, centre_by_mass(boxed), width
+
+
+# ---------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------
+
+def _stages_for(ink: np.ndarray, labels: np.ndarray, blob: Blob,
+                cols: tuple[int, int] | None, config: PreprocessConfig) -> Stages:
+    x0, x1 = cols if cols else (blob.x, blob.x + blob.w)
+    region = labels[blob.y:blob.y + blob.h, x0:x1]
+    keep = np.isin(region, blob.labels)
+    # Anti-aliased fringe below the component threshold belongs to the kept strokes too.
+    keep = cv2.dilate(keep.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    crop = np.where(keep, ink[blob.y:blob.y + blob.h, x0:x1], 0).astype(np.float32)
+    # Tighten to the ink actually left (a split column range can leave empty rows).
+    rows, cols_ = np.nonzero(crop > 0.25)
+    if rows.size == 0:
+        raise NoDigitError("no digit found in this part of the image")
+    crop = crop[rows.min():rows.max() + 1, cols_.min():cols_.max() + 1]
+    fitted, boxed, final, width = normalise_crop(crop, config)
+    mask = np.zeros(ink.shape, bool)
+    mask[blob.y:blob.y + blob.h, x0:x1] = np.isin(region, blob.labels)
+    box = (x0 + int(cols_.min()), blob.y + int(rows.min()), crop.shape[1], crop.shape[0])
+    return Stages(ink, mask, box, crop, fitted, boxed, final, width)
+
+
+def preprocess(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> Stages:
+    """One digit in ``image`` (any polarity; gray, RGB or RGBA) -> :class:`Stages`.
+
+    All ink other than specks is read as a single digit. Raises :class:`NoDigitError` for a
+    blank image.
+    """
+    ink = ink_map(image, config)
+    labels, blobs = _components(ink, config)
+    if not blobs:
+        raise NoDigitError("no digit found: the image looks blank")
+    blob = blobs[0]
+    for other in blobs[1:]:
+        blob = _merge(blob, other)
+    return _stages_for(ink, labels, blob, None, config)
+
+
+def segment(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> list[Stages]:
+    """Every digit in ``image``, left to right, each as :class:`Stages`.
+
+    Separate components are grouped into digits by horizontal overlap; a blob too wide for
+    one digit is cut where its ink is thinnest. Raises :class:`NoDigitError` when blank.
+    """
+    ink = ink_map(image, config)
+    labels, blobs = _components(ink, config)
+    if not blobs:
+        raise NoDigitError("no digit found: the image looks blank")
+    out = []
+    for group in _group_digits(blobs, config):
+        for cols in _split_touching(ink, group, config):
+            try:
+                out.append(_stages_for(ink, labels, group, cols, config))
+            except NoDigitError:
+                continue
+    if not out:
+        raise NoDigitError("no digit found: the image looks blank")
+    return out
+
+
+def preprocess_batch(images: list[np.ndarray], config: PreprocessConfig = DEFAULT) -> np.ndarray:
+    """Many single-digit images -> ``(N, 28, 28) float32 [0, 1]`` (blank ones raise)."""
+    return np.stack([preprocess(img, config).final for img in images])

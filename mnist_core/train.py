@@ -1,0 +1,271 @@
+"""Train the registered models: hyperparameters, the training loops and progress output.
+
+Each model is one :class:`ModelSpec` in :data:`REGISTRY`; adding a model is one builder
+plus one entry. Both loops feed freshly augmented data every epoch (prepared on a worker
+thread while the previous epoch trains), keep a fixed validation split for monitoring,
+and report through a callback so the CLI prints bars and the app draws live curves.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .augment import NONE, AugmentConfig, augment
+from .data import Dataset, split_validation, to_float
+from .numpy_net import SGD, Adam, NumpyMLP, cross_entropy
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one model is trained (architecture lives in its builder's config)."""
+
+    epochs: int = 10               # passes over the (augmented) training split
+    batch_size: int = 128          # examples per gradient step
+    lr: float = 1e-3               # peak learning rate; cosine-decayed to lr_final_frac * lr
+    lr_final_frac: float = 0.02    # the schedule's floor, as a fraction of lr
+    warmup_epochs: float = 0.3     # linear warm-up avoids early BatchNorm/Adam blow-ups
+    weight_decay: float = 1e-4     # decoupled (AdamW-style) weight decay
+    label_smoothing: float = 0.05  # softer targets, better-calibrated probability bars
+    augment: AugmentConfig = AugmentConfig()  # NONE to train on raw MNIST
+    n_val: int = 5000              # validation images carved from train (test is never used)
+    n_train: int | None = None     # cap on training images (None = all); the app uses this
+    seed: int = 0                  # seeds weights, shuffling, augmentation and the split
+
+
+@dataclass(frozen=True)
+class NumpyConfig:
+    hidden: tuple[int, ...] = (1024, 1024)  # units per hidden layer
+    activation: str = "relu"                # "relu" or the notebooks' "sigmoid"
+    optimizer: str = "adam"                 # "adam" or plain "sgd"
+    dropout: float = 0.25                   # inverted dropout on hidden layers
+
+
+@dataclass
+class EpochLog:
+    """One row of training history."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+    lr: float
+
+
+@dataclass
+class TrainResult:
+    model: object                 # NumpyMLP or keras.Model
+    history: list[EpochLog]
+    seconds: float
+    stopped_early: bool = False
+
+
+Callback = Callable[[str, dict], None]  # (event, info): "batch" or "epoch"
+
+
+@dataclass
+class StopFlag:
+    """Set from another thread (the app's Stop button) to end training after a batch."""
+
+    _event: threading.Event = field(default_factory=threading.Event)
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+def lr_at(cfg: TrainConfig, progress: float) -> float:
+    """Learning rate at ``progress`` in [0, 1] of training: warm-up then cosine decay."""
+    warm = cfg.warmup_epochs / max(cfg.epochs, 1)
+    if progress < warm:
+        return cfg.lr * (0.1 + 0.9 * progress / warm)
+    t = (progress - warm) / max(1e-9, 1 - warm)
+    floor = cfg.lr * cfg.lr_final_frac
+    return floor + 0.5 * (cfg.lr - floor) * (1 + np.cos(np.pi * min(1.0, t)))
+
+
+def _prepare(data: Dataset, cfg: TrainConfig):
+    split = split_validation(data.x_train, data.y_train, cfg.n_val, cfg.seed)
+    x, y = split.x_train, split.y_train
+    if cfg.n_train is not None and cfg.n_train < len(x):
+        idx = np.random.default_rng(cfg.seed + 1).permutation(len(x))[:cfg.n_train]
+        x, y = x[idx], y[idx]
+    return to_float(x), y.astype(np.int64), to_float(split.x_val), split.y_val.astype(np.int64)
+
+
+class _EpochFeeder:
+    """Produces each epoch's shuffled, augmented copy of the training set one epoch ahead."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
+        self.x, self.y, self.cfg = x, y, cfg
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.next = self.pool.submit(self._make, 0)
+
+    def _make(self, epoch: int):
+        rng = np.random.default_rng((self.cfg.seed, epoch))
+        order = rng.permutation(len(self.x))
+        x = self.x[order]
+        if self.cfg.augment != NONE:
+            x = augment(x, rng, self.cfg.augment)
+        return x, self.y[order]
+
+    def get(self, epoch: int):
+        batch = self.next.result()
+        if epoch + 1 < self.cfg.epochs:
+            self.next = self.pool.submit(self._make, epoch + 1)
+        return batch
+
+    def close(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Progress output
+# ---------------------------------------------------------------------------------------
+
+class ProgressBar:
+    """A one-line-per-epoch text progress bar with loss, accuracy and ETA (for the CLI)."""
+
+    def __init__(self, name: str, epochs: int, stream=sys.stderr, width: int = 24):
+        self.name, self.epochs, self.stream, self.width = name, epochs, stream, width
+        self.start = time.perf_counter()
+
+    def __call__(self, event: str, info: dict) -> None:
+        if event == "batch":
+            frac = info["step"] / info["steps"]
+            elapsed = time.perf_counter() - info["epoch_start"]
+            eta = elapsed / max(frac, 1e-9) * (1 - frac)
+            filled = int(self.width * frac)
+            self.stream.write(f"\r{self.name} {info['epoch'] + 1}/{self.epochs} "
+                              f"[{'=' * filled}{'.' * (self.width - filled)}] "
+                              f"loss {info['loss']:.4f} acc {info['accuracy']:.4f} "
+                              f"ETA {eta:4.0f}s ")
+        elif event == "epoch":
+            log: EpochLog = info["log"]
+            self.stream.write(f"\r{self.name} {log.epoch}/{self.epochs} "
+                              f"loss {log.loss:.4f} acc {log.accuracy:.4f} "
+                              f"val_loss {log.val_loss:.4f} val_acc {log.val_accuracy:.4f} "
+                              f"{log.seconds:.1f}s{' ' * 20}\n")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------------------------------
+# NumPy loop
+# ---------------------------------------------------------------------------------------
+
+def train_numpy(data: Dataset, cfg: TrainConfig, net_cfg: NumpyConfig = NumpyConfig(),
+                callback: Callback | None = None, stop: StopFlag | None = None) -> TrainResult:
+    """Mini-batch training of :class:`NumpyMLP` with augmentation and a cosine schedule."""
+    x, y, x_val, y_val = _prepare(data, cfg)
+    net = NumpyMLP((784, *net_cfg.hidden, 10), net_cfg.activation, net_cfg.dropout, cfg.seed)
+    opt = (Adam(lr=cfg.lr, weight_decay=cfg.weight_decay) if net_cfg.optimizer == "adam"
+           else SGD(lr=cfg.lr, momentum=0.0, weight_decay=cfg.weight_decay))
+    steps = int(np.ceil(len(x) / cfg.batch_size))
+    feeder, history, t0, stopped = _EpochFeeder(x, y, cfg), [], time.perf_counter(), False
+    try:
+        for epoch in range(cfg.epochs):
+            xe, ye = feeder.get(epoch)
+            e0, losses, correct, seen = time.perf_counter(), 0.0, 0, 0
+            for step in range(steps):
+                opt.lr = lr_at(cfg, (epoch + step / steps) / cfg.epochs)
+                xb = xe[step * cfg.batch_size:(step + 1) * cfg.batch_size].reshape(-1, 784)
+                yb = ye[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                logits = net.forward(xb, train=True)
+                loss, dlogits = cross_entropy(logits, yb, cfg.label_smoothing)
+                opt.step(net.parameters(), net.backward(dlogits))
+                losses += loss * len(yb)
+                correct += int((logits.argmax(1) == yb).sum())
+                seen += len(yb)
+                if callback and (step % 20 == 0 or step == steps - 1):
+                    callback("batch", dict(epoch=epoch, step=step + 1, steps=steps, loss=losses / seen,
+                                           accuracy=correct / seen, epoch_start=e0))
+                if stop is not None and stop.is_set():
+                    stopped = True
+                    break
+            p_val = net.predict_proba(x_val)
+            log = EpochLog(epoch + 1, losses / max(seen, 1), correct / max(seen, 1),
+                           _nll(p_val, y_val), float((p_val.argmax(1) == y_val).mean()),
+                           time.perf_counter() - e0, float(opt.lr))
+            history.append(log)
+            if callback:
+                callback("epoch", dict(log=log, model=net))
+            if stopped:
+                break
+    finally:
+        feeder.close()
+    return TrainResult(net, history, time.perf_counter() - t0, stopped)
+
+
+def _nll(p: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean())
+
+
+# ---------------------------------------------------------------------------------------
+# Keras loop
+# ---------------------------------------------------------------------------------------
+
+def train_keras(data: Dataset, cfg: TrainConfig, build: Callable[[], object],
+                callback: Callback | None = None, stop: StopFlag | None = None) -> TrainResult:
+    """Train a Keras model built by ``build()`` with AdamW, per-epoch augmentation and a
+    per-batch cosine schedule; reports the same history as :func:`train_numpy`."""
+    import keras
+
+    from .keras_models import fast_predict_fn
+
+    keras.utils.set_random_seed(cfg.seed)
+    x, y, x_val, y_val = _prepare(data, cfg)
+    model = build()
+    steps = int(np.ceil(len(x) / cfg.batch_size))
+    optimizer = keras.optimizers.AdamW(learning_rate=cfg.lr, weight_decay=cfg.weight_decay)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                  metrics=["accuracy"])
+    state = dict(epoch=0, e0=0.0, stopped=False)
+
+    class _Hook(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            progress = (state["epoch"] + batch / steps) / cfg.epochs
+            self.model.optimizer.learning_rate.assign(lr_at(cfg, progress))
+
+        def on_train_batch_end(self, batch, logs=None):
+            if callback and (batch % 20 == 0 or batch == steps - 1):
+                callback("batch", dict(epoch=state["epoch"], step=batch + 1, steps=steps,
+                                       loss=float(logs["loss"]), accuracy=float(logs["accuracy"]),
+                                       epoch_start=state["e0"]))
+            if stop is not None and stop.is_set():
+                state["stopped"] = True
+                self.model.stop_training = True
+
+    feeder, history, t0 = _EpochFeeder(x, y, cfg), [], time.perf_counter()
+    eye = np.eye(10, dtype=np.float32)
+    try:
+        for epoch in range(cfg.epochs):
+            state.update(epoch=epoch, e0=time.perf_counter())
+            xe, ye = feeder.get(epoch)
+            fit = model.fit(xe[..., None], eye[ye], batch_size=cfg.batch_size, epochs=1,
+                            verbose=0, shuffle=False, callbacks=[_Hook()])
+            predict = fast_predict_fn(model)
+            p_val = predict(x_val)
+            log = EpochLog(epoch + 1, float(fit.history["loss"][-1]),
+                           float(fit.history["accuracy"][-1]), _nll(p_val, y_val),
+                           float((p_val.argmax(1) == y_val).mean()),
+                           time.perf_counter() - state["e0"],
+                           float(model.optimizer.learning_rate.numpy()))
+            history.append(log)
+            if callback:
+                callback("epoch", dict(log=log, model=model))
+            if state["stopped"]:
+                break
+    finally:
+        feeder.close()
+    return TrainResult(model, history, time.perf_counter() - t0, state["stopped"])
