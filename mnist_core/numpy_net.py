@@ -144,7 +144,7 @@ class NumpyMLP:
         logits = self.forward(x)
         p = softmax(logits)
         onehot = np.eye(self.sizes[-1], dtype=np.float32)[target]
-        self.backward(-(onehot - p))  # d(-log p_t)/dlogits, negated: ascent direction
+        self.backward(onehot - p)  # d(log p_t)/dlogits
         return self.input_grad.reshape(np.shape(x))
 
     # -- persistence -------------------------------------------------------------------
