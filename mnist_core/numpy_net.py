@@ -132,7 +132,7 @@ class NumpyMLP:
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """``(N, 28, 28)`` float32 in [0, 1] -> ``(N, 10)`` float32 probabilities."""
-        x = np.asarray(x, np.float32).reshape(len(x), -1)
+        x = np.asarray(x, np.float32).reshape(len(x), self.sizes[0])
         out = [softmax(self.forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.sizes[-1]), np.float32)
 
