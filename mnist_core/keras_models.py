@@ -88,7 +88,9 @@ def build_lenet5() -> keras.Sequential:
 
 def strip_optimizer(model: keras.Model) -> keras.Model:
     """An uncompiled copy with the same weights, so saved files hold no optimizer state."""
-    clone = keras.models.clone_model(model)
+    # Not keras.models.clone_model: it recompiles the clone when the source is compiled,
+    # and the saved file then carries the optimizer's config and variables.
+    clone = type(model).from_config(model.get_config())
     clone.set_weights(model.get_weights())
     return clone
 
