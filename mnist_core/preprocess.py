@@ -152,27 +152,43 @@ def ink_map(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> np.ndarray
     if img.ndim == 2:
         img = img[..., None]
     h, w, _ = img.shape
-    # Paper estimate: median over a window several strokes wide, computed small for speed.
+    # Polarity: the image border is mostly paper, even in a tight crop of a digit.
     small = _resize_max(img, 64)
     if small.ndim == 2:
         small = small[..., None]
-    k = max(3, (min(small.shape[:2]) // 3) | 1)
-    paper_small = np.stack([cv2.medianBlur(np.ascontiguousarray(small[..., c]), k)
-                            for c in range(small.shape[2])], axis=-1)
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    dark_paper = float(np.median(border)) < 128
+    lo, hi = np.percentile(border.astype(np.float32), [10, 90])
+    if hi - lo < 24:  # ink touching the edge here and there does not count
+        # Evenly lit (a canvas, a scan): the border colour is the paper everywhere, which
+        # also keeps strokes wider than any filter intact.
+        paper_small = np.broadcast_to(np.median(border, axis=0).astype(np.float32),
+                                      small.shape).copy()
+    else:
+        # Photo: a grey closing (opening for dark paper) with a kernel wider than any
+        # stroke erases the ink but follows shadows and uneven light.
+        k = max(3, (min(small.shape[:2]) // 3) | 1)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        op = cv2.MORPH_OPEN if dark_paper else cv2.MORPH_CLOSE
+        paper_small = np.stack([cv2.morphologyEx(np.ascontiguousarray(small[..., c]), op, kernel)
+                                for c in range(small.shape[2])], axis=-1).astype(np.float32)
+        paper_small = cv2.blur(paper_small, (k // 2 | 1, k // 2 | 1))
     paper = cv2.resize(paper_small, (w, h), interpolation=cv2.INTER_LINEAR)
     if paper.ndim == 2:
         paper = paper[..., None]
-    diff = img.astype(np.float32) - paper.astype(np.float32)
-    # Polarity: most pixels are paper, so the paper's brightness says which way ink goes.
-    dark_paper = float(np.median(paper)) < 128
+    diff = img.astype(np.float32) - paper
+    # Ink is the per-channel distance from the paper on the far side, so coloured ink on
+    # white counts as much as black ink.
     ink = (diff if dark_paper else -diff).max(axis=2)
     ink = np.clip(ink, 0, None) / 255.0
     if max(h, w) > 100:
         # Sensor noise and JPEG blocks are finer than any stroke at this resolution.
         ink = cv2.GaussianBlur(ink, (0, 0), max(h, w) / 400)
-    peak = float(np.percentile(ink, 99.9)) if ink.size > 1000 else float(ink.max())
-    if peak < config.min_contrast:
+    strongest = float(ink.max())
+    if strongest < config.min_contrast:
         return np.zeros((h, w), np.float32)
+    # The typical brightness of the stroke cores, robust to a few glints.
+    peak = float(np.median(ink[ink >= 0.5 * strongest]))
     ink8 = (np.clip(ink / peak, 0, 1) * 255).astype(np.uint8)
     otsu, _ = cv2.threshold(ink8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # Keep anti-aliased edges: stretch [half the threshold, peak] onto [0, 1].

@@ -1,0 +1,150 @@
+"""``python -m mnist_core bench``: accuracy, speed and memory, written as a markdown table.
+
+Every number in ``benchmarks/RESULTS.md`` comes from this command; nothing is typed by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import resource
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .artifacts import load_models
+from .data import load_dataset, to_float
+from .evaluate import keras_predict_fn, time_batch, time_single
+from .handwriting import DEFAULT_DIR as HANDWRITING_DIR
+from .handwriting import dev_sets
+from .inference import predict_all
+from .preprocess import NoDigitError, preprocess
+
+
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def naive_input(image: np.ndarray) -> np.ndarray:
+    """What most digit apps do: the whole image, grey, resized to 28x28 (white on black).
+
+    ``image``: canvas RGBA, photo RGB or grey uint8 -> ``(28, 28) float32 [0, 1]``.
+    """
+    if image.ndim == 3 and image.shape[2] == 4:
+        grey = image[..., 3]
+    elif image.ndim == 3:
+        grey = 255 - cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    else:
+        grey = image
+    return cv2.resize(grey, (28, 28), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
+def handwriting_scores(models: dict, directory: str | Path = HANDWRITING_DIR) -> dict:
+    """Accuracy per dev set and model, ours and the naive whole-image resize.
+
+    Returns ``{set: {"n", "ms_per_image", "ours": {model: acc}, "naive": {model: acc},
+    "no_digit": count}}``; an input where no digit is found counts as wrong.
+    """
+    results = {}
+    for name, images, labels in dev_sets(directory):
+        t0 = time.perf_counter()
+        finals, found = [], []
+        for img in images:
+            try:
+                finals.append(preprocess(img).final)
+                found.append(True)
+            except NoDigitError:
+                finals.append(np.zeros((28, 28), np.float32))
+                found.append(False)
+        ms = 1000 * (time.perf_counter() - t0) / len(images)
+        found_arr = np.array(found)
+        ours = predict_all(models, np.stack(finals))
+        naive = predict_all(models, np.stack([naive_input(i) for i in images]))
+        results[name] = {
+            "n": len(labels), "ms_per_image": ms, "no_digit": int((~found_arr).sum()),
+            "ours": {m: float(((p.argmax(1) == labels) & found_arr).mean()) for m, p in ours.items()},
+            "naive": {m: float((p.argmax(1) == labels).mean()) for m, p in naive.items()},
+        }
+    return results
+
+
+def _mnist_table(models: dict, data) -> list[str]:
+    x = to_float(data.x_test)
+    y = data.y_test
+    rows = ["| model | test accuracy | params | train s | 1 image, fast path ms | "
+            "1 image, `model.predict` ms | 10,000 images ms |",
+            "|---|---|---|---|---|---|---|"]
+    for name, m in models.items():
+        acc = float((m.predict_proba(x).argmax(1) == y).mean())
+        single = time_single(m.predict_proba, x)
+        slow = f"{time_single(keras_predict_fn(m.net), x, 20):.2f}" if m.kind == "keras" else "n/a"
+        batch = time_batch(m.predict_proba, x)
+        train_s = m.metrics.get("train_seconds")
+        rows.append(f"| {name} | {acc:.2%} | {m.net.count_params():,} | "
+                    f"{train_s:.0f} | {single:.2f} | {slow} | {batch:.0f} |" if train_s is not None
+                    else f"| {name} | {acc:.2%} | {m.net.count_params():,} | - | {single:.2f} | "
+                    f"{slow} | {batch:.0f} |")
+    total = sum(m.metrics.get("train_seconds") or 0 for m in models.values())
+    rows.append("")
+    rows.append(f"Training all models took {total:.0f} s in total ({total / 60:.1f} min), as "
+                f"recorded by `train` in each model's metrics.")
+    return rows
+
+
+def _handwriting_table(scores: dict, names: list[str]) -> list[str]:
+    rows = ["| set | n | " + " | ".join(names) + " | naive CNN | preprocess ms/image |",
+            "|---|---|" + "---|" * len(names) + "---|---|"]
+    for set_name, s in scores.items():
+        naive_cnn = f"{s['naive']['cnn']:.1%}" if "cnn" in s["naive"] else "-"
+        rows.append(f"| {set_name} | {s['n']} | " +
+                    " | ".join(f"{s['ours'][n]:.2%}" for n in names) +
+                    f" | {naive_cnn} | {s['ms_per_image']:.1f} |")
+    return rows
+
+
+def run_bench(args) -> int:
+    t_start = time.perf_counter()
+    rss_before = _rss_mb()
+    models = load_models(args.artifacts)
+    rss_loaded = _rss_mb()
+    names = list(models)
+    lines = ["# Benchmark results", "",
+             f"Measured by `python -m mnist_core {' '.join(shlex.quote(a) for a in sys.argv[1:])}` "
+             f"on {_dt.date.today().isoformat()}, {platform.processor() or platform.machine()}, "
+             f"{len(__import__('os').sched_getaffinity(0))} CPU cores, Python "
+             f"{platform.python_version()}.", ""]
+    if not args.skip_mnist:
+        data = load_dataset(args.data)
+        lines += ["## MNIST test set (10,000 images)", "", *_mnist_table(models, data), ""]
+    hw_dir = Path(args.handwriting) if args.handwriting else HANDWRITING_DIR
+    if hw_dir.is_dir():
+        scores = handwriting_scores(models, hw_dir)
+        lines += ["## Real handwriting (handwriting-dev)", "",
+                  "Accuracy of each model after this project's preprocessing; 'naive CNN' is the "
+                  "same CNN fed the whole image resized to 28x28, as most digit apps do. "
+                  "Chars74K strokes are rendered as canvas drawings (brush 12-28 px, height "
+                  "40-85% of 280 px, random position) and as JPEG photos of ink on unevenly lit "
+                  "paper; USPS and Semeion scans are upscaled to 64x64.", "",
+                  *_handwriting_table(scores, names), ""]
+    else:
+        lines += [f"(handwriting set not found at {hw_dir}; skipped)", ""]
+    lines += ["## Memory", "",
+              f"Process RSS: {rss_before:.0f} MB before loading, {rss_loaded:.0f} MB with all "
+              f"{len(models)} models loaded, peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+              f"during the benchmark.", "",
+              f"Benchmark wall time: {time.perf_counter() - t_start:.0f} s.", ""]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0

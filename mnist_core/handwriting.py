@@ -1,0 +1,139 @@
+"""Real handwriting that is not MNIST, turned into the inputs the app really gets.
+
+The development set (``../shared/data/handwriting-dev``) holds Chars74K pen strokes and
+USPS/Semeion scans. Strokes are rendered two ways, both seeded: as a person drawing on the
+app's 280x280 canvas (white brush on a transparent background, random brush width, size
+and position), and as a photo of ink on paper (dark ink, uneven light, noise, JPEG).
+Scans are upscaled as a scanner at a higher resolution would deliver them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "handwriting-dev"
+
+
+@dataclass(frozen=True)
+class CanvasStyle:
+    size: int = 280                          # the app's canvas side in pixels
+    brush: tuple[float, float] = (12, 28)    # brush width range, pixels
+    height: tuple[float, float] = (0.40, 0.85)  # digit height as a fraction of the canvas
+
+
+@dataclass(frozen=True)
+class PhotoStyle:
+    size: tuple[int, int] = (360, 480)       # photo side range, pixels
+    pen: tuple[float, float] = (0.025, 0.07)  # pen width as a fraction of the digit height
+    height: tuple[float, float] = (0.35, 0.7)  # digit height as a fraction of the photo
+    noise: tuple[float, float] = (2, 10)     # sensor noise std, grey levels
+    jpeg: tuple[int, int] = (45, 85)         # JPEG quality range
+
+
+def load_strokes(path: str | Path) -> list[tuple[int, list[np.ndarray]]]:
+    """Chars74K strokes: list of ``(label, [ (n_i, 2) float32 x,y points ... ])``."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                rec = json.loads(line)
+                out.append((int(rec["label"]), [np.asarray(s, np.float32).reshape(-1, 2)
+                                                for s in rec["strokes"] if len(s)]))
+    return out
+
+
+def load_scans(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """USPS/Semeion ``.npz``: ``(N, 16, 16) uint8`` white on black and ``(N,)`` labels."""
+    with np.load(path, allow_pickle=False) as f:
+        return f["images"].astype(np.uint8), f["labels"].astype(np.int64)
+
+
+def upscale_scan(image: np.ndarray, side: int = 64) -> np.ndarray:
+    """A ``(16, 16)`` scan at ``side`` pixels, smoothly (``(side, side) uint8``)."""
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC)
+
+
+def _place(strokes: list[np.ndarray], height: float, width_limit: float, rng, size: int,
+           margin: float) -> list[np.ndarray]:
+    pts = np.concatenate(strokes)
+    lo, hi = pts.min(0), pts.max(0)
+    extent = np.maximum(hi - lo, 1.0)
+    scale = min(height / extent[1], width_limit / extent[0])
+    w, h = extent * scale
+    x0 = rng.uniform(margin, max(margin, size - margin - w))
+    y0 = rng.uniform(margin, max(margin, size - margin - h))
+    return [(s - lo) * scale + np.array([x0, y0], np.float32) for s in strokes]
+
+
+def _draw(canvas: np.ndarray, strokes: list[np.ndarray], width: float, colour) -> None:
+    shift = 4  # sub-pixel precision for anti-aliased polylines
+    thick = max(1, int(round(width)))
+    for s in strokes:
+        p = np.round(s * (1 << shift)).astype(np.int32)
+        if len(p) == 1:
+            cv2.circle(canvas, tuple(p[0]), thick * (1 << shift) // 2, colour, -1, cv2.LINE_AA, shift)
+        else:
+            cv2.polylines(canvas, [p], False, colour, thick, cv2.LINE_AA, shift)
+
+
+def render_canvas(strokes: list[np.ndarray], rng: np.random.Generator,
+                  style: CanvasStyle = CanvasStyle()) -> np.ndarray:
+    """Strokes as drawn on the app's canvas: ``(280, 280, 4) uint8`` RGBA, white ink on a
+    transparent background (what streamlit-drawable-canvas returns)."""
+    brush = rng.uniform(*style.brush)
+    height = rng.uniform(*style.height) * style.size
+    placed = _place(strokes, height, style.size - brush - 4, rng, style.size, brush / 2 + 2)
+    canvas = np.zeros((style.size, style.size, 4), np.uint8)
+    _draw(canvas, placed, brush, (255, 255, 255, 255))
+    return canvas
+
+
+def render_photo(strokes: list[np.ndarray], rng: np.random.Generator,
+                 style: PhotoStyle = PhotoStyle()) -> np.ndarray:
+    """Strokes as a phone photo of ink on paper: ``(H, W, 3) uint8`` RGB after JPEG."""
+    h = int(rng.integers(*style.size))
+    w = int(rng.integers(*style.size))
+    height = rng.uniform(*style.height) * min(h, w)
+    pen = max(2.0, rng.uniform(*style.pen) * height)
+    paper = np.array(rng.uniform(190, 250, 3), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # Uneven light: a tilt plus a soft shadow blob.
+    gx, gy = rng.uniform(-0.25, 0.25, 2)
+    light = 1 + gx * (xx / w - 0.5) + gy * (yy / h - 0.5)
+    cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.3, 0.8) * max(h, w)
+    light -= rng.uniform(0.0, 0.3) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+    img = np.ones((h, w, 3), np.float32) * paper
+    ink_mask = np.zeros((h, w), np.uint8)
+    placed = _place(strokes, height, min(h, w) * 0.9 - pen, rng, min(h, w), pen + 4)
+    _draw(ink_mask, placed, pen, 255)
+    ink_mask = cv2.GaussianBlur(ink_mask.astype(np.float32) / 255, (0, 0), rng.uniform(0.5, 1.5))
+    ink = np.array(rng.uniform(10, 70, 3), np.float32)  # black-ish, sometimes blue-ish
+    img = img * (1 - ink_mask[..., None]) + ink * ink_mask[..., None]
+    img = img * light[..., None] + rng.normal(0, rng.uniform(*style.noise), img.shape)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY,
+                                                    int(rng.integers(*style.jpeg))])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+
+def dev_sets(directory: str | Path = DEFAULT_DIR, seed: int = 0):
+    """Yield ``(set_name, images, labels)`` for every style of the development set.
+
+    Images are lists of raw inputs (canvas RGBA, photo RGB, upscaled scans), exactly what
+    the app and ``predict`` would be given.
+    """
+    directory = Path(directory)
+    strokes = load_strokes(directory / "chars74k_digits_strokes.jsonl")
+    labels = np.array([lab for lab, _ in strokes])
+    rng = np.random.default_rng(seed)
+    yield "chars74k-canvas", [render_canvas(s, rng) for _, s in strokes], labels
+    rng = np.random.default_rng(seed + 1)
+    yield "chars74k-photo", [render_photo(s, rng) for _, s in strokes], labels
+    for name in ("usps_test", "semeion"):
+        x, y = load_scans(directory / f"{name}.npz")
+        yield name.split("_")[0], [upscale_scan(img) for img in x], y

@@ -1,0 +1,219 @@
+"""Each preprocessing step on constructed images whose right answer is known."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_core import preprocess as P
+
+
+def canvas_with(draw, size=280, rgba=True) -> np.ndarray:
+    """A transparent 280x280 RGBA canvas with white strokes drawn by ``draw(img, colour)``."""
+    img = np.zeros((size, size, 4 if rgba else 3), np.uint8)
+    draw(img, (255, 255, 255, 255) if rgba else (255, 255, 255))
+    return img
+
+
+def one(img, colour):
+    cv2.line(img, (140, 60), (140, 220), colour, 18)
+
+
+def png_bytes(arr: np.ndarray, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=kw.pop("format", "PNG"), **kw)
+    return buf.getvalue()
+
+
+# -- ink extraction ---------------------------------------------------------------------
+
+def test_ink_map_canvas_is_white_on_black_and_keeps_the_stroke():
+    ink = P.ink_map(canvas_with(one))
+    assert ink.dtype == np.float32 and ink.shape == (280, 280)
+    assert ink[140, 140] > 0.9 and ink[20, 20] == 0 and ink[140, 40] == 0
+
+
+def test_ink_map_inverts_dark_ink_on_light_paper():
+    paper = np.full((200, 200, 3), 235, np.uint8)
+    cv2.line(paper, (100, 30), (100, 170), (20, 20, 20), 12)
+    ink = P.ink_map(paper)
+    assert ink[100, 100] > 0.9
+    assert ink[10, 10] == 0 and ink[100, 20] == 0
+
+
+def test_ink_map_ignores_a_shadow_gradient_and_finds_coloured_ink():
+    h, w = 300, 300
+    light = np.linspace(0.55, 1.0, w, dtype=np.float32)[None, :, None]
+    paper = (np.full((h, w, 3), 240, np.float32) * light).astype(np.uint8)
+    cv2.line(paper, (80, 60), (80, 240), (40, 60, 200), 10)      # blue ink in the shadow
+    cv2.line(paper, (230, 60), (230, 240), (200, 40, 40), 10)    # red ink in the light
+    ink = P.ink_map(paper)
+    assert ink[150, 80] > 0.7 and ink[150, 230] > 0.7
+    # the paper itself, dark side and bright side, stays black
+    assert ink[150, 15].max() < 0.05 and ink[150, 285] < 0.05 and ink[150, 155] < 0.05
+
+
+def test_blank_images_hold_no_digit():
+    for blank in (np.zeros((280, 280, 4), np.uint8), np.full((100, 100, 3), 250, np.uint8)):
+        with pytest.raises(P.NoDigitError):
+            P.preprocess(blank)
+
+
+def test_noise_alone_is_no_digit():
+    rng = np.random.default_rng(0)
+    paper = np.clip(rng.normal(230, 4, (240, 240, 3)), 0, 255).astype(np.uint8)
+    with pytest.raises(P.NoDigitError):
+        P.preprocess(paper)
+
+
+def test_specks_are_ignored_when_cropping():
+    img = canvas_with(one)
+    cv2.circle(img, (20, 20), 2, (255, 255, 255, 255), -1)  # a speck far away
+    stages = P.preprocess(img)
+    x, y, w, h = stages.box
+    assert x > 100 and y > 40 and h > 150 and w < 40  # the box hugs the stroke, not the speck
+
+
+# -- MNIST geometry ---------------------------------------------------------------------
+
+def test_crop_box_and_fit_into_20_keeping_aspect():
+    img = np.zeros((200, 300), np.uint8)
+    cv2.rectangle(img, (50, 40), (249, 139), 255, 12)  # 200 wide, 100 tall outline
+    stages = P.preprocess(img)
+    x, y, w, h = stages.box
+    assert abs(x - 44) <= 2 and abs(y - 34) <= 2 and abs(w - 212) <= 3 and abs(h - 112) <= 3
+    fh, fw = stages.fitted.shape
+    assert fw == 20 and abs(fh - round(20 * h / w)) <= 1
+
+
+def test_final_is_centred_by_mass_at_14_14():
+    # An L shape: its centre of mass is far from its bounding-box centre.
+    def ell(img, colour):
+        cv2.line(img, (60, 40), (60, 240), colour, 20)
+        cv2.line(img, (60, 240), (200, 240), colour, 20)
+    stages = P.preprocess(canvas_with(ell))
+    cy, cx = P.centre_of_mass(stages.final)
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+    by, bx = P.centre_of_mass(stages.boxed)
+    assert abs(by - 14) > 0.5 or abs(bx - 14) > 0.5  # the box centre alone was not enough
+    assert stages.final.shape == (28, 28) and stages.final.dtype == np.float32
+    assert stages.final.max() == pytest.approx(1.0) and stages.final.min() >= 0
+
+
+def test_position_and_size_do_not_change_the_result():
+    def digit_at(x, y, s):
+        def draw(img, colour):
+            cv2.circle(img, (x, y), s, colour, max(4, s // 5))
+            cv2.line(img, (x + s, y), (x + s, y + 2 * s), colour, max(4, s // 5))
+        return canvas_with(draw)
+    a = P.preprocess(digit_at(70, 70, 30)).final
+    b = P.preprocess(digit_at(150, 120, 55)).final
+    # Equal up to resampling and the whole-pixel rounding of the centring shift.
+    best = min(np.abs(np.roll(a, (dy, dx), axis=(0, 1)) - b).mean()
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    assert best < 0.03
+
+
+def test_stroke_width_estimate_and_normalisation():
+    # Rings have no line caps, so 2 x area / perimeter is exactly their width.
+    for width in (4, 20):
+        ring = np.zeros((200, 200), np.float32)
+        cv2.circle(ring, (100, 100), 80, 1.0, width)
+        assert P.stroke_width(ring) == pytest.approx(width, abs=1.0)  # pixel-grid outline
+    # after normalising, hairline and marker end up within MNIST's range of widths
+    widths = []
+    for w in (3, 45):
+        img = np.zeros((280, 280), np.uint8)
+        cv2.circle(img, (140, 140), 90, 255, w)
+        final = P.preprocess(img).final
+        widths.append(P.stroke_width(cv2.resize(final, (112, 112))) / 112 * 28 / 20)
+    assert all(0.06 < r < 0.2 for r in widths), widths
+
+
+# -- decoding ---------------------------------------------------------------------------
+
+def test_decode_applies_exif_rotation():
+    arr = np.full((40, 80, 3), 255, np.uint8)
+    arr[:, :10] = 0  # a dark band on the left edge
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes())
+    out = P.decode_image(buf.getvalue())
+    assert out.shape[:2] == (80, 40)           # rotated to portrait
+    assert out[:10, :, 0].mean() < 60          # the band is now along the top edge
+
+
+def test_decode_keeps_transparency_and_black_ink_on_transparent_reads_as_ink():
+    rgba = np.zeros((120, 120, 4), np.uint8)
+    cv2.line(rgba, (60, 15), (60, 105), (0, 0, 0, 255), 10)  # black ink, transparent paper
+    arr = P.decode_image(png_bytes(rgba))
+    assert arr.shape == (120, 120, 4)
+    stages = P.preprocess(arr)
+    assert stages.box[3] > 80 and stages.box[2] < 25
+
+
+def test_gif_first_frame_and_grey_and_bmp_decode():
+    frames = [Image.fromarray(np.full((30, 30), v, np.uint8)) for v in (10, 200)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    assert P.decode_image(buf.getvalue())[..., 0].mean() < 50
+    assert P.decode_image(png_bytes(np.zeros((5, 5), np.uint8), format="BMP")).shape == (5, 5, 3)
+
+
+def test_decode_rejects_garbage_and_oversized_images():
+    with pytest.raises(P.ImageReadError, match="not a readable image"):
+        P.decode_image(b"\x89PNG\r\n\x1a\nnot really")
+    big = png_bytes(np.zeros((300, 300), np.uint8))
+    with pytest.raises(P.ImageReadError, match="megapixels"):
+        P.decode_image(big, max_pixels=50_000)
+    with pytest.raises(P.ImageReadError, match="MB"):
+        P.decode_image(b"0" * 100, max_bytes=10)
+
+
+# -- several digits ---------------------------------------------------------------------
+
+def _sequence(digits: list[str], touching=False) -> np.ndarray:
+    img = np.zeros((120, 60 * len(digits) + 40), np.uint8)
+    step = 44 if touching else 60
+    for i, d in enumerate(digits):
+        cv2.putText(img, d, (20 + i * step, 95), cv2.FONT_HERSHEY_SIMPLEX, 3, 255, 8, cv2.LINE_AA)
+    return img
+
+
+def test_segment_splits_a_sequence_left_to_right():
+    parts = P.segment(_sequence(list("2026")))
+    assert len(parts) == 4
+    xs = [p.box[0] for p in parts]
+    assert xs == sorted(xs)
+
+
+def test_segment_keeps_a_broken_digit_whole():
+    # A 5 whose top bar is a separate stroke, and a 4 drawn as two strokes.
+    img = np.zeros((200, 400), np.uint8)
+    cv2.line(img, (60, 30), (120, 30), 255, 10)
+    cv2.ellipse(img, (85, 120), (40, 45), 0, -120, 150, 255, 10)
+    cv2.line(img, (60, 35), (55, 85), 255, 10)
+    cv2.line(img, (260, 30), (230, 120), 255, 10)
+    cv2.line(img, (230, 120), (310, 120), 255, 10)
+    cv2.line(img, (290, 60), (292, 180), 255, 10)
+    parts = P.segment(img)
+    assert len(parts) == 2
+
+
+def test_segment_cuts_touching_digits():
+    img = np.zeros((120, 200), np.uint8)
+    cv2.circle(img, (60, 60), 40, 255, 10)
+    cv2.circle(img, (138, 60), 40, 255, 10)  # two 0s touching
+    parts = P.segment(img)
+    assert len(parts) == 2
+    assert parts[0].box[0] < parts[1].box[0]
+
+
+def test_single_digit_is_not_split():
+    assert len(P.segment(canvas_with(one))) == 1
