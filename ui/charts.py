@@ -1,0 +1,171 @@
+"""Plotly figures for the app, built from plain dicts.
+
+``make_subplots`` and validated ``go.Bar`` objects cost ~30 ms per figure; these builders
+write the figure JSON directly and wrap it in ``go.Figure(..., _validate=False)``, which
+``st.plotly_chart`` serialises in about a millisecond. Every figure is static apart from
+hover (``PLOTLY_CONFIG`` hides the mode bar).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+PLOTLY_CONFIG = {"displayModeBar": False, "responsive": True}
+
+# One colour per model on every page; unknown models take the next free colour.
+MODEL_COLORS = {"numpy": "#0e7490", "dense": "#ea580c", "cnn": "#4f46e5", "lenet5": "#16a34a"}
+_SPARE_COLORS = ("#db2777", "#7c3aed", "#ca8a04", "#475569")
+MUTED = "#cbd5e1"
+GRID = "rgba(100, 116, 139, 0.18)"
+
+
+def model_color(name: str, position: int = 0) -> str:
+    return MODEL_COLORS.get(name) or _SPARE_COLORS[position % len(_SPARE_COLORS)]
+
+
+def _axis_id(i: int) -> str:
+    return "" if i == 0 else str(i + 1)
+
+
+def _figure(data: list[dict], layout: dict) -> go.Figure:
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
+def probability_figure(probs: Mapping[str, np.ndarray], titles: Mapping[str, str],
+                       class_names: Sequence[str], height: int = 230) -> go.Figure:
+    """One panel of 10 bars per model, side by side, all on the same 0-1 axis.
+
+    ``probs``: model name -> ``(10,)`` probabilities. Each model's top class is drawn in
+    the model's colour with its percentage; the rest are muted.
+    """
+    names = list(probs)
+    n = max(len(names), 1)
+    gap = 0.035 if n > 1 else 0.0
+    width = (1 - gap * (n - 1)) / n
+    labels = list(class_names)
+    data, annotations = [], []
+    layout: dict = {
+        "height": height, "showlegend": False, "bargap": 0.18,
+        "margin": {"l": 44, "r": 8, "t": 30, "b": 28},
+        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
+        "hoverlabel": {"font": {"size": 14}},
+    }
+    for i, name in enumerate(names):
+        p = np.asarray(probs[name], np.float64).reshape(-1)
+        top = int(p.argmax())
+        ax = _axis_id(i)
+        color = model_color(name, i)
+        x0 = i * (width + gap)
+        title = titles.get(name, name)
+        data.append({
+            "type": "bar", "x": labels, "y": np.round(p, 4).tolist(),
+            "xaxis": f"x{ax}", "yaxis": f"y{ax}", "name": title,
+            "marker": {"color": [color if k == top else MUTED for k in range(len(p))]},
+            "text": [f"{v:.0%}" if k == top else "" for k, v in enumerate(p)],
+            "textposition": "outside", "cliponaxis": False,
+            "textfont": {"size": 13, "color": color},
+            "hovertemplate": "%{x}: %{y:.1%}<extra>" + title + "</extra>",
+        })
+        layout[f"xaxis{ax}"] = {"domain": [x0, x0 + width], "anchor": f"y{ax}",
+                                "type": "category", "fixedrange": True,
+                                "tickfont": {"size": 13}, "showgrid": False}
+        layout[f"yaxis{ax}"] = {"range": [0, 1], "anchor": f"x{ax}", "fixedrange": True,
+                                "tickformat": ".0%", "tickvals": [0, 0.5, 1],
+                                "showticklabels": i == 0, "gridcolor": GRID, "zeroline": False}
+        annotations.append({"text": f"<b>{title}</b>", "x": x0 + width / 2, "y": 1.0,
+                            "xref": "paper", "yref": "paper", "yanchor": "bottom", "yshift": 8,
+                            "showarrow": False, "font": {"size": 14}})
+    layout["annotations"] = annotations
+    return _figure(data, layout)
+
+
+CONFUSION_MODES = ("Counts", "Row %", "Errors only")
+
+
+def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[str],
+                     mode: str = "Counts", height: int = 540) -> go.Figure:
+    """Heatmap of a confusion matrix (rows = true class, columns = prediction).
+
+    ``mode``: ``"Counts"``; ``"Row %"`` (each row divided by its total, i.e. recall on the
+    diagonal); ``"Errors only"`` (counts with the diagonal blanked so mistakes stand out).
+    """
+    cm = np.asarray(confusion, np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    if mode == "Row %":
+        z = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+        text = [[f"{v:.1%}" if v else "" for v in row] for row in z]
+    else:
+        z = cm.copy()
+        if mode == "Errors only":
+            np.fill_diagonal(z, 0)
+        text = [[f"{int(v)}" if v else "" for v in row] for row in z]
+    labels = list(class_names)
+    data = [{
+        "type": "heatmap", "z": z.tolist(), "x": labels, "y": labels, "text": text,
+        "texttemplate": "%{text}", "textfont": {"size": 12},
+        "colorscale": "Blues", "xgap": 1, "ygap": 1, "showscale": False,
+        "hovertemplate": "true %{y}, predicted %{x}: %{text}<extra></extra>",
+    }]
+    layout = {
+        "height": height, "margin": {"l": 60, "r": 10, "t": 10, "b": 56},
+        "xaxis": {"title": {"text": "Predicted"}, "type": "category", "fixedrange": True,
+                  "tickfont": {"size": 13}},
+        "yaxis": {"title": {"text": "True"}, "type": "category", "autorange": "reversed",
+                  "fixedrange": True, "tickfont": {"size": 13}},
+        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    return _figure(data, layout)
+
+
+def curves_figure(histories: Mapping[str, Sequence[Mapping]], titles: Mapping[str, str],
+                  log_loss: bool = False, height: int = 440) -> go.Figure:
+    """Loss (left) and accuracy (right) per epoch: train dashed, validation solid.
+
+    ``histories``: model name -> list of epoch dicts with ``epoch, loss, accuracy, val_loss,
+    val_accuracy``. Every model is overlaid in its own colour.
+    """
+    data: list[dict] = []
+    for i, (name, epochs) in enumerate(histories.items()):
+        if not epochs:
+            continue
+        color = model_color(name, i)
+        title = titles.get(name, name)
+        x = [int(e["epoch"]) for e in epochs]
+        for ax, key, fmt in (("", "loss", ".4f"), ("2", "accuracy", ".2%")):
+            for split, dash, prefix in (("train", "dash", ""), ("validation", "solid", "val_")):
+                data.append({
+                    "type": "scatter", "mode": "lines+markers", "x": x,
+                    "y": [float(e[prefix + key]) for e in epochs],
+                    "xaxis": f"x{ax}", "yaxis": f"y{ax}",
+                    "name": title, "legendgroup": name,
+                    "showlegend": ax == "" and split == "validation",
+                    "line": {"color": color, "dash": dash, "width": 2.5 if dash == "solid" else 2},
+                    "marker": {"size": 5},
+                    "hovertemplate": f"{title} {split}<br>epoch %{{x}}: %{{y:{fmt}}}<extra></extra>",
+                })
+    # Two grey legend entries explain the line styles.
+    for split, dash in (("train (dashed)", "dash"), ("validation (solid)", "solid")):
+        data.append({"type": "scatter", "mode": "lines", "x": [None], "y": [None],
+                     "name": split, "line": {"color": "#64748b", "dash": dash},
+                     "legendgroup": split, "hoverinfo": "skip"})
+    axis = {"gridcolor": GRID, "zeroline": False}
+    layout = {
+        "height": height, "margin": {"l": 56, "r": 10, "t": 36, "b": 44},
+        "legend": {"orientation": "h", "y": -0.16, "x": 0, "font": {"size": 13}},
+        "xaxis": {**axis, "domain": [0, 0.46], "anchor": "y", "title": {"text": "epoch"}},
+        "yaxis": {**axis, "anchor": "x", "type": "log" if log_loss else "linear"},
+        "xaxis2": {**axis, "domain": [0.54, 1], "anchor": "y2", "title": {"text": "epoch"}},
+        "yaxis2": {**axis, "anchor": "x2", "tickformat": ".1%"},
+        "annotations": [
+            {"text": "<b>Loss</b>", "x": 0.23, "y": 1, "xref": "paper", "yref": "paper",
+             "yanchor": "bottom", "showarrow": False, "font": {"size": 15}},
+            {"text": "<b>Accuracy</b>", "x": 0.77, "y": 1, "xref": "paper", "yref": "paper",
+             "yanchor": "bottom", "showarrow": False, "font": {"size": 15}},
+        ],
+        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
+        "hovermode": "closest",
+    }
+    return _figure(data, layout)

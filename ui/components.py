@@ -1,0 +1,226 @@
+"""UI pieces shared by the pages: navigation, prediction panel, image views, gallery table.
+
+Images arrive as ``(h, w) float32 in [0, 1]`` white-on-black (mnist_core's convention) or
+``uint8``; the helpers here only scale them up for display.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+from streamlit.errors import StreamlitPageNotFoundError
+
+from mnist_core.artifacts import Gallery, LoadedModel
+from mnist_core.inference import Reading, agreement
+from mnist_core.preprocess import Stages, centre_of_mass
+
+from .charts import PLOTLY_CONFIG, probability_figure
+
+PAGES = (
+    ("app.py", "Draw", ":material/draw:"),
+    ("pages/1_Upload.py", "Upload", ":material/upload:"),
+    ("pages/2_Compare_models.py", "Compare models", ":material/leaderboard:"),
+    ("pages/3_Training_curves.py", "Training curves", ":material/show_chart:"),
+)
+
+ACCENT = (79, 70, 229)     # the theme's primary colour, for boxes drawn on images
+MARK = (239, 68, 68)       # centre-of-mass dot
+
+
+def nav() -> None:
+    """Links to every page in one wrapping row (the sidebar list would call app.py "app")."""
+    with st.container(horizontal=True, gap="small"):
+        try:
+            for path, label, icon in PAGES:
+                st.page_link(path, label=label, icon=icon)
+        except StreamlitPageNotFoundError:
+            pass  # a page run on its own (`streamlit run pages/...`) has nothing to link to
+
+
+# ---------------------------------------------------------------------------------------
+# Image helpers (display only)
+# ---------------------------------------------------------------------------------------
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.dtype == np.uint8:
+        return img
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+def pixels(img: np.ndarray, scale: int, grid: bool = False) -> np.ndarray:
+    """Nearest-neighbour upscale so each model pixel is a crisp ``scale`` x ``scale`` block."""
+    out = np.repeat(np.repeat(to_uint8(img), scale, axis=0), scale, axis=1)
+    if grid and scale >= 4:
+        out = out.copy()
+        out[::scale] = (out[::scale] * 0.8 + 28).astype(np.uint8)
+        out[:, ::scale] = (out[:, ::scale] * 0.8 + 28).astype(np.uint8)
+    return out
+
+
+def _square(img: np.ndarray, side: int) -> np.ndarray:
+    """Pad to a square on black, then resize to ``side`` (smooth), for variable-size stages."""
+    img = to_uint8(img)
+    h, w = img.shape[:2]
+    n = max(h, w, 1)
+    canvas = np.zeros((n, n, *img.shape[2:]), np.uint8)
+    y, x = (n - h) // 2, (n - w) // 2
+    canvas[y:y + h, x:x + w] = img
+    return np.asarray(Image.fromarray(canvas).resize((side, side), Image.Resampling.BOX))
+
+
+def _rgb(img: np.ndarray) -> np.ndarray:
+    g = to_uint8(img)
+    return np.repeat(g[..., None], 3, axis=2)
+
+
+def _mark_centre(img: np.ndarray, scale: int) -> np.ndarray:
+    """Upscaled RGB copy of a 28x28 image with its centre of mass as a red dot."""
+    cy, cx = centre_of_mass(np.asarray(img, np.float32))
+    out = pixels(_rgb(img), scale)
+    r = max(2, scale // 2)
+    y, x = int(round(cy * scale + scale / 2)), int(round(cx * scale + scale / 2))
+    out[max(0, y - r):y + r, max(0, x - r):x + r] = MARK
+    return out
+
+
+def thumbnail(image: np.ndarray, side: int = 220) -> np.ndarray:
+    """A decoded upload shrunk for display (never ship a 40-megapixel photo to the browser)."""
+    img = Image.fromarray(np.asarray(image))
+    img.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(img)
+
+
+def data_url(img: np.ndarray, scale: int = 2) -> str:
+    """A small PNG as a ``data:`` URL, for image columns in dataframes."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels(img, scale)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------
+# Views
+# ---------------------------------------------------------------------------------------
+
+def model_input_view(final: np.ndarray, caption: str = "What the models see: 28×28 pixels",
+                     scale: int = 8) -> None:
+    """The 28x28 model input, blown up with a faint pixel grid."""
+    st.image(pixels(final, scale, grid=True), caption=caption, width=28 * scale)
+
+
+def stages_view(stages: Stages, side: int = 132) -> None:
+    """The preprocessing steps from the ink found to the model input, left to right."""
+    ink = _rgb(stages.ink)
+    x, y, w, h = stages.box
+    t = max(1, max(ink.shape[:2]) // 100)
+    ink[y:y + h, x:x + t] = ACCENT
+    ink[y:y + h, x + w - t:x + w] = ACCENT
+    ink[y:y + t, x:x + w] = ACCENT
+    ink[y + h - t:y + h, x:x + w] = ACCENT
+    fitted = np.zeros((20, 20), np.float32)
+    fh, fw = stages.fitted.shape
+    fitted[(20 - fh) // 2:(20 - fh) // 2 + fh, (20 - fw) // 2:(20 - fw) // 2 + fw] = stages.fitted
+    st.image(
+        [_square(ink, side), _square(stages.cropped, side), pixels(fitted, side // 20),
+         _mark_centre(stages.boxed, side // 28), _mark_centre(stages.final, side // 28)],
+        caption=["1 · ink found", "2 · cropped", "3 · fitted into 20×20",
+                 "4 · pasted in 28×28", "5 · centred by mass"],
+        width=side,
+    )
+
+
+def _title(models: Mapping[str, LoadedModel], name: str) -> str:
+    m = models.get(name)
+    return m.title if m is not None else name
+
+
+def agreement_note(votes: Mapping[object, list[str]], models: Mapping[str, LoadedModel],
+                   what: str = "") -> None:
+    """Say whether the models agree; when they do not, which said what."""
+    if len(models) < 2:
+        return
+    if len(votes) == 1:
+        answer = next(iter(votes))
+        st.success(f"All {len(models)} models read **{answer}**{what}.", icon=":material/check:")
+        return
+    parts = " · ".join(f"**{answer}**: {', '.join(_title(models, n) for n in names)}"
+                       for answer, names in sorted(votes.items(), key=lambda kv: -len(kv[1])))
+    st.warning(f"The models disagree{what}. {parts}", icon=":material/call_split:")
+
+
+def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, LoadedModel],
+                     class_names: Sequence[str], key: str, true_label: int | None = None,
+                     cards: bool = True) -> None:
+    """Each model's answer and confidence, whether they agree, and every model's bars.
+
+    ``probs``: model name -> ``(10,)`` probabilities. With ``true_label`` each card also
+    says whether the model was right. All bars go into one figure.
+    """
+    if cards:
+        cols = st.columns(len(probs))
+        for col, name in zip(cols, probs):
+            p = np.asarray(probs[name])
+            digit, conf = int(p.argmax()), float(p.max())
+            if true_label is None:
+                delta, color = f"{conf:.0%} sure", "off"
+            else:
+                right = digit == int(true_label)
+                delta = f"{conf:.0%} sure · {'right' if right else 'wrong'}"
+                color = "green" if right else "red"
+            col.metric(_title(models, name), class_names[digit], delta, delta_color=color,
+                       delta_arrow="off", border=True)
+    _, votes = agreement(Reading(None, dict(probs)))  # type: ignore[arg-type]
+    agreement_note({class_names[d]: names for d, names in votes.items()}, models)
+    titles = {n: _title(models, n) for n in probs}
+    st.plotly_chart(probability_figure(probs, titles, class_names), config=PLOTLY_CONFIG,
+                    key=f"{key}-bars")
+
+
+def sequence_panel(readings: Sequence[Reading], models: Mapping[str, LoadedModel],
+                   class_names: Sequence[str], key: str) -> None:
+    """Several digits: the string each model read, then each digit with its bars."""
+    sequences = {n: "".join(class_names[r.digit(n)] for r in readings) for n in models}
+    cols = st.columns(len(models))
+    for col, name in zip(cols, models):
+        col.metric(_title(models, name), sequences[name], f"{len(readings)} digits",
+                   delta_color="off", delta_arrow="off", border=True)
+    votes: dict[str, list[str]] = {}
+    for name, seq in sequences.items():
+        votes.setdefault(seq, []).append(name)
+    agreement_note(votes, models, " the sequence")
+    for i, reading in enumerate(readings):
+        with st.container(border=True):
+            left, right = st.columns([1, 4], vertical_alignment="center")
+            left.image(pixels(reading.stages.final, 4, grid=True),
+                       caption=f"digit {i + 1} as the models see it")
+            with right:
+                prediction_panel(reading.probs, models, class_names, key=f"{key}-{i}",
+                                 cards=False)
+
+
+def gallery_table(gallery: Gallery, rows: np.ndarray, models: Mapping[str, LoadedModel],
+                  class_names: Sequence[str], key: str) -> None:
+    """Gallery digits as a table: image, test-set index, true label, each model's answer."""
+    rows = np.asarray(rows, np.int64)
+    table: dict[str, list] = {
+        "Digit": [data_url(gallery.images[i]) for i in rows],
+        "Test index": gallery.index[rows].tolist(),
+        "True": [class_names[int(gallery.labels[i])] for i in rows],
+    }
+    for name in models:
+        preds = gallery.preds.get(name)
+        if preds is None:
+            table[_title(models, name)] = ["—"] * len(rows)
+            continue
+        table[_title(models, name)] = [
+            class_names[int(preds[i])] + ("" if preds[i] == gallery.labels[i] else "  ✗")
+            for i in rows]
+    st.dataframe(pd.DataFrame(table), hide_index=True, row_height=60, key=key,
+                 column_config={"Digit": st.column_config.ImageColumn("Digit", width="small"),
+                                "Test index": st.column_config.NumberColumn(format="%d")})

@@ -1,0 +1,90 @@
+"""The shipped artifacts, loaded once: models per process, data per manifest version.
+
+Every loader is keyed on the artifacts folder and the manifest's modification time, so
+artifacts rebuilt while the app runs are picked up on the next rerun. A missing or damaged
+artifact shows ``st.error`` with :class:`~mnist_core.artifacts.ArtifactError`'s message
+(which names the file and the rebuild command) and stops the page.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NoReturn
+
+import streamlit as st
+
+from mnist_core.artifacts import (DEFAULT_DIR, MANIFEST, ArtifactError, Gallery, LoadedModel,
+                                  load_gallery, load_models, read_manifest)
+
+ENV_VAR = "MNIST_STUDIO_ARTIFACTS"
+DIGITS = tuple(str(d) for d in range(10))
+
+
+def artifacts_dir() -> Path:
+    """``$MNIST_STUDIO_ARTIFACTS`` if set, else the repository's ``artifacts/``."""
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR).expanduser()
+
+
+def _stamp(directory: Path) -> int:
+    """Changes whenever the manifest is rewritten (0 when there is none)."""
+    try:
+        return (directory / MANIFEST).stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@st.cache_resource(show_spinner="Loading the models…", max_entries=2)
+def _load_models(directory: str, stamp: int) -> dict[str, LoadedModel]:
+    return load_models(directory)
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _load_gallery(directory: str, stamp: int) -> Gallery:
+    return load_gallery(directory)
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _read_manifest(directory: str, stamp: int) -> dict:
+    return read_manifest(directory)
+
+
+def _fail(exc: ArtifactError) -> NoReturn:
+    st.error(f"**The shipped models could not be loaded.**\n\n{exc}", icon="🚫")
+    st.stop()
+
+
+def models() -> dict[str, LoadedModel]:
+    """Every model the manifest lists, in registry order (stops the page if none load)."""
+    directory = artifacts_dir()
+    try:
+        loaded = _load_models(str(directory), _stamp(directory))
+    except ArtifactError as exc:
+        _fail(exc)
+    if not loaded:
+        _fail(ArtifactError(f"{directory / MANIFEST} lists no models; rebuild with "
+                            f"`python -m mnist_core train --data PATH_TO_MNIST`"))
+    return loaded
+
+
+def gallery() -> Gallery:
+    """The shipped test digits with every model's answer (stops the page if unreadable)."""
+    directory = artifacts_dir()
+    try:
+        return _load_gallery(str(directory), _stamp(directory))
+    except ArtifactError as exc:
+        _fail(exc)
+
+
+def manifest() -> dict:
+    directory = artifacts_dir()
+    try:
+        return _read_manifest(str(directory), _stamp(directory))
+    except ArtifactError as exc:
+        _fail(exc)
+
+
+def class_names() -> tuple[str, ...]:
+    """Display name of each label (digits for MNIST), from the manifest."""
+    names = manifest().get("class_names") or DIGITS
+    return tuple(str(n) for n in names) if len(names) == 10 else DIGITS
