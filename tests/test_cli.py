@@ -1,0 +1,125 @@
+"""``python -m mnist_core``: the predict/evaluate JSON contracts and a tiny end-to-end train."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from conftest import draw_digit, make_dataset, run_cli, write_idx_folder
+
+from mnist_core.artifacts import MANIFEST, load_gallery, load_models, read_manifest, sha256
+
+NAMES = ["numpy", "lenet5"]  # the models in the tiny artifacts folder
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def assert_prediction(entry: dict, names: list[str]) -> None:
+    assert set(entry["models"]) == set(names)
+    for answer in entry["models"].values():
+        probs = answer["probabilities"]
+        assert len(probs) == 10 and all(isinstance(p, float) and 0 <= p <= 1 for p in probs)
+        assert sum(probs) == pytest.approx(1, abs=1e-4)
+        assert isinstance(answer["digit"], int) and answer["digit"] == int(np.argmax(probs))
+
+
+# ---------------------------------------------------------------------------------------
+# predict
+# ---------------------------------------------------------------------------------------
+
+def test_predict_json_one_line_per_input_in_order(tiny_artifacts, tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), draw_digit(3))
+    (tmp_path / "bad.bin").write_bytes(b"\x00\x01 definitely not an image" * 10)
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full((280, 280), 255, np.uint8))
+    cv2.imwrite(str(tmp_path / "c.jpg"), draw_digit(7))
+    inputs = [str(tmp_path / n) for n in ("a.png", "bad.bin", "blank.png", "c.jpg", "gone.png")]
+
+    proc = run_cli("predict", "--json", "--artifacts", str(tiny_artifacts.directory), *inputs)
+    assert proc.returncode == 0, proc.stderr
+    lines = json_lines(proc.stdout)
+    assert len(proc.stdout.strip().splitlines()) == len(inputs)  # nothing else on stdout
+    assert [line["path"] for line in lines] == inputs
+    good, bad, blank, jpeg, gone = lines
+    for entry in (good, jpeg):
+        assert "error" not in entry
+        assert_prediction(entry, NAMES)
+    for entry in (bad, blank, gone):
+        assert set(entry) == {"path", "error"} and entry["error"]
+    assert "not a readable image" in bad["error"]
+    assert "blank" in blank["error"]
+
+
+def test_predict_without_artifacts_fails_cleanly(tmp_path):
+    proc = run_cli("predict", "--json", "--artifacts", str(tmp_path / "none"), "x.png")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "manifest.json is missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------
+
+def test_evaluate_json(tiny_artifacts, tmp_path):
+    data_dir = write_idx_folder(tmp_path / "data", tiny_artifacts.data)
+    proc = run_cli("evaluate", "--json", "--artifacts", str(tiny_artifacts.directory),
+                   "--data", str(data_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.strip().splitlines()) == 1
+    results = json.loads(proc.stdout)
+    assert list(results) == NAMES
+    loaded = load_models(tiny_artifacts.directory)
+    for name, metrics in results.items():
+        assert metrics["n"] == len(tiny_artifacts.data.y_test)
+        # Fresh evaluation on the same test images reproduces the stored accuracy.
+        assert metrics["accuracy"] == pytest.approx(loaded[name].metrics["accuracy"], abs=1e-9)
+        assert metrics["params"] > 0 and metrics["latency_single_ms"] > 0
+        assert np.array(metrics["confusion"]).sum() == metrics["n"]
+
+
+def test_evaluate_bad_data_path_fails_cleanly(tiny_artifacts, tmp_path):
+    proc = run_cli("evaluate", "--artifacts", str(tiny_artifacts.directory),
+                   "--data", str(tmp_path / "missing"))
+    assert proc.returncode == 2
+    assert "no such file or folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------
+
+def test_train_writes_complete_artifacts(tmp_path):
+    # The shipped configs hold out 5,000 validation images, so a few hundred more train.
+    data = make_dataset(n_train=5200, n_test=250, seed=21)
+    data_dir = write_idx_folder(tmp_path / "data", data, gz=False, spelling="dot")
+    out = tmp_path / "artifacts"
+    proc = run_cli("train", "--models", ",".join(NAMES), "--epochs", "1",
+                   "--data", str(data_dir), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    expected = {MANIFEST, "gallery.npz", "numpy.npz", "lenet5.keras"} | {
+        f"{n}.{kind}.json" for n in NAMES for kind in ("metrics", "history")}
+    assert {p.name for p in out.iterdir()} == expected
+    manifest = read_manifest(out)
+    assert set(manifest["files"]) == expected - {MANIFEST}
+    for name, digest in manifest["files"].items():
+        assert sha256(out / name) == digest, name
+    assert list(manifest["models"]) == NAMES
+    assert manifest["data_source"] == str(data_dir) and "--epochs 1" in manifest["command"]
+
+    for name in NAMES:
+        metrics = json.loads((out / f"{name}.metrics.json").read_text())
+        history = json.loads((out / f"{name}.history.json").read_text())
+        assert metrics["n"] == 250 and metrics["train_seconds"] > 0
+        assert len(history["epochs"]) == 1 and manifest["models"][name]["epochs"] == 1
+
+    gallery = load_gallery(out)
+    assert sorted(gallery.preds) == sorted(NAMES)
+    np.testing.assert_array_equal(gallery.images, data.x_test[gallery.index])
+    np.testing.assert_array_equal(gallery.labels, data.y_test[gallery.index])
+    assert gallery.sample.sum() == 200
+    assert list(load_models(out)) == NAMES  # what was written loads and verifies

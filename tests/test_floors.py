@@ -1,0 +1,84 @@
+"""The SHIPPED models in artifacts/ reach their accuracy floors on the 10,000 MNIST test images.
+
+Accuracy is measured afresh through ``load_models`` + ``predict_proba`` (never read back from
+metrics.json); metrics.json must agree with it. Skipped only when real MNIST is not on this
+machine; missing or damaged artifacts are a failure.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from conftest import SHIPPED_ARTIFACTS, keras_optimizer_traces
+
+from mnist_core.artifacts import ArtifactError, load_models
+from mnist_core.data import load_dataset, to_float
+from mnist_core.registry import REGISTRY
+
+FLOORS = {"numpy": 0.985, "dense": 0.987, "cnn": 0.996, "lenet5": 0.989}
+MAX_TOTAL_TRAIN_SECONDS = 1200
+
+
+@pytest.fixture(scope="module")
+def mnist_test(mnist_dir):
+    data = load_dataset(mnist_dir)
+    assert len(data.y_test) == 10_000
+    return to_float(data.x_test), data.y_test.astype(np.int64)
+
+
+@functools.cache
+def _load_shipped():
+    return load_models(SHIPPED_ARTIFACTS, list(FLOORS))
+
+
+def shipped_models() -> dict:
+    try:
+        return _load_shipped()
+    except ArtifactError as exc:
+        problem = str(exc)
+    pytest.fail(f"the shipped artifacts in {SHIPPED_ARTIFACTS} are missing or damaged: "
+                f"{problem}", pytrace=False)
+
+
+_fresh: dict[str, float] = {}
+
+
+def fresh_accuracy(name: str, mnist_test) -> float:
+    if name not in _fresh:
+        x, y = mnist_test
+        probs = shipped_models()[name].predict_proba(x)
+        assert probs.shape == (10_000, 10)
+        _fresh[name] = float((probs.argmax(axis=1) == y).mean())
+    return _fresh[name]
+
+
+@pytest.mark.parametrize("name", FLOORS)
+def test_accuracy_floor(name, mnist_test):
+    accuracy = fresh_accuracy(name, mnist_test)
+    assert accuracy >= FLOORS[name], (f"{name}: {accuracy:.2%} on the MNIST test set, floor "
+                                      f"{FLOORS[name]:.1%}")
+
+
+@pytest.mark.parametrize("name", FLOORS)
+def test_metrics_json_matches_fresh_accuracy(name, mnist_test):
+    metrics = shipped_models()[name].metrics
+    assert metrics["n"] == 10_000
+    assert metrics["accuracy"] == pytest.approx(fresh_accuracy(name, mnist_test), abs=1e-4)
+
+
+def test_training_time_recorded_and_within_budget(mnist_test):
+    seconds = {n: m.metrics.get("train_seconds") for n, m in shipped_models().items()}
+    for name, value in seconds.items():
+        assert isinstance(value, (int, float)) and value > 0, f"{name}: train_seconds={value!r}"
+    total = sum(seconds.values())
+    assert total <= MAX_TOTAL_TRAIN_SECONDS, f"training took {total:.0f} s in all: {seconds}"
+
+
+def test_shipped_keras_files_hold_no_optimizer(mnist_test):
+    models = shipped_models()
+    for name in models:
+        if REGISTRY[name].kind == "keras":
+            path = SHIPPED_ARTIFACTS / REGISTRY[name].filename
+            assert keras_optimizer_traces(path) == [], name
