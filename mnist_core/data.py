@@ -271,6 +271,9 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz archive ({exc})") from exc
     x_train, y_train, x_test, y_test = arrays
+    for arr, key in ((x_train, "x_train"), (x_test, "x_test")):
+        if arr.dtype.kind == "f" and np.any(arr != np.round(arr)):
+            raise DataError(f"{path}: {key} holds fractional values; expected whole 0-255 pixels")
     _check_pair(x_train, y_train, f"{path} (train)")
     _check_pair(x_test, y_test, f"{path} (test)")
     return tuple(a.astype(np.uint8) for a in arrays)  # type: ignore[return-value]
@@ -328,6 +331,8 @@ def load_dataset(path: str | Path | None = None, dataset: str = "mnist") -> Data
     elif where.suffix == ".npz":
         arrays, source = load_npz(where), str(where)
     elif where.suffix in (".csv", ".gz"):
+        if where.name.endswith(".gz") and not where.with_suffix("").exists():
+            raise DataError(f"{where}: pass the folder holding it, or gunzip it first")
         csv = _load_csv_folder(where.parent)
         if csv is None:
             raise DataError(f"{where}: expected mnist_train.csv or train.csv beside it")

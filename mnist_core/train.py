@@ -95,7 +95,9 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
 
 
 def _prepare(data: Dataset, cfg: TrainConfig):
-    split = split_validation(data.x_train, data.y_train, cfg.n_val, cfg.seed)
+    # Small datasets (a user's own CSV) still get a validation split: at most a fifth.
+    n_val = max(1, min(cfg.n_val, len(data.x_train) // 5))
+    split = split_validation(data.x_train, data.y_train, n_val, cfg.seed)
     x, y = split.x_train, split.y_train
     if cfg.n_train is not None and cfg.n_train < len(x):
         idx = np.random.default_rng(cfg.seed + 1).permutation(len(x))[:cfg.n_train]
