@@ -44,12 +44,13 @@ st.caption(f"{len(models)} models read your handwriting as you draw: "
 
 left, right = st.columns([2, 3], gap="large")
 with left:
+    st.space("small")  # room for the canvas toolbar, which floats above the canvas
     canvas = st_canvas(
         stroke_width=st.session_state.get("brush", 22), stroke_color="#FFFFFF",
         background_color="#000000", height=280, width=280, drawing_mode="freedraw",
         update_streamlit=True, return_image_data=True,
         key=f"canvas-{st.session_state.canvas_round}", on_change=canvas_changed)
-    st.slider("Brush width", 8, 40, 22, key="brush")
+    st.slider("Brush width", 8, 40, 22, key="brush", width=280)
     with st.container(horizontal=True):
         st.button("Clear", key="clear", on_click=clear_canvas, icon=":material/delete:")
         if st.button("Show me a test digit", key="test_digit", icon=":material/casino:"):

@@ -31,7 +31,6 @@ scores = pd.DataFrame([{
                             if m.metrics.get("train_seconds") else None),
     "1 image (ms)": m.metrics.get("latency_single_ms"),
     "10,000 images (ms)": m.metrics.get("latency_10k_ms"),
-    "About": REGISTRY[m.name].blurb if m.name in REGISTRY else "",
 } for m in models.values()])
 st.dataframe(scores, hide_index=True, key="scores", column_config={
     "Test accuracy": st.column_config.NumberColumn(format="percent"),
@@ -41,12 +40,13 @@ st.dataframe(scores, hide_index=True, key="scores", column_config={
     "Training time (min)": st.column_config.NumberColumn(format="%.1f"),
     "1 image (ms)": st.column_config.NumberColumn(format="%.2f"),
     "10,000 images (ms)": st.column_config.NumberColumn(format="%.0f"),
-    "About": st.column_config.TextColumn(width="large"),
 })
 
 choice = st.segmented_control("Model", list(models), default=next(iter(models)), required=True,
                               format_func=lambda n: models[n].title, key="model")
 model = models[choice]
+if choice in REGISTRY:
+    st.caption(REGISTRY[choice].blurb)
 confusion = np.asarray(model.metrics.get("confusion") or np.zeros((10, 10)), np.int64)
 
 matrix, per_class = st.columns([3, 2], gap="large")
@@ -66,7 +66,7 @@ with per_class:
         "F1": model.metrics.get("f1") or [None] * 10,
         "Test images": support,
         "Missed": support - np.diag(confusion),
-    }), hide_index=True, key="per_class", height=422, column_config={
+    }), hide_index=True, key="per_class", height=35 * 11 + 3, column_config={
         "Precision": st.column_config.NumberColumn(format="%.3f"),
         "Recall": st.column_config.NumberColumn(format="%.3f"),
         "F1": st.column_config.NumberColumn(format="%.3f"),

@@ -49,7 +49,7 @@ def probability_figure(probs: Mapping[str, np.ndarray], titles: Mapping[str, str
     data, annotations = [], []
     layout: dict = {
         "height": height, "showlegend": False, "bargap": 0.18,
-        "margin": {"l": 44, "r": 8, "t": 30, "b": 28},
+        "margin": {"l": 44, "r": 8, "t": 48, "b": 28},
         "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
         "hoverlabel": {"font": {"size": 14}},
     }
@@ -76,7 +76,7 @@ def probability_figure(probs: Mapping[str, np.ndarray], titles: Mapping[str, str
                                 "tickformat": ".0%", "tickvals": [0, 0.5, 1],
                                 "showticklabels": i == 0, "gridcolor": GRID, "zeroline": False}
         annotations.append({"text": f"<b>{title}</b>", "x": x0 + width / 2, "y": 1.0,
-                            "xref": "paper", "yref": "paper", "yanchor": "bottom", "yshift": 8,
+                            "xref": "paper", "yref": "paper", "yanchor": "bottom", "yshift": 22,
                             "showarrow": False, "font": {"size": 14}})
     layout["annotations"] = annotations
     return _figure(data, layout)
@@ -103,18 +103,23 @@ def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[s
             np.fill_diagonal(z, 0)
         text = [[f"{int(v)}" if v else "" for v in row] for row in z]
     labels = list(class_names)
+    # Colour on a square-root scale so that a handful of mistakes still shows beside a
+    # diagonal of ~1000; the numbers in the cells are the real values.
+    top = float(z.max()) or 1.0
     data = [{
-        "type": "heatmap", "z": z.tolist(), "x": labels, "y": labels, "text": text,
-        "texttemplate": "%{text}", "textfont": {"size": 12},
-        "colorscale": "Blues", "xgap": 1, "ygap": 1, "showscale": False,
+        "type": "heatmap", "z": np.sqrt(z / top).round(4).tolist(), "x": labels, "y": labels,
+        "text": text, "texttemplate": "%{text}", "textfont": {"size": 12},
+        "colorscale": [[0, "#f8fafc"], [0.25, "#c7d2fe"], [0.6, "#6366f1"], [1, "#312e81"]],
+        "zmin": 0, "zmax": 1, "xgap": 1, "ygap": 1, "showscale": False,
         "hovertemplate": "true %{y}, predicted %{x}: %{text}<extra></extra>",
     }]
     layout = {
         "height": height, "margin": {"l": 60, "r": 10, "t": 10, "b": 56},
         "xaxis": {"title": {"text": "Predicted"}, "type": "category", "fixedrange": True,
-                  "tickfont": {"size": 13}},
+                  "tickfont": {"size": 13}, "constrain": "domain"},
         "yaxis": {"title": {"text": "True"}, "type": "category", "autorange": "reversed",
-                  "fixedrange": True, "tickfont": {"size": 13}},
+                  "fixedrange": True, "tickfont": {"size": 13}, "scaleanchor": "x",
+                  "constrain": "domain"},
         "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
     }
     return _figure(data, layout)
@@ -151,13 +156,16 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping]], titles: Mapping[st
         data.append({"type": "scatter", "mode": "lines", "x": [None], "y": [None],
                      "name": split, "line": {"color": "#64748b", "dash": dash},
                      "legendgroup": split, "hoverinfo": "skip"})
+    longest = max((len(e) for e in histories.values()), default=1)
     axis = {"gridcolor": GRID, "zeroline": False}
+    epoch_axis = {**axis, "title": {"text": "epoch"}, "tickformat": "d",
+                  **({"dtick": 1} if longest <= 15 else {})}
     layout = {
         "height": height, "margin": {"l": 56, "r": 10, "t": 36, "b": 44},
         "legend": {"orientation": "h", "y": -0.16, "x": 0, "font": {"size": 13}},
-        "xaxis": {**axis, "domain": [0, 0.46], "anchor": "y", "title": {"text": "epoch"}},
+        "xaxis": {**epoch_axis, "domain": [0, 0.46], "anchor": "y"},
         "yaxis": {**axis, "anchor": "x", "type": "log" if log_loss else "linear"},
-        "xaxis2": {**axis, "domain": [0.54, 1], "anchor": "y2", "title": {"text": "epoch"}},
+        "xaxis2": {**epoch_axis, "domain": [0.54, 1], "anchor": "y2"},
         "yaxis2": {**axis, "anchor": "x2", "tickformat": ".1%"},
         "annotations": [
             {"text": "<b>Loss</b>", "x": 0.23, "y": 1, "xref": "paper", "yref": "paper",

@@ -29,7 +29,7 @@ PAGES = (
     ("pages/3_Training_curves.py", "Training curves", ":material/show_chart:"),
 )
 
-ACCENT = (79, 70, 229)     # the theme's primary colour, for boxes drawn on images
+ACCENT = (251, 191, 36)    # amber: the digit's box drawn on the ink map
 MARK = (239, 68, 68)       # centre-of-mass dot
 
 
@@ -126,13 +126,12 @@ def stages_view(stages: Stages, side: int = 132) -> None:
     fitted = np.zeros((20, 20), np.float32)
     fh, fw = stages.fitted.shape
     fitted[(20 - fh) // 2:(20 - fh) // 2 + fh, (20 - fw) // 2:(20 - fw) // 2 + fw] = stages.fitted
-    st.image(
-        [_square(ink, side), _square(stages.cropped, side), pixels(fitted, side // 20),
-         _mark_centre(stages.boxed, side // 28), _mark_centre(stages.final, side // 28)],
-        caption=["1 · ink found", "2 · cropped", "3 · fitted into 20×20",
-                 "4 · pasted in 28×28", "5 · centred by mass"],
-        width=side,
-    )
+    images = [_square(ink, side), _square(stages.cropped, side), pixels(fitted, side // 20),
+              _mark_centre(stages.boxed, side // 28), _mark_centre(stages.final, side // 28)]
+    captions = ["1 · ink and its box", "2 · cropped", "3 · fitted into 20×20",
+                "4 · pasted in 28×28", "5 · centred by mass (red dot)"]
+    for col, img, caption in zip(st.columns(len(images)), images, captions):
+        col.image(img, caption=caption, width="stretch")
 
 
 def _title(models: Mapping[str, LoadedModel], name: str) -> str:
@@ -141,17 +140,18 @@ def _title(models: Mapping[str, LoadedModel], name: str) -> str:
 
 
 def agreement_note(votes: Mapping[object, list[str]], models: Mapping[str, LoadedModel],
-                   what: str = "") -> None:
-    """Say whether the models agree; when they do not, which said what."""
+                   quiet: bool = False) -> None:
+    """Say whether the models agree (unless ``quiet``); when they do not, which said what."""
     if len(models) < 2:
         return
     if len(votes) == 1:
-        answer = next(iter(votes))
-        st.success(f"All {len(models)} models read **{answer}**{what}.", icon=":material/check:")
+        if not quiet:
+            st.success(f"All {len(models)} models read **{next(iter(votes))}**.",
+                       icon=":material/check:")
         return
     parts = " · ".join(f"**{answer}**: {', '.join(_title(models, n) for n in names)}"
                        for answer, names in sorted(votes.items(), key=lambda kv: -len(kv[1])))
-    st.warning(f"The models disagree{what}. {parts}", icon=":material/call_split:")
+    st.warning(f"The models disagree. {parts}", icon=":material/call_split:")
 
 
 def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, LoadedModel],
@@ -160,7 +160,8 @@ def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, Loade
     """Each model's answer and confidence, whether they agree, and every model's bars.
 
     ``probs``: model name -> ``(10,)`` probabilities. With ``true_label`` each card also
-    says whether the model was right. All bars go into one figure.
+    says whether the model was right. All bars go into one figure. ``cards=False`` (one
+    digit of several) leaves out the answer cards and the "all agree" note.
     """
     if cards:
         cols = st.columns(len(probs))
@@ -176,15 +177,19 @@ def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, Loade
             col.metric(_title(models, name), class_names[digit], delta, delta_color=color,
                        delta_arrow="off", border=True)
     _, votes = agreement(Reading(None, dict(probs)))  # type: ignore[arg-type]
-    agreement_note({class_names[d]: names for d, names in votes.items()}, models)
+    agreement_note({class_names[d]: names for d, names in votes.items()}, models,
+                   quiet=not cards)
     titles = {n: _title(models, n) for n in probs}
-    st.plotly_chart(probability_figure(probs, titles, class_names), config=PLOTLY_CONFIG,
-                    key=f"{key}-bars")
+    st.plotly_chart(probability_figure(probs, titles, class_names, height=230 if cards else 190),
+                    config=PLOTLY_CONFIG, key=f"{key}-bars")
 
 
 def sequence_panel(readings: Sequence[Reading], models: Mapping[str, LoadedModel],
                    class_names: Sequence[str], key: str) -> None:
-    """Several digits: the string each model read, then each digit with its bars."""
+    """Several digits: the string each model read, then each digit with its bars.
+
+    The per-digit rows only speak up about agreement when the models disagree.
+    """
     sequences = {n: "".join(class_names[r.digit(n)] for r in readings) for n in models}
     cols = st.columns(len(models))
     for col, name in zip(cols, models):
@@ -193,12 +198,12 @@ def sequence_panel(readings: Sequence[Reading], models: Mapping[str, LoadedModel
     votes: dict[str, list[str]] = {}
     for name, seq in sequences.items():
         votes.setdefault(seq, []).append(name)
-    agreement_note(votes, models, " the sequence")
+    agreement_note(votes, models)
     for i, reading in enumerate(readings):
         with st.container(border=True):
-            left, right = st.columns([1, 4], vertical_alignment="center")
-            left.image(pixels(reading.stages.final, 4, grid=True),
-                       caption=f"digit {i + 1} as the models see it")
+            left, right = st.columns([1, 5], vertical_alignment="center")
+            left.image(pixels(reading.stages.final, 4, grid=True), width=112,
+                       caption=f"digit {i + 1}, as the models see it")
             with right:
                 prediction_panel(reading.probs, models, class_names, key=f"{key}-{i}",
                                  cards=False)

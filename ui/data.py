@@ -8,11 +8,14 @@ artifact shows ``st.error`` with :class:`~mnist_core.artifacts.ArtifactError`'s 
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 from typing import NoReturn
 
+import numpy as np
 import streamlit as st
+from streamlit import runtime
 
 from mnist_core.artifacts import (DEFAULT_DIR, MANIFEST, ArtifactError, Gallery, LoadedModel,
                                   load_gallery, load_models, read_manifest)
@@ -34,8 +37,32 @@ def _stamp(directory: Path) -> int:
         return 0
 
 
+def limit_blas_threads(n: int = 1) -> bool:
+    """Cap numpy's bundled OpenBLAS at ``n`` threads; True if it could be done.
+
+    The app predicts one 28x28 image at a time: a 1x784 @ 784x800 product is ~0.2 ms on one
+    core, but OpenBLAS hands it to its thread pool, and on a busy 2-core server waking those
+    threads took ~20 ms a drawing (measured while models trained beside the app).
+    """
+    libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+    for path in sorted(libs.glob("libscipy_openblas*.so*")) + sorted(libs.glob("libopenblas*.so*")):
+        try:
+            lib = ctypes.CDLL(str(path))  # already loaded by numpy: the same handle
+        except OSError:
+            continue
+        for symbol in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads_64_",
+                       "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            setter = getattr(lib, symbol, None)
+            if setter is not None:
+                setter(ctypes.c_int(n))
+                return True
+    return False
+
+
 @st.cache_resource(show_spinner="Loading the models…", max_entries=2)
 def _load_models(directory: str, stamp: int) -> dict[str, LoadedModel]:
+    if runtime.exists():  # a real server, not AppTest inside someone else's test session
+        limit_blas_threads(1)
     return load_models(directory)
 
 

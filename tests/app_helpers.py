@@ -1,0 +1,193 @@
+"""Shared pieces of the app tests: a tiny artifacts folder and test images.
+
+The artifacts are built the way ``python -m mnist_core train`` builds them (same saving,
+metrics, gallery and manifest functions), from a NumPy MLP and a LeNet-5 trained for one
+short epoch. The data is a few thousand real MNIST digits when ``$MNIST_DATA`` or
+``../shared/data/mnist`` holds them, else digits rendered from OpenCV's fonts, so the tests
+never depend on a download or on someone's ``/tmp``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE_MODELS = ("numpy", "lenet5")   # one NumPy and one Keras model: both load paths
+_BUILT: dict[str, Path] = {}
+
+
+def mnist_path() -> Path | None:
+    """A local MNIST copy: ``$MNIST_DATA`` if set (``MNIST_DATA=/nowhere`` forces the
+    synthetic digits), else ``../shared/data/mnist`` if present."""
+    env = os.environ.get("MNIST_DATA")
+    candidate = Path(env) if env else REPO.parent / "shared" / "data" / "mnist"
+    return candidate if candidate.exists() else None
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------
+
+_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
+          cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_PLAIN)
+
+
+def render_digit(digit: int, rng: np.random.Generator) -> np.ndarray:
+    """One font-rendered digit, normalised like MNIST: ``(28, 28) uint8`` white on black."""
+    from mnist_core.preprocess import normalise_crop
+
+    img = np.zeros((96, 96), np.uint8)
+    font = _FONTS[int(rng.integers(len(_FONTS)))]
+    cv2.putText(img, str(digit), (22, 78), font, 2.4, 255, int(rng.integers(4, 9)), cv2.LINE_AA)
+    angle, shear = rng.uniform(-12, 12), rng.uniform(-0.2, 0.2)
+    m = cv2.getRotationMatrix2D((48, 48), angle, rng.uniform(0.85, 1.1))
+    m[0, 1] += shear
+    img = cv2.warpAffine(img, m, (96, 96))
+    ys, xs = np.nonzero(img > 64)
+    crop = img[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.float32) / 255
+    _, _, final, _ = normalise_crop(crop)
+    return (final * 255).round().astype(np.uint8)
+
+
+def synthetic_dataset(n_train: int = 3000, n_test: int = 600, seed: int = 0):
+    from mnist_core.data import Dataset
+
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        y = (np.arange(n) % 10).astype(np.uint8)
+        rng.shuffle(y)
+        return np.stack([render_digit(int(d), rng) for d in y]), y
+
+    x_train, y_train = make(n_train)
+    x_test, y_test = make(n_test)
+    return Dataset("mnist", tuple(str(d) for d in range(10)), x_train, y_train, x_test, y_test,
+                   "synthetic font digits (tests/app_helpers.py)")
+
+
+def small_dataset(n_train: int = 5000, n_test: int = 600):
+    """A few thousand real MNIST digits when available, else synthetic ones."""
+    from mnist_core.data import Dataset, load_dataset
+
+    path = mnist_path()
+    if path is None:
+        return synthetic_dataset()
+    full = load_dataset(path)
+    rng = np.random.default_rng(0)
+    tr = rng.choice(len(full.x_train), n_train, replace=False)
+    te = rng.choice(len(full.x_test), n_test, replace=False)
+    return Dataset(full.name, full.class_names, full.x_train[tr], full.y_train[tr],
+                   full.x_test[te], full.y_test[te], f"{full.source} (test subset)")
+
+
+# ---------------------------------------------------------------------------------------
+# Artifacts
+# ---------------------------------------------------------------------------------------
+
+def build_artifacts(out: Path, data, names=FIXTURE_MODELS) -> Path:
+    """Train ``names`` for one short epoch and write a complete, hashed artifacts folder."""
+    from mnist_core import cli
+    from mnist_core.artifacts import save_model, write_json, write_manifest
+    from mnist_core.augment import NONE
+    from mnist_core.registry import REGISTRY, train_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    info = {}
+    for name in names:
+        spec = REGISTRY[name]
+        cfg = replace(spec.train, epochs=1, n_val=500, augment=NONE, warmup_epochs=0.1)
+        result = train_model(name, data, train_cfg=cfg)
+        save_model(result.model, name, out)
+        write_json(out, f"{name}.history.json", {
+            "model": name, "epochs": [vars(e) for e in result.history],
+            "train_seconds": result.seconds})
+        info[name] = {"title": spec.title, "file": spec.filename, "epochs": 1,
+                      "seed": cfg.seed, "train_seconds": round(result.seconds, 1)}
+        cli._write_metrics(out, name, data, result.seconds,
+                           cli._loaded_from_result(name, result.model))
+    manifest = {"dataset": data.name, "class_names": list(data.class_names),
+                "data_source": data.source, "command": "tests/app_helpers.py build_artifacts",
+                "models": info}
+    write_manifest(out, manifest)
+    cli._write_gallery(out, data, list(names))
+    write_manifest(out, manifest)
+    return out
+
+
+def fixture_artifacts(tmp_path_factory) -> Path:
+    """The tiny artifacts folder, built once per test session (shared by every module)."""
+    if "dir" not in _BUILT:
+        out = tmp_path_factory.mktemp("app-artifacts")
+        _BUILT["dir"] = build_artifacts(out, small_dataset())
+    return _BUILT["dir"]
+
+
+def damaged_copy(source: Path, dest: Path, filename: str = "numpy.npz") -> Path:
+    """A copy of ``source`` with one byte of ``filename`` flipped."""
+    shutil.copytree(source, dest)
+    path = dest / filename
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    return dest
+
+
+# ---------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------
+
+def canvas_rgba(strokes, size: int = 280, width: int = 22) -> np.ndarray:
+    """What st_canvas returns: ``(size, size, 4) uint8`` white strokes, transparent background.
+
+    ``strokes``: list of polylines, each a list of ``(x, y)`` points in canvas pixels.
+    """
+    img = np.zeros((size, size, 4), np.uint8)
+    for line in strokes:
+        pts = np.asarray(line, np.int32).reshape(-1, 1, 2)
+        cv2.polylines(img, [pts], False, (255, 255, 255, 255), width, cv2.LINE_AA)
+    return img
+
+
+def one_stroke() -> np.ndarray:
+    """A "1": one thick vertical line."""
+    return canvas_rgba([[(140, 45), (140, 235)]])
+
+
+def digits_on_canvas(images: list[np.ndarray], size: int = 280) -> np.ndarray:
+    """28x28 uint8 digits upscaled side by side into an RGBA canvas image."""
+    img = np.zeros((size, size, 4), np.uint8)
+    side = min(size // len(images) - 6, 200)
+    x = (size - len(images) * (side + 6)) // 2
+    for digit in images:
+        big = cv2.resize(digit, (side, side), interpolation=cv2.INTER_LINEAR)
+        y = (size - side) // 2
+        img[y:y + side, x:x + side, :3] = big[..., None]
+        img[y:y + side, x:x + side, 3] = np.where(big > 0, 255, 0)
+        x += side + 6
+    return img
+
+
+def png_bytes(img: np.ndarray, ext: str = ".png") -> bytes:
+    """Encode an RGB/RGBA/gray ``uint8`` array (RGB order) as PNG/JPEG bytes."""
+    arr = np.asarray(img)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
+    ok, buf = cv2.imencode(ext, arr)
+    assert ok
+    return buf.tobytes()
+
+
+def paper_digit(digit28: np.ndarray, side: int = 240) -> np.ndarray:
+    """A 28x28 digit as dark ink on light paper, upscaled: like a photo or scan, RGB."""
+    big = cv2.resize(digit28, (side, side), interpolation=cv2.INTER_CUBIC)
+    page = np.full((side + 60, side + 60), 235, np.uint8)
+    page[30:30 + side, 30:30 + side] = 235 - (big.astype(np.int32) * 205 // 255)
+    return np.repeat(page[..., None], 3, axis=2)

@@ -1,0 +1,169 @@
+"""AppTest: the Draw page (app.py) with a drawing injected in place of the browser canvas."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import app_helpers as h
+from mnist_core.artifacts import load_gallery, load_models
+from mnist_core.inference import read_digits
+
+TIMEOUT = 180  # the first run imports TensorFlow and loads the models
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory):
+    return h.fixture_artifacts(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def models(artifacts):
+    return load_models(artifacts)
+
+
+class FakeCanvas:
+    """Stands in for ``st_canvas`` and records how the page called it."""
+
+    def __init__(self, image: np.ndarray | None):
+        self.image = image
+        self.calls: list[dict] = []
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        image = self.image
+
+        class Result:
+            image_data = image
+            json_data = None
+        return Result()
+
+
+@pytest.fixture
+def draw(monkeypatch, artifacts):
+    """``draw(image)`` -> (AppTest after its first run, the fake canvas)."""
+    monkeypatch.setenv("MNIST_STUDIO_ARTIFACTS", str(artifacts))
+
+    def run(image):
+        fake = FakeCanvas(image)
+        # The page does `from streamlit_drawable_canvas import st_canvas` on every run;
+        # a stand-in module answers it (the real one registers a browser component).
+        module = types.ModuleType("streamlit_drawable_canvas")
+        module.st_canvas = fake
+        monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", module)
+        at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=TIMEOUT).run()
+        assert not at.exception, [e.message for e in at.exception]
+        return at, fake
+    return run
+
+
+def shown(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def plotly_charts(at) -> list:
+    return at.get("plotly_chart")
+
+
+def test_canvas_is_configured_for_mnist_drawing(draw):
+    at, fake = draw(None)
+    kwargs = fake.calls[-1]
+    assert (kwargs["width"], kwargs["height"]) == (280, 280)
+    assert kwargs["stroke_color"] == "#FFFFFF" and kwargs["background_color"] == "#000000"
+    assert kwargs["drawing_mode"] == "freedraw" and kwargs["update_streamlit"] is True
+    assert kwargs["return_image_data"] is True
+    assert kwargs["key"].startswith("canvas")
+    at.slider(key="brush").set_value(30).run()
+    assert fake.calls[-1]["stroke_width"] == 30
+
+
+@pytest.mark.parametrize("image", [
+    None,                                                   # nothing sent yet
+    np.zeros((280, 280, 4), np.uint8),                      # transparent, no strokes
+    np.dstack([np.zeros((280, 280, 3), np.uint8), np.full((280, 280), 255, np.uint8)]),
+], ids=["none", "transparent", "black"])
+def test_blank_canvas_prompts_and_predicts_nothing(draw, image):
+    at, _ = draw(image)
+    assert any("Draw a digit" in i.value for i in at.info)
+    assert not at.metric and not plotly_charts(at)
+    assert not at.error
+
+
+def test_drawn_one_is_read_by_every_model(draw, models):
+    image = h.one_stroke()
+    at, _ = draw(image)
+    expected = read_digits(image, models)
+    assert len(expected) == 1
+    titles = {m.title: str(expected[0].digit(n)) for n, m in models.items()}
+    assert shown(at) == titles
+    # A clear vertical stroke is a 1 for any model trained on digits.
+    assert set(shown(at).values()) == {"1"}
+    assert len(plotly_charts(at)) == 1  # every model's bars in one figure
+    captions = " ".join(c for image in at.image for c in image.captions)
+    assert "What the models see" in captions      # the 28x28 input
+    for stage in ("cropped", "fitted into 20×20", "centred by mass"):
+        assert stage in captions                  # the preprocessing stages
+
+
+def test_gallery_digit_drawn_on_canvas_matches_mnist_core(draw, models, artifacts):
+    gallery = load_gallery(artifacts)
+    row = int(np.flatnonzero(gallery.sample)[0])
+    image = h.digits_on_canvas([gallery.images[row]])
+    at, _ = draw(image)
+    expected = read_digits(image, models)[0]
+    assert shown(at) == {m.title: str(expected.digit(n)) for n, m in models.items()}
+    for metric in at.metric:
+        assert metric.delta.endswith("% sure")
+
+
+def test_several_digits_show_the_sequence(draw, models, artifacts):
+    gallery = load_gallery(artifacts)
+    right = np.all([gallery.preds[n] == gallery.labels for n in models], axis=0)
+    rows = [int(np.flatnonzero(right & (gallery.labels == d))[0]) for d in (2, 0, 2, 6)]
+    image = h.digits_on_canvas([gallery.images[r] for r in rows])
+    expected = read_digits(image, models)
+    assert len(expected) == 4, "mnist_core should split four separated digits"
+    at, _ = draw(image)
+    sequences = {m.title: "".join(str(r.digit(n)) for r in expected) for n, m in models.items()}
+    assert shown(at) == sequences
+    assert any(s.value == "4 digits" for s in at.subheader)
+    assert len(plotly_charts(at)) == 4  # one figure per digit, all models in each
+
+
+def test_test_digit_button_shows_a_gallery_digit_with_its_label(draw, artifacts, models):
+    at, _ = draw(None)
+    at.button(key="test_digit").click().run()
+    assert not at.exception
+    gallery = load_gallery(artifacts)
+    row = at.session_state.test_row
+    assert gallery.sample[row], "the button picks from the random sample"
+    label = int(gallery.labels[row])
+    assert any(f"true label {label}" in s.value for s in at.subheader)
+    said = {m.title: str(gallery.preds[n][row]) for n, m in models.items()}
+    assert shown(at) == said
+    for metric in at.metric:
+        assert ("right" in metric.delta) == (metric.value == str(label))
+    assert len(plotly_charts(at)) == 1
+
+
+def test_clear_gives_a_new_empty_canvas(draw):
+    at, fake = draw(h.one_stroke())
+    first = fake.calls[-1]["key"]
+    at.button(key="test_digit").click().run()
+    assert at.session_state.source == "test"
+    at.button(key="clear").click().run()
+    assert fake.calls[-1]["key"] != first
+    assert at.session_state.source == "canvas"
+
+
+def test_every_widget_has_a_key(draw):
+    at, _ = draw(h.one_stroke())
+    widgets = [w for kind in ("button", "slider", "segmented_control", "multiselect", "toggle",
+                              "file_uploader", "selectbox")
+               for w in getattr(at, kind)]
+    assert widgets
+    assert all(w.key for w in widgets), [w for w in widgets if not w.key]

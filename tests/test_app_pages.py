@@ -1,0 +1,92 @@
+"""AppTest: Compare models and Training curves render every model; broken artifacts stop
+every page with a clear ``st.error`` instead of a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import app_helpers as h
+from mnist_core.artifacts import load_models
+
+TIMEOUT = 180
+PAGES = ("app.py", "pages/1_Upload.py", "pages/2_Compare_models.py", "pages/3_Training_curves.py")
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory):
+    return h.fixture_artifacts(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def titles(artifacts):
+    return [m.title for m in load_models(artifacts).values()]
+
+
+def open_page(monkeypatch, directory, page: str) -> AppTest:
+    monkeypatch.setenv("MNIST_STUDIO_ARTIFACTS", str(directory))
+    at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=TIMEOUT).run()
+    if page != "app.py":
+        at.switch_page(page).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_compare_page_shows_every_model(monkeypatch, artifacts, titles):
+    at = open_page(monkeypatch, artifacts, "pages/2_Compare_models.py")
+    assert not at.error
+    scores = at.dataframe[0].value
+    assert list(scores["Model"]) == titles
+    assert scores["Test accuracy"].between(0, 1).all()
+    assert (scores["Parameters"] > 0).all()
+    picker = at.segmented_control(key="model")
+    assert len(picker.options) == len(titles)
+    assert len(at.get("plotly_chart")) == 1
+    per_class = at.dataframe[1].value
+    assert list(per_class["Class"]) == [str(d) for d in range(10)]
+    assert any("disagree" in s.value for s in at.subheader)
+
+
+def test_compare_page_every_model_and_view(monkeypatch, artifacts, titles):
+    at = open_page(monkeypatch, artifacts, "pages/2_Compare_models.py")
+    names = list(load_models(artifacts))
+    for name in names:
+        at.segmented_control(key="model").set_value(name).run()
+        for mode in ("Counts", "Row %", "Errors only"):
+            at.segmented_control(key="confusion_mode").set_value(mode).run()
+            assert not at.exception, [e.message for e in at.exception]
+            assert len(at.get("plotly_chart")) == 1
+        title = titles[names.index(name)]
+        assert any(title in s.value for s in at.subheader)
+
+
+def test_training_curves_page_shows_every_model(monkeypatch, artifacts, titles):
+    at = open_page(monkeypatch, artifacts, "pages/3_Training_curves.py")
+    assert not at.error
+    assert len(at.get("plotly_chart")) == 1
+    summary = at.dataframe[0].value
+    assert list(summary["Model"]) == titles
+    assert (summary["Epochs"] >= 1).all()
+    at.toggle(key="log_loss").set_value(True).run()
+    assert not at.exception
+    at.multiselect(key="curve_models").set_value([]).run()
+    assert not at.exception
+    assert any("Pick at least one model" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_damaged_weights_stop_every_page_with_the_message(monkeypatch, artifacts, tmp_path, page):
+    broken = h.damaged_copy(artifacts, tmp_path / "broken")
+    at = open_page(monkeypatch, broken, page)
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert "numpy.npz" in message and "damaged" in message and "python -m mnist_core train" in message
+    assert not at.metric and not at.get("plotly_chart") and not at.dataframe
+
+
+def test_missing_artifacts_say_how_to_build_them(monkeypatch, tmp_path):
+    at = open_page(monkeypatch, tmp_path / "nowhere", "app.py")
+    assert len(at.error) == 1
+    assert "manifest.json is missing" in at.error[0].value
+    assert "python -m mnist_core train" in at.error[0].value

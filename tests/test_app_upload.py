@@ -1,0 +1,114 @@
+"""AppTest: the Upload page reads good files and explains each bad one on its own."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import app_helpers as h
+from mnist_core.artifacts import load_gallery, load_models
+from mnist_core.inference import read_digits
+from mnist_core.preprocess import MAX_BYTES, decode_image
+
+TIMEOUT = 180
+PAGE = "pages/1_Upload.py"
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory):
+    return h.fixture_artifacts(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def models(artifacts):
+    return load_models(artifacts)
+
+
+@pytest.fixture
+def page(monkeypatch, artifacts):
+    monkeypatch.setenv("MNIST_STUDIO_ARTIFACTS", str(artifacts))
+    at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+@pytest.fixture(scope="module")
+def good_digit(artifacts):
+    gallery = load_gallery(artifacts)
+    return gallery.images[int(np.flatnonzero(gallery.sample)[0])]
+
+
+def upload(at, files):
+    at.file_uploader(key="uploads").set_value(files).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_no_files_asks_for_some(page):
+    assert any("Choose one or more images" in i.value for i in page.info)
+    assert not page.metric
+
+
+def test_uploader_accepts_the_promised_types(page):
+    uploader = page.file_uploader(key="uploads")
+    assert uploader.accept_multiple_files
+    assert {t.lstrip(".") for t in uploader.allowed_type} == {
+        "png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"}
+
+
+def test_good_files_are_read_and_bad_ones_explained(page, models, good_digit):
+    png = h.png_bytes(h.paper_digit(good_digit))
+    jpg = h.png_bytes(h.paper_digit(good_digit), ".jpg")
+    blank = h.png_bytes(np.full((120, 160, 3), 240, np.uint8))
+    corrupt = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    at = upload(page, [("digit.png", png, "image/png"), ("corrupt.png", corrupt, "image/png"),
+                       ("blank.png", blank, "image/png"), ("digit.jpg", jpg, "image/jpeg")])
+
+    errors = [e.value for e in at.error]
+    warnings = [w.value for w in at.warning if "disagree" not in w.value]
+    assert len(errors) == 1 and "corrupt.png" in errors[0] and "not a readable image" in errors[0]
+    assert len(warnings) == 1 and "blank.png" in warnings[0] and "No digit" in warnings[0]
+
+    # Both good files are still read, each model's answer as mnist_core gives it.
+    expected = []
+    for data in (png, jpg):
+        reading = read_digits(decode_image(data), models)
+        assert len(reading) == 1
+        expected += [(m.title, str(reading[0].digit(n))) for n, m in models.items()]
+    assert [(m.label, m.value) for m in at.metric] == expected
+    assert len(at.get("plotly_chart")) == 2
+    captions = [c for image in at.image for c in image.captions]
+    assert captions.count("what the models see") == 2
+
+
+def test_too_big_files_are_refused_with_the_limit(page, models, good_digit):
+    huge = io.BytesIO()
+    Image.new("1", (8000, 6000)).save(huge, format="PNG")       # 48 MP, a few kB
+    oversize = os.urandom(MAX_BYTES + 1)
+    at = upload(page, [("huge.png", huge.getvalue(), "image/png"),
+                       ("oversize.png", oversize, "image/png"),
+                       ("digit.png", h.png_bytes(h.paper_digit(good_digit)), "image/png")])
+    errors = [e.value for e in at.error]
+    assert len(errors) == 2
+    assert "huge.png" in errors[0] and "megapixels" in errors[0]
+    assert "oversize.png" in errors[1] and "MB" in errors[1]
+    assert [m.label for m in at.metric] == [m.title for m in models.values()]  # still read
+
+
+def test_a_number_in_one_image_is_read_as_a_sequence(page, models, artifacts):
+    gallery = load_gallery(artifacts)
+    right = np.all([gallery.preds[n] == gallery.labels for n in models], axis=0)
+    rows = [int(np.flatnonzero(right & (gallery.labels == d))[0]) for d in (4, 2)]
+    pair = np.hstack([h.paper_digit(gallery.images[r], 160) for r in rows])
+    data = h.png_bytes(pair)
+    expected = read_digits(decode_image(data), models)
+    assert len(expected) == 2
+    at = upload(page, [("pair.png", data, "image/png")])
+    assert {m.label: m.value for m in at.metric} == {
+        m.title: "".join(str(r.digit(n)) for r in expected) for n, m in models.items()}
