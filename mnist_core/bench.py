@@ -147,4 +147,22 @@ def run_bench(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     print("\n".join(lines))
+    if args.readme:
+        update_readme(Path(args.readme), lines)
     return 0
+
+
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def update_readme(readme: Path, lines: list[str]) -> None:
+    """Replace the block between the bench markers in README with these results."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return
+    body = "\n".join(line.replace("# Benchmark results", "### Benchmark results", 1)
+                     .replace("## ", "#### ", 1) if line.startswith("#") else line
+                     for line in lines)
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}")

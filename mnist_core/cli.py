@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifacts", default=str(DEFAULT_DIR))
     p.add_argument("--out", default="benchmarks/RESULTS.md")
     p.add_argument("--skip-mnist", action="store_true")
+    p.add_argument("--readme", default="README.md",
+                   help="README whose bench block is refreshed ('' to leave it alone)")
     p.set_defaults(func=cmd_bench)
     return parser
 

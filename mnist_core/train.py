@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .augment import NONE, AugmentConfig, augment
+from .augment import NONE, AugmentConfig, augment, style_variants
 from .data import Dataset, split_validation, to_float
 from .numpy_net import SGD, Adam, NumpyMLP, cross_entropy
 
@@ -116,10 +116,11 @@ class _EpochFeeder:
     def _make(self, epoch: int):
         rng = np.random.default_rng((self.cfg.seed, epoch))
         order = rng.permutation(len(self.x))
-        x = self.x[order]
+        x, y = self.x[order], self.y[order]
         if self.cfg.augment != NONE:
+            x = style_variants(x, y, rng, self.cfg.augment.styles)
             x = augment(x, rng, self.cfg.augment)
-        return x, self.y[order]
+        return x, y
 
     def get(self, epoch: int):
         batch = self.next.result()
