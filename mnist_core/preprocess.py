@@ -152,17 +152,25 @@ def ink_map(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> np.ndarray
     if img.ndim == 2:
         img = img[..., None]
     h, w, _ = img.shape
-    # Polarity: the image border is mostly paper, even in a tight crop of a digit.
+    # Polarity from the corners: they are paper even in a tight crop of a bold digit that
+    # touches every edge (where the border, or even most of the picture, is ink).
     small = _resize_max(img, 64)
     if small.ndim == 2:
         small = small[..., None]
-    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
-    dark_paper = float(np.median(border)) < 128
-    lo, hi = np.percentile(border.astype(np.float32), [10, 90])
-    if hi - lo < 24:  # ink touching the edge here and there does not count
-        # Evenly lit (a canvas, a scan): the border colour is the paper everywhere, which
-        # also keeps strokes wider than any filter intact.
-        paper_small = np.broadcast_to(np.median(border, axis=0).astype(np.float32),
+    grey = small.astype(np.float32).mean(axis=2)
+    cs = max(2, min(grey.shape) // 10)
+    patches = [small[:cs, :cs], small[:cs, -cs:], small[-cs:, :cs], small[-cs:, -cs:]]
+    levels = np.array([np.median(p.astype(np.float32).mean(axis=2)) for p in patches])
+    dark_paper = float(np.median(levels)) < 128
+    # Evenly lit (a canvas, a scan) when three corners agree (the fourth may hold ink):
+    # then one paper colour holds everywhere, which also keeps strokes wider than any
+    # filter intact.
+    order = np.argsort(levels)
+    trio = order[:3] if levels[order[2]] - levels[order[0]] <= levels[order[3]] - levels[order[1]] \
+        else order[1:]
+    if levels[trio].max() - levels[trio].min() < 24:
+        paper_px = np.concatenate([patches[i].reshape(-1, small.shape[2]) for i in trio])
+        paper_small = np.broadcast_to(np.median(paper_px, axis=0).astype(np.float32),
                                       small.shape).copy()
     else:
         # Photo: a grey closing (opening for dark paper) with a kernel wider than any
