@@ -161,15 +161,23 @@ def ink_map(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> np.ndarray
     cs = max(2, min(grey.shape) // 10)
     patches = [small[:cs, :cs], small[:cs, -cs:], small[-cs:, :cs], small[-cs:, -cs:]]
     levels = np.array([np.median(p.astype(np.float32).mean(axis=2)) for p in patches])
-    dark_paper = float(np.median(levels)) < 128
-    # Evenly lit (a canvas, a scan) when three corners agree (the fourth may hold ink):
-    # then one paper colour holds everywhere, which also keeps strokes wider than any
-    # filter intact.
     order = np.argsort(levels)
     trio = order[:3] if levels[order[2]] - levels[order[0]] <= levels[order[3]] - levels[order[1]] \
         else order[1:]
-    if levels[trio].max() - levels[trio].min() < 24:
-        paper_px = np.concatenate([patches[i].reshape(-1, small.shape[2]) for i in trio])
+    corners_agree = levels[trio].max() - levels[trio].min() < 24
+    # Failing that (a stroke through two corners), the paper is the histogram's main peak.
+    counts, edges = np.histogram(grey, bins=32, range=(0, 256))
+    peak = int(np.argmax(counts))
+    paper_level = float(np.median(levels[trio])) if corners_agree else float(edges[peak] + 4)
+    dark_paper = paper_level < 128
+    # Evenly lit (a canvas, a scan): three corners agree, or most pixels share one grey
+    # level. Then one paper colour holds everywhere, which also keeps strokes wider than
+    # any filter intact.
+    near_peak = float(np.mean(np.abs(grey - paper_level) <= 12))
+    if corners_agree or near_peak >= 0.5:
+        paper_px = (np.concatenate([patches[i].reshape(-1, small.shape[2]) for i in trio])
+                    if corners_agree else
+                    small.reshape(-1, small.shape[2])[(np.abs(grey - paper_level) <= 12).ravel()])
         paper_small = np.broadcast_to(np.median(paper_px, axis=0).astype(np.float32),
                                       small.shape).copy()
     else:
