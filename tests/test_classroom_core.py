@@ -1,0 +1,101 @@
+"""mnist_core pieces behind the classroom pages: stress transforms, explanations, Kaggle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnist_core import explain, kaggle, stress
+from mnist_core.data import DataError
+from mnist_core.numpy_net import NumpyMLP
+
+
+def bar_image() -> np.ndarray:
+    img = np.zeros((28, 28), np.float32)
+    img[6:22, 13:15] = 1.0
+    return img
+
+
+def test_identity_transform_keeps_the_image():
+    img = bar_image()
+    assert np.allclose(stress.apply(img, stress.Transform()), img, atol=1e-6)
+
+
+def test_shift_rotate_thicken_noise_do_what_they_say():
+    img = bar_image()
+    shifted = stress.apply(img, stress.Transform(shift_x=3))
+    assert np.allclose(shifted[:, 16:18], img[:, 13:15], atol=1e-6)
+    rotated = stress.apply(img, stress.Transform(rotate=90))
+    assert rotated[13:15, 6:22].mean() > 0.8 and rotated[6:10, 13:15].mean() < 0.1
+    assert stress.apply(img, stress.Transform(thickness=1)).sum() > img.sum() * 1.5
+    assert stress.apply(img, stress.Transform(thickness=-1)).sum() < img.sum()
+    noisy = stress.apply(img, stress.Transform(noise=0.2, seed=1))
+    assert noisy.min() >= 0 and noisy.max() <= 1 and not np.allclose(noisy, img)
+    assert np.array_equal(noisy, stress.apply(img, stress.Transform(noise=0.2, seed=1)))
+
+
+class _Const:
+    """A fake model whose confidence in class 1 is the image's mean brightness x 10."""
+
+    def predict_proba(self, x):
+        p = np.clip(x.reshape(len(x), -1).mean(1) * 10, 0, 1)
+        out = np.zeros((len(x), 10), np.float32)
+        out[:, 1] = p
+        out[:, 0] = 1 - p
+        return out
+
+
+def test_sweep_returns_one_curve_per_model_over_the_range():
+    values, curves = stress.sweep(bar_image(), {"a": _Const(), "b": _Const()}, 1, "thickness")
+    assert list(values) == list(range(-2, 4))
+    assert set(curves) == {"a", "b"} and curves["a"].shape == (6,)
+    assert curves["a"][-1] > curves["a"][0]  # thicker strokes, more ink, more "confidence"
+
+
+def test_numpy_input_gradient_matches_finite_differences():
+    net = NumpyMLP((784, 16, 10), seed=0)
+    img = np.random.default_rng(0).random((28, 28)).astype(np.float32)
+    grad = explain.input_gradient(net, img, 3)
+    eps = 1e-2
+    for (r, c) in [(5, 5), (14, 14), (20, 3)]:
+        up, down = img.copy(), img.copy()
+        up[r, c] += eps
+        down[r, c] -= eps
+        lp = lambda x: np.log(net.predict_proba(x[None])[0, 3])
+        assert grad[r, c] == pytest.approx((lp(up) - lp(down)) / (2 * eps), rel=0.05, abs=1e-4)
+
+
+def test_occlusion_map_highlights_the_pixels_the_model_uses():
+    heat = explain.occlusion_map(_Const().predict_proba, bar_image(), 1)
+    assert heat.shape == (28, 28)
+    assert heat[14, 13] > heat[2, 2] and heat[2, 2] == pytest.approx(0, abs=1e-6)
+
+
+def test_first_layer_templates_and_hidden_activations_of_the_numpy_net():
+    net = NumpyMLP((784, 32, 16, 10), seed=0)
+    t = explain.first_layer_templates(net, 8)
+    assert t.shape == (8, 28, 28)
+    assert np.allclose(t[2].ravel(), net.weights[0][:, 2])
+    acts = explain.hidden_activations(net, bar_image())
+    assert [a.shape for a in acts] == [(32,), (16,)] and all((a >= 0).all() for a in acts)
+
+
+def test_kaggle_submission_round_trip():
+    rows = np.random.default_rng(0).integers(0, 256, (5, 784))
+    csv = ("\n".join([",".join(f"pixel{i}" for i in range(784))] +
+                     [",".join(map(str, r)) for r in rows]) + "\n").encode()
+    images = kaggle.read_test_csv(csv)
+    assert images.shape == (5, 28, 28)
+    seen = []
+    out = kaggle.submission_csv(lambda x: np.eye(10)[np.arange(len(x)) % 10], images,
+                                batch_size=2, progress=seen.append)
+    lines = out.strip().split("\n")
+    assert lines[0] == "ImageId,Label" and lines[1:] == ["1,0", "2,1", "3,0", "4,1", "5,0"]
+    assert seen[-1] == 1.0 and len(seen) == 3
+
+
+def test_kaggle_rejects_train_csv_and_malformed_rows():
+    with pytest.raises(DataError, match="label"):
+        kaggle.read_test_csv(b"label,pixel0\n1,0\n")
+    with pytest.raises(DataError, match="columns"):
+        kaggle.read_test_csv(b"1,2,3\n4,5,6\n")
