@@ -15,6 +15,7 @@ from mnist_core.inference import predict_all, read_digits
 from mnist_core.preprocess import NoDigitError
 from ui import components, data
 
+started = time.perf_counter()
 st.set_page_config(page_title="MNIST Studio · Draw", page_icon="✏️", layout="wide")
 components.nav()
 
@@ -65,7 +66,8 @@ with right:
         row = st.session_state.test_row
         label = int(gallery.labels[row])
         st.subheader(f"Test digit #{int(gallery.index[row])}: true label {names[label]}")
-        probs = {n: p[0] for n, p in predict_all(models, to_float(gallery.images[row:row + 1])).items()}
+        batch = predict_all(models, to_float(gallery.images[row:row + 1]))
+        probs = {name: p[0] for name, p in batch.items()}
         components.prediction_panel(probs, models, names, key="test", true_label=label)
         components.model_input_view(to_float(gallery.images[row]),
                                     caption="An MNIST test digit, exactly as the models see it")
@@ -75,22 +77,30 @@ with right:
     if image is None:
         st.info(PROMPT, icon=":material/draw:")
         st.stop()
-    started = time.perf_counter()
+    read_started = time.perf_counter()
     try:
         readings = read_digits(image, models)
     except NoDigitError:
         st.info(PROMPT, icon=":material/draw:")
         st.stop()
-    elapsed_ms = 1000 * (time.perf_counter() - started)
+    read_ms = 1000 * (time.perf_counter() - read_started)
 
     if len(readings) > 1:
         st.subheader(f"{len(readings)} digits")
         components.sequence_panel(readings, models, names, key="draw")
     else:
-        reading = readings[0]
-        components.prediction_panel(reading.probs, models, names, key="draw")
+        components.prediction_panel(readings[0].probs, models, names, key="draw")
+    timing = st.empty()
+
+if len(readings) == 1:  # below both columns, so a phone shows the answers first
+    seen, steps = st.columns([1, 3], gap="large")
+    with seen:
+        components.model_input_view(readings[0].stages.final, caption="What the models see",
+                                    scale=7)
+    with steps:
         st.markdown("**From drawing to model input**")
-        components.stages_view(reading.stages)
-        with left:
-            components.model_input_view(reading.stages.final)
-    st.caption(f"Preprocessed and read by {len(models)} models in {elapsed_ms:.0f} ms.")
+        components.stages_view(readings[0].stages)
+        st.caption("The red dot is the centre of mass; MNIST digits have it in the middle.")
+# Filled in last, so it counts everything this rerun did on the server.
+timing.caption(f"Read by {len(models)} models in {read_ms:.0f} ms; this whole page took "
+               f"{1000 * (time.perf_counter() - started):.0f} ms on the server.")

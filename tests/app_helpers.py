@@ -191,3 +191,105 @@ def paper_digit(digit28: np.ndarray, side: int = 240) -> np.ndarray:
     page = np.full((side + 60, side + 60), 235, np.uint8)
     page[30:30 + side, 30:30 + side] = 235 - (big.astype(np.int32) * 205 // 255)
     return np.repeat(page[..., None], 3, axis=2)
+
+
+# ---------------------------------------------------------------------------------------
+# A real server and browser (tests/test_browser.py, benchmarks/browser_bench.py)
+# ---------------------------------------------------------------------------------------
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def real_artifacts() -> Path | None:
+    """The repository's trained artifacts, once they exist."""
+    path = REPO / "artifacts"
+    return path if (path / "manifest.json").is_file() else None
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(artifacts: Path, port: int | None = None, timeout: float = 120.0):
+    """``streamlit run app.py`` on a free port; returns ``(process, url)`` once it serves.
+
+    Waits on the server's own "URL:" line rather than polling, and fails with its output
+    if it exits or stays silent past ``timeout`` seconds. A reader thread keeps draining
+    the output afterwards so a full pipe never blocks the server.
+    """
+    import queue
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    port = port or free_port()
+    env = {**os.environ, "MNIST_STUDIO_ARTIFACTS": str(artifacts), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1",
+           "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+
+    def read():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)  # exited
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if "URL:" in line:
+            return proc, f"http://127.0.0.1:{port}"
+    stop_server(proc)
+    raise RuntimeError("streamlit did not start:\n" + "".join(seen))
+
+
+def stop_server(proc) -> None:
+    import subprocess
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def vm_rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB, from /proc (psutil is not installed)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def draw_stroke(page, canvas, points, steps: int = 15) -> None:
+    """Press, drag through ``points`` (fractions of the canvas) and release."""
+    box = canvas.bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=steps)
+    page.mouse.up()
+
+
+SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.42, 0.85)]   # a top bar, then the diagonal down

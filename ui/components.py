@@ -114,8 +114,20 @@ def model_input_view(final: np.ndarray, caption: str = "What the models see: 28�
     st.image(pixels(final, scale, grid=True), caption=caption, width=28 * scale)
 
 
-def stages_view(stages: Stages, side: int = 132) -> None:
-    """The preprocessing steps from the ink found to the model input, left to right."""
+def _framed(img: np.ndarray, margin: int = 6) -> np.ndarray:
+    """An RGB image with a page-coloured margin, so images shown in a row do not touch."""
+    img = to_uint8(img)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return np.pad(img, ((margin, margin), (margin, margin), (0, 0)), constant_values=255)
+
+
+def stages_view(stages: Stages, side: int = 140) -> None:
+    """The preprocessing steps from the ink found to the model input, left to right.
+
+    One ``st.image`` call with fixed-width images, so they wrap on a phone instead of
+    stacking full-width the way columns would.
+    """
     ink = _rgb(stages.ink)
     x, y, w, h = stages.box
     t = max(1, max(ink.shape[:2]) // 100)
@@ -128,10 +140,9 @@ def stages_view(stages: Stages, side: int = 132) -> None:
     fitted[(20 - fh) // 2:(20 - fh) // 2 + fh, (20 - fw) // 2:(20 - fw) // 2 + fw] = stages.fitted
     images = [_square(ink, side), _square(stages.cropped, side), pixels(fitted, side // 20),
               _mark_centre(stages.boxed, side // 28), _mark_centre(stages.final, side // 28)]
-    captions = ["1 · ink and its box", "2 · cropped", "3 · fitted into 20×20",
-                "4 · pasted in 28×28", "5 · centred by mass (red dot)"]
-    for col, img, caption in zip(st.columns(len(images)), images, captions):
-        col.image(img, caption=caption, width="stretch")
+    st.image([_framed(img) for img in images], width=side + 12, caption=[
+        "1 · ink and its box", "2 · cropped", "3 · fitted into 20×20", "4 · pasted in 28×28",
+        "5 · centred by mass"])
 
 
 def _title(models: Mapping[str, LoadedModel], name: str) -> str:

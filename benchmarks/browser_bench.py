@@ -1,0 +1,265 @@
+"""Measure the app as a user meets it, in headless Chromium; write benchmarks/BROWSER.md.
+
+* cold start: from launching ``streamlit run app.py`` to the Draw page usable (canvas shown,
+  models loaded, prompt visible), and a warm reload in a fresh browser tab;
+* stroke latency: from the mouse-up that ends a stroke (timed in the page) to the new
+  probability bars drawn, median and spread over ``--strokes`` single-stroke digits, each on
+  a cleared canvas; the page's own caption gives the server time of each of those reruns;
+* memory: the server's resident set size (``VmRSS``) with every model loaded, after the strokes.
+
+Usage: ``.venv/bin/python benchmarks/browser_bench.py [--artifacts DIR] [--strokes 24]``.
+Without ``--artifacts`` it uses ``$MNIST_STUDIO_ARTIFACTS``, else ``artifacts/`` when it has a
+manifest, else /tmp/art.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+import app_helpers as h  # noqa: E402
+
+# Single-stroke digits, as fractions of the canvas: (name, points).
+SHAPES = [
+    ("7", h.SEVEN),
+    ("1", [(0.5, 0.15), (0.5, 0.85)]),
+    ("2", [(0.28, 0.3), (0.5, 0.15), (0.72, 0.3), (0.3, 0.85), (0.75, 0.85)]),
+    ("4", [(0.6, 0.85), (0.6, 0.15), (0.25, 0.6), (0.8, 0.6)]),
+    ("L", [(0.35, 0.15), (0.35, 0.85), (0.75, 0.85)]),
+    ("3", [(0.3, 0.2), (0.7, 0.2), (0.45, 0.5), (0.72, 0.7), (0.5, 0.88), (0.28, 0.8)]),
+]
+
+PLOT_CHANGED = """(previous) => {
+    const el = document.querySelector('.js-plotly-plot');
+    if (!el || !el.data || !el.querySelector('.main-svg')) return false;
+    const now = JSON.stringify(el.data.map(d => d.y));
+    return now !== previous ? performance.now() : false;
+}"""
+
+SETTLED = """() => document.querySelector('[data-stale="true"]') ? false : performance.now()"""
+
+PLOT_SIGNATURE = """() => {
+    const el = document.querySelector('.js-plotly-plot');
+    return el && el.data ? JSON.stringify(el.data.map(d => d.y)) : null;
+}"""
+
+# Wraps the page's WebSocket so the bench can see when the canvas actually sends the
+# drawing: streamlit-drawable-canvas 0.13 debounces its update 200 ms after mouse-up.
+WATCH_SENDS = """
+window.__sends = [];
+const PageWebSocket = window.WebSocket;
+window.WebSocket = function (...args) {
+    const ws = new PageWebSocket(...args);
+    const send = ws.send.bind(ws);
+    ws.send = (data) => {
+        const size = data && (data.byteLength ?? data.size ?? data.length) || 0;
+        window.__sends.push([performance.now(), size]);
+        return send(data);
+    };
+    return ws;
+};
+window.WebSocket.prototype = PageWebSocket.prototype;
+Object.assign(window.WebSocket, PageWebSocket);
+"""
+
+RECORD_POINTER_UP = """() => {
+    window.__strokeEnd = null;
+    if (window.__benchListening) return;
+    window.__benchListening = true;
+    const mark = () => { if (window.__strokeEnd === null) window.__strokeEnd = performance.now(); };
+    document.addEventListener('pointerup', mark, {capture: true});
+    document.addEventListener('mouseup', mark, {capture: true});
+}"""
+
+
+def pick_artifacts(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    if os.environ.get("MNIST_STUDIO_ARTIFACTS"):
+        return Path(os.environ["MNIST_STUDIO_ARTIFACTS"])
+    return h.real_artifacts() or Path("/tmp/art")
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def run(artifacts: Path, strokes: int) -> dict:
+    from playwright.sync_api import expect, sync_playwright
+
+    from mnist_core.artifacts import read_manifest
+
+    manifest = read_manifest(artifacts)
+    result: dict = {"artifacts": str(artifacts), "models": list(manifest["models"]),
+                    "load_before": load_average()}
+    t_launch = time.perf_counter()
+    proc, url = h.start_server(artifacts)
+    result["server_up_s"] = time.perf_counter() - t_launch
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=h.chromium_path(), args=h.CHROMIUM_ARGS)
+            context = browser.new_context(viewport={"width": 1280, "height": 1400})
+            context.add_init_script(WATCH_SENDS)
+            page = context.new_page()
+            expect.set_options(timeout=120_000)
+            page.goto(url)
+            expect(page.locator("canvas.upper-canvas")).to_be_visible(timeout=300_000)
+            expect(page.get_by_text("Draw a digit from 0 to 9")).to_be_visible(timeout=300_000)
+            result["cold_usable_s"] = time.perf_counter() - t_launch
+            home = page.locator("canvas.upper-canvas").bounding_box()
+            result["rss_idle_mb"] = h.vm_rss_mb(proc.pid)
+
+            latencies, settled_ms, sent_ms, after_send_ms, server_ms, read_ms = [], [], [], [], [], []
+            for i in range(strokes + 1):  # the first stroke warms up and is not counted
+                name, points = SHAPES[i % len(SHAPES)]
+                # Clear mounts a new canvas; for a moment it sits below the old one's place.
+                # Wait until only the new one is left, back where the canvas lives.
+                page.locator("canvas.upper-canvas").evaluate_all(
+                    "els => els.forEach(e => { e.dataset.old = '1'; })")
+                page.get_by_role("button", name="Clear").click()
+                expect(page.get_by_text("Draw a digit from 0 to 9")).to_be_visible()
+                expect(page.locator(".js-plotly-plot")).to_have_count(0)
+                canvas = page.locator("canvas.upper-canvas:not([data-old])")
+                expect(canvas).to_have_count(1)
+                page.wait_for_function(
+                    "([el, y]) => el.isConnected && Math.abs(el.getBoundingClientRect().y - y) < 1"
+                    " && !document.querySelector('[data-stale=\"true\"]')",
+                    arg=[canvas.element_handle(), home["y"]], polling="raf")
+                page.evaluate(RECORD_POINTER_UP)
+                previous = page.evaluate(PLOT_SIGNATURE)
+                h.draw_stroke(page, canvas, points, steps=15)
+                done = page.wait_for_function(PLOT_CHANGED, arg=previous, polling="raf",
+                                              timeout=60_000).json_value()
+                settled = page.wait_for_function(SETTLED, polling="raf").json_value()
+                stroke_end = page.evaluate("window.__strokeEnd")
+                sent = page.evaluate(  # the rerun request carrying the drawing (kilobytes)
+                    "(t) => (window.__sends.find(([at, size]) => at >= t && size > 1000) || [null])[0]",
+                    stroke_end)
+                caption = page.get_by_text(re.compile(r"this whole page took")).inner_text()
+                match = re.search(r"in (\d+) ms; this whole page took (\d+) ms", caption)
+                if i == 0:
+                    continue
+                latencies.append(done - stroke_end)
+                settled_ms.append(max(settled, done) - stroke_end)
+                if sent is not None:
+                    sent_ms.append(sent - stroke_end)
+                    after_send_ms.append(done - sent)
+                if match:
+                    read_ms.append(int(match.group(1)))
+                    server_ms.append(int(match.group(2)))
+            result["stroke_ms"] = latencies
+            result["settled_ms"] = settled_ms
+            result["sent_ms"] = sent_ms
+            result["after_send_ms"] = after_send_ms
+            result["server_page_ms"] = server_ms
+            result["server_read_ms"] = read_ms
+            result["rss_mb"] = h.vm_rss_mb(proc.pid)
+
+            # Warm load: a new tab on the running server, until the Draw page is usable.
+            tab = browser.new_page(viewport={"width": 1280, "height": 1400})
+            t0 = time.perf_counter()
+            tab.goto(url)
+            expect(tab.get_by_text("Draw a digit from 0 to 9")).to_be_visible()
+            result["warm_usable_s"] = time.perf_counter() - t0
+            browser.close()
+    finally:
+        h.stop_server(proc)
+    result["load_after"] = load_average()
+    return result
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    q = statistics.quantiles(values, n=10) if len(values) >= 10 else [min(values), max(values)]
+    return (f"median **{statistics.median(values):.0f} ms** (p10 {q[0]:.0f}, p90 {q[-1]:.0f}, "
+            f"max {max(values):.0f}; n={len(values)})")
+
+
+def write_report(result: dict, out: Path, command: str) -> None:
+    real = h.real_artifacts()
+    which = ("the repository's trained artifacts (`artifacts/`)"
+             if real and Path(result["artifacts"]).resolve() == real.resolve()
+             else f"`{result['artifacts']}`")
+    lines = [
+        "# Browser benchmark",
+        "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in headless Chromium "
+        f"(`{h.chromium_path()}`) against {which}: models "
+        f"{', '.join(result['models'])}.",
+        "",
+        f"Machine: {os.cpu_count()} CPU cores, {platform.machine()}, Python "
+        f"{platform.python_version()}; load average {result['load_before']} before and "
+        f"{result['load_after']} after (other work was running on the machine, so these "
+        "are pessimistic).",
+        "",
+        "| What | Result |",
+        "| --- | --- |",
+        f"| Stroke end (mouse up) to new probability bars drawn | {summary(result['stroke_ms'])} |",
+        f"| Stroke end to the whole page updated (28x28 view, stages, no stale element) "
+        f"| {summary(result['settled_ms'])} |",
+        f"| of which mouse-up to the canvas sending the drawing (its fixed 200 ms debounce) "
+        f"| {summary(result['sent_ms'])} |",
+        f"| of which drawing sent to new bars drawn (network, server, rendering) "
+        f"| {summary(result['after_send_ms'])} |",
+        f"| Server time of that rerun (whole Draw page script) | {summary(result['server_page_ms'])} |",
+        f"| of which preprocessing + every model's prediction | {summary(result['server_read_ms'])} |",
+        f"| Cold start: `streamlit run` to server listening | {result['server_up_s']:.1f} s |",
+        f"| Cold start: `streamlit run` to Draw page usable (models loaded) | "
+        f"{result['cold_usable_s']:.1f} s |",
+        f"| Warm page load in a new tab until usable | {result['warm_usable_s']:.2f} s |",
+        f"| Server RSS, models loaded, page idle | {result['rss_idle_mb']:.0f} MB |",
+        f"| Server RSS after the strokes | {result['rss_mb']:.0f} MB |",
+        "",
+        "Each stroke is one single-stroke digit drawn with Playwright's mouse (15 steps per "
+        "segment) on a canvas just cleared with the Clear button; the clock starts at the "
+        "page's own `pointerup` event and stops on the first animation frame where the "
+        "plotly bars hold new data (and, for the second row, no element is left stale). "
+        "The canvas component waits 200 ms after mouse-up before it sends the drawing "
+        "(`Bc = 200` in streamlit-drawable-canvas 0.13's frontend); the bench sees the "
+        "send by wrapping the page's WebSocket. The first stroke is a warm-up and not "
+        "counted. Server times come from the caption the Draw page prints.",
+        "",
+        "Command:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+    ]
+    out.write_text("\n".join(lines))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifacts", help="artifacts folder (default: see module docstring)")
+    parser.add_argument("--strokes", type=int, default=24)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "BROWSER.md"))
+    args = parser.parse_args()
+    if h.chromium_path() is None:
+        print("error: chromium is not installed", file=sys.stderr)
+        return 2
+    artifacts = pick_artifacts(args.artifacts)
+    result = run(artifacts, max(20, args.strokes))
+    command = ".venv/bin/python benchmarks/browser_bench.py " + " ".join(sys.argv[1:])
+    write_report(result, Path(args.out), command.strip())
+    print(Path(args.out).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The app in a real headless Chromium: draw with the mouse, upload, visit every page.
+
+Uses the repository's trained ``artifacts/`` when they exist (then the CNN must read the 7),
+else the tiny fixture models. Screenshots of every page go to ``screenshots/``. Skipped only
+when no Chromium is installed (CI installs it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import app_helpers as h
+
+CHROMIUM = h.chromium_path()
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
+                                "(apt-get install chromium); Playwright's own browser is not used")
+
+SHOTS = h.REPO / "screenshots"
+LOAD_TIMEOUT = 180_000   # ms: the first page load imports TensorFlow and loads every model
+STEP_TIMEOUT = 60_000
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory):
+    return h.real_artifacts() or h.fixture_artifacts(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def titles(artifacts):
+    from mnist_core.artifacts import read_manifest
+    from mnist_core.registry import REGISTRY
+    listed = read_manifest(artifacts)["models"]
+    return {n: REGISTRY[n].title for n in REGISTRY if n in listed}
+
+
+@pytest.fixture(scope="module")
+def server(artifacts):
+    proc, url = h.start_server(artifacts)
+    yield url
+    h.stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=h.CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    from playwright.sync_api import expect
+    expect.set_options(timeout=STEP_TIMEOUT)
+    context = browser.new_context(viewport={"width": 1280, "height": 1500})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def open_draw_page(page, server):
+    from playwright.sync_api import expect
+    page.goto(server)
+    canvas = page.locator("canvas.upper-canvas")
+    expect(canvas).to_be_visible(timeout=LOAD_TIMEOUT)
+    expect(page.get_by_text("Draw a digit from 0 to 9")).to_be_visible(timeout=LOAD_TIMEOUT)
+    return canvas
+
+
+def metric_values(page, titles) -> dict[str, str]:
+    from playwright.sync_api import expect
+    values = {}
+    for name, title in titles.items():
+        card = page.get_by_test_id("stMetric").filter(has_text=title)
+        expect(card).to_have_count(1)
+        values[name] = card.get_by_test_id("stMetricValue").inner_text().strip()
+    return values
+
+
+def settle(page) -> None:
+    """Wait until every image has loaded and no Streamlit element is still stale."""
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    page.wait_for_function(
+        "!document.querySelector('[data-stale=\"true\"]')")
+
+
+def assert_no_exception(page):
+    from playwright.sync_api import expect
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_drawing_a_seven_gets_every_models_answer(page, server, titles, artifacts):
+    from playwright.sync_api import expect
+    canvas = open_draw_page(page, server)
+    h.draw_stroke(page, canvas, h.SEVEN, steps=20)
+    expect(page.get_by_text("From drawing to model input")).to_be_visible()
+    expect(page.locator(".js-plotly-plot")).to_have_count(1)
+    values = metric_values(page, titles)
+    assert all(v in [str(d) for d in range(10)] for v in values.values()), values
+    if artifacts == h.real_artifacts() and "cnn" in values:
+        assert values["cnn"] == "7", values
+    assert_no_exception(page)
+    SHOTS.mkdir(exist_ok=True)
+    expect(page.get_by_text("centred by mass")).to_be_visible()
+    settle(page)
+    page.screenshot(path=SHOTS / "draw.png")
+
+    # Clear empties the canvas and brings the prompt back.
+    page.get_by_role("button", name="Clear").click()
+    expect(page.get_by_text("Draw a digit from 0 to 9")).to_be_visible()
+    expect(page.get_by_test_id("stMetric")).to_have_count(0)
+
+
+def test_test_digit_button(page, server, titles):
+    from playwright.sync_api import expect
+    open_draw_page(page, server)
+    page.get_by_role("button", name="Show me a test digit").click()
+    expect(page.get_by_text("true label")).to_be_visible()
+    assert len(metric_values(page, titles)) == len(titles)
+    assert_no_exception(page)
+
+
+def test_phone_layout(browser, server, titles):
+    from playwright.sync_api import expect
+    context = browser.new_context(viewport={"width": 390, "height": 2400}, is_mobile=True,
+                                  has_touch=True, device_scale_factor=2)
+    page = context.new_page()
+    try:
+        canvas = open_draw_page(page, server)
+        box = canvas.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, "canvas fits a phone screen"
+        h.draw_stroke(page, canvas, h.SEVEN, steps=20)
+        expect(page.get_by_text("From drawing to model input")).to_be_visible()
+        metric_values(page, titles)
+        expect(page.get_by_text("centred by mass")).to_be_visible()
+        expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+        settle(page)
+        page.screenshot(path=SHOTS / "draw-phone.png")
+    finally:
+        context.close()
+
+
+def test_upload_reads_good_files_and_flags_bad_ones(page, server, titles, tmp_path, artifacts):
+    from playwright.sync_api import expect
+
+    from mnist_core.artifacts import load_gallery
+    gallery = load_gallery(artifacts)
+    digit = gallery.images[int(np.flatnonzero(gallery.sample)[0])]
+    good, bad = tmp_path / "digit.png", tmp_path / "broken.png"
+    good.write_bytes(h.png_bytes(h.paper_digit(digit)))
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    page.goto(f"{server}/Upload")
+    chooser = page.locator("input[type=file]")
+    expect(chooser).to_be_attached(timeout=LOAD_TIMEOUT)
+    chooser.set_input_files([good, bad])
+    expect(page.get_by_text("not a readable image")).to_be_visible()
+    expect(page.get_by_text("what the models see")).to_be_visible()
+    assert len(metric_values(page, titles)) == len(titles)
+    expect(page.locator(".js-plotly-plot")).to_have_count(1)
+    assert_no_exception(page)
+    settle(page)
+    page.screenshot(path=SHOTS / "upload.png")
+
+
+@pytest.mark.parametrize("path, name, ready", [
+    ("Compare_models", "compare", "Confusion matrix"),
+    ("Training_curves", "curves", "Training curves"),
+])
+def test_pages_render(page, server, titles, path, name, ready):
+    from playwright.sync_api import expect
+    page.goto(f"{server}/{path}")
+    expect(page.get_by_text(ready).first).to_be_visible(timeout=LOAD_TIMEOUT)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    for title in titles.values():
+        expect(page.get_by_text(title).first).to_be_attached()
+    assert_no_exception(page)
+    settle(page)
+    page.screenshot(path=SHOTS / f"{name}.png")
