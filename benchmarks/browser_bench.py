@@ -123,7 +123,8 @@ def run(artifacts: Path, strokes: int) -> dict:
             home = page.locator("canvas.upper-canvas").bounding_box()
             result["rss_idle_mb"] = h.vm_rss_mb(proc.pid)
 
-            latencies, settled_ms, sent_ms, after_send_ms, server_ms, read_ms = [], [], [], [], [], []
+            latencies, settled_ms, sent_ms, after_send_ms = [], [], [], []
+            server_ms, read_ms = [], []
             for i in range(strokes + 1):  # the first stroke warms up and is not counted
                 name, points = SHAPES[i % len(SHAPES)]
                 # Clear mounts a new canvas; for a moment it sits below the old one's place.
@@ -147,7 +148,8 @@ def run(artifacts: Path, strokes: int) -> dict:
                 settled = page.wait_for_function(SETTLED, polling="raf").json_value()
                 stroke_end = page.evaluate("window.__strokeEnd")
                 sent = page.evaluate(  # the rerun request carrying the drawing (kilobytes)
-                    "(t) => (window.__sends.find(([at, size]) => at >= t && size > 1000) || [null])[0]",
+                    "(t) => (window.__sends.find(([at, size]) => at >= t && size > 1000)"
+                    " || [null])[0]",
                     stroke_end)
                 caption = page.get_by_text(re.compile(r"this whole page took")).inner_text()
                 match = re.search(r"in (\d+) ms; this whole page took (\d+) ms", caption)
@@ -216,8 +218,10 @@ def write_report(result: dict, out: Path, command: str) -> None:
         f"| {summary(result['sent_ms'])} |",
         f"| of which drawing sent to new bars drawn (network, server, rendering) "
         f"| {summary(result['after_send_ms'])} |",
-        f"| Server time of that rerun (whole Draw page script) | {summary(result['server_page_ms'])} |",
-        f"| of which preprocessing + every model's prediction | {summary(result['server_read_ms'])} |",
+        f"| Server time of that rerun (whole Draw page script) "
+        f"| {summary(result['server_page_ms'])} |",
+        f"| of which preprocessing + every model's prediction "
+        f"| {summary(result['server_read_ms'])} |",
         f"| Cold start: `streamlit run` to server listening | {result['server_up_s']:.1f} s |",
         f"| Cold start: `streamlit run` to Draw page usable (models loaded) | "
         f"{result['cold_usable_s']:.1f} s |",

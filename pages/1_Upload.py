@@ -31,7 +31,10 @@ for number, upload in enumerate(files):
         try:
             image = decode_image(upload.getvalue())
         except ImageReadError as exc:
-            st.error(f"Could not read {upload.name}: {exc}.", icon=":material/broken_image:")
+            reason = str(exc)
+            if reason.startswith("not a readable image"):  # drop the decoder's internals
+                reason = "not a readable image. Is it really a PNG, JPEG, WebP, BMP, TIFF or GIF?"
+            st.error(f"Could not read {upload.name}: {reason}", icon=":material/broken_image:")
             continue
         try:
             readings = read_digits(image, models)

@@ -113,13 +113,18 @@ def test_drawing_a_seven_gets_every_models_answer(page, server, titles, artifact
     expect(page.get_by_test_id("stMetric")).to_have_count(0)
 
 
-def test_test_digit_button(page, server, titles):
+def test_test_digit_button_then_drawing_again(page, server, titles):
     from playwright.sync_api import expect
-    open_draw_page(page, server)
+    canvas = open_draw_page(page, server)
     page.get_by_role("button", name="Show me a test digit").click()
     expect(page.get_by_text("true label")).to_be_visible()
     assert len(metric_values(page, titles)) == len(titles)
     assert_no_exception(page)
+    # Drawing takes over from the test digit again.
+    h.draw_stroke(page, canvas, h.SEVEN, steps=20)
+    expect(page.get_by_text("From drawing to model input")).to_be_visible()
+    expect(page.get_by_text("true label")).to_have_count(0)
+    assert len(metric_values(page, titles)) == len(titles)
 
 
 def test_phone_layout(browser, server, titles):

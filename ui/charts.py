@@ -149,7 +149,8 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping]], titles: Mapping[st
                     "showlegend": ax == "" and split == "validation",
                     "line": {"color": color, "dash": dash, "width": 2.5 if dash == "solid" else 2},
                     "marker": {"size": 5},
-                    "hovertemplate": f"{title} {split}<br>epoch %{{x}}: %{{y:{fmt}}}<extra></extra>",
+                    "hovertemplate": (f"{title} {split}<br>epoch %{{x}}: %{{y:{fmt}}}"
+                                      "<extra></extra>"),
                 })
     # Two grey legend entries explain the line styles.
     for split, dash in (("train (dashed)", "dash"), ("validation (solid)", "solid")):
