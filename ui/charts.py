@@ -65,19 +65,20 @@ def probability_figure(probs: Mapping[str, np.ndarray], titles: Mapping[str, str
             "xaxis": f"x{ax}", "yaxis": f"y{ax}", "name": title,
             "marker": {"color": [color if k == top else MUTED for k in range(len(p))]},
             "text": [f"{v:.0%}" if k == top else "" for k, v in enumerate(p)],
-            "textposition": "outside", "cliponaxis": False,
+            "textposition": "outside", "cliponaxis": False, "constraintext": "none",
             "textfont": {"size": 13, "color": color},
             "hovertemplate": "%{x}: %{y:.1%}<extra>" + title + "</extra>",
         })
         layout[f"xaxis{ax}"] = {"domain": [x0, x0 + width], "anchor": f"y{ax}",
-                                "type": "category", "fixedrange": True,
-                                "tickfont": {"size": 13}, "showgrid": False}
+                                "type": "category", "fixedrange": True, "dtick": 1,
+                                "tickfont": {"size": 12}, "showgrid": False}
         layout[f"yaxis{ax}"] = {"range": [0, 1], "anchor": f"x{ax}", "fixedrange": True,
                                 "tickformat": ".0%", "tickvals": [0, 0.5, 1],
                                 "showticklabels": i == 0, "gridcolor": GRID, "zeroline": False}
         annotations.append({"text": f"<b>{title}</b>", "x": x0 + width / 2, "y": 1.0,
-                            "xref": "paper", "yref": "paper", "yanchor": "bottom", "yshift": 22,
-                            "showarrow": False, "font": {"size": 14}})
+                            "xref": "paper", "yref": "paper", "xanchor": "center",
+                            "yanchor": "bottom", "yshift": 22, "showarrow": False,
+                            "font": {"size": 14}})
     layout["annotations"] = annotations
     return _figure(data, layout)
 
@@ -169,10 +170,9 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping]], titles: Mapping[st
         "xaxis2": {**epoch_axis, "domain": [0.54, 1], "anchor": "y2"},
         "yaxis2": {**axis, "anchor": "x2", "tickformat": ".1%"},
         "annotations": [
-            {"text": "<b>Loss</b>", "x": 0.23, "y": 1, "xref": "paper", "yref": "paper",
-             "yanchor": "bottom", "showarrow": False, "font": {"size": 15}},
-            {"text": "<b>Accuracy</b>", "x": 0.77, "y": 1, "xref": "paper", "yref": "paper",
-             "yanchor": "bottom", "showarrow": False, "font": {"size": 15}},
+            {"text": f"<b>{text}</b>", "x": x, "y": 1, "xref": "paper", "yref": "paper",
+             "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 15}}
+            for text, x in (("Loss", 0.23), ("Accuracy", 0.77))
         ],
         "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
         "hovermode": "closest",

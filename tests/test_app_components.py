@@ -1,0 +1,107 @@
+"""The shared UI pieces on their own: the prediction panel's wording and the chart builders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ui.charts import CONFUSION_MODES, confusion_figure, curves_figure, probability_figure
+
+
+def one_hot(digit: int, p: float = 0.9) -> np.ndarray:
+    out = np.full(10, (1 - p) / 9, np.float32)
+    out[digit] = p
+    return out
+
+
+def panel_app(answers: dict, true_label=None):
+    """Render ``prediction_panel`` for fake models that answer ``answers`` (name -> digit)."""
+    import types
+
+    import numpy as np
+
+    from ui.components import prediction_panel
+
+    titles = {"numpy": "NumPy MLP", "cnn": "Keras CNN", "lenet5": "LeNet-5"}
+    models = {n: types.SimpleNamespace(title=titles[n]) for n in answers}
+    probs = {}
+    for n, d in answers.items():
+        p = np.full(10, 0.1 / 9, np.float32)
+        p[d] = 0.9
+        probs[n] = p
+    prediction_panel(probs, models, [str(d) for d in range(10)], key="t", true_label=true_label)
+
+
+def run_panel(answers, true_label=None) -> AppTest:
+    at = AppTest.from_function(panel_app, kwargs={"answers": answers, "true_label": true_label})
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_panel_says_when_all_models_agree():
+    at = run_panel({"numpy": 7, "cnn": 7, "lenet5": 7})
+    assert [m.value for m in at.metric] == ["7", "7", "7"]
+    assert any("All 3 models read **7**" in s.value for s in at.success)
+    assert not at.warning
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_panel_says_who_said_what_when_models_disagree():
+    at = run_panel({"numpy": 7, "cnn": 1, "lenet5": 7})
+    assert not at.success
+    (warning,) = at.warning
+    assert "disagree" in warning.value
+    assert "**7**: NumPy MLP, LeNet-5" in warning.value and "**1**: Keras CNN" in warning.value
+
+
+def test_panel_marks_right_and_wrong_against_the_true_label():
+    at = run_panel({"numpy": 7, "cnn": 1}, true_label=7)
+    deltas = {m.label: m.delta for m in at.metric}
+    assert deltas["NumPy MLP"].endswith("right") and deltas["Keras CNN"].endswith("wrong")
+
+
+def test_probability_figure_one_panel_per_model_on_one_scale():
+    probs = {"numpy": one_hot(3), "dense": one_hot(3, 0.5), "cnn": one_hot(8), "lenet5": one_hot(3)}
+    fig = probability_figure(probs, {n: n.upper() for n in probs}, [str(d) for d in range(10)])
+    assert [t.type for t in fig.data] == ["bar"] * 4
+    layout = fig.to_plotly_json()["layout"]
+    y_axes = [v for k, v in layout.items() if k.startswith("yaxis")]
+    assert len(y_axes) == 4 and all(a["range"] == [0, 1] for a in y_axes)
+    domains = [layout[k]["domain"] for k in sorted(k for k in layout if k.startswith("xaxis"))]
+    assert all(a[1] <= b[0] for a, b in zip(domains, domains[1:]))  # side by side, no overlap
+    texts = [a["text"] for a in layout["annotations"]]
+    assert texts == ["<b>NUMPY</b>", "<b>DENSE</b>", "<b>CNN</b>", "<b>LENET5</b>"]
+    # Only each model's answer is labelled with its percentage.
+    assert [[t for t in trace.text if t] for trace in fig.data] == [["90%"], ["50%"], ["90%"],
+                                                                    ["90%"]]
+
+
+@pytest.mark.parametrize("mode", CONFUSION_MODES)
+def test_confusion_figure_modes(mode):
+    cm = np.diag([980, 1130, 1020, 1000, 970, 880, 950, 1010, 960, 1000])
+    cm[4, 9] = 12
+    fig = confusion_figure(cm, [str(d) for d in range(10)], mode)
+    heat = fig.data[0]
+    text = np.asarray(heat.text)
+    if mode == "Counts":
+        assert text[4, 9] == "12" and text[0, 0] == "980"
+    elif mode == "Row %":
+        assert text[0, 0] == "100.0%" and text[4, 9] == f"{12 / 982:.1%}"
+    else:
+        assert text[0, 0] == "" and text[4, 9] == "12"
+    z = np.asarray(heat.z)
+    assert z.min() >= 0 and z.max() <= 1
+    assert fig.layout.yaxis.autorange == "reversed"  # row 0 at the top, like the table
+
+
+def test_curves_figure_train_dashed_validation_solid():
+    history = [{"epoch": e, "loss": 1 / e, "accuracy": 1 - 0.1 / e, "val_loss": 1.2 / e,
+                "val_accuracy": 1 - 0.12 / e} for e in range(1, 6)]
+    fig = curves_figure({"numpy": history, "cnn": history[:3]}, {"numpy": "A", "cnn": "B"})
+    lines = [t for t in fig.data if t.x and t.x[0] is not None]
+    assert len(lines) == 8  # 2 models x (loss, accuracy) x (train, validation)
+    dashes = {(t.name, t.yaxis, t.line.dash) for t in lines}
+    assert ("A", "y", "dash") in dashes and ("A", "y", "solid") in dashes
+    assert ("B", "y2", "dash") in dashes and ("B", "y2", "solid") in dashes
