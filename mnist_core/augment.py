@@ -110,8 +110,8 @@ def style_variants(images: np.ndarray, labels: np.ndarray, rng: np.random.Genera
         strokes = []
         if labels[i] == 1:
             if rng.random() < STYLE_RATES["flag"] * rate:
-                length = h * rng.uniform(0.2, 0.55)
-                angle = np.deg2rad(rng.uniform(35, 70))  # from straight down, towards the left
+                length = h * rng.uniform(0.2, 0.8)
+                angle = np.deg2rad(rng.uniform(30, 70))  # from straight down, towards the left
                 strokes.append(((top_x, y0), (top_x - length * np.sin(angle), y0 + length * np.cos(angle))))
             if rng.random() < STYLE_RATES["foot"] * rate:
                 bottom_x = float(xs[ys >= y1 - 1].mean())

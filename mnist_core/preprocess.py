@@ -164,17 +164,21 @@ def ink_map(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> np.ndarray
     order = np.argsort(levels)
     trio = order[:3] if levels[order[2]] - levels[order[0]] <= levels[order[3]] - levels[order[1]] \
         else order[1:]
-    corners_agree = levels[trio].max() - levels[trio].min() < 24
-    # Failing that (a stroke through two corners), the paper is the histogram's main peak.
+    corner_level = float(np.median(levels[trio]))
+    # The histogram's main peak is the other witness: paper is most of a picture.
     counts, edges = np.histogram(grey, bins=32, range=(0, 256))
-    peak = int(np.argmax(counts))
-    paper_level = float(np.median(levels[trio])) if corners_agree else float(edges[peak] + 4)
+    peak_level = float(edges[int(np.argmax(counts))] + 4)
+    near = lambda level: float(np.mean(np.abs(grey - level) <= 12))  # noqa: E731
+    # Trust the corners unless strokes run through three of them (a 1 with flag and foot
+    # in a tight crop): then far fewer pixels share their colour than the peak's.
+    corners_agree = (levels[trio].max() - levels[trio].min() < 24
+                     and near(corner_level) >= 0.5 * near(peak_level))
+    paper_level = corner_level if corners_agree else peak_level
     dark_paper = paper_level < 128
-    # Evenly lit (a canvas, a scan): three corners agree, or most pixels share one grey
+    # Evenly lit (a canvas, a scan): the corners agree, or most pixels share one grey
     # level. Then one paper colour holds everywhere, which also keeps strokes wider than
     # any filter intact.
-    near_peak = float(np.mean(np.abs(grey - paper_level) <= 12))
-    if corners_agree or near_peak >= 0.5:
+    if corners_agree or near(paper_level) >= 0.5:
         paper_px = (np.concatenate([patches[i].reshape(-1, small.shape[2]) for i in trio])
                     if corners_agree else
                     small.reshape(-1, small.shape[2])[(np.abs(grey - paper_level) <= 12).ravel()])
