@@ -25,7 +25,7 @@ class DenseConfig:
 class CNNConfig:
     filters: tuple[int, int] = (32, 64)  # channels of the two conv blocks (5x5 kernels)
     dense: int = 256                      # units of the classifier's hidden layer
-    dropout: float = 0.35                 # before the classifier
+    dropout: float = 0.25                 # before and inside the classifier
 
 
 def build_dense(cfg: DenseConfig = DenseConfig()) -> keras.Sequential:

@@ -38,7 +38,7 @@ REGISTRY: dict[str, ModelSpec] = {
         None, "Keras multilayer perceptron: Dense + ReLU + Dropout blocks."),
     "cnn": ModelSpec(
         "cnn", "Keras CNN", "keras", "cnn.keras",
-        TrainConfig(epochs=15, batch_size=128, lr=2e-3, weight_decay=0.01),
+        TrainConfig(epochs=18, batch_size=128, lr=2e-3, weight_decay=0.01),
         None, "Convolutional network with BatchNorm and Dropout, trained on distorted digits."),
     "lenet5": ModelSpec(
         "lenet5", "LeNet-5", "keras", "lenet5.keras",
