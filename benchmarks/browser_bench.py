@@ -18,6 +18,7 @@ import argparse
 import os
 import platform
 import re
+import shlex
 import statistics
 import sys
 import time
@@ -192,7 +193,7 @@ def summary(values: list[float]) -> str:
             f"max {max(values):.0f}; n={len(values)})")
 
 
-def write_report(result: dict, out: Path, command: str) -> None:
+def write_report(result: dict, out: Path, command: str, note: str = "") -> None:
     real = h.real_artifacts()
     which = ("the repository's trained artifacts (`artifacts/`)"
              if real and Path(result["artifacts"]).resolve() == real.resolve()
@@ -202,7 +203,7 @@ def write_report(result: dict, out: Path, command: str) -> None:
         "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in headless Chromium "
         f"(`{h.chromium_path()}`) against {which}: models "
-        f"{', '.join(result['models'])}.",
+        f"{', '.join(result['models'])}." + (f" {note}" if note else ""),
         "",
         f"Machine: {os.cpu_count()} CPU cores, {platform.machine()}, Python "
         f"{platform.python_version()}; load average {result['load_before']} before and "
@@ -253,14 +254,16 @@ def main() -> int:
     parser.add_argument("--artifacts", help="artifacts folder (default: see module docstring)")
     parser.add_argument("--strokes", type=int, default=24)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "BROWSER.md"))
+    parser.add_argument("--note", default="", help="a sentence added to the report")
     args = parser.parse_args()
     if h.chromium_path() is None:
         print("error: chromium is not installed", file=sys.stderr)
         return 2
     artifacts = pick_artifacts(args.artifacts)
     result = run(artifacts, max(20, args.strokes))
-    command = ".venv/bin/python benchmarks/browser_bench.py " + " ".join(sys.argv[1:])
-    write_report(result, Path(args.out), command.strip())
+    command = ".venv/bin/python benchmarks/browser_bench.py " + " ".join(
+        shlex.quote(a) for a in sys.argv[1:])
+    write_report(result, Path(args.out), command.strip(), args.note)
     print(Path(args.out).read_text())
     return 0
 

@@ -1,11 +1,15 @@
 """The app in a real headless Chromium: draw with the mouse, upload, visit every page.
 
-Uses the repository's trained ``artifacts/`` when they exist (then the CNN must read the 7),
-else the tiny fixture models. Screenshots of every page go to ``screenshots/``. Skipped only
-when no Chromium is installed (CI installs it).
+Uses ``$MNIST_STUDIO_ARTIFACTS`` if set, else the repository's trained ``artifacts/`` when they
+exist, else the tiny fixture models; with trained models the CNN must read the 7. Screenshots
+of every page go to ``screenshots/``. Skipped only when no Chromium is installed (CI installs
+it).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +27,17 @@ STEP_TIMEOUT = 60_000
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory):
-    return h.real_artifacts() or h.fixture_artifacts(tmp_path_factory)
+    """``$MNIST_STUDIO_ARTIFACTS`` if set, else the repository's trained ``artifacts/`` when
+    they exist, else the tiny fixture models."""
+    chosen = os.environ.get("MNIST_STUDIO_ARTIFACTS")
+    return Path(chosen) if chosen else h.real_artifacts() or h.fixture_artifacts(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def trained(artifacts) -> bool:
+    """Whether these are fully trained models (not the one-epoch test fixture)."""
+    from mnist_core.artifacts import read_manifest
+    return not read_manifest(artifacts).get("command", "").startswith("tests/app_helpers.py")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +105,7 @@ def assert_no_exception(page):
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
-def test_drawing_a_seven_gets_every_models_answer(page, server, titles, artifacts):
+def test_drawing_a_seven_gets_every_models_answer(page, server, titles, trained):
     from playwright.sync_api import expect
     canvas = open_draw_page(page, server)
     h.draw_stroke(page, canvas, h.SEVEN, steps=20)
@@ -99,7 +113,7 @@ def test_drawing_a_seven_gets_every_models_answer(page, server, titles, artifact
     expect(page.locator(".js-plotly-plot")).to_have_count(1)
     values = metric_values(page, titles)
     assert all(v in [str(d) for d in range(10)] for v in values.values()), values
-    if artifacts == h.real_artifacts() and "cnn" in values:
+    if trained and "cnn" in values:
         assert values["cnn"] == "7", values
     assert_no_exception(page)
     SHOTS.mkdir(exist_ok=True)
