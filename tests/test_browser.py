@@ -29,8 +29,18 @@ STEP_TIMEOUT = 60_000
 def artifacts(tmp_path_factory):
     """``$MNIST_STUDIO_ARTIFACTS`` if set, else the repository's trained ``artifacts/`` when
     they exist, else the tiny fixture models."""
+    from mnist_core.artifacts import ArtifactError, read_manifest, verified_path
     chosen = os.environ.get("MNIST_STUDIO_ARTIFACTS")
-    return Path(chosen) if chosen else h.real_artifacts() or h.fixture_artifacts(tmp_path_factory)
+    directory = Path(chosen) if chosen else h.real_artifacts()
+    if directory is None:
+        return h.fixture_artifacts(tmp_path_factory)
+    try:  # fail in a second, not after the page's load timeout, when they do not verify
+        manifest = read_manifest(directory)
+        for filename in manifest["files"]:
+            verified_path(directory, filename, manifest)
+    except ArtifactError as exc:
+        pytest.fail(f"the artifacts the browser test would use are broken: {exc}")
+    return directory
 
 
 @pytest.fixture(scope="session")
