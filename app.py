@@ -13,13 +13,13 @@ from streamlit_drawable_canvas import st_canvas
 from mnist_core.data import to_float
 from mnist_core.inference import predict_all, read_digits
 from mnist_core.preprocess import NoDigitError
-from ui import components, data
+from ui import classroom, components, data
 
 started = time.perf_counter()
 st.set_page_config(page_title="MNIST Studio · Draw", page_icon="✏️", layout="wide")
 components.nav()
 
-models = data.models()
+models = classroom.with_user_model(data.models())  # + "Your model" from Train live
 names = data.class_names()
 
 for key, default in (("canvas_round", 0), ("source", "canvas"), ("test_row", None)):
@@ -84,6 +84,7 @@ with right:
         st.info(PROMPT, icon=":material/draw:")
         st.stop()
     read_ms = 1000 * (time.perf_counter() - read_started)
+    st.session_state[classroom.LAST_DIGIT_KEY] = readings[0].stages.final  # classroom pages
 
     if len(readings) > 1:
         st.subheader(f"{len(readings)} digits")

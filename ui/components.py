@@ -27,6 +27,10 @@ PAGES = (
     ("pages/1_Upload.py", "Upload", ":material/upload:"),
     ("pages/2_Compare_models.py", "Compare models", ":material/leaderboard:"),
     ("pages/3_Training_curves.py", "Training curves", ":material/show_chart:"),
+    ("pages/4_Train_live.py", "Train live", ":material/model_training:"),
+    ("pages/5_Look_inside.py", "Look inside", ":material/biotech:"),
+    ("pages/6_Stress_test.py", "Stress test", ":material/tune:"),
+    ("pages/7_Kaggle.py", "Kaggle", ":material/emoji_events:"),
 )
 
 ACCENT = (251, 191, 36)    # amber: the digit's box drawn on the ink map

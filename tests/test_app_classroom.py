@@ -1,0 +1,383 @@
+"""AppTest: the classroom pages (Train live, Look inside, Stress test, Kaggle) and how the
+user's own model and last drawing reach the other pages."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+from streamlit.runtime.media_file_manager import MediaFileManager
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+import app_helpers as h
+from mnist_core.artifacts import LoadedModel, load_gallery, load_models
+from mnist_core.numpy_net import NumpyMLP
+from test_app_draw import FakeCanvas
+from test_app_pages import TIMEOUT, open_page
+from ui import classroom
+
+TRAIN_PAGE = "pages/4_Train_live.py"
+INSIDE_PAGE = "pages/5_Look_inside.py"
+STRESS_PAGE = "pages/6_Stress_test.py"
+KAGGLE_PAGE = "pages/7_Kaggle.py"
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory):
+    return h.fixture_artifacts(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def gallery(artifacts):
+    return load_gallery(artifacts)
+
+
+@pytest.fixture(scope="module")
+def user_model(artifacts) -> LoadedModel:
+    """A stand-in for a model trained on the Train live page (the fixture's NumPy MLP)."""
+    m = load_models(artifacts, ["numpy"])["numpy"]
+    return LoadedModel(classroom.USER, classroom.USER_TITLE, m.kind, m.net, m.predict_proba,
+                       m.metrics, m.history)
+
+
+@pytest.fixture(scope="session")
+def mnist_npz(tmp_path_factory):
+    """A few thousand digits as keras's ``mnist.npz``, for ``$MNIST_DATA``."""
+    d = h.small_dataset()
+    path = tmp_path_factory.mktemp("mnist") / "mnist.npz"
+    np.savez(path, x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test)
+    return path
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def chart_specs(at: AppTest) -> list[str]:
+    return [c.proto.spec for c in at.get("plotly_chart")]
+
+
+def texts(elements) -> str:
+    return "\n".join(e.value for e in elements)
+
+
+# ---------------------------------------------------------------------------------------
+# Train live
+# ---------------------------------------------------------------------------------------
+
+def wait_for_training(at: AppTest, timeout: float = 240) -> classroom.TrainJob:
+    """Poll the session's job until its thread is done, then rerun the page once."""
+    job = at.session_state["train_job"]
+    deadline = time.monotonic() + timeout
+    while not job.finished:
+        assert time.monotonic() < deadline, f"training still {job.status} after {timeout} s"
+        time.sleep(0.2)
+    at.run()
+    no_exception(at)
+    return job
+
+
+def train_page(monkeypatch, artifacts, mnist_npz) -> AppTest:
+    monkeypatch.setenv("MNIST_DATA", str(mnist_npz))
+    at = open_page(monkeypatch, artifacts, TRAIN_PAGE)
+    assert not at.error
+    return at
+
+
+def test_train_live_trains_a_numpy_model_and_puts_it_on_the_draw_page(
+        monkeypatch, artifacts, mnist_npz):
+    at = train_page(monkeypatch, artifacts, mnist_npz)
+    assert any("20,000 images" in c.value and "10 epochs" in c.value for c in at.caption)
+    assert any("Press **Train**" in i.value or "press **Train**" in i.value for i in at.info)
+    at.selectbox(key="train_hidden").set_value("64")
+    at.slider(key="train_images").set_value(1000)
+    at.slider(key="train_epochs").set_value(2)
+    at.button(key="train").click().run()
+    no_exception(at)
+    job = wait_for_training(at)
+    assert job.status == "done", job.error
+    assert len(job.history) == 2 and job.n_train == 1000
+    assert job.model.net.sizes == (784, 64, 10)
+    shown = metrics(at)
+    assert shown["Your test accuracy"].endswith("%")
+    assert 0 < float(shown["Your test accuracy"].rstrip("%")) <= 100
+    assert "Shipped NumPy MLP" in shown
+    assert len(at.get("plotly_chart")) == 4  # live curves, result curves, two confusions
+    assert not at.button(key="train").disabled
+
+    # The download is made on click: the NumPy network as .npz, loadable again.
+    made = {}
+    real_add = MediaFileManager.add_deferred
+
+    def add_deferred(self, data, *args, **kwargs):
+        made["data"] = data
+        return real_add(self, data, *args, **kwargs)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    at.run()
+    net = NumpyMLP.load(io.BytesIO(made["data"]()))
+    assert net.sizes == (784, 64, 10)
+
+    # "Use on the Draw page" puts it in this session only; the Draw page shows it.
+    at.button(key="use_model").click().run()
+    no_exception(at)
+    assert at.session_state["user_model"] is job.model
+    assert at.button(key="drop_model")
+    fake = FakeCanvas(h.one_stroke())
+    module = types.ModuleType("streamlit_drawable_canvas")
+    module.st_canvas = fake
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", module)
+    at.switch_page("app.py").run()
+    no_exception(at)
+    assert "Your model" in metrics(at)
+    assert at.session_state["last_digit"].shape == (28, 28)
+
+
+def test_train_live_stop_ends_training_early(monkeypatch, artifacts, mnist_npz):
+    at = train_page(monkeypatch, artifacts, mnist_npz)
+    at.selectbox(key="train_hidden").set_value("512, 512")
+    at.select_slider(key="train_batch").set_value(16)
+    at.slider(key="train_epochs").set_value(10)
+    at.toggle(key="train_augment").set_value(True)
+    at.button(key="train").click().run()
+    no_exception(at)
+    assert at.button(key="train").disabled  # settings are locked while it trains
+    at.button(key="stop_training").click().run()
+    job = wait_for_training(at)
+    assert job.status == "stopped"
+    assert 1 <= len(job.history) < 10
+    assert any("You stopped the training" in i.value for i in at.info)
+    assert "Your test accuracy" in metrics(at)
+
+
+def test_train_live_waits_while_another_session_trains(monkeypatch, artifacts, mnist_npz):
+    at = train_page(monkeypatch, artifacts, mnist_npz)
+    slot = classroom.training_slot()
+    assert slot.try_acquire("another session")
+    try:
+        at.run()
+        assert any("Someone else is training" in i.value for i in at.info)
+        at.button(key="train").click().run()
+        no_exception(at)
+        assert any("Someone else is training" in w.value for w in at.warning)
+        assert "train_job" not in at.session_state
+    finally:
+        slot.release()
+
+
+def test_train_live_without_data_names_mnist_data(monkeypatch, artifacts, tmp_path):
+    monkeypatch.setenv("MNIST_DATA", str(tmp_path / "nowhere"))
+    at = open_page(monkeypatch, artifacts, TRAIN_PAGE)
+    at.button(key="train").click().run()
+    no_exception(at)
+    assert len(at.error) == 1 and "MNIST_DATA" in at.error[0].value
+
+
+def test_train_live_offers_each_model_and_the_numpy_choices(monkeypatch, artifacts, mnist_npz):
+    at = train_page(monkeypatch, artifacts, mnist_npz)
+    at.segmented_control(key="train_optimizer").set_value("sgd").run()
+    assert at.select_slider(key="train_lr").value == 1.0  # plain GD needs a bigger step
+    at.segmented_control(key="train_activation").set_value("sigmoid").run()
+    for name in ("dense", "cnn"):
+        at.segmented_control(key="train_model").set_value(name).run()
+        no_exception(at)
+        assert at.select_slider(key="train_lr").value == 3e-3  # back to Adam's rate
+        assert "train_optimizer" not in [w.key for w in at.segmented_control]
+    assert at.selectbox(key="train_filters").value == "16, 32"
+
+
+# ---------------------------------------------------------------------------------------
+# Look inside
+# ---------------------------------------------------------------------------------------
+
+def captions(at: AppTest) -> list[str]:
+    return [c for img in at.image for c in img.captions]
+
+
+def test_look_inside_shows_templates_feature_maps_and_saliency(
+        monkeypatch, artifacts, user_model):
+    at = open_page(monkeypatch, artifacts, INSIDE_PAGE)
+    assert not at.error
+    assert at.segmented_control(key="inside-source").value == "test"  # no drawing yet
+    assert "First-layer weights as 28×28 templates" in texts(at.markdown)
+    assert any("units above zero" in c for c in captions(at))
+    titles = [m.title for m in load_models(artifacts).values()]
+    saliency = [c for c in captions(at) if c.split(":")[0] in titles]
+    assert len(saliency) == 2 * len(titles)  # gradient and occlusion, every model
+    at.segmented_control(key="inside_model").set_value("lenet5").run()
+    no_exception(at)
+    assert "First-layer filters" in texts(at.markdown)
+    assert sum("maps of" in c for c in captions(at)) == 2  # LeNet-5's two conv layers
+    at.selectbox(key="inside_target").set_value(3).run()
+    no_exception(at)
+    assert sum(c.endswith(")") and ": 3 (" in c for c in captions(at)) == 2 * len(titles)
+    row = at.session_state["classroom_test_row"]
+    for _ in range(5):  # a random pick: the same digit twice in a row is possible
+        at.button(key="inside-another").click().run()
+        no_exception(at)
+        if at.session_state["classroom_test_row"] != row:
+            break
+    assert at.session_state["classroom_test_row"] != row
+
+
+def test_look_inside_uses_the_last_drawing_and_your_model(monkeypatch, artifacts, user_model,
+                                                         gallery):
+    monkeypatch.setenv("MNIST_STUDIO_ARTIFACTS", str(artifacts))
+    at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["last_digit"] = gallery.images[0].astype(np.float32) / 255
+    at.session_state["user_model"] = user_model
+    at.run()
+    at.switch_page(INSIDE_PAGE).run()
+    no_exception(at)
+    assert at.segmented_control(key="inside-source").value == "drawing"
+    assert any("your last drawing" in c for c in captions(at))
+    assert any(c.startswith("Your model:") for c in captions(at))
+    at.segmented_control(key="inside_model").set_value(classroom.USER).run()
+    no_exception(at)
+    assert any("units above zero" in c for c in captions(at))
+
+
+def test_look_inside_draw_here(monkeypatch, artifacts):
+    at = open_page(monkeypatch, artifacts, INSIDE_PAGE)
+    module = types.ModuleType("streamlit_drawable_canvas")
+    module.st_canvas = FakeCanvas(None)
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", module)
+    at.segmented_control(key="inside-source").set_value("draw").run()
+    no_exception(at)
+    assert any("Draw a digit in the small square" in i.value for i in at.info)
+    module.st_canvas = FakeCanvas(h.canvas_rgba([[(100, 30), (100, 170)]], size=200, width=16))
+    at.run()
+    no_exception(at)
+    assert any("the digit drawn here" in c for c in captions(at))
+
+
+# ---------------------------------------------------------------------------------------
+# Stress test
+# ---------------------------------------------------------------------------------------
+
+def test_stress_rotation_changes_the_image_and_the_answers(monkeypatch, artifacts):
+    at = open_page(monkeypatch, artifacts, STRESS_PAGE)
+    assert not at.error
+    image_before = at.image[0].value[1]
+    bars_before = chart_specs(at)[0]
+    answers_before = metrics(at)
+    assert len(answers_before) == len(load_models(artifacts))
+    at.slider(key="stress_rotate").set_value(90).run()
+    no_exception(at)
+    assert at.image[0].value[1] != image_before  # the transformed digit
+    assert chart_specs(at)[0] != bars_before     # every model's bars were recomputed
+    marker = json.loads(chart_specs(at)[1])["layout"]["shapes"][0]
+    assert marker["x0"] == 90  # the sweep marks the current rotation
+    for sweep in ("noise", "thickness", "scale"):
+        at.segmented_control(key="stress_sweep").set_value(sweep).run()
+        no_exception(at)
+        assert len(at.get("plotly_chart")) == 2
+    at.button(key="stress_reset").click().run()
+    no_exception(at)
+    assert at.slider(key="stress_rotate").value == 0
+    assert at.image[0].value[1] == image_before
+
+
+# ---------------------------------------------------------------------------------------
+# Kaggle
+# ---------------------------------------------------------------------------------------
+
+def kaggle_csv(images: np.ndarray, labels: np.ndarray | None = None, header: bool = True
+               ) -> bytes:
+    flat = images.reshape(len(images), -1).astype(int)
+    cols = [f"pixel{i}" for i in range(784)]
+    if labels is not None:
+        flat = np.column_stack([labels.astype(int), flat])
+        cols = ["label"] + cols
+    lines = [",".join(cols)] if header else []
+    lines += [",".join(map(str, row)) for row in flat]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Everything the page hands to st.download_button: ``[(bytes, mimetype, filename)]``."""
+    seen = []
+    real = MemoryMediaFileStorage.load_and_get_id
+
+    def load_and_get_id(self, path_or_data, mimetype, kind, filename=None):
+        seen.append((path_or_data, mimetype, filename))
+        return real(self, path_or_data, mimetype, kind, filename)
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", load_and_get_id)
+    return seen
+
+
+@pytest.mark.parametrize("packing", ["csv", "zip", "gz"])
+def test_kaggle_writes_a_submission(monkeypatch, artifacts, gallery, downloads, packing):
+    images = gallery.images[:7]
+    raw = kaggle_csv(images)
+    name = "test.csv"
+    if packing == "zip":
+        import zipfile
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("sample_submission.csv", "ImageId,Label\n1,0\n")
+            z.writestr("test.csv", raw)
+        raw, name = buf.getvalue(), "digit-recognizer.zip"
+    elif packing == "gz":
+        raw, name = gzip.compress(raw), "test.csv.gz"
+    at = open_page(monkeypatch, artifacts, KAGGLE_PAGE)
+    assert any("Get `test.csv`" in i.value for i in at.info)
+    at.file_uploader(key="kaggle_upload").set_value((name, raw, "text/csv")).run()
+    no_exception(at)
+    assert not at.error
+    assert any("Read 7 digits" in s.value for s in at.success)
+    at.segmented_control(key="kaggle_model").set_value("numpy").run()
+    at.button(key="kaggle_predict").click().run()
+    no_exception(at)
+    assert at.download_button(key="kaggle_download")
+    csv = [d for d, mime, fn in downloads if fn == "submission.csv"][-1]
+    text = csv.decode() if isinstance(csv, bytes) else csv
+    lines = text.strip().split("\n")
+    assert lines[0] == "ImageId,Label"
+    assert len(lines) == 1 + len(images)
+    expected = load_models(artifacts, ["numpy"])["numpy"].predict_proba(
+        images.astype(np.float32) / 255).argmax(1)
+    assert lines[1:] == [f"{i},{d}" for i, d in enumerate(expected, start=1)]
+
+
+@pytest.mark.parametrize("case, words", [
+    ("train", "label"),
+    ("columns", "784"),
+    ("text", ""),
+    ("zip-without-test", "expected test.csv"),
+])
+def test_kaggle_malformed_csv_is_a_clear_error(monkeypatch, artifacts, gallery, case, words):
+    images = gallery.images[:3]
+    if case == "train":
+        raw = kaggle_csv(images, gallery.labels[:3])
+    elif case == "columns":
+        raw = b"a,b,c\n1,2,3\n4,5,6\n"
+    elif case == "text":
+        raw = kaggle_csv(images).replace(b"\n0,", b"\nzero,", 1)
+    else:
+        import zipfile
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("train.csv", "x")
+            z.writestr("other.csv", "y")
+        raw = buf.getvalue()
+    at = open_page(monkeypatch, artifacts, KAGGLE_PAGE)
+    name = "upload.zip" if case.startswith("zip") else "test.csv"
+    at.file_uploader(key="kaggle_upload").set_value((name, raw, "text/csv")).run()
+    no_exception(at)
+    assert len(at.error) == 1
+    assert "not a Digit Recognizer test file" in at.error[0].value
+    assert words.lower() in at.error[0].value.lower()
+    assert "kaggle_predict" not in [b.key for b in at.button]
+    assert not at.download_button
