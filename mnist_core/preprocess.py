@@ -132,14 +132,62 @@ def _resize_max(img: np.ndarray, side: int) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
+def _design(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[-1:1:h * 1j, -1:1:w * 1j]
+    return np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], -1).reshape(-1, 6)
+
+
+def _robust_fit(design: np.ndarray, g: np.ndarray, paper: np.ndarray, side: int) -> np.ndarray:
+    """Refit a surface to ``paper`` pixels, dropping outliers: both sides (``side=0``),
+    or only those brighter (``+1``) or darker (``-1``) than the surface. Returns the mask."""
+    for _ in range(5):
+        coef, *_ = np.linalg.lstsq(design[paper], g[paper], rcond=None)
+        resid = g - design @ coef
+        spread = 1.4826 * np.median(np.abs(resid[paper])) + 2.0
+        keep = np.abs(resid) < 3 * spread if side == 0 else side * resid < 3 * spread
+        if keep.sum() < 12 or np.array_equal(keep, paper):
+            break
+        paper = keep
+    return paper
+
+
+def _fit_paper(small: np.ndarray, grey: np.ndarray, paper_level: float) -> tuple[np.ndarray, bool]:
+    """The paper's colour at every pixel of ``small`` (``(h, w, c)`` uint8), and whether the
+    paper is darker than the ink.
+
+    Lighting across a sheet (a tilt, a vignette, a soft shadow) is close to a quadratic
+    surface, so one is fitted by least squares to the pixels that are paper: at first those
+    near ``paper_level``, then, refitting, those that do not stray from the surface. Ink is
+    on whichever side strays furthest (a dim photo of white paper is still light paper,
+    however grey it came out); a last fit drops only that side. Unlike a morphological
+    filter this does not care how bold the strokes are, and on an even canvas or scan the
+    surface comes out flat.
+    """
+    h, w, channels = small.shape
+    design = _design(h, w)
+    g = grey.ravel().astype(np.float64)
+    paper = np.abs(g - paper_level) <= 24
+    if paper.sum() < 12:
+        paper = np.ones_like(paper)
+    paper = _robust_fit(design, g, paper, side=0)
+    coef, *_ = np.linalg.lstsq(design[paper], g[paper], rcond=None)
+    low, high = np.percentile(g - design @ coef, [0.2, 99.8])
+    dark_paper = bool(high > -low)
+    paper = _robust_fit(design, g, paper, side=1 if dark_paper else -1)
+    pixels = small.reshape(-1, channels).astype(np.float64)
+    coefs, *_ = np.linalg.lstsq(design[paper], pixels[paper], rcond=None)
+    return (design @ coefs).reshape(h, w, channels).astype(np.float32), dark_paper
+
+
 def ink_map(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> np.ndarray:
     """Any-polarity, any-colour image -> ``(h, w) float32 [0, 1]`` white ink on black.
 
     ``image``: ``(H, W)`` gray, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, uint8 or float in
-    [0, 1]. The paper is estimated locally (a wide median, so shadows and uneven light are
-    followed but thin strokes are not), ink is the per-channel distance from it on the
-    side opposite to the paper (so coloured ink counts fully), then Otsu's threshold
-    separates ink from noise and the remaining range is stretched to [0, 1].
+    [0, 1]. The paper's colour is taken from the corners (or the histogram's peak), its
+    lighting as a smooth surface fitted to the paper pixels (so shadows and uneven light
+    are followed but strokes are not), ink is the per-channel distance from it on the side
+    where the strokes lie (so coloured ink counts fully), then Otsu's threshold separates
+    ink from noise and the remaining range is stretched to [0, 1].
     """
     img = np.asarray(image)
     if img.dtype != np.uint8:
@@ -174,25 +222,7 @@ def ink_map(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> np.ndarray
     corners_agree = (levels[trio].max() - levels[trio].min() < 24
                      and near(corner_level) >= 0.5 * near(peak_level))
     paper_level = corner_level if corners_agree else peak_level
-    dark_paper = paper_level < 128
-    # Evenly lit (a canvas, a scan): the corners agree, or most pixels share one grey
-    # level. Then one paper colour holds everywhere, which also keeps strokes wider than
-    # any filter intact.
-    if corners_agree or near(paper_level) >= 0.5:
-        paper_px = (np.concatenate([patches[i].reshape(-1, small.shape[2]) for i in trio])
-                    if corners_agree else
-                    small.reshape(-1, small.shape[2])[(np.abs(grey - paper_level) <= 12).ravel()])
-        paper_small = np.broadcast_to(np.median(paper_px, axis=0).astype(np.float32),
-                                      small.shape).copy()
-    else:
-        # Photo: a grey closing (opening for dark paper) with a kernel wider than any
-        # stroke erases the ink but follows shadows and uneven light.
-        k = max(3, (min(small.shape[:2]) // 3) | 1)
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-        op = cv2.MORPH_OPEN if dark_paper else cv2.MORPH_CLOSE
-        paper_small = np.stack([cv2.morphologyEx(np.ascontiguousarray(small[..., c]), op, kernel)
-                                for c in range(small.shape[2])], axis=-1).astype(np.float32)
-        paper_small = cv2.blur(paper_small, (k // 2 | 1, k // 2 | 1))
+    paper_small, dark_paper = _fit_paper(small, grey, paper_level)
     paper = cv2.resize(paper_small, (w, h), interpolation=cv2.INTER_LINEAR)
     if paper.ndim == 2:
         paper = paper[..., None]
