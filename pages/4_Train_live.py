@@ -175,11 +175,11 @@ acc = mine.metrics["accuracy"]
 cols = st.columns(4)
 if shipped is not None and "accuracy" in shipped.metrics:
     ref = shipped.metrics["accuracy"]
-    cols[0].metric("Your test accuracy", f"{acc:.2%}", f"{acc - ref:+.2%} vs shipped",
-                   border=True)
+    cols[0].metric("Your test accuracy", f"{acc:.2%}",
+                   f"{100 * (acc - ref):+.2f} points vs shipped", border=True)
     cols[1].metric(f"Shipped {job.title}", f"{ref:.2%}",
-                   f"{len(shipped.history)} epochs on all 55,000 images", delta_color="off",
-                   delta_arrow="off", border=True)
+                   f"{len(shipped.history)} epochs on the full training set",
+                   delta_color="off", delta_arrow="off", border=True)
 else:
     cols[0].metric("Your test accuracy", f"{acc:.2%}", border=True)
     cols[1].metric(f"Shipped {job.title}", "not shipped", border=True)

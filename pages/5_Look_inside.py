@@ -52,9 +52,11 @@ if kind == "mlp":
     templates = explain.first_layer_templates(model.net, n=len(first))[top]
     st.markdown(f"**First-layer weights as 28×28 templates**: the {k} hidden units this "
                 f"digit excites most, strongest first")
-    st.image(classroom.grid([classroom.diverging(t) for t in templates], cols=12, scale=3),
+    st.image(classroom.grid([classroom.outlined(classroom.diverging(t), x, 3)
+                             for t in templates], cols=12, background=200),
              caption="Each unit adds up the pixels under its red areas and subtracts those "
-                     "under its blue ones; each template is scaled to its own range.")
+                     "under its blue ones; the grey line is the digit's outline. Each "
+                     "template is scaled to its own range.")
     st.markdown("**Hidden activations**: every unit of each hidden layer for this digit")
     pictures, captions = [], []
     for i, a in enumerate(acts):
@@ -62,8 +64,8 @@ if kind == "mlp":
         rows = -(-len(a) // cols)
         padded = np.zeros(rows * cols, np.float32)
         padded[:len(a)] = a
-        pictures.append(classroom.upscale(classroom.sequential(padded.reshape(rows, cols)),
-                                          8 if len(a) < 2048 else 4))
+        pictures.append(classroom.framed(classroom.upscale(
+            classroom.sequential(padded.reshape(rows, cols)), 8 if len(a) < 2048 else 4)))
         active = int((a > 1e-6).sum())
         captions.append(f"layer {i + 1}: {active} of {len(a)} units above zero")
     st.image(pictures, caption=captions)
@@ -74,7 +76,7 @@ else:
     size = filters.shape[-1]
     st.markdown(f"**First-layer filters**: {len(filters)} kernels of {size}×{size} pixels")
     st.image(classroom.grid([classroom.diverging(f) for f in filters], cols=16,
-                            scale=max(4, 48 // size)),
+                            scale=max(4, 48 // size), background=200),
              caption="Each filter slides over the image and lights up where the pixels "
                      "match its red (and avoid its blue) pattern: edges and stroke pieces.")
     st.markdown("**Feature maps**: what each convolution layer passes on for this digit")
@@ -104,16 +106,16 @@ for n, m in models.items():
     except Exception as exc:  # noqa: BLE001 - one odd model must not take the page down
         st.warning(f"No saliency for {m.title}: {exc}")
         continue
-    gradients.append(classroom.upscale(classroom.with_ink(classroom.diverging(grad), x), 5))
-    occlusions.append(classroom.upscale(classroom.with_ink(classroom.diverging(occ), x), 5))
+    gradients.append(classroom.framed(classroom.outlined(classroom.diverging(grad), x, 5)))
+    occlusions.append(classroom.framed(classroom.outlined(classroom.diverging(occ), x, 5)))
     captions.append(f"{m.title}: {names[t]} ({probs[n][t]:.0%})")
 st.markdown("**Gradient saliency**: how the log-probability changes as each pixel brightens")
-st.image(gradients, caption=captions, width=140)
+st.image(gradients, caption=captions, width=152)
 st.caption("Red pixels: more ink there would make the model surer; blue: less sure. The "
            "NumPy network's gradient is computed by hand through its own backward pass, the "
-           "Keras models' with TensorFlow's GradientTape. The digit's ink is shaded in.")
+           "Keras models' with TensorFlow's GradientTape. The grey line is the digit's outline.")
 st.markdown("**Occlusion**: how much the probability drops when a 6×6 patch is blacked out")
-st.image(occlusions, caption=captions, width=140)
+st.image(occlusions, caption=captions, width=152)
 st.caption("Red areas are the ones the model needs; blue ones it is better off without. "
            "Unlike the gradient, this only asks the model for predictions, so it works for "
            "any model.")

@@ -62,13 +62,12 @@ transform = stress.Transform(
 x = digit.image
 moved = stress.apply(x, transform)
 
-images_col, answers_col = st.columns([1, 3], gap="large")
-with images_col:
-    st.image([classroom.digit_picture(x, 5), classroom.digit_picture(moved, 5)], width=140,
+with pick_col:  # beside the sliders, so every change shows at once
+    st.image([classroom.framed(classroom.digit_picture(x, 6)),
+              classroom.framed(classroom.digit_picture(moved, 6))], width=180,
              caption=[digit.source, "after the changes: what the models see"])
-with answers_col:
-    batch = {n: m.predict_proba(moved[None])[0] for n, m in models.items()}
-    components.prediction_panel(batch, models, names, key="stress", true_label=digit.label)
+batch = {n: m.predict_proba(moved[None])[0] for n, m in models.items()}
+components.prediction_panel(batch, models, names, key="stress", true_label=digit.label)
 
 # ---- sweep ------------------------------------------------------------------------------
 st.subheader("Sweep one change")

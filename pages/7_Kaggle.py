@@ -9,6 +9,7 @@ import streamlit as st
 from mnist_core import kaggle
 from mnist_core.data import DataError
 from ui import classroom, components, data
+from ui.charts import PLOTLY_CONFIG
 
 st.set_page_config(page_title="MNIST Studio · Kaggle", page_icon="🏆", layout="wide")
 components.nav()
@@ -21,13 +22,13 @@ st.caption("Upload the competition's `test.csv` (28,000 unlabeled digits, column
            "`pixel0`…`pixel783`), let a model read every digit, and download a "
            "`submission.csv` (`ImageId,Label`) ready to submit.")
 
-upload = st.file_uploader(
-    "test.csv, or zipped: test.csv is 51 MB, over this app's 20 MB upload limit, so upload "
-    "test.csv.zip, test.csv.gz or Kaggle's digit-recognizer.zip as it comes",
-    type=["csv", "zip", "gz"], key="kaggle_upload")
+upload = st.file_uploader("Kaggle's test.csv, plain or zipped (.zip or .gz)",
+                          type=["csv", "zip", "gz"], key="kaggle_upload")
 if upload is None:
-    st.info("Get `test.csv` from kaggle.com/competitions/digit-recognizer/data and upload it "
-            "here (zipped is fine).", icon=":material/upload_file:")
+    st.info("Get `test.csv` from kaggle.com/competitions/digit-recognizer/data. It is 51 MB, "
+            "over this app's 20 MB upload limit, so upload it zipped: `test.csv.zip`, "
+            "`test.csv.gz`, or the competition's `digit-recognizer.zip` as it comes.",
+            icon=":material/upload_file:")
     st.stop()
 
 # Parse once per uploaded file, not on every rerun.
@@ -66,8 +67,10 @@ if acc is not None:
                f"digits are MNIST digits, so expect about the same.")
 
 key = (upload.file_id, name)
-if st.button(f"Predict {len(images):,} digits with {models[name].title}", type="primary",
-             key="kaggle_predict", icon=":material/play_arrow:"):
+done = st.session_state.get("kaggle_result", (None,))[0] == key
+if st.button(f"Predict {len(images):,} digits with {models[name].title}",
+             type="secondary" if done else "primary", key="kaggle_predict",
+             icon=":material/play_arrow:"):
     bar = st.progress(0.0, text="Predicting…")
     try:
         csv = kaggle.submission_csv(
@@ -77,8 +80,8 @@ if st.button(f"Predict {len(images):,} digits with {models[name].title}", type="
         bar.empty()
         st.error(f"Prediction failed: {type(exc).__name__}: {exc}", icon="🚫")
         st.stop()
-    bar.empty()
     st.session_state["kaggle_result"] = (key, csv)
+    st.rerun()  # redraw with the download, the Predict button no longer the primary one
 
 result = st.session_state.get("kaggle_result")
 if result is None or result[0] != key:
@@ -91,5 +94,5 @@ st.download_button("Download submission.csv", data=csv, file_name="submission.cs
                    icon=":material/download:")
 left, right = st.columns([1, 2], gap="large")
 left.dataframe(table.head(10), hide_index=True, key="kaggle_preview")
-right.bar_chart(pd.DataFrame({"digits": counts}, index=list(names)), x_label="predicted label",
-                y_label="digits", height=300)
+right.plotly_chart(classroom.counts_figure(counts, names), config=PLOTLY_CONFIG,
+                   key="kaggle_counts")

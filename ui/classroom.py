@@ -174,7 +174,7 @@ def upscale(img: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
 
 
-def grid(tiles: Sequence[np.ndarray] | np.ndarray, cols: int, scale: int = 1, pad: int = 2,
+def grid(tiles: Sequence[np.ndarray] | np.ndarray, cols: int, scale: int = 1, pad: int = 3,
          background: int = 255) -> np.ndarray:
     """Equal-sized RGB tiles, each upscaled by ``scale``, in one image ``cols`` wide."""
     tiles = [upscale(np.asarray(t, np.uint8), scale) for t in tiles]
@@ -191,10 +191,23 @@ def grid(tiles: Sequence[np.ndarray] | np.ndarray, cols: int, scale: int = 1, pa
     return out
 
 
-def with_ink(rgb: np.ndarray, digit: np.ndarray, strength: float = 0.45) -> np.ndarray:
-    """Darken ``rgb`` (28x28x3) where the digit has ink, so a map shows the digit's shape."""
-    ink = np.clip(np.asarray(digit, np.float32), 0, 1)[..., None]
-    return (rgb.astype(np.float32) * (1 - strength * ink)).round().astype(np.uint8)
+def outlined(rgb: np.ndarray, digit: np.ndarray, scale: int,
+             color: tuple[int, int, int] = (40, 40, 40)) -> np.ndarray:
+    """``rgb`` (28x28x3) upscaled by ``scale`` with the digit's outline drawn on top, so a
+    weight or saliency map can be read against the strokes it refers to."""
+    import cv2
+
+    out = upscale(np.asarray(rgb, np.uint8), scale).copy()
+    mask = upscale((np.asarray(digit, np.float32) > 0.35).astype(np.uint8), scale)
+    edge = mask & (1 - cv2.erode(mask, np.ones((3, 3), np.uint8), borderValue=0))
+    out[edge.astype(bool)] = color
+    return out
+
+
+def framed(img: np.ndarray, margin: int = 6) -> np.ndarray:
+    """An RGB image with a white margin, so images shown in a row do not touch."""
+    img = np.asarray(img, np.uint8)
+    return np.pad(img, ((margin, margin), (margin, margin), (0, 0)), constant_values=255)
 
 
 def digit_picture(image: np.ndarray, scale: int = 6) -> np.ndarray:
@@ -237,6 +250,24 @@ def sweep_figure(values: np.ndarray, curves: Mapping[str, np.ndarray],
                   "tickformat": ".0%", "gridcolor": GRID, "zeroline": False},
         "legend": {"orientation": "h", "y": -0.2, "x": 0, "font": {"size": 13}},
         "shapes": shapes, "hovermode": "closest",
+        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    return _figure(traces, layout)
+
+
+def counts_figure(counts: Sequence[int], class_names: Sequence[str], height: int = 300
+                  ) -> go.Figure:
+    """How many digits were given each label: one bar per class."""
+    labels = list(class_names)
+    traces = [{"type": "bar", "x": labels, "y": [int(c) for c in counts],
+               "marker": {"color": "#4f46e5"}, "text": [str(int(c)) for c in counts],
+               "textposition": "outside", "cliponaxis": False,
+               "hovertemplate": "%{x}: %{y} digits<extra></extra>"}]
+    layout = {
+        "height": height, "margin": {"l": 48, "r": 10, "t": 24, "b": 44}, "bargap": 0.25,
+        "xaxis": {"title": {"text": "predicted label"}, "type": "category", "fixedrange": True},
+        "yaxis": {"title": {"text": "digits"}, "gridcolor": GRID, "zeroline": False,
+                  "fixedrange": True, "rangemode": "tozero"},
         "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
     }
     return _figure(traces, layout)
