@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -89,21 +89,45 @@ def read_json(directory: str | Path, filename: str, manifest: dict | None = None
 # Loaded models
 # ---------------------------------------------------------------------------------------
 
-@dataclass
 class LoadedModel:
     """A shipped model ready for inference.
 
     ``predict_proba``: ``(N, 28, 28) float32 in [0, 1]`` -> ``(N, 10) float32``, the fast
-    path (no ``model.predict``). ``net`` is the :class:`NumpyMLP` or ``keras.Model``.
+    path. Keras models are evaluated with NumPy (:mod:`mnist_core.keras_numpy`), so
+    predicting never imports TensorFlow (~600 MB); ``net`` is the :class:`NumpyMLP` or the
+    real ``keras.Model``, loaded (with ``safe_mode``) the first time something asks for it,
+    e.g. for gradients or feature maps.
     """
 
-    name: str
-    title: str
-    kind: str
-    net: object
-    predict_proba: Callable[[np.ndarray], np.ndarray]
-    metrics: dict = field(default_factory=dict)
-    history: list = field(default_factory=list)
+    def __init__(self, name: str, title: str, kind: str, net: object = None,
+                 predict_proba: Callable[[np.ndarray], np.ndarray] | None = None,
+                 metrics: dict | None = None, history: list | None = None,
+                 loader: Callable[[], object] | None = None, params: int | None = None):
+        if net is None and loader is None:
+            raise ValueError("LoadedModel needs a net or a loader")
+        self.name, self.title, self.kind = name, title, kind
+        self._net, self._loader = net, loader
+        self.predict_proba = predict_proba if predict_proba is not None else net.predict_proba
+        self.metrics = metrics if metrics is not None else {}
+        self.history = history if history is not None else []
+        self._params = params
+
+    @property
+    def net(self):
+        if self._net is None:
+            self._net = self._loader()
+        return self._net
+
+    def count_params(self) -> int:
+        return int(self._params if self._params is not None else self.net.count_params())
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.name!r}, {self.kind!r})"
+
+
+def _load_keras(path: Path):
+    import keras
+    return keras.models.load_model(path, compile=False, safe_mode=True)
 
 
 def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | None = None
@@ -117,14 +141,12 @@ def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | 
     try:
         if spec.kind == "numpy":
             from .numpy_net import NumpyMLP
-            net = NumpyMLP.load(path)
-            predict = net.predict_proba
+            net, loader = NumpyMLP.load(path), None
+            fast = net
         else:
-            import keras
-
-            from .keras_models import fast_predict_fn
-            net = keras.models.load_model(path, compile=False, safe_mode=True)
-            predict = fast_predict_fn(net)
+            from .keras_numpy import KerasNumpyModel
+            fast = KerasNumpyModel.load(path)
+            net, loader = None, lambda: _load_keras(path)
     except ArtifactError:
         raise
     except Exception as exc:  # corrupt archives raise many types
@@ -132,7 +154,8 @@ def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | 
                             f"{rebuild_hint(name)}") from exc
     metrics = read_json(directory, f"{name}.metrics.json", manifest, name)
     history = read_json(directory, f"{name}.history.json", manifest, name).get("epochs", [])
-    return LoadedModel(name, spec.title, spec.kind, net, predict, metrics, history)
+    return LoadedModel(name, spec.title, spec.kind, net, fast.predict_proba, metrics, history,
+                       loader=loader, params=fast.count_params())
 
 
 def load_models(directory: str | Path = DEFAULT_DIR, names: list[str] | tuple[str, ...] | None = None

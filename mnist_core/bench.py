@@ -90,9 +90,9 @@ def _mnist_table(models: dict, data) -> list[str]:
         slow = f"{time_single(keras_predict_fn(m.net), x, 20):.2f}" if m.kind == "keras" else "n/a"
         batch = time_batch(m.predict_proba, x)
         train_s = m.metrics.get("train_seconds")
-        rows.append(f"| {name} | {acc:.2%} | {m.net.count_params():,} | "
+        rows.append(f"| {name} | {acc:.2%} | {m.count_params():,} | "
                     f"{train_s:.0f} | {single:.2f} | {slow} | {batch:.0f} |" if train_s is not None
-                    else f"| {name} | {acc:.2%} | {m.net.count_params():,} | - | {single:.2f} | "
+                    else f"| {name} | {acc:.2%} | {m.count_params():,} | - | {single:.2f} | "
                     f"{slow} | {batch:.0f} |")
     total = sum(m.metrics.get("train_seconds") or 0 for m in models.values())
     rows.append("")

@@ -88,8 +88,12 @@ def render_canvas(strokes: list[np.ndarray], rng: np.random.Generator,
     brush = rng.uniform(*style.brush)
     height = rng.uniform(*style.height) * style.size
     placed = _place(strokes, height, style.size - brush - 4, rng, style.size, brush / 2 + 2)
+    # The canvas paints white and anti-aliases through alpha only, so draw the coverage.
+    alpha = np.zeros((style.size, style.size), np.uint8)
+    _draw(alpha, placed, brush, 255)
     canvas = np.zeros((style.size, style.size, 4), np.uint8)
-    _draw(canvas, placed, brush, (255, 255, 255, 255))
+    canvas[..., :3] = np.where(alpha[..., None] > 0, 255, 0)
+    canvas[..., 3] = alpha
     return canvas
 
 
