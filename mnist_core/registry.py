@@ -29,12 +29,12 @@ def _keras_arch(name: str):
 REGISTRY: dict[str, ModelSpec] = {
     "numpy": ModelSpec(
         "numpy", "NumPy MLP", "numpy", "numpy.npz",
-        TrainConfig(epochs=20, batch_size=128, lr=1.5e-3, weight_decay=0.02),
+        TrainConfig(epochs=15, batch_size=128, lr=1.5e-3, weight_decay=0.02),
         NumpyConfig(hidden=(800, 800), dropout=0.2),
         "Two hidden layers written from scratch in NumPy: forward, backward, Adam."),
     "dense": ModelSpec(
         "dense", "Keras dense", "keras", "dense.keras",
-        TrainConfig(epochs=25, batch_size=128, lr=1e-3, weight_decay=0.02),
+        TrainConfig(epochs=15, batch_size=128, lr=1e-3, weight_decay=0.02),
         None, "Keras multilayer perceptron: Dense + ReLU + Dropout blocks."),
     "cnn": ModelSpec(
         "cnn", "Keras CNN", "keras", "cnn.keras",

@@ -103,7 +103,9 @@ if train_clicked and not running:
         arch = DenseConfig(hidden=numbers(hidden), dropout=0.1)
     else:
         from mnist_core.keras_models import CNNConfig
-        arch = CNNConfig(filters=numbers(filters), dense=dense_units, dropout=0.25)
+        # A short run needs BatchNorm statistics that settle within a few dozen batches.
+        arch = CNNConfig(filters=numbers(filters), dense=dense_units, dropout=0.25,
+                         bn_momentum=0.9)
     settings.update(lr=lr, epochs=epochs, batch_size=batch_size, n_train=n_train,
                     augment=augment)
     started = classroom.start_training(name, REGISTRY[name].title, dataset, cfg, arch, settings)

@@ -431,39 +431,12 @@ def _param_count(net) -> int:
     return int(net.count_params())
 
 
-BN_MOMENTUM = 0.9  # Keras's 0.99 leaves BatchNorm's running statistics unsettled in a short run
-
-
-def build_for_live_training(name: str, arch):
-    """A fresh Keras model for registry entry ``name`` whose BatchNorm layers average their
-    statistics over ~10 batches instead of ~100.
-
-    With Keras's default momentum (0.99) the running variance of a run of a few hundred
-    batches is still mostly its initial 1.0 while the real variance is ~0.01, so the CNN
-    reads every digit as the same class at inference (measured: 96% training accuracy, 11%
-    on validation after 3 epochs of 10,000 images); 0.9 settles within a few dozen batches.
-    """
-    from mnist_core.registry import build_keras
-
-    model = build_keras(name, arch)
-    for layer in model.layers:
-        if layer.__class__.__name__ == "BatchNormalization":
-            layer.momentum = BN_MOMENTUM
-    return model
-
-
 def _run(job: TrainJob, dataset: Dataset, cfg: TrainConfig, arch, slot: TrainingSlot) -> None:
     from mnist_core.evaluate import score
     from mnist_core.registry import REGISTRY, train_model
-    from mnist_core.train import train_keras
 
     try:
-        if REGISTRY[job.name].kind == "numpy":
-            result = train_model(job.name, dataset, job.callback, job.stop, train_cfg=cfg,
-                                 arch=arch)
-        else:  # train_model's Keras path, with the live-training BatchNorm momentum
-            result = train_keras(dataset, cfg, lambda: build_for_live_training(job.name, arch),
-                                 job.callback, job.stop)
+        result = train_model(job.name, dataset, job.callback, job.stop, train_cfg=cfg, arch=arch)
         job.status = "evaluating"
         net = result.model
         if REGISTRY[job.name].kind == "numpy":
