@@ -38,7 +38,7 @@ def hidden_activations(model, image: np.ndarray) -> list[np.ndarray]:
     import keras
     dense = [layer for layer in model.layers if layer.__class__.__name__ == "Dense"][:-1]
     probe = keras.Model(model.inputs, [layer.output for layer in dense])
-    outs = probe(np.asarray(image, np.float32).reshape(1, 28, 28, 1), training=False)
+    outs = probe([np.asarray(image, np.float32).reshape(1, 28, 28, 1)], training=False)
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     return [np.asarray(o)[0] for o in outs]
 
@@ -72,7 +72,7 @@ def feature_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
                 break
         taps.append((conv.name, tap))
     probe = keras.Model(model.inputs, [t.output for _, t in taps])
-    outs = probe(np.asarray(image, np.float32).reshape(1, 28, 28, 1), training=False)
+    outs = probe([np.asarray(image, np.float32).reshape(1, 28, 28, 1)], training=False)
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     return [(name, np.transpose(np.asarray(o)[0], (2, 0, 1)).astype(np.float32))
             for (name, _), o in zip(taps, outs)]

@@ -98,8 +98,9 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS,
             return np.asarray(img)
     except ImageReadError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
-            SyntaxError, EOFError) as exc:
+    except UnidentifiedImageError as exc:
+        raise ImageReadError("not a readable image (unknown or corrupt format)") from exc
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError, EOFError) as exc:
         raise ImageReadError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
 
 
