@@ -126,6 +126,27 @@ def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[s
     return _figure(data, layout)
 
 
+def loss_accuracy_layout(height: int, epoch_axis: dict, legend_y: float, loss_axis: dict,
+                         accuracy_format: str) -> dict:
+    """Layout of a two-panel figure: loss per epoch on the left, accuracy on the right."""
+    axis = {"gridcolor": GRID, "zeroline": False}
+    return {
+        "height": height, "margin": {"l": 56, "r": 10, "t": 36, "b": 44},
+        "legend": {"orientation": "h", "y": legend_y, "x": 0, "font": {"size": 13}},
+        "xaxis": {**epoch_axis, "domain": [0, 0.46], "anchor": "y"},
+        "yaxis": {**axis, "anchor": "x", **loss_axis},
+        "xaxis2": {**epoch_axis, "domain": [0.54, 1], "anchor": "y2"},
+        "yaxis2": {**axis, "anchor": "x2", "tickformat": accuracy_format},
+        "annotations": [
+            {"text": f"<b>{text}</b>", "x": x, "y": 1, "xref": "paper", "yref": "paper",
+             "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 15}}
+            for text, x in (("Loss", 0.23), ("Accuracy", 0.77))
+        ],
+        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
+        "hovermode": "closest",
+    }
+
+
 def curves_figure(histories: Mapping[str, Sequence[Mapping]], titles: Mapping[str, str],
                   log_loss: bool = False, height: int = 440) -> go.Figure:
     """Loss (left) and accuracy (right) per epoch: train dashed, validation solid.
@@ -162,19 +183,7 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping]], titles: Mapping[st
     axis = {"gridcolor": GRID, "zeroline": False}
     epoch_axis = {**axis, "title": {"text": "epoch"}, "tickformat": "d",
                   **({"dtick": 1} if longest <= 15 else {})}
-    layout = {
-        "height": height, "margin": {"l": 56, "r": 10, "t": 36, "b": 44},
-        "legend": {"orientation": "h", "y": -0.16, "x": 0, "font": {"size": 13}},
-        "xaxis": {**epoch_axis, "domain": [0, 0.46], "anchor": "y"},
-        "yaxis": {**axis, "anchor": "x", "type": "log" if log_loss else "linear"},
-        "xaxis2": {**epoch_axis, "domain": [0.54, 1], "anchor": "y2"},
-        "yaxis2": {**axis, "anchor": "x2", "tickformat": ".1%"},
-        "annotations": [
-            {"text": f"<b>{text}</b>", "x": x, "y": 1, "xref": "paper", "yref": "paper",
-             "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 15}}
-            for text, x in (("Loss", 0.23), ("Accuracy", 0.77))
-        ],
-        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
-        "hovermode": "closest",
-    }
+    layout = loss_accuracy_layout(height, epoch_axis, legend_y=-0.16,
+                                  loss_axis={"type": "log" if log_loss else "linear"},
+                                  accuracy_format=".1%")
     return _figure(data, layout)

@@ -34,7 +34,7 @@ from mnist_core.numpy_net import NumpyMLP
 from mnist_core.train import EpochLog, StopFlag, TrainConfig
 
 from . import data
-from .charts import GRID, model_color
+from .charts import GRID, loss_accuracy_layout, model_color
 
 USER = "yours"                 # the user's model's key beside the shipped ones
 USER_TITLE = "Your model"
@@ -299,21 +299,9 @@ def live_figure(batches: Sequence[dict], history: Sequence[dict], epochs: int,
     axis = {"gridcolor": GRID, "zeroline": False}
     epoch_axis = {**axis, "title": {"text": "epoch"}, "range": [0, max(epochs, 1)],
                   "dtick": 1}
-    layout = {
-        "height": height, "margin": {"l": 56, "r": 10, "t": 36, "b": 44},
-        "legend": {"orientation": "h", "y": -0.2, "x": 0, "font": {"size": 13}},
-        "xaxis": {**epoch_axis, "domain": [0, 0.46], "anchor": "y"},
-        "yaxis": {**axis, "anchor": "x", "rangemode": "tozero"},
-        "xaxis2": {**epoch_axis, "domain": [0.54, 1], "anchor": "y2"},
-        "yaxis2": {**axis, "anchor": "x2", "tickformat": ".0%"},
-        "annotations": [
-            {"text": f"<b>{text}</b>", "x": x0, "y": 1, "xref": "paper", "yref": "paper",
-             "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 15}}
-            for text, x0 in (("Loss", 0.23), ("Accuracy", 0.77))
-        ],
-        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
-        "hovermode": "closest",
-    }
+    layout = loss_accuracy_layout(height, epoch_axis, legend_y=-0.2,
+                                  loss_axis={"rangemode": "tozero"},
+                                  accuracy_format=".0%")
     return _figure(traces, layout)
 
 
