@@ -160,9 +160,9 @@ def update_readme(readme: Path, lines: list[str]) -> None:
     text = readme.read_text()
     if README_START not in text or README_END not in text:
         return
-    body = "\n".join(line.replace("# Benchmark results", "### Benchmark results", 1)
-                     .replace("## ", "#### ", 1) if line.startswith("#") else line
-                     for line in lines)
+    # Under README's "## Results": drop the page title, demote the sections one level.
+    body = "\n".join("#" + line if line.startswith("## ") else line
+                     for line in lines if not line.startswith("# "))
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
     readme.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}")
