@@ -243,3 +243,18 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run([sys.executable, "-m", "mnist_core", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# -- app tests ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory):
+    """The AppTests' tiny trained artifacts folder (built once by tests/app_helpers.py)."""
+    import app_helpers
+    return app_helpers.fixture_artifacts(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def models(artifacts):
+    from mnist_core.artifacts import load_models
+    return load_models(artifacts)

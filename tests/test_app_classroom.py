@@ -29,11 +29,6 @@ STRESS_PAGE = "pages/6_Stress_test.py"
 KAGGLE_PAGE = "pages/7_Kaggle.py"
 
 
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory):
-    return h.fixture_artifacts(tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
 def gallery(artifacts):
     return load_gallery(artifacts)

@@ -10,20 +10,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
-from mnist_core.artifacts import load_gallery, load_models
+from mnist_core.artifacts import load_gallery
 from mnist_core.inference import read_digits
 
 TIMEOUT = 180  # the first run imports TensorFlow and loads the models
-
-
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory):
-    return h.fixture_artifacts(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def models(artifacts):
-    return load_models(artifacts)
 
 
 class FakeCanvas:

@@ -13,11 +13,6 @@ TIMEOUT = 180
 PAGES = ("app.py", "pages/1_Upload.py", "pages/2_Compare_models.py", "pages/3_Training_curves.py")
 
 
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory):
-    return h.fixture_artifacts(tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
 def titles(artifacts):
     return [m.title for m in load_models(artifacts).values()]

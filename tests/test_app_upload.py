@@ -11,22 +11,12 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
-from mnist_core.artifacts import load_gallery, load_models
+from mnist_core.artifacts import load_gallery
 from mnist_core.inference import read_digits
 from mnist_core.preprocess import MAX_BYTES, decode_image
 
 TIMEOUT = 180
 PAGE = "pages/1_Upload.py"
-
-
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory):
-    return h.fixture_artifacts(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def models(artifacts):
-    return load_models(artifacts)
 
 
 @pytest.fixture
