@@ -74,12 +74,17 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, server):
+def open_page(browser, height: int):
+    """A fresh browser context and page, ``height`` pixels tall; close the context after."""
     from playwright.sync_api import expect
     expect.set_options(timeout=STEP_TIMEOUT)
-    context = browser.new_context(viewport={"width": 1280, "height": 1500})
-    page = context.new_page()
+    context = browser.new_context(viewport={"width": 1280, "height": height})
+    return context, context.new_page()
+
+
+@pytest.fixture
+def page(browser, server):
+    context, page = open_page(browser, 1500)
     yield page
     context.close()
 

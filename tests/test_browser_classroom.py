@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import app_helpers as h
-from test_browser import (LOAD_TIMEOUT, SHOTS, STEP_TIMEOUT, artifacts,  # noqa: F401
+from test_browser import (LOAD_TIMEOUT, SHOTS, STEP_TIMEOUT, artifacts, open_page,  # noqa: F401
                           assert_no_exception, browser, server, settle)
 
 pytestmark = pytest.mark.skipif(h.chromium_path() is None, reason="chromium is not installed")
@@ -37,10 +37,7 @@ def mnist_for_the_server():
 @pytest.fixture
 def page(browser, server):
     """A tall window, so one screenshot holds a whole classroom page."""
-    from playwright.sync_api import expect
-    expect.set_options(timeout=STEP_TIMEOUT)
-    context = browser.new_context(viewport={"width": 1280, "height": 2800})
-    page = context.new_page()
+    context, page = open_page(browser, 2800)
     yield page
     context.close()
 

@@ -52,31 +52,22 @@ def test_parse_idx_shapes():
     assert parse_idx(idx_bytes(np.array([3, 1, 4], np.uint8))).tolist() == [3, 1, 4]
 
 
-def test_idx_bad_magic(tmp_path, small):
-    write_idx_folder(tmp_path, small, gz=False)
-    path = tmp_path / "train-labels-idx1-ubyte"
-    path.write_bytes(struct.pack(">I", 1234) + path.read_bytes()[4:])
+def _bad_magic(raw: bytes) -> bytes:
+    return struct.pack(">I", 1234) + raw[4:]
+
+
+@pytest.mark.parametrize("gz,filename,corrupt,message", [
+    (False, "train-labels-idx1-ubyte", _bad_magic, "bad magic number 1234"),
+    (False, "t10k-images-idx3-ubyte", lambda raw: raw[:-100], "truncated"),
+    (True, "train-images-idx3-ubyte.gz", lambda raw: raw[:-40], "gzip"),
+], ids=["bad-magic", "truncated-body", "truncated-gzip"])
+def test_idx_corrupt_file(tmp_path, small, gz, filename, corrupt, message):
+    write_idx_folder(tmp_path, small, gz=gz)
+    path = tmp_path / filename
+    path.write_bytes(corrupt(path.read_bytes()))
     with pytest.raises(DataError) as excinfo:
         load_dataset(tmp_path)
-    assert_data_error(excinfo, str(path), "bad magic number 1234")
-
-
-def test_idx_truncated_body(tmp_path, small):
-    write_idx_folder(tmp_path, small, gz=False)
-    path = tmp_path / "t10k-images-idx3-ubyte"
-    path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(DataError) as excinfo:
-        load_dataset(tmp_path)
-    assert_data_error(excinfo, str(path), "truncated")
-
-
-def test_idx_truncated_gzip(tmp_path, small):
-    write_idx_folder(tmp_path, small, gz=True)
-    path = tmp_path / "train-images-idx3-ubyte.gz"
-    path.write_bytes(path.read_bytes()[:-40])
-    with pytest.raises(DataError) as excinfo:
-        load_dataset(tmp_path)
-    assert_data_error(excinfo, str(path), "gzip")
+    assert_data_error(excinfo, str(path), message)
 
 
 def test_idx_count_mismatch(tmp_path, small):
