@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .registry import REGISTRY
+from .views import NO_VIEWS, ViewConfig
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "artifacts"
 MANIFEST = "manifest.json"
@@ -96,13 +97,15 @@ class LoadedModel:
     path. Keras models are evaluated with NumPy (:mod:`mnist_core.keras_numpy`), so
     predicting never imports TensorFlow (~600 MB); ``net`` is the :class:`NumpyMLP` or the
     real ``keras.Model``, loaded (with ``safe_mode``) the first time something asks for it,
-    e.g. for gradients or feature maps.
+    e.g. for gradients or feature maps. ``views``: the test-time views
+    (:mod:`mnist_core.views`) averaged when this model reads real input.
     """
 
     def __init__(self, name: str, title: str, kind: str, net: object = None,
                  predict_proba: Callable[[np.ndarray], np.ndarray] | None = None,
                  metrics: dict | None = None, history: list | None = None,
-                 loader: Callable[[], object] | None = None, params: int | None = None):
+                 loader: Callable[[], object] | None = None, params: int | None = None,
+                 views: ViewConfig = NO_VIEWS):
         if net is None and loader is None:
             raise ValueError("LoadedModel needs a net or a loader")
         self.name, self.title, self.kind = name, title, kind
@@ -111,6 +114,7 @@ class LoadedModel:
         self.metrics = metrics if metrics is not None else {}
         self.history = history if history is not None else []
         self._params = params
+        self.views = views
 
     @property
     def net(self):
@@ -155,7 +159,7 @@ def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | 
     metrics = read_json(directory, f"{name}.metrics.json", manifest, name)
     history = read_json(directory, f"{name}.history.json", manifest, name).get("epochs", [])
     return LoadedModel(name, spec.title, spec.kind, net, fast.predict_proba, metrics, history,
-                       loader=loader, params=fast.count_params())
+                       loader=loader, params=fast.count_params(), views=spec.views)
 
 
 def load_models(directory: str | Path = DEFAULT_DIR, names: list[str] | tuple[str, ...] | None = None

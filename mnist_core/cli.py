@@ -90,7 +90,7 @@ def _loaded_from_result(name: str, net):
     else:
         from .keras_models import fast_predict_fn
         predict = fast_predict_fn(net)
-    return LoadedModel(name, spec.title, spec.kind, net, predict)
+    return LoadedModel(name, spec.title, spec.kind, net, predict, views=spec.views)
 
 
 def _param_count(model) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .preprocess import DEFAULT, PreprocessConfig, Stages, preprocess, segment
+from .views import ViewConfig, predict_views
 
 
 @dataclass
@@ -29,17 +30,22 @@ def predict_all(models: dict, x: np.ndarray) -> dict[str, np.ndarray]:
     return {name: np.asarray(m.predict_proba(x), np.float32) for name, m in models.items()}
 
 
-def read_digit(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT) -> Reading:
-    """All ink in ``image`` as one digit. Raises ``NoDigitError`` for a blank image."""
+def read_digit(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT,
+               view_cfg: ViewConfig | None = None) -> Reading:
+    """All ink in ``image`` as one digit, each model's probabilities averaged over the
+    digit's views (:mod:`mnist_core.views`; ``view_cfg`` None: each model's own).
+    Raises ``NoDigitError`` for a blank image."""
     stages = preprocess(image, config)
-    probs = predict_all(models, stages.final[None])
+    probs = predict_views(models, stages.final[None], view_cfg)
     return Reading(stages, {k: v[0] for k, v in probs.items()})
 
 
-def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT) -> list[Reading]:
-    """Every digit in ``image``, left to right, predicted in one batch per model."""
+def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT,
+                view_cfg: ViewConfig | None = None) -> list[Reading]:
+    """Every digit in ``image``, left to right; all digits' views go through each model in
+    one batch."""
     parts = segment(image, config)
-    probs = predict_all(models, np.stack([s.final for s in parts]))
+    probs = predict_views(models, np.stack([s.final for s in parts]), view_cfg)
     return [Reading(s, {k: v[i] for k, v in probs.items()}) for i, s in enumerate(parts)]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .train import NumpyConfig, StopFlag, TrainConfig, TrainResult, train_keras, train_numpy
+from .views import DEFAULT_VIEWS, NO_VIEWS, ViewConfig
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,9 @@ class ModelSpec:
     train: TrainConfig   # how it is trained
     arch: object = None  # builder config (NumpyConfig, DenseConfig, CNNConfig) or None
     blurb: str = ""      # one line for the app
+    views: ViewConfig = NO_VIEWS  # test-time views averaged when reading real input; the
+                                  # convnets gain from them, the MLPs (not shift-invariant)
+                                  # measured worse on drawings (benchmarks/RESULTS.md)
 
 
 def _keras_arch(name: str):
@@ -39,11 +43,12 @@ REGISTRY: dict[str, ModelSpec] = {
     "cnn": ModelSpec(
         "cnn", "Keras CNN", "keras", "cnn.keras",
         TrainConfig(epochs=18, batch_size=128, lr=2e-3, weight_decay=0.01),
-        None, "Convolutional network with BatchNorm and Dropout, trained on distorted digits."),
+        None, "Convolutional network with BatchNorm and Dropout, trained on distorted digits.",
+        DEFAULT_VIEWS),
     "lenet5": ModelSpec(
         "lenet5", "LeNet-5", "keras", "lenet5.keras",
         TrainConfig(epochs=12, batch_size=128, lr=2e-3, weight_decay=0.01),
-        None, "LeCun's 1998 classic, as a reference architecture."),
+        None, "LeCun's 1998 classic, as a reference architecture.", DEFAULT_VIEWS),
 }
 
 DEFAULT_MODELS = ("numpy", "dense", "cnn", "lenet5")

@@ -1,9 +1,10 @@
 """Real handwriting that is not MNIST: the shipped models after preprocessing.
 
 Floors (issue 4): on the Chars74K strokes rendered as canvas drawings the CNN reads at least
-99.5% and the dense and NumPy networks 98.5%; as photos the CNN 99%. USPS and Semeion are
-held at regression floors below the issue's (see FLOORS). The dev set lives outside the
-repository; without it these skip.
+99.5% and the dense and NumPy networks 98.5%; as photos the CNN 99%; on Semeion the CNN 95%.
+USPS is held at a regression floor below the issue's (see FLOORS). Scores are for digits
+read as the app reads them (preprocessing, then each model's test-time views). The dev set
+lives outside the repository; without it these skip.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from mnist_core.bench import handwriting_scores, naive_input
 FLOORS = {
     "chars74k-canvas": {"cnn": 0.995, "dense": 0.985, "numpy": 0.985},
     "chars74k-photo": {"cnn": 0.99},
-    # NOT the issue's floors (USPS 98.5%, Semeion 95%), which the shipped CNN does not reach
-    # yet (see benchmarks/RESULTS.md and the open issue): these only stop regressions below
-    # what it measures now. Most Semeion misses are 1s written with a long flag, read as 7/4.
+    "semeion": {"cnn": 0.95},
+    # NOT the issue's floor (USPS 98.5%), which the shipped CNN does not reach yet (see
+    # benchmarks/RESULTS.md and the open issue): this only stops regressions below what it
+    # measures now. Most USPS misses are broken or ambiguous strokes (open 0s, 5s whose bar
+    # joins the bowl).
     "usps": {"cnn": 0.975},
-    "semeion": {"cnn": 0.87},
 }
 
 needs_dev_set = pytest.mark.skipif(not hw.DEFAULT_DIR.is_dir(),
@@ -73,6 +75,15 @@ def scores():
 def test_real_handwriting_floor(scores, set_name, model):
     got = scores[set_name]["ours"][model]
     assert got >= FLOORS[set_name][model], f"{model} on {set_name}: {got:.2%}"
+
+
+@needs_dev_set
+def test_views_help_the_cnn_on_stretched_scans(scores):
+    # Semeion digits were stretched to fill a square; reading them narrowed as well as
+    # turned and resized is what lifts the CNN from ~88% to the floor.
+    assert scores["semeion"]["ours"]["cnn"] > scores["semeion"]["one_view"]["cnn"] + 0.03
+    for set_name in ("chars74k-canvas", "chars74k-photo"):
+        assert scores[set_name]["ours"]["cnn"] >= scores[set_name]["one_view"]["cnn"]
 
 
 @needs_dev_set

@@ -437,8 +437,9 @@ def _run(job: TrainJob, dataset: Dataset, cfg: TrainConfig, arch, slot: Training
         metrics = {**score(probs, dataset.y_test.astype(np.int64)), "params": _param_count(net),
                    "train_seconds": result.seconds, "n_train": job.n_train,
                    "settings": job.settings}
-        job.model = LoadedModel(USER, USER_TITLE, REGISTRY[job.name].kind, net, predict,
-                                metrics, [dict(e) for e in job.history])
+        spec = REGISTRY[job.name]
+        job.model = LoadedModel(USER, USER_TITLE, spec.kind, net, predict, metrics,
+                                [dict(e) for e in job.history], views=spec.views)
         job.status = "stopped" if result.stopped_early else "done"
     except Exception as exc:  # noqa: BLE001 - shown on the page, never a traceback
         job.error = f"{type(exc).__name__}: {exc}"

@@ -19,6 +19,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 from mnist_core.artifacts import Gallery, LoadedModel
 from mnist_core.inference import Reading, agreement
 from mnist_core.preprocess import Stages, centre_of_mass
+from mnist_core.views import named_views
 
 from .charts import PLOTLY_CONFIG, probability_figure
 
@@ -147,6 +148,13 @@ def stages_view(stages: Stages, side: int = 140) -> None:
     st.image([_framed(img) for img in images], width=side + 12, caption=[
         "1 · ink and its box", "2 · cropped", "3 · fitted into 20×20", "4 · pasted in 28×28",
         "5 · centred by mass"])
+
+
+def views_view(final: np.ndarray, side: int = 84) -> None:
+    """The views of the model input that every model reads; their answers are averaged."""
+    named = named_views(final)
+    st.image([_framed(pixels(img, side // 28)) for _, img in named], width=side + 12,
+             caption=[caption for caption, _ in named])
 
 
 def _title(models: Mapping[str, LoadedModel], name: str) -> str:
