@@ -102,11 +102,7 @@ if len(readings) == 1:  # below both columns, so a phone shows the answers first
         st.markdown("**From drawing to model input**")
         components.stages_view(readings[0].stages)
         st.caption("The red dot is the centre of mass; MNIST digits have it in the middle.")
-        st.markdown("**Read a few ways, answers averaged**")
-        components.views_view(readings[0].stages.final)
-        st.caption("Each model also reads the digit slightly turned and resized, and, when "
-                   "it is about as wide as tall, narrowed (scanners often stretch digits to "
-                   "fill a square). The bars show the average.")
+        components.views_section(readings[0].stages.final, models)
 # Filled in last, so it counts everything this rerun did on the server.
 timing.caption(f"Read by {len(models)} models in {read_ms:.0f} ms; this whole page took "
                f"{1000 * (time.perf_counter() - started):.0f} ms on the server.")

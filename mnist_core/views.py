@@ -56,28 +56,29 @@ def narrowed(img: np.ndarray, factor: float, squarish: float = 0.8) -> np.ndarra
 
 def _geometric(img: np.ndarray, cfg: ViewConfig, label: str) -> list[tuple[str, np.ndarray]]:
     out = [(label, img)]
-    prefix = "" if label == "as preprocessed" else f"{label}, "
+    prefix = "" if label == "as is" else f"{label} "
     if cfg.rotate_deg:
         # OpenCV turns positive angles anticlockwise on screen.
-        out += [(f"{prefix}{cfg.rotate_deg:g}° {way}", _warp(img, angle, 1.0)) for way, angle in
-                (("anticlockwise", cfg.rotate_deg), ("clockwise", -cfg.rotate_deg))]
-    out += [(f"{prefix}{s:g}x the size", _warp(img, 0.0, s)) for s in cfg.scales]
+        out += [(f"{prefix}{way} {cfg.rotate_deg:g}°", _warp(img, angle, 1.0)) for way, angle in
+                (("↺", cfg.rotate_deg), ("↻", -cfg.rotate_deg))]
+    out += [(f"{prefix}×{s:g}", _warp(img, 0.0, s)) for s in cfg.scales]
     return out
 
 
 def named_views(img: np.ndarray, cfg: ViewConfig = DEFAULT_VIEWS) -> list[tuple[str, np.ndarray]]:
-    """``(28, 28)`` model input -> ``[(caption, (28, 28) float32), ...]``, the input first.
+    """``(28, 28)`` model input -> ``[(caption, (28, 28) float32), ...]``, the input first
+    (captions: "as is", "↺ 8°" anticlockwise, "×0.9" scaled, "0.5 wide" narrowed, ...).
 
     The turned and resized views are taken of the digit as preprocessed and, when it is
     about square, of its narrowed version too: two guesses at its true shape, each read the
     same ways, so each guess weighs the same in the average.
     """
     img = np.asarray(img, np.float32)
-    out = _geometric(img, cfg, "as preprocessed")
+    out = _geometric(img, cfg, "as is")
     if cfg.squeeze:
         thin = narrowed(img, cfg.squeeze, cfg.squarish)
         if thin is not None:
-            out += _geometric(thin, cfg, f"{cfg.squeeze:g}x as wide")
+            out += _geometric(thin, cfg, f"{cfg.squeeze:g} wide")
     return out
 
 

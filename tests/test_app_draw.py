@@ -12,6 +12,9 @@ from streamlit.testing.v1 import AppTest
 import app_helpers as h
 from mnist_core.artifacts import load_gallery
 from mnist_core.inference import read_digits
+from mnist_core.views import NO_VIEWS
+
+VIEW_CAPTIONS = ["as is", "↺ 8°", "↻ 8°", "×0.9", "×1.1"]
 
 TIMEOUT = 180  # the first run imports TensorFlow and loads the models
 
@@ -97,6 +100,11 @@ def test_drawn_one_is_read_by_every_model(draw, models):
     assert "What the models see" in captions      # the 28x28 input
     for stage in ("cropped", "fitted into 20×20", "centred by mass"):
         assert stage in captions                  # the preprocessing stages
+    readers = [m.title for m in models.values() if m.views != NO_VIEWS]
+    assert readers, "the fixture models should include a convnet that reads views"
+    view_captions = [c for image in at.image for c in image.captions if c in VIEW_CAPTIONS]
+    assert view_captions == VIEW_CAPTIONS         # a tall 1 is not narrowed: five views
+    assert any(all(t in c.value for t in readers) for c in at.caption)
 
 
 def test_gallery_digit_drawn_on_canvas_matches_mnist_core(draw, models, artifacts):

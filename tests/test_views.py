@@ -41,8 +41,9 @@ def test_square_digits_are_also_read_narrowed_in_every_way():
     named = named_views(WIDE)
     assert len(named) == 10
     captions = [c for c, _ in named]
-    assert captions[0] == "as preprocessed" and captions[5] == "0.5x as wide"
-    assert all(c.startswith("0.5x as wide") for c in captions[5:])
+    assert captions[:5] == ["as is", "↺ 8°", "↻ 8°", "×0.9", "×1.1"]
+    assert captions[5:] == ["0.5 wide", "0.5 wide ↺ 8°", "0.5 wide ↻ 8°", "0.5 wide ×0.9",
+                            "0.5 wide ×1.1"]
     thin = named[5][1]
     np.testing.assert_array_equal(thin, narrowed(WIDE, 0.5))
     t, b, l, r = _box(thin)

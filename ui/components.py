@@ -19,7 +19,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 from mnist_core.artifacts import Gallery, LoadedModel
 from mnist_core.inference import Reading, agreement
 from mnist_core.preprocess import Stages, centre_of_mass
-from mnist_core.views import named_views
+from mnist_core.views import NO_VIEWS, named_views
 
 from .charts import PLOTLY_CONFIG, probability_figure
 
@@ -150,11 +150,21 @@ def stages_view(stages: Stages, side: int = 140) -> None:
         "5 · centred by mass"])
 
 
-def views_view(final: np.ndarray, side: int = 84) -> None:
-    """The views of the model input that every model reads; their answers are averaged."""
-    named = named_views(final)
-    st.image([_framed(pixels(img, side // 28)) for _, img in named], width=side + 12,
+def views_section(final: np.ndarray, models: Mapping[str, LoadedModel], side: int = 56) -> None:
+    """The test-time views of the model input, for the models that average over them."""
+    readers = [m for m in models.values() if m.views != NO_VIEWS]
+    if not readers:
+        return
+    named = named_views(final, readers[0].views)
+    st.markdown("**Read a few ways, answers averaged**")
+    st.image([_framed(pixels(img, side // 28), margin=4) for _, img in named], width=side + 8,
              caption=[caption for caption, _ in named])
+    others = [m.title for m in models.values() if m.views == NO_VIEWS]
+    st.caption(f"{' and '.join(m.title for m in readers)} also read the digit slightly turned "
+               "(↺ ↻) and resized (×), and, when it is about as wide as tall, narrowed too: "
+               "scanners often stretch digits to fill a square. Their bars show the average."
+               + (f" {', '.join(others)} read it once: extra views made them less accurate."
+                  if others else ""))
 
 
 def _title(models: Mapping[str, LoadedModel], name: str) -> str:
