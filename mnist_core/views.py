@@ -5,7 +5,7 @@ guess is off when the digit came tilted or at an odd size, and badly off when it
 a source that stretched it to fill a square box (many scanned sets size-normalise width and
 height independently, so a slanted 1 with a flag arrives as a wide bar that reads as a 4 or
 a 7). Each model therefore also reads the digit turned a little either way and a little
-smaller and larger, and, when the digit is about as wide as it is tall, all of that again
+smaller and larger, and, when the digit is as wide as it is tall, all of that again
 for the digit narrowed to half its width; the probabilities are averaged. Everything here takes and returns ``float32`` images in [0, 1], white on black.
 """
 
@@ -26,7 +26,9 @@ class ViewConfig:
     rotate_deg: float = 8.0              # turned this far either way: tilted writing
     scales: tuple[float, ...] = (0.9, 1.1)  # drawn this much smaller and larger
     squeeze: float = 0.5                 # width factor of the narrowed view (0 = none)
-    squarish: float = 0.8                # narrowed only if width >= this x height
+    squarish: float = 0.95               # narrowed only if width >= this x height: a digit
+                                         # stretched to fill a square comes out square,
+                                         # while 84% of MNIST's are narrower than this
 
 
 DEFAULT_VIEWS = ViewConfig()
@@ -39,9 +41,10 @@ def _warp(img: np.ndarray, angle: float, scale: float) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def narrowed(img: np.ndarray, factor: float, squarish: float = 0.8) -> np.ndarray | None:
-    """The digit re-fitted at ``factor`` x its width, or None if it is clearly taller than
-    wide (then it was not stretched). ``(28, 28) float32 [0, 1]`` in and out."""
+def narrowed(img: np.ndarray, factor: float, squarish: float = 0.95) -> np.ndarray | None:
+    """The digit re-fitted at ``factor`` x its width, or None if it is narrower than
+    ``squarish`` x its height (then it was not stretched into a square).
+    ``(28, 28) float32 [0, 1]`` in and out."""
     rows, cols = np.nonzero(img > 0.1)
     if rows.size == 0:
         return None
