@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .train import NumpyConfig, StopFlag, TrainConfig, TrainResult, train_keras, train_numpy
-from .views import DEFAULT_VIEWS, NO_VIEWS, ViewConfig
+from .views import ASPECT_VIEWS, DEFAULT_VIEWS, ViewConfig
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,9 @@ class ModelSpec:
     train: TrainConfig   # how it is trained
     arch: object = None  # builder config (NumpyConfig, DenseConfig, CNNConfig) or None
     blurb: str = ""      # one line for the app
-    views: ViewConfig = NO_VIEWS  # test-time views averaged when reading real input; the
-                                  # convnets gain from them, the MLPs (not shift-invariant)
-                                  # measured worse on drawings (benchmarks/RESULTS.md)
+    views: ViewConfig = ASPECT_VIEWS  # test-time views averaged when reading real input;
+                                      # the MLPs (not shift-invariant) measured worse with
+                                      # turned and resized views, the convnets better
 
 
 def _keras_arch(name: str):

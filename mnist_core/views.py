@@ -32,6 +32,7 @@ class ViewConfig:
 
 
 DEFAULT_VIEWS = ViewConfig()
+ASPECT_VIEWS = ViewConfig(rotate_deg=0.0, scales=())  # only the narrowed guess, if square
 NO_VIEWS = ViewConfig(rotate_deg=0.0, scales=(), squeeze=0.0)
 
 

@@ -89,6 +89,34 @@ def test_evaluate_bad_data_path_fails_cleanly(tiny_artifacts, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
+# bench
+# ---------------------------------------------------------------------------------------
+
+def test_bench_writes_results_and_refreshes_only_the_readme_block(tiny_artifacts, tmp_path):
+    data_dir = write_idx_folder(tmp_path / "data", tiny_artifacts.data)
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\n## Results\n<!-- bench:start -->\nold\n<!-- bench:end -->\n"
+                      "## After\nkept\n")
+    out = tmp_path / "RESULTS.md"
+    proc = run_cli("bench", "--artifacts", str(tiny_artifacts.directory), "--data", str(data_dir),
+                   "--handwriting", str(tmp_path / "no-dev-set"), "--out", str(out),
+                   "--readme", str(readme))
+    assert proc.returncode == 0, proc.stderr
+    table = [line for line in out.read_text().splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| model | test accuracy | with its views |")
+    loaded = load_models(tiny_artifacts.directory)
+    for name, row in zip(NAMES, table[1:]):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == name
+        # The plain column is the stored test accuracy; the views column is a percentage too.
+        assert cells[1] == f"{loaded[name].metrics['accuracy']:.2%}"
+        assert 0 <= float(cells[2].rstrip("%")) <= 100
+    assert "handwriting set not found" in out.read_text()
+    text = readme.read_text()
+    assert "old" not in text and "### MNIST test set" in text and text.endswith("## After\nkept\n")
+
+
+# ---------------------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------------------
 

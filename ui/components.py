@@ -19,7 +19,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 from mnist_core.artifacts import Gallery, LoadedModel
 from mnist_core.inference import Reading, agreement
 from mnist_core.preprocess import Stages, centre_of_mass
-from mnist_core.views import NO_VIEWS, named_views
+from mnist_core.views import named_views
 
 from .charts import PLOTLY_CONFIG, probability_figure
 
@@ -151,20 +151,27 @@ def stages_view(stages: Stages, side: int = 140) -> None:
 
 
 def views_section(final: np.ndarray, models: Mapping[str, LoadedModel], side: int = 56) -> None:
-    """The test-time views of the model input, for the models that average over them."""
-    readers = [m for m in models.values() if m.views != NO_VIEWS]
-    if not readers:
-        return
-    named = named_views(final, readers[0].views)
+    """The test-time views of the model input (:mod:`mnist_core.views`) and which models
+    average over which of them."""
+    groups: dict[object, list[str]] = {}
+    for m in models.values():
+        groups.setdefault(m.views, []).append(m.title)
+    per_config = {cfg: named_views(final, cfg) for cfg in groups}
+    widest = max(per_config, key=lambda cfg: len(per_config[cfg]))
+    if len(per_config[widest]) == 1:
+        return  # every model reads this digit once: nothing more to show
+    named = per_config[widest]
     st.markdown("**Read a few ways, answers averaged**")
     st.image([_framed(pixels(img, side // 28), margin=4) for _, img in named], width=side + 8,
              caption=[caption for caption, _ in named])
-    others = [m.title for m in models.values() if m.views == NO_VIEWS]
-    st.caption(f"{' and '.join(m.title for m in readers)} also read the digit slightly turned "
-               "(↺ ↻) and resized (×), and, when it is about as wide as tall, narrowed too: "
-               "scanners often stretch digits to fill a square. Their bars show the average."
-               + (f" {', '.join(others)} read it once: extra views made them less accurate."
-                  if others else ""))
+    lines = []
+    for cfg, titles in groups.items():
+        captions = [c for c, _ in per_config[cfg]]
+        lines.append(f"{' and '.join(titles)}: " + (", ".join(captions) if len(captions) > 1
+                                                    else "as is only"))
+    st.caption("Turned (↺ ↻) and resized (×) views help the convnets; digits as wide as tall "
+               "are also read narrowed, since scanners often stretch digits to fill a square. "
+               "Each model's bars show the average over its views. " + "; ".join(lines) + ".")
 
 
 def _title(models: Mapping[str, LoadedModel], name: str) -> str:
