@@ -3,7 +3,8 @@
 The development set (``../shared/data/handwriting-dev``) holds Chars74K pen strokes and
 USPS/Semeion scans. Strokes are rendered two ways, both seeded: as a person drawing on the
 app's 280x280 canvas (white brush on a transparent background, random brush width, size
-and position), and as a photo of ink on paper (dark ink, uneven light, noise, JPEG).
+and position), and as a photo of ink on paper (dark ink, uneven light, noise, JPEG), filling the frame or
+lying on a darker desk.
 Scans are upscaled as a scanner at a higher resolution would deliver them.
 """
 
@@ -125,6 +126,26 @@ def render_photo(strokes: list[np.ndarray], rng: np.random.Generator,
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
 
 
+def render_desk_photo(strokes: list[np.ndarray], rng: np.random.Generator,
+                      style: PhotoStyle = PhotoStyle()) -> np.ndarray:
+    """A photo of the note lying on a darker desk: the sheet (as :func:`render_photo`)
+    slightly turned, filling 55-80% of the frame's side, desk visible around it.
+    ``(H, W, 3) uint8`` RGB after JPEG."""
+    sheet = render_photo(strokes, rng, style)
+    h, w = sheet.shape[:2]
+    fill = rng.uniform(0.55, 0.8)
+    big_h, big_w = int(h / fill), int(w / fill)
+    desk_colour = rng.uniform(20, 110, 3)
+    angle = rng.uniform(-10, 10)
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    m[:, 2] += [rng.uniform(0, big_w - w), rng.uniform(0, big_h - h)]
+    photo = cv2.warpAffine(sheet, m, (big_w, big_h), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(desk_colour))
+    photo = np.clip(photo + rng.normal(0, 3, photo.shape), 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", photo[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+
 def dev_sets(directory: str | Path = DEFAULT_DIR, seed: int = 0):
     """Yield ``(set_name, images, labels)`` for every style of the development set.
 
@@ -138,6 +159,8 @@ def dev_sets(directory: str | Path = DEFAULT_DIR, seed: int = 0):
     yield "chars74k-canvas", [render_canvas(s, rng) for _, s in strokes], labels
     rng = np.random.default_rng(seed + 1)
     yield "chars74k-photo", [render_photo(s, rng) for _, s in strokes], labels
+    rng = np.random.default_rng(seed + 2)
+    yield "chars74k-desk", [render_desk_photo(s, rng) for _, s in strokes], labels
     for name in ("usps_test", "semeion"):
         x, y = load_scans(directory / f"{name}.npz")
         yield name.split("_")[0], [upscale_scan(img) for img in x], y

@@ -180,11 +180,65 @@ def _fit_paper(small: np.ndarray, grey: np.ndarray, paper_level: float) -> tuple
     return (design @ coefs).reshape(h, w, channels).astype(np.float32), dark_paper
 
 
+def isolate_sheet(img: np.ndarray) -> np.ndarray:
+    """Blank out whatever surrounds a sheet of paper photographed on a darker surface.
+
+    ``img``: ``(h, w, c)`` uint8. A phone photo of a note often shows the desk around the
+    page; the desk's colour in the corners would pass for the paper and the whole page would
+    read as one huge stroke. A sheet is a large bright region (Otsu's threshold), close to a
+    filled quadrilateral, that holds darker marks and leaves some of the frame outside it;
+    a drawing's strokes are neither that large nor that solid. When one is found, everything
+    outside it (and a thin rim inside, where its edge casts shadows) is painted the sheet's
+    own median colour, so the sheet's lighting and ink are all that is left. Otherwise the
+    image comes back unchanged.
+    """
+    h, w = img.shape[:2]
+    grey = img.astype(np.float32).mean(axis=2)
+    small_side = 160
+    scale = min(1.0, small_side / max(h, w))
+    sg = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
+                    interpolation=cv2.INTER_AREA) if scale < 1 else grey
+    sg8 = np.clip(sg, 0, 255).astype(np.uint8)
+    if int(sg8.max()) - int(sg8.min()) < 40:
+        return img
+    _, bright = cv2.threshold(sg8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=4)
+    if n <= 1:
+        return img
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    contours, _ = cv2.findContours((labels == largest).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    contour = max(contours, key=cv2.contourArea)
+    sheet = np.zeros_like(sg8)
+    cv2.drawContours(sheet, [contour], -1, 1, thickness=-1)  # holes (the ink) filled in
+    area, total = float(sheet.sum()), float(sheet.size)
+    (_, _), (rw, rh), _ = cv2.minAreaRect(contour)
+    marks = (sheet == 1) & (bright == 0)
+    inside, outside = float(np.median(sg[sheet == 1])), float(np.median(sg[sheet == 0])) \
+        if area < total else 0.0
+    if not (0.3 * total <= area <= 0.97 * total      # big, and some frame outside it
+            and area >= 0.85 * rw * rh               # close to a filled quadrilateral
+            and outside <= 0.6 * inside              # on a clearly darker surface (a soft
+                                                     # shadow across a page is not)
+            and marks.sum() >= 0.002 * area          # with marks on it...
+            and stroke_width(marks.astype(np.float32)) <= 0.1 * np.sqrt(area)):  # ...thin
+        return img
+    rim = max(1, round(0.02 * max(sheet.shape)))
+    sheet = cv2.erode(sheet, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1,) * 2))
+    mask = cv2.resize(sheet, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    if not mask.any():
+        return img
+    out = img.copy()
+    out[~mask] = np.median(img[mask], axis=0).astype(np.uint8)
+    return out
+
+
 def ink_map(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> np.ndarray:
     """Any-polarity, any-colour image -> ``(h, w) float32 [0, 1]`` white ink on black.
 
     ``image``: ``(H, W)`` gray, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, uint8 or float in
-    [0, 1]. The paper's colour is taken from the corners (or the histogram's peak), its
+    [0, 1]. A sheet photographed on a darker desk is cut out first (:func:`isolate_sheet`).
+    The paper's colour is taken from the corners (or the histogram's peak), its
     lighting as a smooth surface fitted to the paper pixels (so shadows and uneven light
     are followed but strokes are not), ink is the per-channel distance from it on the side
     where the strokes lie (so coloured ink counts fully), then Otsu's threshold separates
@@ -200,6 +254,7 @@ def ink_map(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> np.ndarray
     img = _resize_max(img, config.work_side)
     if img.ndim == 2:
         img = img[..., None]
+    img = isolate_sheet(img)
     h, w, _ = img.shape
     # Polarity from the corners: they are paper even in a tight crop of a bold digit that
     # touches every edge (where the border, or even most of the picture, is ink).

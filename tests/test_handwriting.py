@@ -19,6 +19,9 @@ from mnist_core.bench import handwriting_scores, naive_input
 FLOORS = {
     "chars74k-canvas": {"cnn": 0.995, "dense": 0.985, "numpy": 0.985},
     "chars74k-photo": {"cnn": 0.99},
+    # Not an issue floor: the photo with the desk around the sheet (99.1% measured; without
+    # isolate_sheet the CNN read 11%).
+    "chars74k-desk": {"cnn": 0.985},
     "semeion": {"cnn": 0.95},
     # NOT the issue's floor (USPS 98.5%), which the shipped CNN does not reach yet (see
     # benchmarks/RESULTS.md and the open issue): this only stops regressions below what it
@@ -56,6 +59,19 @@ def test_renderings_are_reproducible():
     assert np.median(a) > 120  # light paper, dark ink
 
 
+def test_desk_photo_shows_a_light_sheet_on_a_darker_desk():
+    img = hw.render_desk_photo(_strokes()[1], np.random.default_rng(4))
+    grey = img.mean(axis=2)
+    h, w = grey.shape
+    assert img.dtype == np.uint8 and min(h, w) >= 360
+    # Desk shows along the border; the sheet (55-80% of the frame's side, so 30-64% of
+    # its area) is far lighter.
+    border = np.concatenate([grey[:3].ravel(), grey[-3:].ravel(), grey[:, :3].ravel(),
+                             grey[:, -3:].ravel()])
+    assert np.median(border) < 120
+    assert 0.25 < (grey > 150).mean() < 0.7
+
+
 def test_naive_input_is_the_whole_image_resized():
     canvas = np.zeros((280, 280, 4), np.uint8)
     canvas[:140, :, 3] = 255
@@ -88,7 +104,7 @@ def test_views_help_the_cnn_on_stretched_scans(scores):
 
 @needs_dev_set
 def test_preprocessing_beats_the_naive_resize_on_drawings(scores):
-    for set_name in ("chars74k-canvas", "chars74k-photo"):
+    for set_name in ("chars74k-canvas", "chars74k-photo", "chars74k-desk"):
         s = scores[set_name]
         assert s["ours"]["cnn"] > s["naive"]["cnn"] + 0.05
         assert s["no_digit"] == 0

@@ -57,6 +57,48 @@ def test_ink_map_ignores_a_shadow_gradient_and_finds_coloured_ink():
     assert ink[150, 15].max() < 0.05 and ink[150, 285] < 0.05 and ink[150, 155] < 0.05
 
 
+def _sheet_on_desk(angle: float = 6.0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A light sheet, slightly turned, on a dark desk, with a dark 7 on it; and the 7's box
+    (x, y, w, h) in the photo."""
+    photo = np.empty((360, 480, 3), np.uint8)
+    photo[:] = (70, 50, 40)                                        # a brown desk
+    corners = cv2.boxPoints(((250, 175), (300, 240), angle)).astype(np.int32)
+    cv2.fillConvexPoly(photo, corners, (232, 228, 220))
+    cv2.line(photo, (205, 120), (285, 120), (30, 30, 40), 9)       # the 7's bar
+    cv2.line(photo, (285, 120), (235, 235), (30, 30, 40), 9)       # and its stem
+    return photo, (200, 115, 91, 125)
+
+
+def test_a_sheet_on_a_dark_desk_is_cut_out_before_reading():
+    photo, (x, y, w, h) = _sheet_on_desk()
+    isolated = P.isolate_sheet(photo)
+    assert not np.array_equal(isolated, photo)
+    assert np.abs(isolated[5, 5].astype(int) - [232, 228, 220]).max() < 12  # desk -> paper
+    stages = P.preprocess(photo)
+    scale = stages.ink.shape[1] / photo.shape[1]  # boxes are in the working resolution
+    bx, by, bw, bh = (v / scale for v in stages.box)
+    # The digit is found, not the sheet: its box matches the 7's within the brush width.
+    assert abs(bx - x) <= 8 and abs(by - y) <= 8 and abs(bw - w) <= 12 and abs(bh - h) <= 12
+
+
+@pytest.mark.parametrize("image", [
+    canvas_with(one),                                                   # a canvas drawing
+    canvas_with(lambda img, c: cv2.ellipse(img, (140, 140), (120, 125), 0, 0, 360, c, 70)),
+    np.dstack([np.full((200, 200), v, np.uint8) for v in (235, 235, 235)]),  # a blank page
+], ids=["canvas", "bold-zero", "page"])
+def test_isolate_sheet_leaves_drawings_and_full_pages_alone(image):
+    rgb = P._flatten_alpha(image) if image.shape[2] == 4 else image
+    np.testing.assert_array_equal(P.isolate_sheet(rgb), rgb)
+
+
+def test_isolate_sheet_ignores_a_soft_shadow_across_a_page():
+    h, w = 300, 300
+    light = np.linspace(0.55, 1.0, w, dtype=np.float32)[None, :, None]
+    paper = (np.full((h, w, 3), 240, np.float32) * light).astype(np.uint8)
+    cv2.line(paper, (150, 60), (150, 240), (30, 30, 30), 10)
+    np.testing.assert_array_equal(P.isolate_sheet(paper), paper)
+
+
 def test_blank_images_hold_no_digit():
     for blank in (np.zeros((280, 280, 4), np.uint8), np.full((100, 100, 3), 250, np.uint8)):
         with pytest.raises(P.NoDigitError):
