@@ -242,7 +242,8 @@ def ink_map(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> np.ndarray
     lighting as a smooth surface fitted to the paper pixels (so shadows and uneven light
     are followed but strokes are not), ink is the per-channel distance from it on the side
     where the strokes lie (so coloured ink counts fully), then Otsu's threshold separates
-    ink from noise and the remaining range is stretched to [0, 1].
+    ink from noise and the remaining range is stretched to [0, 1]; last, the lines of ruled
+    or squared paper are erased (:func:`remove_ruling`).
     """
     img = np.asarray(image)
     if img.dtype != np.uint8:
@@ -299,7 +300,65 @@ def ink_map(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> np.ndarray
     otsu, _ = cv2.threshold(ink8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # Keep anti-aliased edges: stretch [half the threshold, peak] onto [0, 1].
     low = otsu / 255.0 * 0.5
-    return np.clip((ink / peak - low) / (1.0 - low), 0, 1).astype(np.float32)
+    ink = np.clip((ink / peak - low) / (1.0 - low), 0, 1).astype(np.float32)
+    return remove_ruling(ink)
+
+
+def _bands(flags: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True in a 1-D bool array as ``(first, last)`` index pairs."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _rules(ink: np.ndarray) -> list[tuple[int, int]]:
+    """The rows of ``ink`` that are ruling lines, as ``(first, last)`` bands (may be none)."""
+    lines = _bands((ink > 0.1).mean(axis=1) > 0.5)
+    if len(lines) < 4:  # a digit has at most three bars (3, 8); a page shows more rules
+        return []
+    pitch = np.diff([(a + b) / 2 for a, b in lines])
+    thickest = max(b - a + 1 for a, b in lines)
+    if pitch.min() < 4 or pitch.std() > 0.25 * pitch.mean() or thickest > 0.3 * pitch.mean():
+        return []  # uneven, or bars as thick as strokes: not a ruled page
+    return lines
+
+
+def _erase(ink: np.ndarray, source: np.ndarray, bands: list[tuple[int, int]]) -> None:
+    """Replace each row band of ``ink`` (in place) by the smaller of the ``source`` rows
+    just above and below it, each widened by about the band's width, so a stroke crossing
+    at a slant stays joined."""
+    h = ink.shape[0]
+    for a, b in bands:
+        k = np.ones((1, 2 * (b - a + 3) + 1), np.uint8)
+        above = cv2.dilate(source[max(0, a - 2)][None], k)[0]
+        below = cv2.dilate(source[min(h - 1, b + 2)][None], k)[0]
+        ink[max(0, a - 1):min(h, b + 2)] = np.minimum(above, below)
+
+
+def remove_ruling(ink: np.ndarray) -> np.ndarray:
+    """Erase the lines of ruled or squared paper from an ink map.
+
+    ``ink``: ``(h, w) float32 [0, 1]``. A ruling line inks most of its row or column
+    (faintly, as a rule is fainter than a pen: above 0.1 is enough), and a ruled page shows
+    several, thin and at a steady pitch; a digit has at most three bars, each a good
+    fraction of the gap between them, so nothing is erased unless at least four thin lines
+    are evenly spaced. Each line is replaced by the ink just beside it (see :func:`_erase`),
+    taken with the lines of the other direction already gone, so the squares of squared
+    paper leave nothing behind.
+    """
+    rows, cols = _rules(ink), _rules(ink.T)
+    if not rows and not cols:
+        return ink
+    on_rows = np.zeros(ink.shape[0], bool)
+    on_cols = np.zeros(ink.shape[1], bool)
+    for a, b in rows:
+        on_rows[max(0, a - 1):b + 2] = True
+    for a, b in cols:
+        on_cols[max(0, a - 1):b + 2] = True
+    out = ink.copy()
+    _erase(out, np.where(on_cols[None, :], 0, ink), rows)
+    out_t = out.T.copy()
+    _erase(out_t, np.where(on_rows[None, :], 0, ink.T), cols)
+    return out_t.T.copy()
 
 
 # ---------------------------------------------------------------------------------------

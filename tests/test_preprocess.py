@@ -99,6 +99,41 @@ def test_isolate_sheet_ignores_a_soft_shadow_across_a_page():
     np.testing.assert_array_equal(P.isolate_sheet(paper), paper)
 
 
+def _ruled_page(grid: bool) -> np.ndarray:
+    """Light paper ruled every 24 px (and squared if ``grid``), a dark 1 across the rules."""
+    page = np.full((300, 300, 3), 235, np.uint8)
+    for v in range(10, 300, 24):
+        cv2.line(page, (0, v), (299, v), (150, 160, 215), 2)
+        if grid:
+            cv2.line(page, (v, 0), (v, 299), (150, 160, 215), 2)
+    cv2.line(page, (150, 70), (170, 230), (30, 30, 30), 10)
+    return page
+
+
+@pytest.mark.parametrize("grid", [False, True], ids=["ruled", "squared"])
+def test_rules_of_ruled_and_squared_paper_are_erased_and_the_digit_kept(grid):
+    ink = P.ink_map(_ruled_page(grid))
+    rows = np.arange(70, 231)
+    stroke_cols = np.round(150 + (rows - 70) * 20 / 160).astype(int)
+    # The stroke runs unbroken across every rule...
+    assert min(ink[r, c - 2:c + 3].max() for r, c in zip(rows, stroke_cols)) > 0.5
+    # ...and away from it the rules are gone.
+    away = np.ones_like(ink, bool)
+    away[55:245, 130:190] = False
+    assert ink[away].max() < 0.1
+    stages = P.preprocess(_ruled_page(grid))
+    x, y, w, h = stages.box
+    assert 60 <= y <= 75 and 150 <= h <= 175 and w <= 45
+
+
+def test_a_three_with_three_bars_is_not_mistaken_for_ruling():
+    ink = np.zeros((64, 64), np.float32)
+    for y in (6, 30, 54):
+        ink[y:y + 6, 4:60] = 1.0          # three evenly spaced bars spanning the width
+    ink[6:60, 54:60] = 1.0
+    np.testing.assert_array_equal(P.remove_ruling(ink), ink)
+
+
 def test_blank_images_hold_no_digit():
     for blank in (np.zeros((280, 280, 4), np.uint8), np.full((100, 100, 3), 250, np.uint8)):
         with pytest.raises(P.NoDigitError):
