@@ -3,8 +3,8 @@
 The development set (``../shared/data/handwriting-dev``) holds Chars74K pen strokes and
 USPS/Semeion scans. Strokes are rendered two ways, both seeded: as a person drawing on the
 app's 280x280 canvas (white brush on a transparent background, random brush width, size
-and position), and as a photo of ink on paper (dark ink, uneven light, noise, JPEG), filling the frame or
-lying on a darker desk.
+and position), and as a photo of ink on paper (dark ink, uneven light, noise, JPEG): filling the frame,
+lying on a darker desk, or written on ruled or squared paper.
 Scans are upscaled as a scanner at a higher resolution would deliver them.
 """
 
@@ -146,6 +146,28 @@ def render_desk_photo(strokes: list[np.ndarray], rng: np.random.Generator,
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
 
 
+def render_ruled_photo(strokes: list[np.ndarray], rng: np.random.Generator,
+                       style: PhotoStyle = PhotoStyle()) -> np.ndarray:
+    """A photo of the digit written on ruled (half the time squared) notebook paper: blue or
+    grey rules every 22-40 px under the ink. ``(H, W, 3) uint8`` RGB after JPEG."""
+    photo = render_photo(strokes, rng, style).astype(np.float32)
+    h, w = photo.shape[:2]
+    pitch = rng.uniform(22, 40)
+    colour = np.array([90, 110, 200] if rng.random() < 0.5 else [120, 120, 120], np.float32)
+    strength = rng.uniform(0.5, 1.0)
+    rules = np.zeros((h, w), np.float32)
+    for v in np.arange(rng.uniform(0, pitch), h, pitch):
+        cv2.line(rules, (0, int(v)), (w - 1, int(v)), 1.0, 2)
+    if rng.random() < 0.5:
+        for v in np.arange(rng.uniform(0, pitch), w, pitch):
+            cv2.line(rules, (int(v), 0), (int(v), h - 1), 1.0, 2)
+    # Printed under the ink: a rule darkens the paper by its colour, the ink stays ink.
+    tint = 1 - strength * rules[..., None] * (1 - colour / 255)
+    photo = np.clip(photo * tint, 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", photo[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+
 def dev_sets(directory: str | Path = DEFAULT_DIR, seed: int = 0):
     """Yield ``(set_name, images, labels)`` for every style of the development set.
 
@@ -161,6 +183,8 @@ def dev_sets(directory: str | Path = DEFAULT_DIR, seed: int = 0):
     yield "chars74k-photo", [render_photo(s, rng) for _, s in strokes], labels
     rng = np.random.default_rng(seed + 2)
     yield "chars74k-desk", [render_desk_photo(s, rng) for _, s in strokes], labels
+    rng = np.random.default_rng(seed + 3)
+    yield "chars74k-ruled", [render_ruled_photo(s, rng) for _, s in strokes], labels
     for name in ("usps_test", "semeion"):
         x, y = load_scans(directory / f"{name}.npz")
         yield name.split("_")[0], [upscale_scan(img) for img in x], y

@@ -313,11 +313,12 @@ def _bands(flags: np.ndarray) -> list[tuple[int, int]]:
 def _rules(ink: np.ndarray) -> list[tuple[int, int]]:
     """The rows of ``ink`` that are ruling lines, as ``(first, last)`` bands (may be none)."""
     lines = _bands((ink > 0.1).mean(axis=1) > 0.5)
-    if len(lines) < 4:  # a digit has at most three bars (3, 8); a page shows more rules
+    if len(lines) < 5:  # a digit has at most three bars (3, 8); a page shows more rules
         return []
     pitch = np.diff([(a + b) / 2 for a, b in lines])
-    thickest = max(b - a + 1 for a, b in lines)
-    if pitch.min() < 4 or pitch.std() > 0.25 * pitch.mean() or thickest > 0.3 * pitch.mean():
+    # The median, as a stroke lying along one rule makes that band thicker.
+    thickness = np.median([b - a + 1 for a, b in lines])
+    if pitch.min() < 4 or pitch.std() > 0.25 * pitch.mean() or thickness > 0.3 * pitch.mean():
         return []  # uneven, or bars as thick as strokes: not a ruled page
     return lines
 
@@ -325,13 +326,18 @@ def _rules(ink: np.ndarray) -> list[tuple[int, int]]:
 def _erase(ink: np.ndarray, source: np.ndarray, bands: list[tuple[int, int]]) -> None:
     """Replace each row band of ``ink`` (in place) by the smaller of the ``source`` rows
     just above and below it, each widened by about the band's width, so a stroke crossing
-    at a slant stays joined."""
+    at a slant stays joined; ink well above the rule's own level (a stroke running along
+    the rule) is kept."""
     h = ink.shape[0]
     for a, b in bands:
+        lo, hi = max(0, a - 1), min(h, b + 2)
         k = np.ones((1, 2 * (b - a + 3) + 1), np.uint8)
         above = cv2.dilate(source[max(0, a - 2)][None], k)[0]
         below = cv2.dilate(source[min(h - 1, b + 2)][None], k)[0]
-        ink[max(0, a - 1):min(h, b + 2)] = np.minimum(above, below)
+        band = ink[lo:hi]
+        level = float(np.median(band.max(axis=0))) + 0.1  # the rule's own darkness
+        excess = np.clip((band - level) / max(1.0 - level, 1e-3), 0, 1)
+        ink[lo:hi] = np.maximum(np.minimum(above, below)[None], excess)
 
 
 def remove_ruling(ink: np.ndarray) -> np.ndarray:
@@ -340,7 +346,7 @@ def remove_ruling(ink: np.ndarray) -> np.ndarray:
     ``ink``: ``(h, w) float32 [0, 1]``. A ruling line inks most of its row or column
     (faintly, as a rule is fainter than a pen: above 0.1 is enough), and a ruled page shows
     several, thin and at a steady pitch; a digit has at most three bars, each a good
-    fraction of the gap between them, so nothing is erased unless at least four thin lines
+    fraction of the gap between them, so nothing is erased unless at least five thin lines
     are evenly spaced. Each line is replaced by the ink just beside it (see :func:`_erase`),
     taken with the lines of the other direction already gone, so the squares of squared
     paper leave nothing behind.
