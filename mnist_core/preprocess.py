@@ -202,6 +202,8 @@ def isolate_sheet(img: np.ndarray) -> np.ndarray:
     if int(sg8.max()) - int(sg8.min()) < 40:
         return img
     _, bright = cv2.threshold(sg8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if bright.mean() < 0.2:
+        return img  # too little is bright for a sheet (a drawing on a dark canvas)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=4)
     if n <= 1:
         return img
