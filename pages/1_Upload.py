@@ -56,3 +56,6 @@ for number, upload in enumerate(files):
                                         scale=6)
         with answers:
             components.prediction_panel(readings[0].probs, models, names, key=f"upload-{number}")
+        with st.expander("How this image was read"):
+            components.stages_view(readings[0].stages, side=120)
+            components.views_section(readings[0].stages.final, models)

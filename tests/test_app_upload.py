@@ -75,6 +75,9 @@ def test_good_files_are_read_and_bad_ones_explained(page, models, good_digit):
     assert len(at.get("plotly_chart")) == 2
     captions = [c for image in at.image for c in image.captions]
     assert captions.count("what the models see") == 2
+    # Each single digit also shows how it was read: the ink found, down to the model input.
+    assert [e.label for e in at.expander] == ["How this image was read"] * 2
+    assert captions.count("1 · ink and its box") == 2 and captions.count("as is") == 2
 
 
 def test_too_big_files_are_refused_with_the_limit(page, models, good_digit):

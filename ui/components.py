@@ -167,8 +167,9 @@ def views_section(final: np.ndarray, models: Mapping[str, LoadedModel], side: in
     lines = []
     for cfg, titles in groups.items():
         captions = [c for c, _ in per_config[cfg]]
-        lines.append(f"{' and '.join(titles)}: " + (", ".join(captions) if len(captions) > 1
-                                                    else "as is only"))
+        which = ("all of them" if len(captions) == len(named) else
+                 "as is only" if len(captions) == 1 else ", ".join(captions))
+        lines.append(f"{' and '.join(titles)}: {which}")
     st.caption("Turned (↺ ↻) and resized (×) views help the convnets; digits as wide as tall "
                "are also read narrowed, since scanners often stretch digits to fill a square. "
                "Each model's bars show the average over its views. " + "; ".join(lines) + ".")
