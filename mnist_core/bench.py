@@ -149,7 +149,8 @@ def run_bench(args) -> int:
                   "resized to 28x28, as most digit apps do. "
                   "Chars74K strokes are rendered as canvas drawings (brush 12-28 px, height "
                   "40-85% of 280 px, random position) and as JPEG photos of ink on unevenly lit "
-                  "paper; USPS and Semeion scans are upscaled to 64x64.", "",
+                  "paper: filling the frame (photo), lying on a darker desk (desk), on ruled "
+                  "or squared paper (ruled); USPS and Semeion scans are upscaled to 64x64.", "",
                   *_handwriting_table(scores, names), ""]
     else:
         lines += [f"(handwriting set not found at {hw_dir}; skipped)", ""]
