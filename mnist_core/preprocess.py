@@ -215,11 +215,11 @@ def isolate_sheet(img: np.ndarray) -> np.ndarray:
     cv2.drawContours(sheet, [contour], -1, 1, thickness=-1)  # holes (the ink) filled in
     area, total = float(sheet.sum()), float(sheet.size)
     (_, _), (rw, rh), _ = cv2.minAreaRect(contour)
+    if not 0.3 * total <= area <= 0.97 * total:      # big, and some frame outside it
+        return img
     marks = (sheet == 1) & (bright == 0)
-    inside, outside = float(np.median(sg[sheet == 1])), float(np.median(sg[sheet == 0])) \
-        if area < total else 0.0
-    if not (0.3 * total <= area <= 0.97 * total      # big, and some frame outside it
-            and area >= 0.85 * rw * rh               # close to a filled quadrilateral
+    inside, outside = float(np.median(sg[sheet == 1])), float(np.median(sg[sheet == 0]))
+    if not (area >= 0.85 * rw * rh                   # close to a filled quadrilateral
             and outside <= 0.6 * inside              # on a clearly darker surface (a soft
                                                      # shadow across a page is not)
             and marks.sum() >= 0.002 * area          # with marks on it...

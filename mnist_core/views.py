@@ -4,9 +4,11 @@ One 28x28 image is one guess at how the writer's digit should look to an MNIST m
 guess is off when the digit came tilted or at an odd size, and badly off when it came from
 a source that stretched it to fill a square box (many scanned sets size-normalise width and
 height independently, so a slanted 1 with a flag arrives as a wide bar that reads as a 4 or
-a 7). Each model therefore also reads the digit turned a little either way and a little
-smaller and larger, and, when the digit is as wide as it is tall, all of that again
-for the digit narrowed to half its width; the probabilities are averaged. Everything here takes and returns ``float32`` images in [0, 1], white on black.
+a 7). So a digit as wide as it is tall is also read narrowed to half its width, and the
+convnets also read every such guess turned a little either way and a little smaller and
+larger (the MLPs, not being shift-invariant, measured worse with those); each model's
+probabilities are averaged over its views. Which views a model uses is set per model in
+:mod:`mnist_core.registry`. Images are ``(28, 28) float32`` in [0, 1], white on black.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class ViewConfig:
     squeeze: float = 0.5                 # width factor of the narrowed view (0 = none)
     squarish: float = 0.95               # narrowed only if width >= this x height: a digit
                                          # stretched to fill a square comes out square,
-                                         # while 84% of MNIST's are narrower than this
+                                         # while 84% of MNIST test digits are narrower
 
 
 DEFAULT_VIEWS = ViewConfig()

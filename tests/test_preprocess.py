@@ -85,7 +85,8 @@ def test_a_sheet_on_a_dark_desk_is_cut_out_before_reading():
     canvas_with(one),                                                   # a canvas drawing
     canvas_with(lambda img, c: cv2.ellipse(img, (140, 140), (120, 125), 0, 0, 360, c, 70)),
     np.dstack([np.full((200, 200), v, np.uint8) for v in (235, 235, 235)]),  # a blank page
-], ids=["canvas", "bold-zero", "page"])
+    cv2.line(np.full((200, 200, 3), 235, np.uint8), (100, 40), (100, 160), (20, 20, 20), 9),
+], ids=["canvas", "bold-zero", "page", "page-edge-to-edge"])
 def test_isolate_sheet_leaves_drawings_and_full_pages_alone(image):
     rgb = P._flatten_alpha(image) if image.shape[2] == 4 else image
     np.testing.assert_array_equal(P.isolate_sheet(rgb), rgb)
