@@ -98,6 +98,12 @@ def render_canvas(strokes: list[np.ndarray], rng: np.random.Generator,
     return canvas
 
 
+def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB as it comes back from a JPEG saved at ``quality``."""
+    _, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+
 def render_photo(strokes: list[np.ndarray], rng: np.random.Generator,
                  style: PhotoStyle = PhotoStyle()) -> np.ndarray:
     """Strokes as a phone photo of ink on paper: ``(H, W, 3) uint8`` RGB after JPEG."""
@@ -121,9 +127,7 @@ def render_photo(strokes: list[np.ndarray], rng: np.random.Generator,
     img = img * (1 - ink_mask[..., None]) + ink * ink_mask[..., None]
     img = img * light[..., None] + rng.normal(0, rng.uniform(*style.noise), img.shape)
     img = np.clip(img, 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY,
-                                                    int(rng.integers(*style.jpeg))])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+    return _jpeg(img, int(rng.integers(*style.jpeg)))
 
 
 def render_desk_photo(strokes: list[np.ndarray], rng: np.random.Generator,
@@ -142,8 +146,7 @@ def render_desk_photo(strokes: list[np.ndarray], rng: np.random.Generator,
     photo = cv2.warpAffine(sheet, m, (big_w, big_h), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(desk_colour))
     photo = np.clip(photo + rng.normal(0, 3, photo.shape), 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", photo[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+    return _jpeg(photo, 80)
 
 
 def render_ruled_photo(strokes: list[np.ndarray], rng: np.random.Generator,
@@ -164,8 +167,7 @@ def render_ruled_photo(strokes: list[np.ndarray], rng: np.random.Generator,
     # Printed under the ink: a rule darkens the paper by its colour, the ink stays ink.
     tint = 1 - strength * rules[..., None] * (1 - colour / 255)
     photo = np.clip(photo * tint, 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", photo[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+    return _jpeg(photo, 85)
 
 
 def dev_sets(directory: str | Path = DEFAULT_DIR, seed: int = 0):
