@@ -45,6 +45,28 @@ def test_ink_map_inverts_dark_ink_on_light_paper():
     assert ink[10, 10] == 0 and ink[100, 20] == 0
 
 
+def _tight_five(width: int) -> np.ndarray:
+    """A 5 cropped tight as a scan's 16x16 box is, its bar running off the top corners, so
+    two corners are ink and two paper: ``(64, 64) uint8``, white ink on black."""
+    img = np.zeros((64, 64), np.uint8)
+    pts = np.array([[70, 4], [-8, 4], [14, 4], [12, 30], [40, 26], [54, 40], [40, 54],
+                    [10, 52]], np.int32)
+    cv2.polylines(img, [pts], False, 255, width)
+    return img
+
+
+@pytest.mark.parametrize("width", [12, 3], ids=["bold", "thin"])
+@pytest.mark.parametrize("dark_ink", [False, True], ids=["white-ink", "dark-ink"])
+def test_ink_map_polarity_when_the_corners_disagree(width, dark_ink):
+    # Bold: ink covers most of the picture (so its commonest colour is ink) but little of
+    # the frame. Thin: the bar covers a third of the frame but little of the picture.
+    five = _tight_five(width)
+    ink_share = (five > 0).mean()
+    assert (ink_share > 0.5) == (width == 12)
+    ink = P.ink_map(255 - five if dark_ink else five)
+    assert np.corrcoef(five.ravel() > 0, ink.ravel())[0, 1] > 0.9
+
+
 def test_ink_map_ignores_a_shadow_gradient_and_finds_coloured_ink():
     h, w = 300, 300
     light = np.linspace(0.55, 1.0, w, dtype=np.float32)[None, :, None]
