@@ -36,27 +36,64 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def _grey(image: np.ndarray) -> np.ndarray:
+    """Any raw input as grey ``uint8`` as a person sees it (a canvas's strokes white)."""
+    if image.ndim == 3 and image.shape[2] == 4:
+        return image[..., 3]
+    if image.ndim == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return image
+
+
 def naive_input(image: np.ndarray) -> np.ndarray:
     """What most digit apps do: the whole image, grey, resized to 28x28 (white on black).
 
     ``image``: canvas RGBA, photo RGB or grey uint8 -> ``(28, 28) float32 [0, 1]``.
     """
-    if image.ndim == 3 and image.shape[2] == 4:
-        grey = image[..., 3]
-    elif image.ndim == 3:
-        grey = 255 - cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    else:
-        grey = image
+    grey = _grey(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        grey = 255 - grey  # photos are dark ink on light paper
     return cv2.resize(grey, (28, 28), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
 
 
-def handwriting_scores(models: dict, directory: str | Path = HANDWRITING_DIR) -> dict:
+def misses_sheet(raw: list[np.ndarray], finals: np.ndarray, labels: np.ndarray,
+                 probs: np.ndarray, columns: int = 8, side: int = 64) -> np.ndarray:
+    """A contact sheet of a model's mistakes, to see which are fair and which are not.
+
+    ``raw``: the inputs as given (any shape); ``finals``: ``(N, 28, 28) float32 [0, 1]``,
+    what the model read; ``labels``: ``(N,)`` int; ``probs``: ``(N, 10)``. Every miss is one
+    tile: the input and what the model saw side by side under a caption "label->answer
+    confidence". Returns ``(rows * (side + 16), columns * (2 * side + 4)) uint8``, or an
+    empty ``(0, 0)`` array when nothing was missed.
+    """
+    missed = np.flatnonzero(probs.argmax(1) != labels)
+    if missed.size == 0:
+        return np.zeros((0, 0), np.uint8)
+    tile_h, tile_w = side + 16, 2 * side + 4
+    rows = -(-missed.size // columns)
+    sheet = np.full((rows * tile_h, columns * tile_w), 40, np.uint8)
+    for k, i in enumerate(missed):
+        y, x = (k // columns) * tile_h + 16, (k % columns) * tile_w
+        seen = (np.clip(finals[i], 0, 1) * 255).astype(np.uint8)
+        sheet[y:y + side, x:x + side] = cv2.resize(_grey(raw[i]), (side, side),
+                                                   interpolation=cv2.INTER_AREA)
+        sheet[y:y + side, x + side + 2:x + 2 * side + 2] = cv2.resize(
+            seen, (side, side), interpolation=cv2.INTER_NEAREST)
+        cv2.putText(sheet, f"{labels[i]}->{probs[i].argmax()} {probs[i].max():.2f}",
+                    (x + 2, y - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 255, 1, cv2.LINE_AA)
+    return sheet
+
+
+def handwriting_scores(models: dict, directory: str | Path = HANDWRITING_DIR,
+                       misses_dir: str | Path | None = None, misses_model: str = "cnn") -> dict:
     """Accuracy per dev set and model, ours and the naive whole-image resize.
 
     Returns ``{set: {"n", "ms_per_image", "ours": {model: acc}, "one_view": {model: acc},
     "naive": {model: acc}, "no_digit": count}}``. ``ours`` is what the app and ``predict``
     do (preprocessing, then the average over the digit's views); ``one_view`` reads only
-    the preprocessed image. An input where no digit is found counts as wrong.
+    the preprocessed image. An input where no digit is found counts as wrong. With
+    ``misses_dir``, ``misses_model``'s mistakes on each set are drawn there as
+    ``misses-<set>.png`` (:func:`misses_sheet`), whose path is added as ``"misses"``.
     """
     results = {}
     for name, images, labels in dev_sets(directory):
@@ -76,13 +113,22 @@ def handwriting_scores(models: dict, directory: str | Path = HANDWRITING_DIR) ->
         def accuracy(probs: dict, found: np.ndarray = found_arr) -> dict:
             return {m: float(((p.argmax(1) == labels) & found).mean()) for m, p in probs.items()}
 
+        ours = predict_views(models, finals)
         results[name] = {
             "n": len(labels), "ms_per_image": ms, "no_digit": int((~found_arr).sum()),
-            "ours": accuracy(predict_views(models, finals)),
+            "ours": accuracy(ours),
             "one_view": accuracy(predict_all(models, finals)),
             "naive": accuracy(predict_all(models, np.stack([naive_input(i) for i in images])),
                               np.ones(len(labels), bool)),
         }
+        if misses_dir is not None and misses_model in ours:
+            path = Path(misses_dir) / f"misses-{name}.png"
+            sheet = misses_sheet(images, finals, labels, ours[misses_model])
+            path.unlink(missing_ok=True)  # an old sheet would show misses no longer made
+            if sheet.size:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(path), sheet)
+                results[name]["misses"] = path
     return results
 
 
@@ -138,7 +184,8 @@ def run_bench(args) -> int:
         lines += ["## MNIST test set (10,000 images)", "", *_mnist_table(models, data), ""]
     hw_dir = Path(args.handwriting) if args.handwriting else HANDWRITING_DIR
     if hw_dir.is_dir():
-        scores = handwriting_scores(models, hw_dir)
+        scores = handwriting_scores(models, hw_dir, misses_dir=Path(args.out).parent)
+        sheets = [f"`{s['misses']}`" for s in scores.values() if "misses" in s]
         lines += ["## Real handwriting (handwriting-dev)", "",
                   "Accuracy of each model as the app reads a digit: this project's "
                   "preprocessing, then the average over the digit's views (the convnets: "
@@ -151,7 +198,9 @@ def run_bench(args) -> int:
                   "40-85% of 280 px, random position) and as JPEG photos of ink on unevenly lit "
                   "paper: filling the frame (photo), lying on a darker desk (desk), on ruled "
                   "or squared paper (ruled); USPS and Semeion scans are upscaled to 64x64.", "",
-                  *_handwriting_table(scores, names), ""]
+                  *_handwriting_table(scores, names), "",
+                  "The CNN's misses, each shown as given and as the CNN read it, with its "
+                  "answer and confidence: " + (", ".join(sheets) or "none") + ".", ""]
     else:
         lines += [f"(handwriting set not found at {hw_dir}; skipped)", ""]
     lines += ["## Memory", "",

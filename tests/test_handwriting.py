@@ -14,7 +14,9 @@ import pytest
 
 from mnist_core import handwriting as hw
 from mnist_core.artifacts import DEFAULT_DIR, load_models
-from mnist_core.bench import handwriting_scores, naive_input
+import cv2
+
+from mnist_core.bench import handwriting_scores, misses_sheet, naive_input
 
 FLOORS = {
     "chars74k-canvas": {"cnn": 0.995, "dense": 0.985, "numpy": 0.985},
@@ -95,11 +97,48 @@ def test_naive_input_is_the_whole_image_resized():
     assert x.shape == (28, 28) and x[:14].min() == 1.0 and x[14:].max() == 0.0
 
 
+def test_misses_sheet_has_one_tile_per_miss_showing_input_and_what_was_read():
+    raw = [np.full((280, 280, 4), 0, np.uint8) for _ in range(11)]
+    raw[3][..., 3] = 255                                   # one canvas all ink
+    finals = np.zeros((11, 28, 28), np.float32)
+    finals[3] = 1.0                                        # and it read all ink
+    labels = np.arange(11) % 10
+    probs = np.eye(10, dtype=np.float32)[labels]
+    wrong = [3, 4, 5, 6, 7, 8, 9, 10, 0]                   # nine misses: two rows of eight
+    probs[wrong] = np.eye(10, dtype=np.float32)[(labels[wrong] + 1) % 10]
+    sheet = misses_sheet(raw, finals, labels, probs, columns=8, side=32)
+    assert sheet.shape == (2 * (32 + 16), 8 * (2 * 32 + 4)) and sheet.dtype == np.uint8
+    # The first tile is the miss at index 0 (label 0), the second index 3: input and read.
+    tile = sheet[16:48, 68:68 + 68]
+    assert tile[:, :32].min() == 255 and tile[:, 34:66].min() == 255
+    assert sheet[16:48, :32].max() == 0                     # index 0: blank input
+    assert sheet[:14, :68].max() > 200                      # its caption is written
+    assert sheet[48 + 16:, 68:].max() == 40                 # the tenth slot stays empty
+    none = misses_sheet(raw, finals, labels, np.eye(10, dtype=np.float32)[labels])
+    assert none.shape == (0, 0)
+
+
 @pytest.fixture(scope="module")
-def scores():
+def misses_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("misses")
+
+
+@pytest.fixture(scope="module")
+def scores(misses_dir):
     if not (DEFAULT_DIR / "manifest.json").is_file():
         pytest.fail(f"no shipped artifacts in {DEFAULT_DIR}; run `python -m mnist_core train`")
-    return handwriting_scores(load_models(DEFAULT_DIR), hw.DEFAULT_DIR)
+    return handwriting_scores(load_models(DEFAULT_DIR), hw.DEFAULT_DIR, misses_dir=misses_dir)
+
+
+@needs_dev_set
+def test_every_cnn_miss_is_drawn_on_its_sets_sheet(scores, misses_dir):
+    for set_name, s in scores.items():
+        missed = round(s["n"] * (1 - s["ours"]["cnn"]))
+        path = misses_dir / f"misses-{set_name}.png"
+        assert path.is_file() == (missed > 0) and s.get("misses") == (path if missed else None)
+        if missed:
+            sheet = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            assert sheet.shape[0] == -(-missed // 8) * (64 + 16), set_name
 
 
 @needs_dev_set
