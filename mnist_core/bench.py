@@ -20,8 +20,8 @@ from .artifacts import load_models
 from .data import load_dataset, to_float
 from .evaluate import keras_predict_fn, time_batch, time_single
 from .handwriting import DEFAULT_DIR as HANDWRITING_DIR
-from .handwriting import dev_sets
-from .inference import predict_all
+from .handwriting import dev_sets, sequence_sets
+from .inference import predict_all, read_digits
 from .preprocess import NoDigitError, preprocess
 from .views import predict_views
 
@@ -132,6 +132,49 @@ def handwriting_scores(models: dict, directory: str | Path = HANDWRITING_DIR,
     return results
 
 
+def sequence_scores(models: dict, directory: str | Path = HANDWRITING_DIR, n: int = 200) -> dict:
+    """How well rows of several digits are read (:func:`~mnist_core.handwriting.sequence_sets`).
+
+    Returns ``{set: {"n", "ms_per_image", "count": share of rows split into the right
+    number of digits, "exact": {model: share of rows read exactly}, "digits": {model:
+    share of digits read right, in rows split into the right number}}}``. A row where no
+    digit is found counts as wrong everywhere.
+    """
+    results = {}
+    for name, images, labels in sequence_sets(directory, n=n):
+        t0 = time.perf_counter()
+        answers = []
+        for img in images:
+            try:
+                readings = read_digits(img, models)
+            except NoDigitError:
+                readings = []
+            answers.append({m: "".join(str(r.digit(m)) for r in readings) for m in models})
+        ms = 1000 * (time.perf_counter() - t0) / len(images)
+        counted = [len(a[next(iter(models))]) == len(lab) for a, lab in zip(answers, labels)]
+        digits_right = {m: sum(sum(x == y for x, y in zip(a[m], lab))
+                               for a, lab, ok in zip(answers, labels, counted) if ok)
+                        for m in models}
+        digits_total = sum(len(lab) for lab, ok in zip(labels, counted) if ok)
+        results[name] = {
+            "n": len(labels), "ms_per_image": ms, "count": float(np.mean(counted)),
+            "exact": {m: float(np.mean([a[m] == lab for a, lab in zip(answers, labels)]))
+                      for m in models},
+            "digits": {m: digits_right[m] / max(1, digits_total) for m in models},
+        }
+    return results
+
+
+def _sequence_table(scores: dict, names: list[str]) -> list[str]:
+    rows = ["| set | rows | split right | " + " | ".join(f"{n}: rows / digits" for n in names) +
+            " | ms/row |", "|---|---|---|" + "---|" * len(names) + "---|"]
+    for set_name, s in scores.items():
+        rows.append(f"| {set_name} | {s['n']} | {s['count']:.1%} | " +
+                    " | ".join(f"{s['exact'][n]:.1%} / {s['digits'][n]:.1%}" for n in names) +
+                    f" | {s['ms_per_image']:.0f} |")
+    return rows
+
+
 def _mnist_table(models: dict, data) -> list[str]:
     x = to_float(data.x_test)
     y = data.y_test
@@ -200,7 +243,15 @@ def run_bench(args) -> int:
                   "or squared paper (ruled); USPS and Semeion scans are upscaled to 64x64.", "",
                   *_handwriting_table(scores, names), "",
                   "The CNN's misses, each shown as given and as the CNN read it, with its "
-                  "answer and confidence: " + (", ".join(sheets) or "none") + ".", ""]
+                  "answer and confidence: " + (", ".join(sheets) or "none") + ".", "",
+                  "### Several digits at once", "",
+                  "Rows of 2-5 Chars74K digits (drawn at random from the 550), written one "
+                  "after another (gaps 15-45% of a digit's height, wandering baseline) on the "
+                  "canvas (brush 8-22 px, so neighbours often touch) and photographed on "
+                  "paper, read as the app reads them (`read_digits`). 'split right': rows cut "
+                  "into the right number of digits; per model: rows read exactly / digits "
+                  "read right in the rows split right.", "",
+                  *_sequence_table(sequence_scores(models, hw_dir), names), ""]
     else:
         lines += [f"(handwriting set not found at {hw_dir}; skipped)", ""]
     lines += ["## Memory", "",

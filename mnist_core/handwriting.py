@@ -170,6 +170,49 @@ def render_ruled_photo(strokes: list[np.ndarray], rng: np.random.Generator,
     return _jpeg(photo, 85)
 
 
+def write_in_a_row(digits: list[list[np.ndarray]], rng: np.random.Generator) -> list[np.ndarray]:
+    """Several digits' strokes written one after another, as a person writes "2026".
+
+    ``digits``: each digit's strokes (as :func:`load_strokes` gives them). Each digit is
+    scaled to about one height (+-10%), the next starts 15-45% of that height to the right
+    of the last one's right edge, and the baseline wanders (+-6%). Returns all strokes in
+    one frame (units arbitrary), ready for :func:`render_canvas` or :func:`render_photo`,
+    which scale the whole row into place.
+    """
+    out, x = [], 0.0
+    for strokes in digits:
+        pts = np.concatenate(strokes)
+        lo, extent = pts.min(0), np.maximum(np.ptp(pts, axis=0), 1.0)
+        height = 100 * rng.uniform(0.9, 1.1)
+        scale = height / extent[1]
+        offset = np.array([x, 100 - height + rng.uniform(-6, 6)], np.float32)
+        out += [((st - lo) * scale + offset).astype(np.float32) for st in strokes]
+        x += extent[0] * scale + rng.uniform(15, 45)
+    return out
+
+
+# How the rows of digits are written: smaller digits than one alone fills the canvas or
+# the photo with (a row must fit its width), brushes no wider than the app's default.
+ROW_CANVAS = CanvasStyle(brush=(8, 22), height=(0.2, 0.45))
+ROW_PHOTO = PhotoStyle(height=(0.15, 0.35))
+
+
+def sequence_sets(directory: str | Path = DEFAULT_DIR, seed: int = 0, n: int = 200,
+                  lengths: tuple[int, int] = (2, 5)):
+    """Yield ``(set_name, images, label_strings)``: rows of 2-5 Chars74K digits drawn on the
+    canvas and photographed on paper, ``n`` of each, seeded. Digits are drawn at random
+    from the 550 (writers mixed, as in a classroom demo)."""
+    strokes = load_strokes(Path(directory) / "chars74k_digits_strokes.jsonl")
+    rng = np.random.default_rng(seed + 10)
+    rows = [rng.choice(len(strokes), rng.integers(lengths[0], lengths[1] + 1)) for _ in range(n)]
+    labels = ["".join(str(strokes[i][0]) for i in row) for row in rows]
+    digits = [[strokes[i][1] for i in row] for row in rows]
+    rng = np.random.default_rng(seed + 11)
+    yield "row-canvas", [render_canvas(write_in_a_row(d, rng), rng, ROW_CANVAS) for d in digits], labels
+    rng = np.random.default_rng(seed + 12)
+    yield "row-photo", [render_photo(write_in_a_row(d, rng), rng, ROW_PHOTO) for d in digits], labels
+
+
 def dev_sets(directory: str | Path = DEFAULT_DIR, seed: int = 0):
     """Yield ``(set_name, images, labels)`` for every style of the development set.
 

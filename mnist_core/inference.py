@@ -43,8 +43,9 @@ def read_digit(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAU
 def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT,
                 view_cfg: ViewConfig | None = None) -> list[Reading]:
     """Every digit in ``image``, left to right; all digits' views go through each model in
-    one batch."""
-    parts = segment(image, config)
+    one batch. Where strokes may be one wide digit or two touching ones, the reading the
+    models are surer of, on average, is kept (:func:`~mnist_core.preprocess.segment`)."""
+    parts = segment(image, config, judge=lambda x: np.mean(list(predict_all(models, x).values()), 0))
     probs = predict_views(models, np.stack([s.final for s in parts]), view_cfg)
     return [Reading(s, {k: v[i] for k, v in probs.items()}) for i, s in enumerate(parts)]
 

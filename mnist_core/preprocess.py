@@ -11,6 +11,7 @@ Images flow as ``(H, W) float32 in [0, 1]``, white ink on black, from :func:`ink
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -43,7 +44,12 @@ class PreprocessConfig:
     stroke_ratio: float = 0.117     # median MNIST stroke width / digit height (measured on train)
     stroke_tolerance: float = 1.35  # widths within this factor of the target are left alone
     multi_gap: float = 0.35         # components overlapping less than this are separate digits
-    touching_aspect: float = 1.55   # a blob wider than this x its height may be two digits
+    tall_pair: float = 0.6          # two components this close in height are each a digit...
+    nested: float = 0.7             # ...unless one lies this much within the other's columns
+    touching_aspect: float = 1.55   # a blob wider than this x its height is two digits or more
+    row_aspect: float = 0.9        # wider than this x its height beside other digits, or
+    alone_aspect: float = 1.2       # than this alone, a blob may be two digits: a judge decides
+    split_margin: float = 0.15      # how much surer the judge must be of the split reading
 
 
 DEFAULT = PreprocessConfig()
@@ -432,12 +438,30 @@ def _merge(a: Blob, b: Blob) -> Blob:
     return Blob(x0, y0, x1 - x0, y1 - y0, a.labels + b.labels)
 
 
+def _one_digit(a: Blob, b: Blob, config: PreprocessConfig) -> bool:
+    """Whether two components side by side (``a`` starting left of ``b``) are one digit.
+
+    They are when they overlap horizontally: a 5's bar over its bowl, a 1's flag. But two
+    digits of about the same height written close together overlap too (a 2's tail runs
+    under the next digit, a slanted 1 leans over its neighbour), so such a pair is one
+    digit only when one lies mostly within the other's columns.
+    """
+    overlap = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+    narrow = min(a.w, b.w)
+    if overlap <= config.multi_gap * narrow:
+        return False
+    if min(a.h, b.h) >= config.tall_pair * max(a.h, b.h):
+        return overlap > config.nested * narrow
+    return True
+
+
 def _group_digits(blobs: list[Blob], config: PreprocessConfig) -> list[Blob]:
     """Merge components into digits, left to right.
 
     Strokes of one digit overlap horizontally (the bar of a 5, the two strokes of a 4);
-    neighbouring digits barely do. Fragments much shorter than the tallest digit are
-    attached to their nearest neighbour rather than read as digits of their own.
+    neighbouring digits barely do (:func:`_one_digit`). Fragments much shorter than the
+    tallest digit are attached to their nearest neighbour rather than read as digits of
+    their own.
     """
     groups = sorted(blobs, key=lambda b: b.x)
     merged = True
@@ -445,8 +469,7 @@ def _group_digits(blobs: list[Blob], config: PreprocessConfig) -> list[Blob]:
         merged = False
         for i in range(len(groups) - 1):
             a, b = groups[i], groups[i + 1]
-            overlap = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
-            if overlap > config.multi_gap * min(a.w, b.w):
+            if _one_digit(a, b, config):
                 groups[i:i + 2] = [_merge(a, b)]
                 merged = True
                 break
@@ -465,19 +488,48 @@ def _group_digits(blobs: list[Blob], config: PreprocessConfig) -> list[Blob]:
     return groups
 
 
-def _split_touching(ink: np.ndarray, blob: Blob, config: PreprocessConfig) -> list[tuple[int, int]]:
-    """Column ranges of a blob, cut where the ink is thinnest if it is too wide for one digit."""
-    if blob.w <= config.touching_aspect * blob.h:
-        return [(blob.x, blob.x + blob.w)]
-    n = max(2, round(blob.w / (0.8 * blob.h)))
-    profile = ink[blob.y:blob.y + blob.h, blob.x:blob.x + blob.w].sum(axis=0)
-    profile = np.convolve(profile, np.ones(3) / 3, mode="same")
-    cuts, step = [], blob.w / n
+def _seam(patch: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """The top-to-bottom path through ``patch`` (``(h, w)`` ink) that crosses the least ink,
+    kept within columns ``[lo, hi)`` and moving at most one column per row: ``(h,)`` int,
+    the column where each row is cut. Unlike a straight cut it can follow the gap between
+    two slanted digits, or pass between two 0s whose rims overlap.
+    """
+    band = patch[:, lo:hi].astype(np.float64)
+    h, w = band.shape
+    cost = band.copy()
+    # A faint pull towards the middle of the window breaks ties in blank gaps.
+    cost += 1e-3 * np.abs(np.arange(w) - (w - 1) / 2)[None, :] / max(w, 1)
+    total = cost.copy()
+    for y in range(1, h):
+        prev = total[y - 1]
+        left = np.concatenate([[np.inf], prev[:-1]])
+        right = np.concatenate([prev[1:], [np.inf]])
+        total[y] += np.minimum(np.minimum(left, prev), right)
+    path = np.empty(h, np.int64)
+    path[-1] = int(np.argmin(total[-1]))
+    for y in range(h - 2, -1, -1):
+        x = path[y + 1]
+        a, b = max(0, x - 1), min(w, x + 2)
+        path[y] = a + int(np.argmin(total[y, a:b]))
+    return path + lo
+
+
+def _split_touching(ink: np.ndarray, blob: Blob, n: int, seams: bool = False) -> list[np.ndarray]:
+    """``blob`` cut into ``n`` digits where the ink is thinnest: one ``(h, w)`` bool mask
+    over the blob's box per digit, left to right. The cuts are straight columns, or with
+    ``seams`` paths that may bend (:func:`_seam`); each suits other pairs of digits."""
+    if n <= 1:
+        return [np.ones((blob.h, blob.w), bool)]
+    patch = ink[blob.y:blob.y + blob.h, blob.x:blob.x + blob.w]
+    profile = np.convolve(patch.sum(axis=0), np.ones(3) / 3, mode="same")
+    step, cuts = blob.w / n, []
     for k in range(1, n):
-        lo, hi = int(step * (k - 0.35)), int(step * (k + 0.35))
-        cuts.append(lo + int(np.argmin(profile[lo:hi])))
-    edges = [0, *cuts, blob.w]
-    return [(blob.x + a, blob.x + b) for a, b in zip(edges, edges[1:]) if b > a]
+        lo, hi = int(step * (k - 0.35)), max(int(step * (k + 0.35)), int(step * (k - 0.35)) + 1)
+        cuts.append(_seam(patch, lo, hi) if seams
+                    else np.full(blob.h, lo + int(np.argmin(profile[lo:hi]))))
+    xs = np.arange(blob.w)[None, :]
+    edges = [np.zeros(blob.h, np.int64), *cuts, np.full(blob.h, blob.w)]
+    return [(xs >= a[:, None]) & (xs < b[:, None]) for a, b in zip(edges, edges[1:])]
 
 
 # ---------------------------------------------------------------------------------------
@@ -603,22 +655,26 @@ def normalise_crop(crop: np.ndarray, config: PreprocessConfig = DEFAULT
 # ---------------------------------------------------------------------------------------
 
 def _stages_for(ink: np.ndarray, labels: np.ndarray, blob: Blob,
-                cols: tuple[int, int] | None, config: PreprocessConfig) -> Stages:
-    x0, x1 = cols if cols else (blob.x, blob.x + blob.w)
-    region = labels[blob.y:blob.y + blob.h, x0:x1]
-    keep = np.isin(region, blob.labels)
+                part: np.ndarray | None, config: PreprocessConfig) -> Stages:
+    """The stages of one digit: ``blob``'s components, within ``part`` (a ``(h, w)`` bool
+    mask over the blob's box) when the blob was cut into several digits."""
+    region = labels[blob.y:blob.y + blob.h, blob.x:blob.x + blob.w]
+    inside = np.isin(region, blob.labels)
     # Anti-aliased fringe below the component threshold belongs to the kept strokes too.
-    keep = cv2.dilate(keep.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    crop = np.where(keep, ink[blob.y:blob.y + blob.h, x0:x1], 0).astype(np.float32)
-    # Tighten to the ink actually left (a split column range can leave empty rows).
-    rows, cols_ = np.nonzero(crop > 0.25)
+    keep = cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    if part is not None:
+        keep &= part
+        inside &= part
+    crop = np.where(keep, ink[blob.y:blob.y + blob.h, blob.x:blob.x + blob.w], 0).astype(np.float32)
+    # Tighten to the ink actually left (a part of a cut blob can leave empty rows).
+    rows, cols = np.nonzero(crop > 0.25)
     if rows.size == 0:
         raise NoDigitError("no digit found in this part of the image")
-    crop = crop[rows.min():rows.max() + 1, cols_.min():cols_.max() + 1]
+    crop = crop[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     fitted, boxed, final, width = normalise_crop(crop, config)
     mask = np.zeros(ink.shape, bool)
-    mask[blob.y:blob.y + blob.h, x0:x1] = np.isin(region, blob.labels)
-    box = (x0 + int(cols_.min()), blob.y + int(rows.min()), crop.shape[1], crop.shape[0])
+    mask[blob.y:blob.y + blob.h, blob.x:blob.x + blob.w] = inside
+    box = (blob.x + int(cols.min()), blob.y + int(rows.min()), crop.shape[1], crop.shape[0])
     return Stages(ink, mask, box, crop, fitted, boxed, final, width)
 
 
@@ -638,23 +694,69 @@ def preprocess(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> Stages:
     return _stages_for(ink, labels, blob, None, config)
 
 
-def segment(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> list[Stages]:
+Judge = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) float32 -> (N, 10) probabilities
+
+
+def _pieces(ink: np.ndarray, labels: np.ndarray, group: Blob, n: int,
+            config: PreprocessConfig, seams: bool = False) -> list[Stages]:
+    out = []
+    for part in _split_touching(ink, group, n, seams):
+        try:
+            out.append(_stages_for(ink, labels, group, part, config))
+        except NoDigitError:
+            continue
+    return out
+
+
+def _read_group(ink: np.ndarray, labels: np.ndarray, group: Blob, in_row: bool,
+                config: PreprocessConfig, judge: Judge | None) -> list[Stages]:
+    """One group of strokes as one digit or as several that touch.
+
+    A digit is about 0.8 x as wide as tall, so a group wider than ``touching_aspect`` x its
+    height holds about ``width / (0.8 x height)`` digits. Narrower than that but wider than
+    ``row_aspect`` (beside other digits) or ``alone_aspect`` x its height, it may be one
+    wide digit (a 2 with a long tail) or two that touch (a thick brush on a small canvas).
+    Shape alone cannot tell, so with a ``judge`` the plausible counts are all tried and the
+    reading the judge is surest of (the mean of each digit's top probability) is kept; a
+    count must beat a smaller one by ``split_margin`` to be chosen. Without a judge, only
+    the width decides.
+    """
+    n = max(2, round(group.w / (0.8 * group.h)))
+    wide = group.w > config.touching_aspect * group.h
+    aspect = config.row_aspect if in_row else config.alone_aspect
+    if judge is None or group.w <= aspect * group.h:
+        return _pieces(ink, labels, group, n if wide else 1, config)
+    counts = sorted({max(2 if wide else 1, k) for k in (1, n - 1, n, n + 1)})
+    readings = [r for k in counts for r in ([_pieces(ink, labels, group, k, config)] if k == 1
+                else [_pieces(ink, labels, group, k, config, seams) for seams in (False, True)])
+                if r]
+    sure = judge(np.stack([p.final for r in readings for p in r])).max(axis=1)
+    ends = np.cumsum([0] + [len(r) for r in readings])
+    best, best_sure = readings[0], sure[:ends[1]].mean()
+    for r, a, b in zip(readings[1:], ends[1:], ends[2:]):
+        # More digits must be read surer by a margin; the same number, just surer.
+        margin = config.split_margin if len(r) > len(best) else 0.0
+        if sure[a:b].mean() > best_sure + margin:
+            best, best_sure = r, sure[a:b].mean()
+    return best
+
+
+def segment(image: np.ndarray, config: PreprocessConfig = DEFAULT,
+            judge: Judge | None = None) -> list[Stages]:
     """Every digit in ``image``, left to right, each as :class:`Stages`.
 
-    Separate components are grouped into digits by horizontal overlap; a blob too wide for
-    one digit is cut where its ink is thinnest. Raises :class:`NoDigitError` when blank.
+    Separate components are grouped into digits by horizontal overlap; a group too wide
+    for one digit is cut where its ink is thinnest (:func:`_read_group`; ``judge``, a
+    classifier's ``(N, 28, 28) -> (N, 10)`` probabilities, settles the doubtful widths).
+    Raises :class:`NoDigitError` when blank.
     """
     ink = ink_map(image, config)
     labels, blobs = _components(ink, config)
     if not blobs:
         raise NoDigitError("no digit found: the image looks blank")
-    out = []
-    for group in _group_digits(blobs, config):
-        for cols in _split_touching(ink, group, config):
-            try:
-                out.append(_stages_for(ink, labels, group, cols, config))
-            except NoDigitError:
-                continue
+    groups = _group_digits(blobs, config)
+    out = [stages for group in groups
+           for stages in _read_group(ink, labels, group, len(groups) > 1, config, judge)]
     if not out:
         raise NoDigitError("no digit found: the image looks blank")
     return out

@@ -315,5 +315,36 @@ def test_segment_cuts_touching_digits():
     assert parts[0].box[0] < parts[1].box[0]
 
 
+def test_segment_keeps_a_leaning_digit_apart_from_its_neighbour():
+    # A 1 leaning over a 7: their boxes overlap by more than half the 1's width, but both
+    # are full height and neither lies within the other.
+    img = np.zeros((280, 280), np.uint8)
+    cv2.polylines(img, [np.array([[40, 60], [120, 60], [80, 200]], np.int32)], False, 255, 12)
+    cv2.line(img, (140, 60), (105, 200), 255, 12)
+    parts = P.segment(img)
+    assert len(parts) == 2
+    seven, one = (p.box for p in parts)
+    assert seven[0] < one[0] and one[0] < seven[0] + seven[2]  # overlapping, yet apart
+
+
+def test_seam_follows_a_slanted_gap_a_straight_cut_would_cross():
+    patch = np.ones((60, 60), np.float32)
+    for y in range(60):
+        patch[y, 15 + y // 2:19 + y // 2] = 0                      # a gap leaning right
+    path = P._seam(patch, 5, 55)
+    assert all(15 + y // 2 <= x < 19 + y // 2 for y, x in enumerate(path))
+    assert np.abs(np.diff(path)).max() <= 1
+
+
+def test_a_blob_is_cut_into_masks_that_tile_its_box():
+    ink = np.zeros((100, 200), np.float32)
+    ink[10:90, 10:190] = 1
+    blob = P.Blob(10, 10, 180, 80, (1,))
+    for seams in (False, True):
+        parts = P._split_touching(ink, blob, 3, seams)
+        assert len(parts) == 3 and all(p.shape == (80, 180) for p in parts)
+        np.testing.assert_array_equal(np.sum(parts, axis=0), 1)   # every pixel in one part
+
+
 def test_single_digit_is_not_split():
     assert len(P.segment(canvas_with(one))) == 1

@@ -1,0 +1,73 @@
+"""Reading several digits with the shipped models: where shape alone cannot tell one wide
+digit from two touching ones, the models' confidence decides (``read_digits``)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from mnist_core import preprocess as P
+from mnist_core.artifacts import DEFAULT_DIR, load_models
+from mnist_core.inference import read_digits
+
+
+@pytest.fixture(scope="module")
+def models():
+    if not (DEFAULT_DIR / "manifest.json").is_file():
+        pytest.fail(f"no shipped artifacts in {DEFAULT_DIR}; run `python -m mnist_core train`")
+    return load_models(DEFAULT_DIR)
+
+
+def canvas(draw) -> np.ndarray:
+    """A 280x280 RGBA canvas as streamlit-drawable-canvas returns it, ``draw(alpha)``."""
+    alpha = np.zeros((280, 280), np.uint8)
+    draw(alpha)
+    img = np.zeros((280, 280, 4), np.uint8)
+    img[..., :3] = np.where(alpha[..., None] > 0, 255, 0)
+    img[..., 3] = alpha
+    return img
+
+
+def two_touching_zeros(a):
+    # A thick brush: the rims meet. 1.4x as wide as tall, too narrow for shape alone to cut.
+    cv2.ellipse(a, (95, 140), (40, 60), 0, 0, 360, 255, 22)
+    cv2.ellipse(a, (192, 140), (40, 60), 0, 0, 360, 255, 22)
+
+
+def wide_two(a):
+    # As wide as the two 0s, with a long base stroke: one digit.
+    pts = np.array([[60, 90], [100, 60], [150, 70], [160, 110], [70, 200], [250, 200]], np.int32)
+    cv2.polylines(a, [pts], False, 255, 20)
+
+
+def test_two_touching_zeros_are_read_as_two(models):
+    img = canvas(two_touching_zeros)
+    assert len(P.segment(img)) == 1                      # shape alone keeps them whole
+    readings = read_digits(img, models)
+    assert len(readings) == 2
+    assert readings[0].stages.box[0] < readings[1].stages.box[0]
+    for r in readings:
+        assert r.digit("cnn") == 0
+        x, _, w, _ = r.stages.box                         # each is one 0, not a cut half
+        assert 85 <= w <= 115
+
+
+def test_a_wide_two_stays_one_digit(models):
+    readings = read_digits(canvas(wide_two), models)
+    assert [r.digit("cnn") for r in readings] == [2]
+
+
+def test_the_judge_is_not_asked_about_narrow_digits():
+    asked = []
+
+    def judge(x):
+        asked.append(len(x))
+        return np.full((len(x), 10), 0.1, np.float32)
+
+    img = np.zeros((280, 280), np.uint8)
+    cv2.line(img, (140, 40), (140, 240), 255, 20)
+    assert len(P.segment(img, judge=judge)) == 1 and asked == []
+    # A wide blob is put to it: whole, and cut into 2 and 3 both ways.
+    assert len(P.segment(canvas(wide_two)[..., 3], judge=judge)) == 1
+    assert asked == [1 + 2 * 2 + 2 * 3]
