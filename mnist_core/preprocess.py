@@ -359,9 +359,13 @@ def _rules(ink: np.ndarray) -> list[tuple[int, int]]:
 def _erase(ink: np.ndarray, source: np.ndarray, bands: list[tuple[int, int]]) -> None:
     """Replace each row band of ``ink`` (in place) by the smaller of the ``source`` rows
     just above and below it, each widened by about the band's width, so a stroke crossing
-    at a slant stays joined; ink well above the rule's own level (a stroke running along
-    the rule) is kept."""
+    at a slant stays joined. A stroke running along a rule is kept: where the band's ink is
+    thicker than the rules are (their median thickness), and where it is well above the
+    band's own level (its median darkness)."""
+    if not bands:
+        return
     h = ink.shape[0]
+    rule = float(np.median([b - a + 1 for a, b in bands]))
     for a, b in bands:
         lo, hi = max(0, a - 1), min(h, b + 2)
         k = np.ones((1, 2 * (b - a + 3) + 1), np.uint8)
@@ -370,7 +374,9 @@ def _erase(ink: np.ndarray, source: np.ndarray, bands: list[tuple[int, int]]) ->
         band = ink[lo:hi]
         level = float(np.median(band.max(axis=0))) + 0.1  # the rule's own darkness
         excess = np.clip((band - level) / max(1.0 - level, 1e-3), 0, 1)
-        ink[lo:hi] = np.maximum(np.minimum(above, below)[None], excess)
+        along = (band > 0.25).sum(axis=0) > rule + 2  # a stroke lies in the rule here
+        ink[lo:hi] = np.where(along[None], band,
+                              np.maximum(np.minimum(above, below)[None], excess))
 
 
 def remove_ruling(ink: np.ndarray) -> np.ndarray:

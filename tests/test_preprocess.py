@@ -149,6 +149,16 @@ def test_rules_of_ruled_and_squared_paper_are_erased_and_the_digit_kept(grid):
     assert 60 <= y <= 75 and 150 <= h <= 175 and w <= 45
 
 
+def test_a_stroke_lying_along_a_rule_is_kept():
+    # A 2's base written on a rule, across most of the page: the band there is as dark as
+    # the stroke over most of its width, but thicker than the rules are.
+    page = _ruled_page(grid=False)
+    cv2.line(page, (40, 202), (260, 202), (30, 30, 30), 8)          # the rule at y=202
+    ink = P.ink_map(page)
+    assert ink[202, 50:250].min() > 0.5                             # the base survives
+    assert ink[178, 20:130].max() < 0.1                              # the rule above does not
+
+
 def test_a_three_with_three_bars_is_not_mistaken_for_ruling():
     ink = np.zeros((64, 64), np.float32)
     for y in (6, 30, 54):
