@@ -356,27 +356,41 @@ def _rules(ink: np.ndarray) -> list[tuple[int, int]]:
     return lines
 
 
+def _bridge(above: np.ndarray, below: np.ndarray, t: float, reach: int) -> np.ndarray:
+    """The ink a row a fraction ``t`` of the way from row ``above`` to row ``below`` would
+    hold if every stroke ran straight between them: at each column, the best straight
+    segment through it (slanting up to ``reach`` columns) joining ink above to ink below.
+    A stroke crossing a rule stays as wide as it is, vertical or slanted."""
+    w = above.size
+    xs = np.arange(w)
+    out = np.zeros(w, np.float32)
+    for shift in range(-reach, reach + 1):
+        xa = np.clip(np.round(xs - t * shift).astype(int), 0, w - 1)
+        xb = np.clip(np.round(xs + (1 - t) * shift).astype(int), 0, w - 1)
+        np.maximum(out, np.minimum(above[xa], below[xb]), out=out)
+    return out
+
+
 def _erase(ink: np.ndarray, source: np.ndarray, bands: list[tuple[int, int]]) -> None:
-    """Replace each row band of ``ink`` (in place) by the smaller of the ``source`` rows
-    just above and below it, each widened by about the band's width, so a stroke crossing
-    at a slant stays joined. A stroke running along a rule is kept: where the band's ink is
-    thicker than the rules are (their median thickness), and where it is well above the
-    band's own level (its median darkness)."""
+    """Replace each row band of ``ink`` (in place) by what the ``source`` rows just above
+    and below it join across it (:func:`_bridge`). A stroke running along a rule is kept:
+    where the band's ink is thicker than the rules are (their median thickness), and where
+    it is well above the band's own level (its median darkness)."""
     if not bands:
         return
     h = ink.shape[0]
     rule = float(np.median([b - a + 1 for a, b in bands]))
     for a, b in bands:
         lo, hi = max(0, a - 1), min(h, b + 2)
-        k = np.ones((1, 2 * (b - a + 3) + 1), np.uint8)
-        above = cv2.dilate(source[max(0, a - 2)][None], k)[0]
-        below = cv2.dilate(source[min(h - 1, b + 2)][None], k)[0]
+        top, bottom = max(0, a - 2), min(h - 1, b + 2)
+        reach = 2 * (b - a + 3)
+        fill = np.stack([_bridge(source[top], source[bottom],
+                                 (r - top) / max(bottom - top, 1), reach) for r in range(lo, hi)])
         band = ink[lo:hi]
         level = float(np.median(band.max(axis=0))) + 0.1  # the rule's own darkness
         excess = np.clip((band - level) / max(1.0 - level, 1e-3), 0, 1)
         along = (band > 0.25).sum(axis=0) > rule + 2  # a stroke lies in the rule here
-        ink[lo:hi] = np.where(along[None], band,
-                              np.maximum(np.minimum(above, below)[None], excess))
+        ink[lo:hi] = np.where(along[None], band, np.maximum(fill, excess))
 
 
 def remove_ruling(ink: np.ndarray) -> np.ndarray:

@@ -149,6 +149,21 @@ def test_rules_of_ruled_and_squared_paper_are_erased_and_the_digit_kept(grid):
     assert 60 <= y <= 75 and 150 <= h <= 175 and w <= 45
 
 
+@pytest.mark.parametrize("slant", [0, 40], ids=["upright", "slanted"])
+def test_a_stroke_keeps_its_width_where_it_crosses_a_rule(slant):
+    page = np.full((300, 300, 3), 235, np.uint8)
+    for v in range(10, 300, 24):
+        cv2.line(page, (0, v), (299, v), (150, 160, 215), 2)
+    cv2.line(page, (150 - slant, 40), (150 + slant, 260), (30, 30, 30), 10)
+    ink = P.ink_map(page)
+    widths = [(ink[r] > 0.5).sum() for r in range(60, 240)]
+    on_rules = [w for r, w in zip(range(60, 240), widths) if (r - 10) % 24 in (23, 0, 1, 2)]
+    between = [w for r, w in zip(range(60, 240), widths) if (r - 10) % 24 in range(6, 18)]
+    # No ticks or notches where the rules were: the same width as between them, +-2 px.
+    assert abs(np.median(on_rules) - np.median(between)) <= 2
+    assert max(on_rules) <= max(between) + 2 and min(on_rules) >= min(between) - 2
+
+
 def test_a_stroke_lying_along_a_rule_is_kept():
     # A 2's base written on a rule, across most of the page: the band there is as dark as
     # the stroke over most of its width, but thicker than the rules are.
