@@ -50,6 +50,7 @@ class PreprocessConfig:
     row_aspect: float = 0.9        # wider than this x its height beside other digits, or
     alone_aspect: float = 1.2       # than this alone, a blob may be two digits: a judge decides
     split_margin: float = 0.15      # how much surer the judge must be of the split reading
+    faint: float = 0.5              # beside bolder ink, a group fainter than this is no digit
 
 
 DEFAULT = PreprocessConfig()
@@ -534,6 +535,18 @@ def _seam(patch: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return path + lo
 
 
+def _drop_faint(ink: np.ndarray, labels: np.ndarray, groups: list[Blob],
+                config: PreprocessConfig) -> list[Blob]:
+    """Groups whose ink is much fainter than the boldest group's: a shadow's edge, a rule
+    left over, not a digit written with the same pen (strength: the 90th percentile of a
+    group's ink, below ``faint`` x the strongest's)."""
+    if len(groups) < 2:
+        return groups
+    strength = [float(np.percentile(ink[np.isin(labels, g.labels)], 90)) for g in groups]
+    keep = [g for g, v in zip(groups, strength) if v >= config.faint * max(strength)]
+    return keep
+
+
 def _split_touching(ink: np.ndarray, blob: Blob, n: int, seams: bool = False) -> list[np.ndarray]:
     """``blob`` cut into ``n`` digits where the ink is thinnest: one ``(h, w)`` bool mask
     over the blob's box per digit, left to right. The cuts are straight columns, or with
@@ -774,7 +787,7 @@ def segment(image: np.ndarray, config: PreprocessConfig = DEFAULT,
     labels, blobs = _components(ink, config)
     if not blobs:
         raise NoDigitError("no digit found: the image looks blank")
-    groups = _group_digits(blobs, config)
+    groups = _drop_faint(ink, labels, _group_digits(blobs, config), config)
     out = [stages for group in groups
            for stages in _read_group(ink, labels, group, len(groups) > 1, config, judge)]
     if not out:

@@ -371,5 +371,15 @@ def test_a_blob_is_cut_into_masks_that_tile_its_box():
         np.testing.assert_array_equal(np.sum(parts, axis=0), 1)   # every pixel in one part
 
 
+@pytest.mark.parametrize("second,kept", [(255, 2), (150, 2), (70, 1)],
+                         ids=["same-pen", "lighter-pencil", "shadow-edge"])
+def test_segment_drops_marks_far_fainter_than_the_digits(second, kept):
+    img = np.zeros((200, 300), np.uint8)
+    cv2.line(img, (80, 40), (80, 160), 255, 10)                 # a bold 1
+    cv2.rectangle(img, (180, 40), (230, 160), second, 10)       # a second "0", darker or not
+    parts = P.segment(img)
+    assert len(parts) == kept and parts[0].box[0] < 100
+
+
 def test_single_digit_is_not_split():
     assert len(P.segment(canvas_with(one))) == 1
