@@ -547,18 +547,32 @@ def _drop_faint(ink: np.ndarray, labels: np.ndarray, groups: list[Blob],
     return keep
 
 
-def _split_touching(ink: np.ndarray, blob: Blob, n: int, seams: bool = False) -> list[np.ndarray]:
-    """``blob`` cut into ``n`` digits where the ink is thinnest: one ``(h, w)`` bool mask
-    over the blob's box per digit, left to right. The cuts are straight columns, or with
-    ``seams`` paths that may bend (:func:`_seam`); each suits other pairs of digits."""
+CUTS = ("thinnest", "waist", "seam")  # the ways _split_touching can cut
+
+
+def _split_touching(ink: np.ndarray, blob: Blob, n: int, cut: str = "thinnest") -> list[np.ndarray]:
+    """``blob`` cut into ``n`` digits: one ``(h, w)`` bool mask over the blob's box per
+    digit, left to right. Each cut lies near where an even split would put it, at:
+    ``"thinnest"``, the column crossing the least ink (two digits joined by a ligature);
+    ``"waist"``, the column where the ink spans the fewest rows, top to bottom (two round
+    digits whose rims touch: there the least-ink column falls inside a loop);
+    ``"seam"``, a path that may bend (:func:`_seam`; digits that lean into each other)."""
     if n <= 1:
         return [np.ones((blob.h, blob.w), bool)]
     patch = ink[blob.y:blob.y + blob.h, blob.x:blob.x + blob.w]
-    profile = np.convolve(patch.sum(axis=0), np.ones(3) / 3, mode="same")
+    if cut == "waist":
+        inked = patch > 0.25
+        rows = np.arange(blob.h)[:, None]
+        top = np.where(inked, rows, blob.h).min(axis=0)
+        bottom = np.where(inked, rows, -1).max(axis=0)
+        profile = np.where(bottom >= top, bottom - top + 1, 0).astype(np.float64)
+    else:
+        profile = patch.sum(axis=0)
+    profile = np.convolve(profile, np.ones(3) / 3, mode="same")
     step, cuts = blob.w / n, []
     for k in range(1, n):
         lo, hi = int(step * (k - 0.35)), max(int(step * (k + 0.35)), int(step * (k - 0.35)) + 1)
-        cuts.append(_seam(patch, lo, hi) if seams
+        cuts.append(_seam(patch, lo, hi) if cut == "seam"
                     else np.full(blob.h, lo + int(np.argmin(profile[lo:hi]))))
     xs = np.arange(blob.w)[None, :]
     edges = [np.zeros(blob.h, np.int64), *cuts, np.full(blob.h, blob.w)]
@@ -731,9 +745,9 @@ Judge = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) float32 -> (N, 10) pro
 
 
 def _pieces(ink: np.ndarray, labels: np.ndarray, group: Blob, n: int,
-            config: PreprocessConfig, seams: bool = False) -> list[Stages]:
+            config: PreprocessConfig, cut: str = "thinnest") -> list[Stages]:
     out = []
-    for part in _split_touching(ink, group, n, seams):
+    for part in _split_touching(ink, group, n, cut):
         try:
             out.append(_stages_for(ink, labels, group, part, config))
         except NoDigitError:
@@ -751,7 +765,8 @@ def _read_group(ink: np.ndarray, labels: np.ndarray, group: Blob, in_row: bool,
     wide digit (a 2 with a long tail) or two that touch (a thick brush on a small canvas).
     Shape alone cannot tell, so with a ``judge`` the plausible counts are all tried and the
     reading the judge is surest of (the mean of each digit's top probability) is kept; a
-    count must beat a smaller one by ``split_margin`` to be chosen. Without a judge, only
+    count must beat a smaller one by ``split_margin`` to be chosen. Each count is cut in
+    each of the ways :func:`_split_touching` knows. Without a judge, only
     the width decides.
     """
     n = max(2, round(group.w / (0.8 * group.h)))
@@ -761,7 +776,7 @@ def _read_group(ink: np.ndarray, labels: np.ndarray, group: Blob, in_row: bool,
         return _pieces(ink, labels, group, n if wide else 1, config)
     counts = sorted({max(2 if wide else 1, k) for k in (1, n - 1, n, n + 1)})
     readings = [r for k in counts for r in ([_pieces(ink, labels, group, k, config)] if k == 1
-                else [_pieces(ink, labels, group, k, config, seams) for seams in (False, True)])
+                else [_pieces(ink, labels, group, k, config, cut) for cut in CUTS])
                 if r]
     sure = judge(np.stack([p.final for r in readings for p in r])).max(axis=1)
     ends = np.cumsum([0] + [len(r) for r in readings])

@@ -3,6 +3,8 @@ digit from two touching ones, the models' confidence decides (``read_digits``)."
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -68,6 +70,25 @@ def test_the_judge_is_not_asked_about_narrow_digits():
     img = np.zeros((280, 280), np.uint8)
     cv2.line(img, (140, 40), (140, 240), 255, 20)
     assert len(P.segment(img, judge=judge)) == 1 and asked == []
-    # A wide blob is put to it: whole, and cut into 2 and 3 both ways.
+    # A wide blob is put to it: whole, and cut into 2 and 3 in every way.
     assert len(P.segment(canvas(wide_two)[..., 3], judge=judge)) == 1
-    assert asked == [1 + 2 * 2 + 2 * 3]
+    assert asked == [1 + len(P.CUTS) * (2 + 3)]
+
+
+def two_hundred(a):
+    # As drawn in the browser with the default 22 px brush: a 2, then two 0s whose rims
+    # touch. The column with the least ink lies inside a 0; the waist between them does not.
+    def ellipse(cx, cy, rx, ry, n=24):
+        return [(cx + rx * math.sin(2 * math.pi * k / n), cy - ry * math.cos(2 * math.pi * k / n))
+                for k in range(n + 1)]
+    strokes = [[(0.08, 0.38), (0.16, 0.3), (0.26, 0.36), (0.24, 0.48), (0.08, 0.68), (0.3, 0.68)],
+               ellipse(0.45, 0.5, 0.1, 0.18), ellipse(0.7, 0.5, 0.1, 0.18)]
+    for s in strokes:
+        pts = np.array([(x * 280, y * 280) for x, y in s], np.int32)
+        cv2.polylines(a, [pts], False, 255, 22, cv2.LINE_AA)
+
+
+def test_a_row_with_touching_round_digits_is_read_digit_by_digit(models):
+    readings = read_digits(canvas(two_hundred), models)
+    for name in models:
+        assert "".join(str(r.digit(name)) for r in readings) == "200", name

@@ -365,8 +365,8 @@ def test_a_blob_is_cut_into_masks_that_tile_its_box():
     ink = np.zeros((100, 200), np.float32)
     ink[10:90, 10:190] = 1
     blob = P.Blob(10, 10, 180, 80, (1,))
-    for seams in (False, True):
-        parts = P._split_touching(ink, blob, 3, seams)
+    for cut in P.CUTS:
+        parts = P._split_touching(ink, blob, 3, cut)
         assert len(parts) == 3 and all(p.shape == (80, 180) for p in parts)
         np.testing.assert_array_equal(np.sum(parts, axis=0), 1)   # every pixel in one part
 
