@@ -759,22 +759,22 @@ def _read_group(ink: np.ndarray, labels: np.ndarray, group: Blob, in_row: bool,
                 config: PreprocessConfig, judge: Judge | None) -> list[Stages]:
     """One group of strokes as one digit or as several that touch.
 
-    A digit is about 0.8 x as wide as tall, so a group wider than ``touching_aspect`` x its
-    height holds about ``width / (0.8 x height)`` digits. Narrower than that but wider than
-    ``row_aspect`` (beside other digits) or ``alone_aspect`` x its height, it may be one
-    wide digit (a 2 with a long tail) or two that touch (a thick brush on a small canvas).
-    Shape alone cannot tell, so with a ``judge`` the plausible counts are all tried and the
-    reading the judge is surest of (the mean of each digit's top probability) is kept; a
-    count must beat a smaller one by ``split_margin`` to be chosen. Each count is cut in
-    each of the ways :func:`_split_touching` knows. Without a judge, only
-    the width decides.
+    A digit is about 0.8 x as wide as tall, so a group holds about ``width / (0.8 x
+    height)`` digits. Without a ``judge``, only a group wider than ``touching_aspect`` x its
+    height is cut, into that many. But width alone cannot tell one wide digit (a flat 0, a
+    7 with a long bar, a 2 with a long tail) from several that touch (a thick brush on a
+    small canvas), so with a judge every group wider than ``row_aspect`` (beside other
+    digits) or ``alone_aspect`` x its height is read whole and cut into each plausible
+    count, in each of the ways :func:`_split_touching` knows, and the reading the judge is
+    surest of (the mean of each digit's top probability) is kept; a count must beat a
+    smaller one by ``split_margin`` to be chosen.
     """
     n = max(2, round(group.w / (0.8 * group.h)))
     wide = group.w > config.touching_aspect * group.h
     aspect = config.row_aspect if in_row else config.alone_aspect
     if judge is None or group.w <= aspect * group.h:
         return _pieces(ink, labels, group, n if wide else 1, config)
-    counts = sorted({max(2 if wide else 1, k) for k in (1, n - 1, n, n + 1)})
+    counts = sorted({1, n - 1, n, n + 1} - {0})
     readings = [r for k in counts for r in ([_pieces(ink, labels, group, k, config)] if k == 1
                 else [_pieces(ink, labels, group, k, config, cut) for cut in CUTS])
                 if r]

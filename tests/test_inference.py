@@ -55,9 +55,22 @@ def test_two_touching_zeros_are_read_as_two(models):
         assert 85 <= w <= 115
 
 
-def test_a_wide_two_stays_one_digit(models):
-    readings = read_digits(canvas(wide_two), models)
-    assert [r.digit("cnn") for r in readings] == [2]
+def flat_zero(a):
+    cv2.ellipse(a, (140, 140), (100, 50), 0, 0, 360, 255, 22)      # twice as wide as tall
+
+
+def long_seven(a):
+    cv2.polylines(a, [np.array([[28, 84], [252, 84], [140, 210]], np.int32)], False, 255, 22)
+
+
+@pytest.mark.parametrize("draw,digit", [(wide_two, 2), (flat_zero, 0), (long_seven, 7)])
+def test_a_wide_digit_stays_one_digit(models, draw, digit):
+    # Wide enough that shape alone would cut the 0 and the 7 in two.
+    img = canvas(draw)
+    readings = read_digits(img, models)
+    assert [r.digit("cnn") for r in readings] == [digit]
+    if draw is not wide_two:
+        assert len(P.segment(img)) == 2
 
 
 def test_the_judge_is_not_asked_about_narrow_digits():
