@@ -47,7 +47,7 @@ class PreprocessConfig:
     tall_pair: float = 0.6          # two components this close in height are each a digit...
     nested: float = 0.7             # ...unless one lies this much within the other's columns
     touching_aspect: float = 1.55   # a blob wider than this x its height is two digits or more
-    row_aspect: float = 0.9        # wider than this x its height beside other digits, or
+    row_aspect: float = 0.75        # wider than this x its height beside other digits, or
     alone_aspect: float = 1.2       # than this alone, a blob may be two digits: a judge decides
     split_margin: float = 0.15      # how much surer the judge must be of the split reading
     faint: float = 0.5              # beside bolder ink, a group fainter than this is no digit
