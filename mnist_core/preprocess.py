@@ -363,13 +363,11 @@ def _bridge(above: np.ndarray, below: np.ndarray, t: float, reach: int) -> np.nd
     segment through it (slanting up to ``reach`` columns) joining ink above to ink below.
     A stroke crossing a rule stays as wide as it is, vertical or slanted."""
     w = above.size
-    xs = np.arange(w)
-    out = np.zeros(w, np.float32)
-    for shift in range(-reach, reach + 1):
-        xa = np.clip(np.round(xs - t * shift).astype(int), 0, w - 1)
-        xb = np.clip(np.round(xs + (1 - t) * shift).astype(int), 0, w - 1)
-        np.maximum(out, np.minimum(above[xa], below[xb]), out=out)
-    return out
+    xs = np.arange(w)[None, :]
+    shifts = np.arange(-reach, reach + 1)[:, None]
+    xa = np.clip(np.round(xs - t * shifts).astype(int), 0, w - 1)
+    xb = np.clip(np.round(xs + (1 - t) * shifts).astype(int), 0, w - 1)
+    return np.minimum(above[xa], below[xb]).max(axis=0).astype(np.float32)
 
 
 def _erase(ink: np.ndarray, source: np.ndarray, bands: list[tuple[int, int]]) -> None:
