@@ -511,7 +511,7 @@ def _seam(patch: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """The top-to-bottom path through ``patch`` (``(h, w)`` ink) that crosses the least ink,
     kept within columns ``[lo, hi)`` and moving at most one column per row: ``(h,)`` int,
     the column where each row is cut. Unlike a straight cut it can follow the gap between
-    two slanted digits, or pass between two 0s whose rims overlap.
+    two digits that lean into each other.
     """
     band = patch[:, lo:hi].astype(np.float64)
     h, w = band.shape
@@ -535,14 +535,13 @@ def _seam(patch: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 def _drop_faint(ink: np.ndarray, labels: np.ndarray, groups: list[Blob],
                 config: PreprocessConfig) -> list[Blob]:
-    """Groups whose ink is much fainter than the boldest group's: a shadow's edge, a rule
-    left over, not a digit written with the same pen (strength: the 90th percentile of a
-    group's ink, below ``faint`` x the strongest's)."""
+    """``groups`` less those whose ink is much fainter than the boldest group's: a
+    shadow's edge or a rule left over, not a digit written with the same pen (strength:
+    the 90th percentile of a group's ink; fainter: below ``faint`` x the strongest's)."""
     if len(groups) < 2:
         return groups
     strength = [float(np.percentile(ink[np.isin(labels, g.labels)], 90)) for g in groups]
-    keep = [g for g, v in zip(groups, strength) if v >= config.faint * max(strength)]
-    return keep
+    return [g for g, v in zip(groups, strength) if v >= config.faint * max(strength)]
 
 
 CUTS = ("thinnest", "waist", "seam")  # the ways _split_touching can cut
@@ -776,6 +775,8 @@ def _read_group(ink: np.ndarray, labels: np.ndarray, group: Blob, in_row: bool,
     readings = [r for k in counts for r in ([_pieces(ink, labels, group, k, config)] if k == 1
                 else [_pieces(ink, labels, group, k, config, cut) for cut in CUTS])
                 if r]
+    if not readings:
+        return []
     sure = judge(np.stack([p.final for r in readings for p in r])).max(axis=1)
     ends = np.cumsum([0] + [len(r) for r in readings])
     best, best_sure = readings[0], sure[:ends[1]].mean()
