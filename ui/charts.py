@@ -71,7 +71,9 @@ def probability_figure(probs: Mapping[str, np.ndarray], titles: Mapping[str, str
         })
         layout[f"xaxis{ax}"] = {"domain": [x0, x0 + width], "anchor": f"y{ax}",
                                 "type": "category", "fixedrange": True, "dtick": 1,
-                                "tickfont": {"size": 12}, "showgrid": False}
+                                # Upright and small enough that 0-9 fit under each of
+                                # four panels on a phone (Plotly would turn them sideways).
+                                "tickfont": {"size": 10}, "tickangle": 0, "showgrid": False}
         layout[f"yaxis{ax}"] = {"range": [0, 1], "anchor": f"x{ax}", "fixedrange": True,
                                 "tickformat": ".0%", "tickvals": [0, 0.5, 1],
                                 "showticklabels": i == 0, "gridcolor": GRID, "zeroline": False}
