@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .augment import AugmentConfig
 from .train import NumpyConfig, StopFlag, TrainConfig, TrainResult, train_keras, train_numpy
 from .views import ASPECT_VIEWS, DEFAULT_VIEWS, ViewConfig
 
@@ -38,7 +39,8 @@ REGISTRY: dict[str, ModelSpec] = {
         "Two hidden layers written from scratch in NumPy: forward, backward, Adam."),
     "dense": ModelSpec(
         "dense", "Keras dense", "keras", "dense.keras",
-        TrainConfig(epochs=15, batch_size=128, lr=1e-3, weight_decay=0.02),
+        TrainConfig(epochs=15, batch_size=128, lr=1e-3, weight_decay=0.02,
+                    augment=AugmentConfig(hooked_nines=0.3)),
         None, "Keras multilayer perceptron: Dense + ReLU + Dropout blocks."),
     "cnn": ModelSpec(
         "cnn", "Keras CNN", "keras", "cnn.keras",

@@ -118,7 +118,7 @@ class _EpochFeeder:
         order = rng.permutation(len(self.x))
         x, y = self.x[order], self.y[order]
         if self.cfg.augment != NONE:
-            x = style_variants(x, y, rng, self.cfg.augment.styles)
+            x = style_variants(x, y, rng, self.cfg.augment.styles, self.cfg.augment.hooked_nines)
             x = augment(x, rng, self.cfg.augment)
         return x, y
 

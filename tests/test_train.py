@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 from conftest import make_images, tiny_numpy_arch, tiny_train_config
 
-from mnist_core.augment import NONE, AugmentConfig, augment
+from mnist_core.augment import NONE, AugmentConfig, augment, style_variants
 from mnist_core.data import to_float
 from mnist_core.numpy_net import NumpyMLP
 from mnist_core.registry import REGISTRY, train_model
@@ -145,6 +146,34 @@ def test_augment_is_deterministic_for_a_seeded_rng(images):
 def test_augment_none_is_identity(images):
     np.testing.assert_allclose(augment(images, np.random.default_rng(0), NONE), images,
                                atol=1e-6)
+
+
+def _nine() -> np.ndarray:
+    """A 9 as MNIST writes it: a loop, and a straight stem down its right side."""
+    img = np.zeros((28, 28), np.float32)
+    cv2.circle(img, (14, 9), 5, 1.0, 2)
+    cv2.line(img, (19, 9), (18, 24), 1.0, 2)
+    return img
+
+
+def test_hooked_nines_get_a_tail_turning_left_and_nothing_else_changes():
+    nines = np.stack([_nine()] * 6)
+    labels = np.array([9, 9, 9, 9, 3, 3])
+    out = style_variants(nines, labels, np.random.default_rng(0), rate=1.0, hooked_nines=1.0)
+    np.testing.assert_array_equal(out[4:], nines[4:])           # not a 9: untouched
+    def bottom_span(img):
+        ys, xs = np.nonzero(img > 0.5)
+        bottom = xs[ys >= ys.max() - 2]
+        return bottom.max() - bottom.min(), bottom.min()
+
+    stem_span, stem_left = bottom_span(nines[0])
+    for img in out[:4]:
+        # The lowest ink now runs left from the stem's foot: a tail, not a stem's end.
+        span, left = bottom_span(img)
+        assert span >= stem_span + 2 and left < stem_left - 1
+    # Off (the default), the 9s are left alone and the draws for other styles unchanged.
+    plain = style_variants(nines, labels, np.random.default_rng(0), rate=1.0)
+    np.testing.assert_array_equal(plain, nines)
 
 
 # ---------------------------------------------------------------------------------------
