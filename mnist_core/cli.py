@@ -62,7 +62,9 @@ def cmd_train(args) -> int:
             "train_seconds": result.seconds})
         models_info[name] = {"title": spec.title, "file": spec.filename, "epochs": epochs,
                              "seed": spec.train.seed, "train_seconds": round(result.seconds, 1),
-                             "train_config": _plain(spec.train), "arch": _plain(spec.arch)}
+                             "train_config": _plain(spec.train), "arch": _plain(spec.arch),
+                             # Models trained by earlier runs keep the command that made them.
+                             "command": command}
         print(f"== {name}: trained in {result.seconds:.0f}s", file=sys.stderr)
         # Evaluate now so metrics (with training time) exist for every trained model.
         _write_metrics(out, name, data, result.seconds, _loaded_from_result(name, result.model))

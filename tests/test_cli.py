@@ -138,6 +138,7 @@ def test_train_writes_complete_artifacts(tmp_path):
         assert sha256(out / name) == digest, name
     assert list(manifest["models"]) == NAMES
     assert manifest["data_source"] == str(data_dir) and "--epochs 1" in manifest["command"]
+    assert all(manifest["models"][n]["command"] == manifest["command"] for n in NAMES)
 
     for name in NAMES:
         metrics = json.loads((out / f"{name}.metrics.json").read_text())
