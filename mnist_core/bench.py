@@ -135,7 +135,7 @@ def handwriting_scores(models: dict, directory: str | Path = HANDWRITING_DIR,
 def sequence_scores(models: dict, directory: str | Path = HANDWRITING_DIR, n: int = 200) -> dict:
     """How well rows of several digits are read (:func:`~mnist_core.handwriting.sequence_sets`).
 
-    Returns ``{set: {"n", "ms_per_image", "count": share of rows split into the right
+    Returns ``{set: {"n", "ms_per_row", "count": share of rows split into the right
     number of digits, "exact": {model: share of rows read exactly}, "digits": {model:
     share of digits read right, in rows split into the right number}}}``. A row where no
     digit is found counts as wrong everywhere.
@@ -150,14 +150,14 @@ def sequence_scores(models: dict, directory: str | Path = HANDWRITING_DIR, n: in
             except NoDigitError:
                 readings = []
             answers.append({m: "".join(str(r.digit(m)) for r in readings) for m in models})
-        ms = 1000 * (time.perf_counter() - t0) / len(images)
+        ms_per_row = 1000 * (time.perf_counter() - t0) / len(images)
         counted = [len(a[next(iter(models))]) == len(lab) for a, lab in zip(answers, labels)]
         digits_right = {m: sum(sum(x == y for x, y in zip(a[m], lab))
                                for a, lab, ok in zip(answers, labels, counted) if ok)
                         for m in models}
         digits_total = sum(len(lab) for lab, ok in zip(labels, counted) if ok)
         results[name] = {
-            "n": len(labels), "ms_per_image": ms, "count": float(np.mean(counted)),
+            "n": len(labels), "ms_per_row": ms_per_row, "count": float(np.mean(counted)),
             "exact": {m: float(np.mean([a[m] == lab for a, lab in zip(answers, labels)]))
                       for m in models},
             "digits": {m: digits_right[m] / max(1, digits_total) for m in models},
@@ -171,7 +171,7 @@ def _sequence_table(scores: dict, names: list[str]) -> list[str]:
     for set_name, s in scores.items():
         rows.append(f"| {set_name} | {s['n']} | {s['count']:.1%} | " +
                     " | ".join(f"{s['exact'][n]:.1%} / {s['digits'][n]:.1%}" for n in names) +
-                    f" | {s['ms_per_image']:.0f} |")
+                    f" | {s['ms_per_row']:.0f} |")
     return rows
 
 
