@@ -19,12 +19,12 @@ import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from .architectures import from_manifest
+from .model import Model
 from .registry import REGISTRY
-from .views import NO_VIEWS, ViewConfig
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "artifacts"
 MANIFEST = "manifest.json"
@@ -60,6 +60,15 @@ def read_manifest(directory: str | Path = DEFAULT_DIR) -> dict:
     return manifest
 
 
+def manifest_or_empty(directory: str | Path) -> dict:
+    """``directory``'s manifest as written, unchecked; ``{}`` when missing or unreadable."""
+    try:
+        manifest = json.loads((Path(directory) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def verified_path(directory: str | Path, filename: str, manifest: dict | None = None,
                   model: str | None = None) -> Path:
     """Path of an artifact file after checking its SHA-256 against the manifest."""
@@ -90,80 +99,35 @@ def read_json(directory: str | Path, filename: str, manifest: dict | None = None
 # Loaded models
 # ---------------------------------------------------------------------------------------
 
-class LoadedModel:
-    """A shipped model ready for inference.
-
-    ``predict_proba``: ``(N, 28, 28) float32 in [0, 1]`` -> ``(N, 10) float32``, the fast
-    path. Keras models are evaluated with NumPy (:mod:`mnist_core.keras_numpy`), so
-    predicting never imports TensorFlow (~600 MB); ``net`` is the :class:`NumpyMLP` or the
-    real ``keras.Model``, loaded (with ``safe_mode``) the first time something asks for it,
-    e.g. for gradients or feature maps. ``views``: the test-time views
-    (:mod:`mnist_core.views`) averaged when this model reads real input.
-    """
-
-    def __init__(self, name: str, title: str, kind: str, net: object = None,
-                 predict_proba: Callable[[np.ndarray], np.ndarray] | None = None,
-                 metrics: dict | None = None, history: list | None = None,
-                 loader: Callable[[], object] | None = None, params: int | None = None,
-                 views: ViewConfig = NO_VIEWS):
-        if net is None and loader is None:
-            raise ValueError("LoadedModel needs a net or a loader")
-        self.name, self.title, self.kind = name, title, kind
-        self._net, self._loader = net, loader
-        self.predict_proba = predict_proba if predict_proba is not None else net.predict_proba
-        self.metrics = metrics if metrics is not None else {}
-        self.history = history if history is not None else []
-        self._params = params
-        self.views = views
-
-    @property
-    def net(self):
-        if self._net is None:
-            self._net = self._loader()
-        return self._net
-
-    def count_params(self) -> int:
-        return int(self._params if self._params is not None else self.net.count_params())
-
-    def __repr__(self) -> str:
-        return f"LoadedModel({self.name!r}, {self.kind!r})"
-
-
-def _load_keras(path: Path):
-    import keras
-    return keras.models.load_model(path, compile=False, safe_mode=True)
+LoadedModel = Model  # the old name of a shipped model ready for inference
 
 
 def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | None = None
-               ) -> LoadedModel:
-    """Load one registry model from ``directory``, verifying every file it reads."""
+               ) -> Model:
+    """Load one registry model from ``directory``, verifying every file it reads.
+
+    Its architecture is the one the manifest records (the registry's for a manifest from
+    before they were recorded); predicting never imports TensorFlow
+    (:class:`~mnist_core.model.Model`).
+    """
     if name not in REGISTRY:
         raise ArtifactError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
     spec = REGISTRY[name]
     manifest = manifest if manifest is not None else read_manifest(directory)
     path = verified_path(directory, spec.filename, manifest, name)
     try:
-        if spec.kind == "numpy":
-            from .numpy_net import NumpyMLP
-            net, loader = NumpyMLP.load(path), None
-            fast = net
-        else:
-            from .keras_numpy import KerasNumpyModel
-            fast = KerasNumpyModel.load(path)
-            net, loader = None, lambda: _load_keras(path)
-    except ArtifactError:
-        raise
+        arch = from_manifest(manifest.get("models", {}).get(name, {}).get("arch"))
+        model = spec.backend.load(path, spec, arch=arch)
     except Exception as exc:  # corrupt archives raise many types
         raise ArtifactError(f"{path} could not be loaded ({type(exc).__name__}: {exc}); "
                             f"{rebuild_hint(name)}") from exc
-    metrics = read_json(directory, f"{name}.metrics.json", manifest, name)
-    history = read_json(directory, f"{name}.history.json", manifest, name).get("epochs", [])
-    return LoadedModel(name, spec.title, spec.kind, net, fast.predict_proba, metrics, history,
-                       loader=loader, params=fast.count_params(), views=spec.views)
+    model.metrics = read_json(directory, f"{name}.metrics.json", manifest, name)
+    model.history = read_json(directory, f"{name}.history.json", manifest, name).get("epochs", [])
+    return model
 
 
 def load_models(directory: str | Path = DEFAULT_DIR, names: list[str] | tuple[str, ...] | None = None
-                ) -> dict[str, LoadedModel]:
+                ) -> dict[str, Model]:
     """Every model listed in the manifest (or ``names``), in registry order."""
     manifest = read_manifest(directory)
     available = [n for n in REGISTRY if n in manifest.get("models", {})]
@@ -202,18 +166,15 @@ def load_gallery(directory: str | Path = DEFAULT_DIR, manifest: dict | None = No
 # Writing
 # ---------------------------------------------------------------------------------------
 
-def save_model(net, name: str, directory: str | Path) -> Path:
-    """Write a trained model's weights; Keras models are saved without optimizer state."""
+def save_model(model, name: str, directory: str | Path) -> Path:
+    """Write a trained model's weights file (a :class:`~mnist_core.model.Model` or its bare
+    network); Keras models are saved without optimizer state."""
     spec = REGISTRY[name]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / spec.filename
-    if spec.kind == "numpy":
-        net.save(path)
-    else:
-        from .keras_models import strip_optimizer
-        strip_optimizer(net).save(path)
-    return path
+    if not isinstance(model, Model):
+        model = spec.backend.from_net(model, spec)
+    return model.save(directory / spec.filename)
 
 
 def write_json(directory: str | Path, filename: str, payload: dict) -> Path:

@@ -185,7 +185,7 @@ def _mnist_table(models: dict, data) -> list[str]:
         acc = float((m.predict_proba(x).argmax(1) == y).mean())
         viewed = float((predict_views({name: m}, x)[name].argmax(1) == y).mean())
         single = time_single(m.predict_proba, x)
-        slow = f"{time_single(keras_predict_fn(m.net), x, 20):.2f}" if m.kind == "keras" else "n/a"
+        slow = f"{time_single(m.slow_predict_fn(), x, 20):.2f}" if m.slow_predict_fn() else "n/a"
         batch = time_batch(m.predict_proba, x)
         train_s = m.metrics.get("train_seconds")
         train = f"{train_s:.0f}" if train_s is not None else "-"

@@ -6,18 +6,14 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
-from .artifacts import (DEFAULT_DIR, MANIFEST, ArtifactError, load_models, save_model,
-                        write_json, write_manifest)
-from .data import DATASETS, DataError, load_dataset, to_float
-from .registry import DEFAULT_MODELS, REGISTRY, train_model
-
-GALLERY_SAMPLES = 200   # random test digits shipped for the "show me a test digit" button
-GALLERY_ERRORS = 300    # at most this many digits some model got wrong
+from .artifacts import (DEFAULT_DIR, ArtifactError, load_models, manifest_or_empty, write_json,
+                        write_manifest)
+from .data import DATASETS, DataError, load_dataset
+from .evaluate import evaluate_model
+from .model import Model
+from .registry import DEFAULT_MODELS, REGISTRY
 
 
 def _models_arg(text: str | None, default=DEFAULT_MODELS) -> list[str]:
@@ -29,119 +25,42 @@ def _models_arg(text: str | None, default=DEFAULT_MODELS) -> list[str]:
     return names
 
 
-def _existing_manifest(out: Path) -> dict:
-    try:
-        return json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 # ---------------------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
+    from .package import train_and_package
     from .train import ProgressBar
 
-    names = _models_arg(args.models)
     data = load_dataset(args.data, args.dataset)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = _existing_manifest(out)
-    models_info = manifest.get("models", {}) if manifest.get("dataset") in (None, data.name) else {}
-    command = "python -m mnist_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    for name in names:
-        spec = REGISTRY[name]
-        epochs = args.epochs or spec.train.epochs
-        print(f"== {name}: {spec.title}, {epochs} epochs", file=sys.stderr)
-        result = train_model(
-            name, data, callback=ProgressBar(name, epochs), epochs=args.epochs)
-        save_model(result.model, name, out)
-        write_json(out, f"{name}.history.json", {
-            "model": name, "epochs": [vars(e) for e in result.history],
-            "train_seconds": result.seconds})
-        models_info[name] = {"title": spec.title, "file": spec.filename, "epochs": epochs,
-                             "seed": spec.train.seed, "train_seconds": round(result.seconds, 1),
-                             "train_config": _plain(spec.train), "arch": _plain(spec.arch),
-                             # Models trained by earlier runs keep the command that made them.
-                             "command": command}
-        print(f"== {name}: trained in {result.seconds:.0f}s", file=sys.stderr)
-        # Evaluate now so metrics (with training time) exist for every trained model.
-        _write_metrics(out, name, data, result.seconds, _loaded_from_result(name, result.model))
-    write_manifest(out, {"dataset": data.name, "class_names": list(data.class_names),
-                         "data_source": data.source, "command": command, "models": models_info})
-    _write_gallery(out, data, [n for n in REGISTRY if n in models_info])
-    write_manifest(out, {"dataset": data.name, "class_names": list(data.class_names),
-                         "data_source": data.source, "command": command, "models": models_info})
+    train_and_package(
+        _models_arg(args.models), data, out, epochs=args.epochs,
+        callback_for=lambda name, cfg: ProgressBar(name, cfg.epochs),
+        command="python -m mnist_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        log=lambda line: print(line, file=sys.stderr))
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
-def _plain(obj):
-    if obj is None:
-        return None
-    from dataclasses import asdict, is_dataclass
-    return asdict(obj) if is_dataclass(obj) else obj
+# Kept for tests/app_helpers.py, which builds artifacts step by step; new code calls
+# package.train_and_package.
+
+def _loaded_from_result(name: str, net) -> Model:
+    return REGISTRY[name].backend.from_net(net, REGISTRY[name])
 
 
-def _loaded_from_result(name: str, net):
-    from .artifacts import LoadedModel
-    spec = REGISTRY[name]
-    if spec.kind == "numpy":
-        predict = net.predict_proba
-    else:
-        from .keras_models import fast_predict_fn
-        predict = fast_predict_fn(net)
-    return LoadedModel(name, spec.title, spec.kind, net, predict, views=spec.views)
-
-
-def _param_count(model) -> int:
-    return model.count_params()
-
-
-def _metrics(out: Path, name: str, data, model, train_seconds: float | None) -> dict:
-    from .evaluate import keras_predict_fn, score, time_batch, time_single
-    x_test = to_float(data.x_test)
-    y_test = data.y_test.astype(np.int64)
-    probs = model.predict_proba(x_test)
-    metrics = {"model": name, "title": REGISTRY[name].title, "dataset": data.name,
-               **score(probs, y_test), "params": _param_count(model),
-               "file_bytes": (out / REGISTRY[name].filename).stat().st_size,
-               "train_seconds": train_seconds,
-               "latency_single_ms": time_single(model.predict_proba, x_test),
-               "latency_10k_ms": time_batch(model.predict_proba, x_test[:10000])}
-    if model.kind == "keras":
-        metrics["latency_single_predict_ms"] = time_single(keras_predict_fn(model.net), x_test, 20)
-    return metrics
-
-
-def _write_metrics(out: Path, name: str, data, train_seconds, model) -> dict:
-    metrics = _metrics(out, name, data, model, train_seconds)
-    write_json(out, f"{name}.metrics.json", metrics)
-    print(f"== {name}: test accuracy {metrics['accuracy']:.4%}, loss {metrics['loss']:.4f}",
-          file=sys.stderr)
-    return metrics
+def _write_metrics(out: Path, name: str, data, train_seconds, model: Model) -> dict:
+    from .package import score_and_write
+    return score_and_write(model, data, train_seconds, Path(out),
+                           lambda line: print(line, file=sys.stderr))[0]
 
 
 def _write_gallery(out: Path, data, names: list[str]) -> None:
-    """Random test digits plus digits some model got wrong, with every model's answer."""
-    write_manifest(out, {**_existing_manifest(out)})  # hash what exists so loading verifies
-    models = load_models(out, names)
-    x_test = to_float(data.x_test)
-    preds = {n: m.predict_proba(x_test).argmax(1).astype(np.uint8) for n, m in models.items()}
-    wrong = np.zeros(len(x_test), bool)
-    for p in preds.values():
-        wrong |= p != data.y_test
-    rng = np.random.default_rng(0)
-    sample = rng.choice(len(x_test), GALLERY_SAMPLES, replace=False)
-    errors = np.flatnonzero(wrong)
-    if len(errors) > GALLERY_ERRORS:  # keep the digits most models got wrong
-        n_wrong = sum((p != data.y_test).astype(int) for p in preds.values())[errors]
-        errors = errors[np.argsort(-n_wrong, kind="stable")[:GALLERY_ERRORS]]
-    index = np.unique(np.concatenate([sample, errors]))
-    np.savez_compressed(out / "gallery.npz", images=data.x_test[index], labels=data.y_test[index],
-                        index=index.astype(np.int64), sample=np.isin(index, sample),
-                        **{f"pred_{n}": p[index] for n, p in preds.items()})
+    from .package import predicted_labels, write_gallery
+    write_manifest(out, {**manifest_or_empty(out)})  # hash what exists so loading verifies
+    write_gallery(out, data, predicted_labels(load_models(out, names), data))
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,13 +71,13 @@ def cmd_evaluate(args) -> int:
     data = load_dataset(args.data, args.dataset)
     out = Path(args.artifacts)
     models = load_models(out, _models_arg(args.models, default=()) or None)
-    results = {}
-    for name, model in models.items():
-        results[name] = _metrics(out, name, data, model, model.metrics.get("train_seconds"))
+    results = {name: evaluate_model(model, data, model.metrics.get("train_seconds"),
+                                    (out / REGISTRY[name].filename).stat().st_size)[0]
+               for name, model in models.items()}
     if args.write:  # refresh metrics.json (training time kept) and re-hash the manifest
         for name, metrics in results.items():
             write_json(out, f"{name}.metrics.json", metrics)
-        manifest = _existing_manifest(out)
+        manifest = manifest_or_empty(out)
         write_manifest(out, {k: v for k, v in manifest.items() if k not in ("files", "versions")})
     if args.json:
         print(json.dumps(results))
@@ -188,22 +107,24 @@ def cmd_predict(args) -> int:
     from .preprocess import ImageReadError, NoDigitError, decode_image
 
     models = load_models(args.artifacts, _models_arg(args.models, default=()) or None)
+
+    def answers(reading) -> dict:
+        return {n: {"digit": reading.digit(n),
+                    "probabilities": [round(float(p), 6) for p in reading.probs[n]]}
+                for n in models}
+
     for path in args.images:
         line: dict = {"path": path}
         try:
             image = decode_image(Path(path).read_bytes())
-            reading = read_digit(image, models)
-            line["models"] = {n: {"digit": reading.digit(n),
-                                  "probabilities": [round(float(p), 6) for p in reading.probs[n]]}
-                              for n in models}
             parts = read_digits(image, models)
+            # "models" reads all the ink as one digit: the only digit found, or, for a row
+            # of digits, the whole image preprocessed once more as one.
+            line["models"] = answers(parts[0] if len(parts) == 1 else read_digit(image, models))
             if len(parts) > 1:
                 line["sequence"] = {n: "".join(str(r.digit(n)) for r in parts) for n in models}
-                line["digits"] = [{"box": list(r.stages.box),
-                                   "models": {n: {"digit": r.digit(n),
-                                                  "probabilities": [round(float(p), 6)
-                                                                    for p in r.probs[n]]}
-                                              for n in models}} for r in parts]
+                line["digits"] = [{"box": list(r.stages.box), "models": answers(r)}
+                                  for r in parts]
         except (OSError, ImageReadError, NoDigitError) as exc:
             line = {"path": path, "error": str(exc) or type(exc).__name__}
         if args.json:

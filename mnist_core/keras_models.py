@@ -1,33 +1,20 @@
 """Keras model builders: small functions returning a literal ``keras.Sequential``.
 
 Every model takes ``(N, 28, 28, 1) float32 in [0, 1]`` and returns ``(N, 10)`` softmax
-probabilities. Imported lazily: the NumPy model's code path never loads TensorFlow.
+probabilities. Their configs live in :mod:`mnist_core.architectures` (TensorFlow-free) and
+are re-exported here. Imported lazily: the NumPy model's code path never loads TensorFlow.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of CLI output
 
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
-
-@dataclass(frozen=True)
-class DenseConfig:
-    hidden: tuple[int, ...] = (1024, 1024)  # units per hidden layer
-    dropout: float = 0.3                    # after every hidden layer
-
-
-@dataclass(frozen=True)
-class CNNConfig:
-    filters: tuple[int, int] = (32, 64)  # channels of the two conv blocks (5x5 kernels)
-    dense: int = 256                      # units of the classifier's hidden layer
-    dropout: float = 0.25                 # before and inside the classifier
-    bn_momentum: float = 0.99             # BatchNorm running-statistics momentum; a run of a
-                                          # few hundred batches needs ~0.9 to settle
+from .architectures import CNNConfig, DenseConfig, LeNet5Config  # noqa: E402  (re-exported)
 
 
 def build_dense(cfg: DenseConfig = DenseConfig()) -> keras.Sequential:
@@ -73,17 +60,19 @@ def build_cnn(cfg: CNNConfig = CNNConfig()) -> keras.Sequential:
     ], name="cnn")
 
 
-def build_lenet5() -> keras.Sequential:
+def build_lenet5(cfg: LeNet5Config = LeNet5Config()) -> keras.Sequential:
     """LeNet-5 (LeCun et al. 1998) with its 6-16-120-84 shape and tanh, max-pooling."""
+    c1, c3 = cfg.filters
+    c5, f6 = cfg.dense
     return keras.Sequential([
         keras.Input(shape=(28, 28, 1)),
-        layers.Conv2D(6, 5, padding="same", activation="tanh"),
+        layers.Conv2D(c1, 5, padding="same", activation=cfg.activation),
         layers.MaxPooling2D(),
-        layers.Conv2D(16, 5, activation="tanh"),
+        layers.Conv2D(c3, 5, activation=cfg.activation),
         layers.MaxPooling2D(),
         layers.Flatten(),
-        layers.Dense(120, activation="tanh"),
-        layers.Dense(84, activation="tanh"),
+        layers.Dense(c5, activation=cfg.activation),
+        layers.Dense(f6, activation=cfg.activation),
         layers.Dense(10, activation="softmax"),
     ], name="lenet5")
 

@@ -17,14 +17,15 @@ from typing import Callable
 
 import numpy as np
 
+from .architectures import NumpyConfig  # noqa: F401  (re-exported: it used to live here)
 from .augment import NONE, AugmentConfig, augment, style_variants
 from .data import Dataset, split_validation, to_float
-from .numpy_net import SGD, Adam, NumpyMLP, cross_entropy
+from .numpy_net import SGD, Adam, cross_entropy
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one model is trained (architecture lives in its builder's config)."""
+    """How one model is trained (its architecture is a config in :mod:`.architectures`)."""
 
     epochs: int = 10               # passes over the (augmented) training split
     batch_size: int = 128          # examples per gradient step
@@ -37,14 +38,6 @@ class TrainConfig:
     n_val: int = 5000              # validation images carved from train (test is never used)
     n_train: int | None = None     # cap on training images (None = all); the app uses this
     seed: int = 0                  # seeds weights, shuffling, augmentation and the split
-
-
-@dataclass(frozen=True)
-class NumpyConfig:
-    hidden: tuple[int, ...] = (1024, 1024)  # units per hidden layer
-    activation: str = "relu"                # "relu" or the notebooks' "sigmoid"
-    optimizer: str = "adam"                 # "adam" or plain "sgd"
-    dropout: float = 0.25                   # inverted dropout on hidden layers
 
 
 @dataclass
@@ -62,7 +55,8 @@ class EpochLog:
 
 @dataclass
 class TrainResult:
-    model: object                 # NumpyMLP or keras.Model
+    model: object                 # the bare network: NumpyMLP or keras.Model (Model.from_net
+                                  # wraps it in the one interface)
     history: list[EpochLog]
     seconds: float
     stopped_early: bool = False
@@ -170,7 +164,7 @@ def train_numpy(data: Dataset, cfg: TrainConfig, net_cfg: NumpyConfig = NumpyCon
                 callback: Callback | None = None, stop: StopFlag | None = None) -> TrainResult:
     """Mini-batch training of :class:`NumpyMLP` with augmentation and a cosine schedule."""
     x, y, x_val, y_val = _prepare(data, cfg)
-    net = NumpyMLP((784, *net_cfg.hidden, 10), net_cfg.activation, net_cfg.dropout, cfg.seed)
+    net = net_cfg.build(cfg.seed)
     opt = (Adam(lr=cfg.lr, weight_decay=cfg.weight_decay) if net_cfg.optimizer == "adam"
            else SGD(lr=cfg.lr, momentum=0.0, weight_decay=cfg.weight_decay))
     steps = int(np.ceil(len(x) / cfg.batch_size))

@@ -152,3 +152,32 @@ def test_train_writes_complete_artifacts(tmp_path):
     np.testing.assert_array_equal(gallery.labels, data.y_test[gallery.index])
     assert gallery.sample.sum() == 200
     assert list(load_models(out)) == NAMES  # what was written loads and verifies
+
+
+def test_predict_preprocesses_a_single_digit_once(tiny_artifacts, tmp_path, monkeypatch,
+                                                  capsys):
+    """One ``read_digits`` call: its one reading is the whole-image answer; a row of
+    digits is also read whole, which needs the image preprocessed once more."""
+    from mnist_core import cli, inference
+
+    seen = []
+
+    def counting(fn):
+        def wrapper(image, *args, **kwargs):
+            seen.append((fn.__name__, image.shape[:2]))
+            return fn(image, *args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(inference, "preprocess", counting(inference.preprocess))
+    monkeypatch.setattr(inference, "segment", counting(inference.segment))
+    one, row = draw_digit(3), np.hstack([draw_digit(1), draw_digit(7)])
+    cv2.imwrite(str(tmp_path / "one.png"), one)
+    cv2.imwrite(str(tmp_path / "row.png"), row)
+    assert cli.main(["predict", "--json", "--artifacts", str(tiny_artifacts.directory),
+                     str(tmp_path / "one.png"), str(tmp_path / "row.png")]) == 0
+    single, several = json_lines(capsys.readouterr().out)
+    assert_prediction(single, NAMES)
+    assert "sequence" not in single and "digits" not in single
+    assert_prediction(several, NAMES)
+    assert len(several["digits"]) == 2 and all(len(s) == 2 for s in several["sequence"].values())
+    assert seen == [("segment", one.shape), ("segment", row.shape), ("preprocess", row.shape)]

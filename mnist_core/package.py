@@ -1,0 +1,169 @@
+"""Train, evaluate and package registry models: what ``python -m mnist_core train`` and the
+app's Train live page share.
+
+:func:`train_and_package` trains each requested model, evaluates it once on the test set
+(the probabilities serve both its metrics and the gallery) and, given an output folder,
+writes its weights, history and metrics, then the gallery and the manifest, each once.
+Without a folder it only trains and evaluates: the models stay in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .architectures import Architecture, to_manifest
+from .artifacts import load_models, manifest_or_empty, write_json, write_manifest
+from .data import Dataset, to_float
+from .evaluate import evaluate_model
+from .model import Model
+from .registry import REGISTRY, ModelSpec
+from .train import Callback, EpochLog, StopFlag, TrainConfig
+
+GALLERY_SAMPLES = 200   # random test digits shipped for the "show me a test digit" button
+GALLERY_ERRORS = 300    # at most this many digits some model got wrong
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Trained:
+    """One model trained by :func:`train_and_package`."""
+
+    name: str
+    model: Model                # ready to predict, relabel (``renamed``), download
+                                # (``to_bytes``); its metrics and history are filled in
+    history: list[EpochLog]     # one row per epoch trained
+    metrics: dict               # test-set metrics, as ``<name>.metrics.json`` holds them
+    seconds: float              # training time
+    stopped_early: bool         # the StopFlag ended training before the last epoch
+
+
+def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
+                      train_cfg: TrainConfig | Callable[[ModelSpec], TrainConfig] | None = None,
+                      arch: Architecture | Callable[[ModelSpec], Architecture] | None = None,
+                      epochs: int | None = None,
+                      callback_for: Callable[[str, TrainConfig], Callback | None] | None = None,
+                      stop: StopFlag | None = None, command: str = "",
+                      log: Log | None = None) -> dict[str, Trained]:
+    """Train registry models ``names`` on ``data`` and evaluate each once on its test set.
+
+    ``train_cfg``: a :class:`TrainConfig` for every model, or a function of the
+    :class:`ModelSpec` giving one (default: each spec's ``train``); ``epochs`` overrides
+    its epoch count. ``arch``: the architecture to build, likewise (default: each spec's
+    ``arch``; ``lambda spec: spec.live_arch`` for short runs). ``callback_for(name, cfg)`` gives each model's progress
+    callback, which hears the training loop's ``"batch"`` and ``"epoch"`` events, then
+    ``"evaluate"`` (``{"model": Model}``) before the test set is scored. ``stop`` ends the
+    training in progress after a batch and trains no further model. ``log`` receives one
+    line per stage (the CLI prints them).
+
+    With ``out``, writes each model's weights, ``.history.json`` and ``.metrics.json`` as
+    it finishes, then ``gallery.npz`` and ``manifest.json`` (``command`` recorded in it)
+    once each. Models already in ``out``'s manifest (same dataset) and not trained now
+    keep their entries, and are loaded and predicted once for the gallery, before any
+    training, so a damaged folder fails at once. Returns ``{name: Trained}``.
+    """
+    names, log = list(names), log or (lambda line: None)
+    out = Path(out) if out is not None else None
+    info: dict = {}
+    preds: dict[str, np.ndarray] = {}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        info, preds = _kept_models(out, data, names)
+    trained: dict[str, Trained] = {}
+    for name in names:
+        if stop is not None and stop.is_set():
+            break
+        spec = REGISTRY[name]
+        cfg = _per_model(train_cfg, spec, spec.train)
+        cfg = replace(cfg, epochs=epochs) if epochs is not None else cfg
+        model_arch = _per_model(arch, spec, spec.arch)
+        log(f"== {name}: {spec.title}, {cfg.epochs} epochs")
+        callback = callback_for(name, cfg) if callback_for is not None else None
+        result = spec.backend.fit(data, cfg, model_arch, callback, stop)
+        model = spec.backend.from_net(result.model, spec, arch=model_arch,
+                                      history=[asdict(e) for e in result.history])
+        if out is not None:
+            model.save(out / spec.filename)
+            write_json(out, f"{name}.history.json", {
+                "model": name, "epochs": model.history, "train_seconds": result.seconds})
+        log(f"== {name}: trained in {result.seconds:.0f}s")
+        if callback is not None:
+            callback("evaluate", {"model": model})
+        metrics, probs = score_and_write(model, data, result.seconds, out, log)
+        preds[name] = probs.argmax(1).astype(np.uint8)
+        info[name] = {"title": spec.title, "file": spec.filename, "epochs": cfg.epochs,
+                      "seed": cfg.seed, "train_seconds": round(result.seconds, 1),
+                      "train_config": asdict(cfg), "arch": to_manifest(model_arch),
+                      # Models trained by earlier runs keep the command that made them.
+                      "command": command}
+        trained[name] = Trained(name, model, result.history, metrics, result.seconds,
+                                result.stopped_early)
+    if out is not None:
+        write_gallery(out, data, {n: preds[n] for n in REGISTRY if n in preds})
+        write_manifest(out, {"dataset": data.name, "class_names": list(data.class_names),
+                             "data_source": data.source, "command": command, "models": info})
+    return trained
+
+
+def _per_model(value, spec: ModelSpec, default):
+    """``value`` for ``spec``: itself, its result when it is a function of the spec, or
+    ``default`` when None."""
+    return default if value is None else value(spec) if callable(value) else value
+
+
+def _kept_models(out: Path, data: Dataset, names: list[str]) -> tuple[dict, dict]:
+    """The manifest entries of ``out``'s models not retrained now (none if it holds another
+    dataset) and their predicted test labels, each model loaded (verified) once."""
+    manifest = manifest_or_empty(out)
+    if manifest.get("dataset") not in (None, data.name):
+        return {}, {}
+    info = dict(manifest.get("models", {}))
+    kept = [n for n in REGISTRY if n in info and n not in names]
+    return info, predicted_labels(load_models(out, kept) if kept else {}, data)
+
+
+def predicted_labels(models: dict[str, Model], data: Dataset) -> dict[str, np.ndarray]:
+    """Each model's ``(N,) uint8`` answers for ``data``'s test set (one prediction each)."""
+    x_test = to_float(data.x_test)
+    return {n: m.predict_proba(x_test).argmax(1).astype(np.uint8) for n, m in models.items()}
+
+
+def score_and_write(model: Model, data: Dataset, train_seconds: float | None,
+                    out: Path | None = None, log: Log | None = None) -> tuple[dict, np.ndarray]:
+    """:func:`~mnist_core.evaluate.evaluate_model`, written to ``<name>.metrics.json`` in
+    ``out`` when given (``file_bytes``: the weights file's size there, else the size of
+    ``to_bytes()``); returns ``(metrics, test-set probabilities)``."""
+    size = ((out / f"{model.name}{model.file_ext}").stat().st_size if out is not None
+            else len(model.to_bytes()))
+    metrics, probs = evaluate_model(model, data, train_seconds, size)
+    model.metrics = metrics
+    if out is not None:
+        write_json(out, f"{model.name}.metrics.json", metrics)
+    if log is not None:
+        log(f"== {model.name}: test accuracy {metrics['accuracy']:.4%}, "
+            f"loss {metrics['loss']:.4f}")
+    return metrics, probs
+
+
+def write_gallery(out: Path, data: Dataset, preds: dict[str, np.ndarray]) -> Path:
+    """``gallery.npz``: random test digits plus digits some model got wrong, with every
+    model's answer. ``preds``: model name -> ``(N,)`` predicted labels of the test set."""
+    wrong = np.zeros(len(data.y_test), bool)
+    for p in preds.values():
+        wrong |= p != data.y_test
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(data.y_test), GALLERY_SAMPLES, replace=False)
+    errors = np.flatnonzero(wrong)
+    if len(errors) > GALLERY_ERRORS:  # keep the digits most models got wrong
+        n_wrong = sum((p != data.y_test).astype(int) for p in preds.values())[errors]
+        errors = errors[np.argsort(-n_wrong, kind="stable")[:GALLERY_ERRORS]]
+    index = np.unique(np.concatenate([sample, errors]))
+    path = Path(out) / "gallery.npz"
+    np.savez_compressed(path, images=data.x_test[index], labels=data.y_test[index],
+                        index=index.astype(np.int64), sample=np.isin(index, sample),
+                        **{f"pred_{n}": np.asarray(p, np.uint8)[index] for n, p in preds.items()})
+    return path

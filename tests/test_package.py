@@ -1,0 +1,155 @@
+"""train_and_package: each file written once, each model's test set predicted once, models
+kept in memory without a folder, earlier models kept in the folder."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from conftest import tiny_train_config
+
+from mnist_core import package
+from mnist_core.architectures import from_manifest
+from mnist_core.artifacts import load_gallery, load_models, read_manifest, sha256
+from mnist_core.data import to_float
+from mnist_core.model import KerasModel, Model, NumpyModel
+from mnist_core.registry import REGISTRY
+from mnist_core.train import StopFlag
+
+NAMES = ["numpy", "lenet5"]
+
+
+def one_epoch(spec):
+    return tiny_train_config(epochs=1, seed=spec.train.seed)
+
+
+def live(spec):
+    return spec.live_arch
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Counts every write of train_and_package and every batch each model predicts."""
+    calls: Counter = Counter()
+    batches: list[tuple[str, int]] = []
+
+    def counting(key, real):
+        def wrapper(*args, **kwargs):
+            calls[key(*args, **kwargs)] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(package, "write_manifest",
+                        counting(lambda out, info: "manifest.json", package.write_manifest))
+    monkeypatch.setattr(package, "write_json",
+                        counting(lambda out, filename, payload: filename, package.write_json))
+    monkeypatch.setattr(package, "write_gallery",
+                        counting(lambda out, data, preds: "gallery.npz", package.write_gallery))
+    monkeypatch.setattr(Model, "save", counting(lambda self, path: path.name, Model.save))
+    for backend in (NumpyModel, KerasModel):
+        real = backend.predict_proba
+
+        def predict(self, x, real=real):
+            batches.append((self.name, len(x)))
+            return real(self, x)
+        monkeypatch.setattr(backend, "predict_proba", predict)
+    return calls, batches
+
+
+def test_writes_each_file_once_and_predicts_the_test_set_once(tmp_path, tiny_dataset, spy):
+    calls, batches = spy
+    events = []
+    out = tmp_path / "artifacts"
+    trained = package.train_and_package(
+        NAMES, tiny_dataset, out, train_cfg=one_epoch, arch=live, command="pytest run",
+        callback_for=lambda name, cfg: lambda e, info: events.append((name, e)))
+
+    written = {f"{n}.{k}.json" for n in NAMES for k in ("history", "metrics")} | {
+        "numpy.npz", "lenet5.keras", "gallery.npz", "manifest.json"}
+    assert dict(calls) == {name: 1 for name in written}
+    assert {p.name for p in out.iterdir()} == written
+    n_test = len(tiny_dataset.y_test)
+    for name in NAMES:  # once for metrics and gallery alike
+        assert batches.count((name, n_test)) == 1, name
+    assert ("numpy", "evaluate") in events and ("lenet5", "batch") in events
+
+    manifest = read_manifest(out)
+    assert all(sha256(out / f) == h for f, h in manifest["files"].items())
+    assert list(manifest["models"]) == NAMES and manifest["command"] == "pytest run"
+    gallery = load_gallery(out)
+    loaded = load_models(out)
+    x_gallery = to_float(gallery.images)
+    for name, record in trained.items():
+        entry = manifest["models"][name]
+        assert from_manifest(entry["arch"]) == REGISTRY[name].live_arch == record.model.arch
+        assert entry["epochs"] == entry["train_config"]["epochs"] == len(record.history) == 1
+        assert entry["command"] == "pytest run" and not record.stopped_early
+        assert json.loads((out / f"{name}.metrics.json").read_text()) == record.metrics
+        assert record.model.metrics == record.metrics and len(record.model.history) == 1
+        assert record.metrics["file_bytes"] == (out / REGISTRY[name].filename).stat().st_size
+        # The gallery holds the answers of the model in memory, and the files load to it.
+        np.testing.assert_array_equal(gallery.preds[name],
+                                      record.model.predict_proba(x_gallery).argmax(1))
+        np.testing.assert_array_equal(loaded[name].predict_proba(x_gallery),
+                                      record.model.predict_proba(x_gallery))
+        assert loaded[name].to_bytes() == record.model.to_bytes()
+
+
+def test_without_a_folder_it_only_trains_and_evaluates(tiny_dataset, spy, tmp_path):
+    calls, batches = spy
+    trained = package.train_and_package(["numpy"], tiny_dataset, train_cfg=one_epoch, arch=live)
+    assert not calls  # nothing saved, no manifest, no gallery
+    record = trained["numpy"]
+    assert batches.count(("numpy", len(tiny_dataset.y_test))) == 1
+    assert 0 <= record.metrics["accuracy"] <= 1 and record.metrics["params"] > 0
+    assert record.metrics["file_bytes"] == len(record.model.to_bytes())
+    mine = record.model.renamed("yours", "Your model")
+    assert mine.metrics["accuracy"] == record.metrics["accuracy"] and mine.title == "Your model"
+    path = tmp_path / f"mine{mine.file_ext}"
+    path.write_bytes(mine.to_bytes())
+    again = REGISTRY["numpy"].backend.load(path, REGISTRY["numpy"])
+    x = to_float(tiny_dataset.x_test[:20])
+    np.testing.assert_array_equal(again.predict_proba(x), record.model.predict_proba(x))
+
+
+def test_stop_ends_training_and_trains_no_further_model(tiny_dataset):
+    stop = StopFlag()
+
+    def callback_for(name, cfg):
+        return lambda event, info: stop.set() if event == "batch" else None
+
+    trained = package.train_and_package(["numpy", "lenet5"], tiny_dataset, stop=stop,
+                                        train_cfg=one_epoch, arch=live, epochs=3,
+                                        callback_for=callback_for)
+    assert list(trained) == ["numpy"]
+    assert trained["numpy"].stopped_early and len(trained["numpy"].history) == 1
+    assert "accuracy" in trained["numpy"].metrics  # evaluated even so
+
+
+def test_models_not_retrained_keep_their_entries_and_gallery_answers(tmp_path, tiny_dataset,
+                                                                     spy):
+    calls, batches = spy
+    out = tmp_path / "artifacts"
+    package.train_and_package(NAMES, tiny_dataset, out, train_cfg=one_epoch, arch=live,
+                              command="first run")
+    before = read_manifest(out)
+    calls.clear()
+    batches.clear()
+    package.train_and_package(["numpy"], tiny_dataset, out, arch=live, command="second run",
+                              train_cfg=lambda spec: tiny_train_config(epochs=1, seed=5))
+    after = read_manifest(out)
+    assert list(after["models"]) == NAMES
+    assert after["models"]["lenet5"] == before["models"]["lenet5"]  # command included
+    assert after["models"]["numpy"]["command"] == "second run"
+    assert after["files"]["lenet5.keras"] == before["files"]["lenet5.keras"]
+    assert after["files"]["numpy.npz"] != before["files"]["numpy.npz"]
+    assert calls["manifest.json"] == calls["gallery.npz"] == 1 and "lenet5.keras" not in calls
+    n_test = len(tiny_dataset.y_test)
+    assert batches.count(("lenet5", n_test)) == batches.count(("numpy", n_test)) == 1
+    gallery = load_gallery(out)
+    loaded = load_models(out)
+    for name in NAMES:
+        np.testing.assert_array_equal(
+            gallery.preds[name], loaded[name].predict_proba(to_float(gallery.images)).argmax(1))
