@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import io
+import zipfile
+
 import numpy as np
 import pytest
 
 from mnist_core import explain, kaggle, stress
 from mnist_core.data import DataError
+from mnist_core.model import NumpyModel
 from mnist_core.numpy_net import NumpyMLP
 
 
@@ -55,7 +60,7 @@ def test_sweep_returns_one_curve_per_model_over_the_range():
 def test_numpy_input_gradient_matches_finite_differences():
     net = NumpyMLP((784, 16, 10), seed=0)
     img = np.random.default_rng(0).random((28, 28)).astype(np.float32)
-    grad = explain.input_gradient(net, img, 3)
+    grad = explain.input_gradient(NumpyModel(net), img, 3)
     eps = 1e-2
     for (r, c) in [(5, 5), (14, 14), (20, 3)]:
         up, down = img.copy(), img.copy()
@@ -73,10 +78,10 @@ def test_occlusion_map_highlights_the_pixels_the_model_uses():
 
 def test_first_layer_templates_and_hidden_activations_of_the_numpy_net():
     net = NumpyMLP((784, 32, 16, 10), seed=0)
-    t = explain.first_layer_templates(net, 8)
+    t = explain.first_layer_templates(NumpyModel(net), 8)
     assert t.shape == (8, 28, 28)
     assert np.allclose(t[2].ravel(), net.weights[0][:, 2])
-    acts = explain.hidden_activations(net, bar_image())
+    acts = explain.hidden_activations(NumpyModel(net), bar_image())
     assert [a.shape for a in acts] == [(32,), (16,)] and all((a >= 0).all() for a in acts)
 
 
@@ -99,3 +104,56 @@ def test_kaggle_rejects_train_csv_and_malformed_rows():
         kaggle.read_test_csv(b"label,pixel0\n1,0\n")
     with pytest.raises(DataError, match="columns"):
         kaggle.read_test_csv(b"1,2,3\n4,5,6\n")
+
+
+def test_explain_still_accepts_a_bare_network():
+    net = NumpyMLP((784, 16, 10), seed=0)
+    img = bar_image()
+    np.testing.assert_array_equal(explain.input_gradient(net, img, 1),
+                                  NumpyModel(net).input_gradient(img, 1))
+
+
+# ---------------------------------------------------------------------------------------
+# Kaggle uploads: zip and gzip unpacked
+# ---------------------------------------------------------------------------------------
+
+CSV = b"pixel0,pixel1\n0,255\n"
+
+
+def zipped(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_csv_from_upload_unpacks_zip_and_gzip_and_passes_csv_through():
+    assert kaggle.csv_from_upload("test.csv", CSV) == (CSV, "test.csv")
+    assert kaggle.csv_from_upload("test.csv.gz", gzip.compress(CSV)) == (CSV, "test.csv")
+    assert kaggle.csv_from_upload("upload", gzip.compress(CSV)) == (CSV, "upload")  # by magic
+    # test.csv wins inside a zip; otherwise the only CSV there is.
+    both = zipped({"digit-recognizer/train.csv": b"label\n", "digit-recognizer/test.csv": CSV,
+                   "readme.txt": b"hi"})
+    assert kaggle.csv_from_upload("dr.zip", both) == (CSV, "dr.zip/digit-recognizer/test.csv")
+    assert kaggle.csv_from_upload("x.zip", zipped({"mine.csv": CSV})) == (CSV, "x.zip/mine.csv")
+
+
+@pytest.mark.parametrize("name, raw, problem", [
+    ("two.zip", zipped({"a.csv": CSV, "b.csv": CSV}), "expected test.csv inside, found a.csv, b.csv"),
+    ("none.zip", zipped({"readme.txt": b"hi"}), "found no CSV files"),
+    ("bad.zip", b"PK\x03\x04 truncated", "not a readable zip file"),
+    ("bad.gz", b"\x1f\x8b truncated", "not readable gzip data"),
+])
+def test_csv_from_upload_refuses_what_it_cannot_unpack(name, raw, problem):
+    with pytest.raises(DataError, match=problem):
+        kaggle.csv_from_upload(name, raw)
+
+
+def test_csv_from_upload_caps_the_unpacked_size(monkeypatch):
+    monkeypatch.setattr(kaggle, "MAX_CSV_BYTES", 10)
+    with pytest.raises(DataError, match="big.zip: test.csv unpacks to 0 MB"):  # as declared
+        kaggle.csv_from_upload("big.zip", zipped({"test.csv": CSV}))
+    with pytest.raises(DataError, match="big.gz unpacks to more than 0 MB"):
+        kaggle.csv_from_upload("big.gz", gzip.compress(CSV))
+    assert kaggle.csv_from_upload("small.gz", gzip.compress(b"0,1\n")) == (b"0,1\n", "small")
