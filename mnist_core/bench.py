@@ -99,9 +99,10 @@ def handwriting_scores(models: dict, directory: str | Path = HANDWRITING_DIR,
     for name, images, labels in dev_sets(directory):
         t0 = time.perf_counter()
         finals, found = [], []
+        canvas = name.endswith("-canvas")  # drawn on the app's canvas: read as the app does
         for img in images:
             try:
-                finals.append(preprocess(img).final)
+                finals.append(preprocess(img, canvas=canvas).final)
                 found.append(True)
             except NoDigitError:
                 finals.append(np.zeros((28, 28), np.float32))
@@ -144,9 +145,10 @@ def sequence_scores(models: dict, directory: str | Path = HANDWRITING_DIR, n: in
     for name, images, labels in sequence_sets(directory, n=n):
         t0 = time.perf_counter()
         answers = []
+        canvas = name.endswith("-canvas")  # drawn on the app's canvas: read as the app does
         for img in images:
             try:
-                readings = read_digits(img, models)
+                readings = read_digits(img, models, canvas=canvas)
             except NoDigitError:
                 readings = []
             answers.append({m: "".join(str(r.digit(m)) for r in readings) for m in models})

@@ -30,23 +30,45 @@ def predict_all(models: dict, x: np.ndarray) -> dict[str, np.ndarray]:
     return {name: np.asarray(m.predict_proba(x), np.float32) for name, m in models.items()}
 
 
+def read_input(x: np.ndarray, models: dict, view_cfg: ViewConfig | None = None
+               ) -> dict[str, np.ndarray]:
+    """How the app reads a digit that is already a model input: every page's bars come
+    from here, so a digit gets the same ones wherever it is shown.
+
+    ``x``: ``(28, 28)`` or ``(N, 28, 28)`` float32 in [0, 1], white on black, as
+    preprocessing makes them (an MNIST test digit, a stress-tested one, a drawing's
+    ``stages.final``). Returns model name -> ``(10,)`` or ``(N, 10)`` probabilities, each
+    model's averaged over the digit's test-time views (:func:`~mnist_core.views.predict_views`;
+    ``view_cfg`` None: each model's own).
+    """
+    x = np.asarray(x, np.float32)
+    if x.shape[-2:] != (28, 28) or x.ndim not in (2, 3):
+        raise ValueError(f"expected (28, 28) or (N, 28, 28) model input, got {x.shape}")
+    if x.ndim == 2:
+        return {k: v[0] for k, v in predict_views(models, x[None], view_cfg).items()}
+    return predict_views(models, x, view_cfg)
+
+
 def read_digit(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT,
-               view_cfg: ViewConfig | None = None) -> Reading:
-    """All ink in ``image`` as one digit, each model's probabilities averaged over the
-    digit's views (:mod:`mnist_core.views`; ``view_cfg`` None: each model's own).
-    Raises ``NoDigitError`` for a blank image."""
-    stages = preprocess(image, config)
-    probs = predict_views(models, stages.final[None], view_cfg)
-    return Reading(stages, {k: v[0] for k, v in probs.items()})
+               view_cfg: ViewConfig | None = None, *, canvas: bool = False) -> Reading:
+    """All ink in ``image`` as one digit, read by :func:`read_input`. ``canvas``: an RGBA
+    drawing from the app's canvas, whose alpha is the ink (see
+    :func:`~mnist_core.preprocess.preprocess`). Raises ``NoDigitError`` for a blank image."""
+    stages = preprocess(image, config, canvas=canvas)
+    return Reading(stages, read_input(stages.final, models, view_cfg))
 
 
 def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT,
-                view_cfg: ViewConfig | None = None) -> list[Reading]:
-    """Every digit in ``image``, left to right; all digits' views go through each model in
-    one batch. Where strokes may be one wide digit or two touching ones, the reading the
-    models are surer of, on average, is kept (:func:`~mnist_core.preprocess.segment`)."""
-    parts = segment(image, config, judge=lambda x: np.mean(list(predict_all(models, x).values()), 0))
-    probs = predict_views(models, np.stack([s.final for s in parts]), view_cfg)
+                view_cfg: ViewConfig | None = None, *, canvas: bool = False) -> list[Reading]:
+    """Every digit in ``image``, left to right, read by :func:`read_input` (all digits' views
+    go through each model in one batch). Where strokes may be one wide digit or two
+    touching ones, the reading the models are surer of, on average, is kept
+    (:func:`~mnist_core.preprocess.segment`). ``canvas`` as for :func:`read_digit`."""
+    def judge(x: np.ndarray) -> np.ndarray:  # the models' mean, to settle doubtful widths
+        return np.mean(list(predict_all(models, x).values()), 0)
+
+    parts = segment(image, config, judge, canvas=canvas)
+    probs = read_input(np.stack([s.final for s in parts]), models, view_cfg)
     return [Reading(s, {k: v[i] for k, v in probs.items()}) for i, s in enumerate(parts)]
 
 

@@ -13,7 +13,7 @@ import pytest
 import app_helpers as h
 from mnist_core import preprocess as P
 from mnist_core.artifacts import DEFAULT_DIR, load_models
-from mnist_core.inference import read_digits
+from mnist_core.inference import read_digit, read_digits, read_input
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +80,28 @@ def test_a_row_with_touching_round_digits_is_read_digit_by_digit(models):
     readings = read_digits(TWO_HUNDRED, models)
     for name in models:
         assert "".join(str(r.digit(name)) for r in readings) == "200", name
+
+
+def test_a_digit_reads_the_same_on_every_page(models):
+    # The Draw page reads a drawing's final image; the gallery, the test digits and the
+    # stress test hand read_input a 28x28 image: the same image gets the same bars.
+    drawn = read_digit(LONG_SEVEN, models, canvas=True)
+    alone = read_input(drawn.stages.final, models)
+    assert set(alone) == set(models)
+    for name in models:
+        assert alone[name].shape == (10,)
+        np.testing.assert_array_equal(alone[name], drawn.probs[name])
+    # A gallery reads many at once; each digit still gets its own bars.
+    gallery = np.stack([h.render_digit(3, np.random.default_rng(0)) / 255, drawn.stages.final])
+    batch = read_input(gallery.astype(np.float32), models)
+    for name in models:
+        assert batch[name].shape == (2, 10)
+        np.testing.assert_allclose(batch[name][1], drawn.probs[name], atol=1e-5)
+    with pytest.raises(ValueError):
+        read_input(np.zeros((20, 20), np.float32), models)
+
+
+def test_the_canvas_path_reads_a_row_as_the_full_path_does(models):
+    read = [read_digits(TWO_HUNDRED, models, canvas=canvas) for canvas in (False, True)]
+    for name in models:
+        assert ["".join(str(r.digit(name)) for r in rs) for rs in read] == ["200", "200"], name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import cv2
@@ -10,6 +11,9 @@ import pytest
 from PIL import Image
 
 from mnist_core import preprocess as P
+from mnist_core.preprocess import pipeline
+from mnist_core.preprocess.ink import CANVAS_POLARITY, flatten_alpha
+from mnist_core.preprocess.split import _seam, _split_touching
 
 
 def canvas_with(draw, size=280, rgba=True) -> np.ndarray:
@@ -110,7 +114,7 @@ def test_a_sheet_on_a_dark_desk_is_cut_out_before_reading():
     cv2.line(np.full((200, 200, 3), 235, np.uint8), (100, 40), (100, 160), (20, 20, 20), 9),
 ], ids=["canvas", "bold-zero", "page", "page-edge-to-edge"])
 def test_isolate_sheet_leaves_drawings_and_full_pages_alone(image):
-    rgb = P._flatten_alpha(image) if image.shape[2] == 4 else image
+    rgb = flatten_alpha(image, P.polarity(image)) if image.shape[2] == 4 else image
     np.testing.assert_array_equal(P.isolate_sheet(rgb), rgb)
 
 
@@ -356,7 +360,7 @@ def test_seam_follows_a_slanted_gap_a_straight_cut_would_cross():
     patch = np.ones((60, 60), np.float32)
     for y in range(60):
         patch[y, 15 + y // 2:19 + y // 2] = 0                      # a gap leaning right
-    path = P._seam(patch, 5, 55)
+    path = _seam(patch, 5, 55)
     assert all(15 + y // 2 <= x < 19 + y // 2 for y, x in enumerate(path))
     assert np.abs(np.diff(path)).max() <= 1
 
@@ -366,7 +370,7 @@ def test_a_blob_is_cut_into_masks_that_tile_its_box():
     ink[10:90, 10:190] = 1
     blob = P.Blob(10, 10, 180, 80, (1,))
     for cut in P.CUTS:
-        parts = P._split_touching(ink, blob, 3, cut)
+        parts = _split_touching(ink, blob, 3, cut)
         assert len(parts) == 3 and all(p.shape == (80, 180) for p in parts)
         np.testing.assert_array_equal(np.sum(parts, axis=0), 1)   # every pixel in one part
 
@@ -383,3 +387,117 @@ def test_segment_drops_marks_far_fainter_than_the_digits(second, kept):
 
 def test_single_digit_is_not_split():
     assert len(P.segment(canvas_with(one))) == 1
+
+
+# -- polarity: the one decision ---------------------------------------------------------
+
+@pytest.mark.parametrize("light_ink", [False, True], ids=["dark-on-light", "light-on-dark"])
+def test_polarity_names_the_ink_side_and_the_paper(light_ink):
+    paper, ink = (30, 230) if light_ink else (235, 20)
+    page = np.full((200, 200, 3), paper, np.uint8)
+    cv2.line(page, (100, 30), (100, 170), (ink, ink, ink), 12)
+    decided = P.polarity(page)
+    assert decided.light_ink == light_ink
+    assert abs(decided.paper_level - paper) <= 8
+    assert decided.reasons and all(isinstance(r, str) and r for r in decided.reasons)
+    assert "surface" in decided.describe()
+
+
+@pytest.mark.parametrize("dark_ink", [False, True], ids=["white-ink", "dark-ink"])
+def test_polarity_of_a_bold_tight_crop(dark_ink):
+    # Ink covers most of the picture and two corners: the majority of pixels is ink.
+    five = _tight_five(12)
+    decided = P.polarity(255 - five if dark_ink else five)
+    assert decided.light_ink == (not dark_ink)
+    assert decided.reasons
+
+
+def test_polarity_of_a_transparent_background_is_the_drawn_pixels():
+    black = np.zeros((120, 120, 4), np.uint8)
+    cv2.line(black, (60, 15), (60, 105), (0, 0, 0, 255), 10)
+    white = canvas_with(one)
+    assert P.polarity(black).light_ink is False and P.polarity(black).paper_level == 255
+    assert P.polarity(white).light_ink is True and P.polarity(white).paper_level == 0
+    assert all(d.reasons[0].startswith("alpha") for d in (P.polarity(black), P.polarity(white)))
+
+
+def test_stages_keep_the_polarity_decided():
+    page = np.full((200, 200, 3), 235, np.uint8)
+    cv2.line(page, (100, 30), (100, 170), (20, 20, 20), 12)
+    decided = P.preprocess(page).polarity
+    assert decided is not None and not decided.light_ink and decided.reasons
+    assert P.preprocess(canvas_with(one), canvas=True).polarity == CANVAS_POLARITY
+
+
+# -- the canvas short path --------------------------------------------------------------
+
+def _drawn_seven(img, colour):
+    cv2.polylines(img, [np.array([[60, 60], [220, 60], [130, 230]], np.int32)], False, colour,
+                  20, cv2.LINE_AA)
+
+
+def test_canvas_path_reads_a_drawing_as_the_full_path_does():
+    drawing = canvas_with(_drawn_seven)
+    short, full = P.preprocess(drawing, canvas=True), P.preprocess(drawing)
+    assert np.abs(np.array(short.box) - full.box).max() <= 1
+    assert np.abs(short.final - full.final).max() < 0.05
+    assert short.final.shape == (28, 28) and short.final.dtype == np.float32
+    ink = P.ink_from_alpha(drawing)
+    assert ink.shape == (280, 280) and ink.dtype == np.float32 and 0 <= ink.min() <= ink.max() <= 1
+    assert ink[60, 140] > 0.9 and ink[20, 20] == 0
+    several = canvas_with(lambda img, c: [one(img, c), cv2.circle(img, (60, 140), 40, c, 14)])
+    assert len(P.segment(several, canvas=True)) == len(P.segment(several)) == 2
+
+
+def test_blank_canvas_holds_no_digit_on_the_short_path():
+    with pytest.raises(P.NoDigitError):
+        P.preprocess(np.zeros((280, 280, 4), np.uint8), canvas=True)
+    with pytest.raises(P.NoDigitError):
+        P.segment(np.zeros((280, 280, 4), np.uint8), canvas=True)
+
+
+def test_canvas_path_skips_every_photo_stage(monkeypatch):
+    def photo_stage(*args, **kwargs):
+        raise AssertionError("a photo stage ran on the canvas path")
+
+    drawing = canvas_with(_drawn_seven)
+    for name in ("photo_ink", "flatten_alpha", "isolate_sheet", "polarity", "fit_paper",
+                 "ink_from_paper", "remove_ruling"):
+        monkeypatch.setattr(pipeline, name, photo_stage)
+    assert P.preprocess(drawing, canvas=True).final.max() == pytest.approx(1.0)
+    assert len(P.segment(drawing, canvas=True)) == 1
+    with pytest.raises(AssertionError, match="photo stage"):
+        P.preprocess(drawing)
+
+
+def test_canvas_flag_on_an_image_without_alpha_takes_the_full_path():
+    page = np.full((200, 200, 3), 235, np.uint8)
+    cv2.line(page, (100, 30), (100, 170), (20, 20, 20), 12)
+    stages = P.preprocess(page, canvas=True)
+    np.testing.assert_array_equal(stages.final, P.preprocess(page).final)
+    assert stages.notes == [pipeline.NO_ALPHA]
+
+
+# -- configuration ----------------------------------------------------------------------
+
+STAGE_CONFIGS = [P.InkConfig, P.PolarityConfig, P.SheetConfig, P.LightingConfig,
+                 P.RulingConfig, P.SplitConfig, P.GeometryConfig, P.PreprocessConfig]
+
+
+@pytest.mark.parametrize("config", STAGE_CONFIGS, ids=lambda c: c.__name__)
+def test_every_stage_config_is_frozen(config):
+    cfg = config()
+    field = dataclasses.fields(cfg)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(cfg, field, getattr(cfg, field))
+    assert hash(cfg) == hash(config())
+
+
+def test_the_pipeline_config_is_made_of_the_stage_configs():
+    kinds = {f.type if isinstance(f.type, str) else f.type.__name__
+             for f in dataclasses.fields(P.PreprocessConfig)}
+    assert kinds == {c.__name__ for c in STAGE_CONFIGS[:-1]}
+    # A stage's knob reaches that stage: no ink is strong enough for a contrast of 1.1.
+    blind = dataclasses.replace(P.DEFAULT, ink=dataclasses.replace(P.DEFAULT.ink, min_contrast=1.1))
+    with pytest.raises(P.NoDigitError):
+        P.preprocess(canvas_with(one), blind, canvas=True)
