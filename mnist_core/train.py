@@ -1,7 +1,7 @@
 """Train the registered models: hyperparameters, the training loops and progress output.
 
-Each model is one :class:`ModelSpec` in :data:`REGISTRY`; adding a model is one builder
-plus one entry. Both loops feed freshly augmented data every epoch (prepared on a worker
+Each model is one :class:`~mnist_core.registry.ModelSpec` in the registry, whose
+:class:`~mnist_core.model.Model` class picks the loop here (``Model.fit``). Both loops feed freshly augmented data every epoch (prepared on a worker
 thread while the previous epoch trains), keep a fixed validation split for monitoring,
 and report through a callback so the CLI prints bars and the app draws live curves.
 """
