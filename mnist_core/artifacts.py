@@ -99,9 +99,6 @@ def read_json(directory: str | Path, filename: str, manifest: dict | None = None
 # Loaded models
 # ---------------------------------------------------------------------------------------
 
-LoadedModel = Model  # the old name of a shipped model ready for inference
-
-
 def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | None = None
                ) -> Model:
     """Load one registry model from ``directory``, verifying every file it reads.

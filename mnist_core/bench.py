@@ -18,7 +18,7 @@ import numpy as np
 
 from .artifacts import load_models
 from .data import load_dataset, to_float
-from .evaluate import keras_predict_fn, time_batch, time_single
+from .evaluate import time_batch, time_single
 from .handwriting import DEFAULT_DIR as HANDWRITING_DIR
 from .handwriting import dev_sets, sequence_sets
 from .inference import predict_all, read_digits

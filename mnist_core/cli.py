@@ -12,7 +12,6 @@ from .artifacts import (DEFAULT_DIR, ArtifactError, load_models, manifest_or_emp
                         write_manifest)
 from .data import DATASETS, DataError, load_dataset
 from .evaluate import evaluate_model
-from .model import Model
 from .registry import DEFAULT_MODELS, REGISTRY
 
 
@@ -42,25 +41,6 @@ def cmd_train(args) -> int:
         log=lambda line: print(line, file=sys.stderr))
     print(f"wrote {out}", file=sys.stderr)
     return 0
-
-
-# Kept for tests/app_helpers.py, which builds artifacts step by step; new code calls
-# package.train_and_package.
-
-def _loaded_from_result(name: str, net) -> Model:
-    return REGISTRY[name].backend.from_net(net, REGISTRY[name])
-
-
-def _write_metrics(out: Path, name: str, data, train_seconds, model: Model) -> dict:
-    from .package import score_and_write
-    return score_and_write(model, data, train_seconds, Path(out),
-                           lambda line: print(line, file=sys.stderr))[0]
-
-
-def _write_gallery(out: Path, data, names: list[str]) -> None:
-    from .package import predicted_labels, write_gallery
-    write_manifest(out, {**manifest_or_empty(out)})  # hash what exists so loading verifies
-    write_gallery(out, data, predicted_labels(load_models(out, names), data))
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .inference import read_input
+
 
 @dataclass(frozen=True)
 class Transform:
@@ -52,9 +54,10 @@ def sweep(image: np.ndarray, models: dict, target: int, name: str,
     """Each model's probability of ``target`` as one transform sweeps its range.
 
     Returns ``(values, {model: (len(values),) probabilities})``; every model sees the same
-    batch of transformed images, predicted in one call.
+    batch of transformed images, read as every page reads a digit
+    (:func:`~mnist_core.inference.read_input`), in one call.
     """
     field, values = SWEEPS[name]
     cast = int if field == "thickness" else float
     batch = np.stack([apply(image, Transform(**{**base.__dict__, field: cast(v)})) for v in values])
-    return values, {n: m.predict_proba(batch)[:, target] for n, m in models.items()}
+    return values, {n: p[:, target] for n, p in read_input(batch, models).items()}

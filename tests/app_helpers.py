@@ -91,32 +91,14 @@ def small_dataset(n_train: int = 5000, n_test: int = 600):
 # ---------------------------------------------------------------------------------------
 
 def build_artifacts(out: Path, data, names=FIXTURE_MODELS) -> Path:
-    """Train ``names`` for one short epoch and write a complete, hashed artifacts folder."""
-    from mnist_core import cli
-    from mnist_core.artifacts import save_model, write_json, write_manifest
+    """Train ``names`` for one short epoch and write a complete, hashed artifacts folder,
+    with the same function ``python -m mnist_core train`` uses."""
     from mnist_core.augment import NONE
-    from mnist_core.registry import REGISTRY, train_model
+    from mnist_core.package import train_and_package
 
-    out.mkdir(parents=True, exist_ok=True)
-    info = {}
-    for name in names:
-        spec = REGISTRY[name]
-        cfg = replace(spec.train, epochs=1, n_val=500, augment=NONE, warmup_epochs=0.1)
-        result = train_model(name, data, train_cfg=cfg)
-        save_model(result.model, name, out)
-        write_json(out, f"{name}.history.json", {
-            "model": name, "epochs": [vars(e) for e in result.history],
-            "train_seconds": result.seconds})
-        info[name] = {"title": spec.title, "file": spec.filename, "epochs": 1,
-                      "seed": cfg.seed, "train_seconds": round(result.seconds, 1)}
-        cli._write_metrics(out, name, data, result.seconds,
-                           cli._loaded_from_result(name, result.model))
-    manifest = {"dataset": data.name, "class_names": list(data.class_names),
-                "data_source": data.source, "command": "tests/app_helpers.py build_artifacts",
-                "models": info}
-    write_manifest(out, manifest)
-    cli._write_gallery(out, data, list(names))
-    write_manifest(out, manifest)
+    train_and_package(names, data, out, command="tests/app_helpers.py build_artifacts",
+                      train_cfg=lambda spec: replace(spec.train, epochs=1, n_val=500,
+                                                     augment=NONE, warmup_epochs=0.1))
     return out
 
 
@@ -167,8 +149,9 @@ def digits_on_canvas(images: list[np.ndarray], size: int = 280) -> np.ndarray:
     for digit in images:
         big = cv2.resize(digit, (side, side), interpolation=cv2.INTER_LINEAR)
         y = (size - side) // 2
-        img[y:y + side, x:x + side, :3] = big[..., None]
-        img[y:y + side, x:x + side, 3] = np.where(big > 0, 255, 0)
+        # As the canvas paints: white strokes whose alpha is their coverage.
+        img[y:y + side, x:x + side, :3] = np.where(big[..., None] > 0, 255, 0)
+        img[y:y + side, x:x + side, 3] = big
         x += side + 6
     return img
 

@@ -17,16 +17,17 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
-from mnist_core.artifacts import LoadedModel, load_gallery, load_models
+from mnist_core.artifacts import load_gallery, load_models
+from mnist_core.model import Model
 from mnist_core.numpy_net import NumpyMLP
 from test_app_draw import FakeCanvas
 from test_app_pages import TIMEOUT, open_page
-from ui import classroom
+from ui import training, user_model as user
 
-TRAIN_PAGE = "pages/4_Train_live.py"
-INSIDE_PAGE = "pages/5_Look_inside.py"
-STRESS_PAGE = "pages/6_Stress_test.py"
-KAGGLE_PAGE = "pages/7_Kaggle.py"
+TRAIN_PAGE = "pages/train_live.py"
+INSIDE_PAGE = "pages/look_inside.py"
+STRESS_PAGE = "pages/stress_test.py"
+KAGGLE_PAGE = "pages/kaggle.py"
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +36,9 @@ def gallery(artifacts):
 
 
 @pytest.fixture(scope="module")
-def user_model(artifacts) -> LoadedModel:
+def user_model(artifacts) -> Model:
     """A stand-in for a model trained on the Train live page (the fixture's NumPy MLP)."""
-    m = load_models(artifacts, ["numpy"])["numpy"]
-    return LoadedModel(classroom.USER, classroom.USER_TITLE, m.kind, m.net, m.predict_proba,
-                       m.metrics, m.history)
+    return load_models(artifacts, ["numpy"])["numpy"].renamed(user.USER, user.USER_TITLE)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +70,7 @@ def texts(elements) -> str:
 # Train live
 # ---------------------------------------------------------------------------------------
 
-def wait_for_training(at: AppTest, timeout: float = 240) -> classroom.TrainJob:
+def wait_for_training(at: AppTest, timeout: float = 240) -> training.TrainJob:
     """Poll the session's job until its thread is done, then rerun the page once."""
     job = at.session_state["train_job"]
     deadline = time.monotonic() + timeout
@@ -132,7 +131,7 @@ def test_train_live_trains_a_numpy_model_and_puts_it_on_the_draw_page(
     module = types.ModuleType("streamlit_drawable_canvas")
     module.st_canvas = fake
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", module)
-    at.switch_page("app.py").run()
+    at.switch_page("pages/draw.py").run()
     no_exception(at)
     assert "Your model" in metrics(at)
     assert at.session_state["last_digit"].shape == (28, 28)
@@ -157,7 +156,7 @@ def test_train_live_stop_ends_training_early(monkeypatch, artifacts, mnist_npz):
 
 def test_train_live_waits_while_another_session_trains(monkeypatch, artifacts, mnist_npz):
     at = train_page(monkeypatch, artifacts, mnist_npz)
-    slot = classroom.training_slot()
+    slot = training.training_slot()
     assert slot.try_acquire("another session")
     try:
         at.run()
@@ -237,7 +236,7 @@ def test_look_inside_uses_the_last_drawing_and_your_model(monkeypatch, artifacts
     assert at.segmented_control(key="inside-source").value == "drawing"
     assert any("your last drawing" in c for c in captions(at))
     assert any(c.startswith("Your model:") for c in captions(at))
-    at.segmented_control(key="inside_model").set_value(classroom.USER).run()
+    at.segmented_control(key="inside_model").set_value(user.USER).run()
     no_exception(at)
     assert any("units above zero" in c for c in captions(at))
 

@@ -16,7 +16,7 @@ from mnist_core.inference import read_digits
 from mnist_core.preprocess import MAX_BYTES, decode_image
 
 TIMEOUT = 180
-PAGE = "pages/1_Upload.py"
+PAGE = "pages/upload.py"
 
 
 @pytest.fixture

@@ -478,6 +478,18 @@ def test_canvas_flag_on_an_image_without_alpha_takes_the_full_path():
     assert stages.notes == [pipeline.NO_ALPHA]
 
 
+def test_canvas_flag_on_an_opaque_drawing_reads_its_pixels_not_its_alpha():
+    # A canvas flattened onto its black background: alpha is 255 everywhere.
+    opaque = np.zeros((280, 280, 4), np.uint8)
+    opaque[..., 3] = 255
+    with pytest.raises(P.NoDigitError):
+        P.preprocess(opaque, canvas=True)
+    cv2.line(opaque, (140, 40), (140, 240), (255, 255, 255, 255), 22)
+    stages = P.preprocess(opaque, canvas=True)
+    np.testing.assert_array_equal(stages.final, P.preprocess(opaque).final)
+    assert stages.notes == [pipeline.NO_ALPHA]
+
+
 # -- configuration ----------------------------------------------------------------------
 
 STAGE_CONFIGS = [P.InkConfig, P.PolarityConfig, P.SheetConfig, P.LightingConfig,

@@ -1,10 +1,18 @@
-"""Shared pieces of the MNIST Studio Streamlit app.
+"""Streamlit pieces shared by the pages; all machine-learning and image work is in
+:mod:`mnist_core`, this package only runs and shows it.
 
+* :mod:`ui.page`: every page's prologue (its models and class names).
 * :mod:`ui.data`: the shipped artifacts, loaded once and cached; errors become ``st.error``.
-* :mod:`ui.charts`: plotly figures (probability bars, confusion heatmap, training curves),
-  built from plain dicts so a rerun spends about a millisecond on each.
-* :mod:`ui.components`: the navigation, prediction panel, "what the model sees" and
-  preprocessing-stage views and the gallery table every page reuses.
+* :mod:`ui.canvas`: the drawing canvas, configured once.
+* :mod:`ui.components`: the prediction panel, "what the models see", how a digit was read
+  (stages and views), several digits at once, the gallery table.
+* :mod:`ui.charts`: plotly figures (probability bars, confusion heatmap, training curves,
+  sweeps, label counts, live training), built from plain dicts.
+* :mod:`ui.pictures`: images for display (crisp upscales, colour maps, grids, frames).
+* :mod:`ui.digit_picker`: the digit a classroom page looks at (last drawing, test digit,
+  one drawn here).
+* :mod:`ui.user_model`: "Your model" from Train live, kept in this browser session.
+* :mod:`ui.training`: Train live's background training (one per server at a time).
 
-All machine-learning and image work happens in :mod:`mnist_core`; this package only shows it.
+Pages are registered once, in ``app.py`` (``st.navigation``).
 """

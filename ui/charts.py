@@ -189,3 +189,88 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping]], titles: Mapping[st
                                   loss_axis={"type": "log" if log_loss else "linear"},
                                   accuracy_format=".1%")
     return _figure(data, layout)
+
+
+# ---------------------------------------------------------------------------------------
+# Classroom charts: a sweep, label counts, live training
+# ---------------------------------------------------------------------------------------
+
+def sweep_figure(values: np.ndarray, curves: Mapping[str, np.ndarray],
+                 titles: Mapping[str, str], x_title: str, current: float | None = None,
+                 height: int = 380) -> go.Figure:
+    """One line per model: its probability of the digit's class along a transform."""
+    x = [float(v) for v in values]
+    traces = []
+    for i, (name, p) in enumerate(curves.items()):
+        color = model_color(name, i)
+        traces.append({"type": "scatter", "mode": "lines+markers", "x": x,
+                       "y": np.round(np.asarray(p, np.float64), 4).tolist(),
+                       "name": titles.get(name, name), "line": {"color": color, "width": 2.5},
+                       "marker": {"size": 5},
+                       "hovertemplate": titles.get(name, name) + "<br>%{x}: %{y:.1%}"
+                                        "<extra></extra>"})
+    shapes = []
+    if current is not None:
+        shapes.append({"type": "line", "x0": current, "x1": current, "y0": 0, "y1": 1,
+                       "xref": "x", "yref": "paper",
+                       "line": {"color": "#64748b", "dash": "dot", "width": 1.5}})
+    layout = {
+        "height": height, "margin": {"l": 56, "r": 10, "t": 16, "b": 44},
+        "xaxis": {"title": {"text": x_title}, "gridcolor": GRID, "zeroline": False},
+        "yaxis": {"title": {"text": "probability of the digit"}, "range": [0, 1.02],
+                  "tickformat": ".0%", "gridcolor": GRID, "zeroline": False},
+        "legend": {"orientation": "h", "y": -0.2, "x": 0, "font": {"size": 13}},
+        "shapes": shapes, "hovermode": "closest",
+        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    return _figure(traces, layout)
+
+
+def counts_figure(counts: Sequence[int], class_names: Sequence[str], height: int = 300
+                  ) -> go.Figure:
+    """How many digits were given each label: one bar per class."""
+    labels = list(class_names)
+    traces = [{"type": "bar", "x": labels, "y": [int(c) for c in counts],
+               "marker": {"color": "#4f46e5"}, "text": [str(int(c)) for c in counts],
+               "textposition": "outside", "cliponaxis": False,
+               "hovertemplate": "%{x}: %{y} digits<extra></extra>"}]
+    layout = {
+        "height": height, "margin": {"l": 48, "r": 10, "t": 24, "b": 44}, "bargap": 0.25,
+        "xaxis": {"title": {"text": "predicted label"}, "type": "category", "fixedrange": True},
+        "yaxis": {"title": {"text": "digits"}, "gridcolor": GRID, "zeroline": False,
+                  "fixedrange": True, "rangemode": "tozero"},
+        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    return _figure(traces, layout)
+
+
+def live_figure(batches: Sequence[dict], history: Sequence[dict], epochs: int, name: str,
+                height: int = 360) -> go.Figure:
+    """Loss and accuracy while training: the running training values after every few
+    batches (dashed) and the validation values at the end of each epoch (solid)."""
+    color = model_color(name)
+    x = [b["x"] for b in batches]
+    traces = []
+    for ax, key, fmt in (("", "loss", ".4f"), ("2", "accuracy", ".2%")):
+        traces.append({"type": "scatter", "mode": "lines", "x": x,
+                       "y": [b[key] for b in batches], "xaxis": f"x{ax}", "yaxis": f"y{ax}",
+                       "name": "training (running mean of the epoch)", "legendgroup": "train",
+                       "showlegend": ax == "",
+                       "line": {"color": color, "dash": "dash", "width": 2},
+                       "hovertemplate": f"training<br>epoch %{{x:.2f}}: %{{y:{fmt}}}"
+                                        "<extra></extra>"})
+        traces.append({"type": "scatter", "mode": "lines+markers",
+                       "x": [e["epoch"] for e in history],
+                       "y": [e["val_" + key] for e in history], "xaxis": f"x{ax}",
+                       "yaxis": f"y{ax}", "name": "validation (end of each epoch)",
+                       "legendgroup": "val", "showlegend": ax == "",
+                       "line": {"color": color, "width": 2.5}, "marker": {"size": 7},
+                       "hovertemplate": f"validation<br>epoch %{{x}}: %{{y:{fmt}}}"
+                                        "<extra></extra>"})
+    axis = {"gridcolor": GRID, "zeroline": False}
+    epoch_axis = {**axis, "title": {"text": "epoch"}, "range": [0, max(epochs, 1)],
+                  "dtick": 1}
+    layout = loss_accuracy_layout(height, epoch_axis, legend_y=-0.2,
+                                  loss_axis={"rangemode": "tozero"},
+                                  accuracy_format=".0%")
+    return _figure(traces, layout)

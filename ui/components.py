@@ -1,112 +1,28 @@
-"""UI pieces shared by the pages: navigation, prediction panel, image views, gallery table.
+"""Views shared by the pages: the prediction panel, what the models see, how a digit was
+read (stages and views), several digits at once, and the gallery table.
 
-Images arrive as ``(h, w) float32 in [0, 1]`` white-on-black (mnist_core's convention) or
-``uint8``; the helpers here only scale them up for display.
+Images arrive as ``(h, w) float32 in [0, 1]`` white-on-black (mnist_core's convention);
+:mod:`ui.pictures` draws them.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image
-from streamlit.errors import StreamlitPageNotFoundError
 
-from mnist_core.artifacts import Gallery, LoadedModel
+from mnist_core.artifacts import Gallery
 from mnist_core.inference import Reading, agreement
-from mnist_core.preprocess import Stages, centre_of_mass
+from mnist_core.model import Model
+from mnist_core.preprocess import Stages
 from mnist_core.views import named_views
 
+from . import pictures
 from .charts import PLOTLY_CONFIG, probability_figure
 
-PAGES = (
-    ("app.py", "Draw", ":material/draw:"),
-    ("pages/1_Upload.py", "Upload", ":material/upload:"),
-    ("pages/2_Compare_models.py", "Compare models", ":material/leaderboard:"),
-    ("pages/3_Training_curves.py", "Training curves", ":material/show_chart:"),
-    ("pages/4_Train_live.py", "Train live", ":material/model_training:"),
-    ("pages/5_Look_inside.py", "Look inside", ":material/biotech:"),
-    ("pages/6_Stress_test.py", "Stress test", ":material/tune:"),
-    ("pages/7_Kaggle.py", "Kaggle", ":material/emoji_events:"),
-)
-
 ACCENT = (251, 191, 36)    # amber: the digit's box drawn on the ink map
-MARK = (239, 68, 68)       # centre-of-mass dot
-
-
-def nav() -> None:
-    """Links to every page in one wrapping row (the sidebar list would call app.py "app")."""
-    with st.container(horizontal=True, gap="small"):
-        try:
-            for path, label, icon in PAGES:
-                st.page_link(path, label=label, icon=icon)
-        except StreamlitPageNotFoundError:
-            pass  # a page run on its own (`streamlit run pages/...`) has nothing to link to
-
-
-# ---------------------------------------------------------------------------------------
-# Image helpers (display only)
-# ---------------------------------------------------------------------------------------
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    img = np.asarray(img)
-    if img.dtype == np.uint8:
-        return img
-    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
-
-
-def pixels(img: np.ndarray, scale: int, grid: bool = False) -> np.ndarray:
-    """Nearest-neighbour upscale so each model pixel is a crisp ``scale`` x ``scale`` block."""
-    out = np.repeat(np.repeat(to_uint8(img), scale, axis=0), scale, axis=1)
-    if grid and scale >= 4:
-        out = out.copy()
-        out[::scale] = (out[::scale] * 0.8 + 28).astype(np.uint8)
-        out[:, ::scale] = (out[:, ::scale] * 0.8 + 28).astype(np.uint8)
-    return out
-
-
-def _square(img: np.ndarray, side: int) -> np.ndarray:
-    """Pad to a square on black, then resize to ``side`` (smooth), for variable-size stages."""
-    img = to_uint8(img)
-    h, w = img.shape[:2]
-    n = max(h, w, 1)
-    canvas = np.zeros((n, n, *img.shape[2:]), np.uint8)
-    y, x = (n - h) // 2, (n - w) // 2
-    canvas[y:y + h, x:x + w] = img
-    return np.asarray(Image.fromarray(canvas).resize((side, side), Image.Resampling.BOX))
-
-
-def _rgb(img: np.ndarray) -> np.ndarray:
-    g = to_uint8(img)
-    return np.repeat(g[..., None], 3, axis=2)
-
-
-def _mark_centre(img: np.ndarray, scale: int) -> np.ndarray:
-    """Upscaled RGB copy of a 28x28 image with its centre of mass as a red dot."""
-    cy, cx = centre_of_mass(np.asarray(img, np.float32))
-    out = pixels(_rgb(img), scale)
-    r = max(2, scale // 2)
-    y, x = int(round(cy * scale + scale / 2)), int(round(cx * scale + scale / 2))
-    out[max(0, y - r):y + r, max(0, x - r):x + r] = MARK
-    return out
-
-
-def thumbnail(image: np.ndarray, side: int = 220) -> np.ndarray:
-    """A decoded upload shrunk for display (never ship a 40-megapixel photo to the browser)."""
-    img = Image.fromarray(np.asarray(image))
-    img.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return np.asarray(img)
-
-
-def data_url(img: np.ndarray, scale: int = 2) -> str:
-    """A small PNG as a ``data:`` URL, for image columns in dataframes."""
-    buf = io.BytesIO()
-    Image.fromarray(pixels(img, scale)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 # ---------------------------------------------------------------------------------------
@@ -116,15 +32,7 @@ def data_url(img: np.ndarray, scale: int = 2) -> str:
 def model_input_view(final: np.ndarray, caption: str = "What the models see: 28×28 pixels",
                      scale: int = 8) -> None:
     """The 28x28 model input, blown up with a faint pixel grid."""
-    st.image(pixels(final, scale, grid=True), caption=caption, width=28 * scale)
-
-
-def _framed(img: np.ndarray, margin: int = 6) -> np.ndarray:
-    """An RGB image with a page-coloured margin, so images shown in a row do not touch."""
-    img = to_uint8(img)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    return np.pad(img, ((margin, margin), (margin, margin), (0, 0)), constant_values=255)
+    st.image(pictures.pixels(final, scale, grid=True), caption=caption, width=28 * scale)
 
 
 def stages_view(stages: Stages, side: int = 140) -> None:
@@ -133,7 +41,7 @@ def stages_view(stages: Stages, side: int = 140) -> None:
     One ``st.image`` call with fixed-width images, so they wrap on a phone instead of
     stacking full-width the way columns would.
     """
-    ink = _rgb(stages.ink)
+    ink = pictures.rgb(stages.ink)
     x, y, w, h = stages.box
     t = max(1, max(ink.shape[:2]) // 100)
     ink[y:y + h, x:x + t] = ACCENT
@@ -143,14 +51,17 @@ def stages_view(stages: Stages, side: int = 140) -> None:
     fitted = np.zeros((20, 20), np.float32)
     fh, fw = stages.fitted.shape
     fitted[(20 - fh) // 2:(20 - fh) // 2 + fh, (20 - fw) // 2:(20 - fw) // 2 + fw] = stages.fitted
-    images = [_square(ink, side), _square(stages.cropped, side), pixels(fitted, side // 20),
-              _mark_centre(stages.boxed, side // 28), _mark_centre(stages.final, side // 28)]
-    st.image([_framed(img) for img in images], width=side + 12, caption=[
+    images = [pictures.square(ink, side), pictures.square(stages.cropped, side),
+              pictures.pixels(fitted, side // 20), pictures.mark_centre(stages.boxed, side // 28),
+              pictures.mark_centre(stages.final, side // 28)]
+    st.image([pictures.framed(img) for img in images], width=side + 12, caption=[
         "1 · ink and its box", "2 · cropped", "3 · fitted into 20×20", "4 · pasted in 28×28",
         "5 · centred by mass"])
+    if stages.polarity is not None:
+        st.caption(f"Ink: {stages.polarity.describe()}.")
 
 
-def views_section(final: np.ndarray, models: Mapping[str, LoadedModel], side: int = 56) -> None:
+def views_section(final: np.ndarray, models: Mapping[str, Model], side: int = 56) -> None:
     """The test-time views of the model input (:mod:`mnist_core.views`) and which models
     average over which of them."""
     groups: dict[object, list[str]] = {}
@@ -162,8 +73,8 @@ def views_section(final: np.ndarray, models: Mapping[str, LoadedModel], side: in
         return  # every model reads this digit once: nothing more to show
     named = per_config[widest]
     st.markdown("**Read a few ways, answers averaged**")
-    st.image([_framed(pixels(img, side // 28), margin=4) for _, img in named], width=side + 8,
-             caption=[caption for caption, _ in named])
+    st.image([pictures.framed(pictures.pixels(img, side // 28), margin=4) for _, img in named],
+             width=side + 8, caption=[caption for caption, _ in named])
     lines = []
     for cfg, titles in groups.items():
         captions = [c for c, _ in per_config[cfg]]
@@ -175,12 +86,12 @@ def views_section(final: np.ndarray, models: Mapping[str, LoadedModel], side: in
                "Each model's bars show the average over its views. " + "; ".join(lines) + ".")
 
 
-def _title(models: Mapping[str, LoadedModel], name: str) -> str:
+def _title(models: Mapping[str, Model], name: str) -> str:
     m = models.get(name)
     return m.title if m is not None else name
 
 
-def agreement_note(votes: Mapping[object, list[str]], models: Mapping[str, LoadedModel],
+def agreement_note(votes: Mapping[object, list[str]], models: Mapping[str, Model],
                    quiet: bool = False) -> None:
     """Say whether the models agree (unless ``quiet``); when they do not, which said what."""
     if len(models) < 2:
@@ -195,7 +106,7 @@ def agreement_note(votes: Mapping[object, list[str]], models: Mapping[str, Loade
     st.warning(f"The models disagree. {parts}", icon=":material/call_split:")
 
 
-def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, LoadedModel],
+def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, Model],
                      class_names: Sequence[str], key: str, true_label: int | None = None,
                      cards: bool = True) -> None:
     """Each model's answer and confidence, whether they agree, and every model's bars.
@@ -225,7 +136,7 @@ def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, Loade
                     config=PLOTLY_CONFIG, key=f"{key}-bars")
 
 
-def sequence_panel(readings: Sequence[Reading], models: Mapping[str, LoadedModel],
+def sequence_panel(readings: Sequence[Reading], models: Mapping[str, Model],
                    class_names: Sequence[str], key: str) -> None:
     """Several digits: the string each model read, then each digit with its bars.
 
@@ -243,19 +154,19 @@ def sequence_panel(readings: Sequence[Reading], models: Mapping[str, LoadedModel
     for i, reading in enumerate(readings):
         with st.container(border=True):
             left, right = st.columns([1, 5], vertical_alignment="center")
-            left.image(pixels(reading.stages.final, 4, grid=True), width=112,
+            left.image(pictures.pixels(reading.stages.final, 4, grid=True), width=112,
                        caption=f"digit {i + 1}, as the models see it")
             with right:
                 prediction_panel(reading.probs, models, class_names, key=f"{key}-{i}",
                                  cards=False)
 
 
-def gallery_table(gallery: Gallery, rows: np.ndarray, models: Mapping[str, LoadedModel],
+def gallery_table(gallery: Gallery, rows: np.ndarray, models: Mapping[str, Model],
                   class_names: Sequence[str], key: str) -> None:
     """Gallery digits as a table: image, test-set index, true label, each model's answer."""
     rows = np.asarray(rows, np.int64)
     table: dict[str, list] = {
-        "Digit": [data_url(gallery.images[i]) for i in rows],
+        "Digit": [pictures.data_url(gallery.images[i]) for i in rows],
         "Test index": gallery.index[rows].tolist(),
         "True": [class_names[int(gallery.labels[i])] for i in rows],
     }

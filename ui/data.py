@@ -8,19 +8,18 @@ artifact shows ``st.error`` with :class:`~mnist_core.artifacts.ArtifactError`'s 
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
 import sys
 from pathlib import Path
 from typing import NoReturn
 
-import numpy as np
 import streamlit as st
 from streamlit import runtime
 
-from mnist_core.artifacts import (DEFAULT_DIR, MANIFEST, ArtifactError, Gallery, LoadedModel,
-                                  load_gallery, load_models, read_manifest)
+from mnist_core.artifacts import (DEFAULT_DIR, MANIFEST, ArtifactError, Gallery, load_gallery,
+                                  load_models, read_manifest)
+from mnist_core.model import Model
 
 ENV_VAR = "MNIST_STUDIO_ARTIFACTS"
 DIGITS = tuple(str(d) for d in range(10))
@@ -40,25 +39,16 @@ def _stamp(directory: Path) -> int:
 
 
 def limit_blas_threads(n: int = 1) -> bool:
-    """Cap numpy's bundled OpenBLAS at ``n`` threads; True if it could be done.
+    """Cap numpy's BLAS at ``n`` threads for the whole process; True if a BLAS was found.
 
     The app predicts one 28x28 image at a time: a 1x784 @ 784x800 product is ~0.2 ms on one
     core, but OpenBLAS hands it to its thread pool, and on a busy 2-core server waking those
     threads took ~20 ms a drawing (measured while models trained beside the app).
     """
-    libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
-    for path in sorted(libs.glob("libscipy_openblas*.so*")) + sorted(libs.glob("libopenblas*.so*")):
-        try:
-            lib = ctypes.CDLL(str(path))  # already loaded by numpy: the same handle
-        except OSError:
-            continue
-        for symbol in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads_64_",
-                       "openblas_set_num_threads64_", "openblas_set_num_threads"):
-            setter = getattr(lib, symbol, None)
-            if setter is not None:
-                setter(ctypes.c_int(n))
-                return True
-    return False
+    from threadpoolctl import threadpool_limits
+
+    limiter = threadpool_limits(limits=n, user_api="blas")
+    return bool(limiter.get_original_num_threads().get("blas"))
 
 
 def keep_keras_warm() -> bool:
@@ -72,6 +62,12 @@ def keep_keras_warm() -> bool:
     replacement keeps Streamlit's other cleanup (closing matplotlib figures); the loaded
     models hold no per-run state. Without the hook (another Streamlit) nothing changes and
     the app is only slower.
+
+    Why a private hook: Streamlit has no public switch for this cleanup (its config has
+    ``runner.postScriptGC`` for the garbage collection, nothing for Keras), and the pages
+    that need the real Keras networks (Look inside's gradients and feature maps, Train
+    live) would otherwise pay the rebuild on every rerun. Predicting never needs it: the
+    fast path evaluates the Keras files in NumPy.
     """
     from streamlit.runtime.scriptrunner import script_runner
 
@@ -95,7 +91,7 @@ def keep_keras_warm() -> bool:
 
 
 @st.cache_resource(show_spinner="Loading the models…", max_entries=2)
-def _load_models(directory: str, stamp: int) -> dict[str, LoadedModel]:
+def _load_models(directory: str, stamp: int) -> dict[str, Model]:
     keep_keras_warm()
     loaded = load_models(directory)
     if runtime.exists():  # a real server, not AppTest inside someone else's test session
@@ -122,7 +118,7 @@ def _fail(exc: ArtifactError) -> NoReturn:
     st.stop()
 
 
-def models() -> dict[str, LoadedModel]:
+def models() -> dict[str, Model]:
     """Every model the manifest lists, in registry order (stops the page if none load)."""
     directory = artifacts_dir()
     try:

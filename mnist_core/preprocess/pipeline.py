@@ -39,7 +39,8 @@ class PreprocessConfig:
 
 DEFAULT = PreprocessConfig()
 
-NO_ALPHA = "read as a photo: canvas=True, but the image has no alpha channel"
+NO_ALPHA = ("read as a photo: canvas=True, but the image has no transparent background, "
+            "so its alpha says nothing about the ink")
 
 
 def photo_ink(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> tuple[np.ndarray, Polarity]:
@@ -83,7 +84,9 @@ def _ink(image: np.ndarray, config: PreprocessConfig, canvas: bool
     img = as_uint8(image)
     if not canvas:
         return (*photo_ink(img, config), [])
-    if img.shape[2] == 4:
+    # Alpha is the ink only where the background is transparent: a canvas flattened onto
+    # an opaque background (alpha 255 everywhere) is read like any picture.
+    if img.shape[2] == 4 and img[..., 3].min() < 255:
         return ink_from_alpha(img, config.ink), CANVAS_POLARITY, []
     return (*photo_ink(img, config), [NO_ALPHA])
 
@@ -100,8 +103,8 @@ def preprocess(image: np.ndarray, config: PreprocessConfig = DEFAULT, *,
 
     ``image``: ``(H, W)`` grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, uint8 or float in
     [0, 1], any polarity. ``canvas``: the image is an RGBA drawing from the app's canvas,
-    whose alpha is the ink (the short path; an image without alpha takes the full path
-    anyway, with a note). All ink other than specks is read as a single digit. Raises
+    whose alpha is the ink (the short path; an image without a transparent background takes
+    the full path anyway, with a note). All ink other than specks is read as a single digit. Raises
     :class:`NoDigitError` for a blank image.
     """
     ink, decided, notes = _ink(image, config, canvas)

@@ -3,13 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from ui import components, data
+from ui import page
 from ui.charts import PLOTLY_CONFIG, curves_figure
 
-st.set_page_config(page_title="MNIST Studio · Training curves", page_icon="📈", layout="wide")
-components.nav()
-
-models = data.models()
+models, _ = page.start()
 
 st.title("Training curves")
 st.caption("Per epoch, from the history shipped with each model. Dashed lines are the "

@@ -8,14 +8,10 @@ import streamlit as st
 
 from mnist_core import kaggle
 from mnist_core.data import DataError
-from ui import classroom, components, data
-from ui.charts import PLOTLY_CONFIG
+from ui import page, pictures
+from ui.charts import PLOTLY_CONFIG, counts_figure
 
-st.set_page_config(page_title="MNIST Studio · Kaggle", page_icon="🏆", layout="wide")
-components.nav()
-
-models = classroom.with_user_model(data.models())
-names = data.class_names()
+models, names = page.start(with_user_model=True)
 
 st.title("Kaggle Digit Recognizer")
 st.caption("Upload the competition's `test.csv` (28,000 unlabeled digits, columns "
@@ -36,7 +32,7 @@ parsed = st.session_state.get("kaggle_parsed")
 if parsed is None or parsed[0] != upload.file_id:
     try:
         with st.spinner(f"Reading {upload.name}…"):
-            raw, csv_name = classroom.csv_from_upload(upload.name, upload.getvalue())
+            raw, csv_name = kaggle.csv_from_upload(upload.name, upload.getvalue())
             images = kaggle.read_test_csv(raw, csv_name)
         parsed = (upload.file_id, images, None)
     except DataError as exc:
@@ -55,8 +51,8 @@ if len(images) == 0:
 
 note = "" if len(images) == 28_000 else " (Kaggle's test.csv has 28,000)"
 st.success(f"Read {len(images):,} digits from {upload.name}{note}.", icon=":material/check:")
-first = [classroom.digit_picture(img / 255.0, 2) for img in images[:16]]
-st.image(classroom.grid(first, cols=16, pad=3), caption="The first digits of the file")
+first = [pictures.digit_picture(img / 255.0, 2) for img in images[:16]]
+st.image(pictures.grid(first, cols=16, pad=3), caption="The first digits of the file")
 
 name = st.segmented_control("Model", list(models), format_func=lambda n: models[n].title,
                             default="cnn" if "cnn" in models else next(iter(models)),
@@ -94,5 +90,5 @@ st.download_button("Download submission.csv", data=csv, file_name="submission.cs
                    icon=":material/download:")
 left, right = st.columns([1, 2], gap="large")
 left.dataframe(table.head(10), hide_index=True, key="kaggle_preview")
-right.plotly_chart(classroom.counts_figure(counts, names), config=PLOTLY_CONFIG,
+right.plotly_chart(counts_figure(counts, names), config=PLOTLY_CONFIG,
                    key="kaggle_counts")

@@ -6,14 +6,11 @@ import numpy as np
 import streamlit as st
 
 from mnist_core import stress
-from ui import classroom, components, data
-from ui.charts import PLOTLY_CONFIG
+from mnist_core.inference import read_input
+from ui import components, digit_picker, page, pictures
+from ui.charts import PLOTLY_CONFIG, sweep_figure
 
-st.set_page_config(page_title="MNIST Studio · Stress test", page_icon="🌪️", layout="wide")
-components.nav()
-
-models = classroom.with_user_model(data.models())
-names = data.class_names()
+models, names = page.start(with_user_model=True)
 
 # key -> (label, min, max, step, neutral value)
 SLIDERS = {
@@ -42,7 +39,7 @@ st.caption("Real handwriting is shifted, tilted, too big or too small, thick or 
 
 pick_col, slider_col = st.columns([1, 1], gap="large")
 with pick_col:
-    digit = classroom.pick_digit("stress")
+    digit = digit_picker.pick_digit("stress")
 if digit is None:
     st.info("Draw a digit in the small square (or pick another source) to stress it.",
             icon=":material/draw:")
@@ -63,11 +60,11 @@ x = digit.image
 moved = stress.apply(x, transform)
 
 with pick_col:  # beside the sliders, so every change shows at once
-    st.image([classroom.framed(classroom.digit_picture(x, 6)),
-              classroom.framed(classroom.digit_picture(moved, 6))], width=180,
+    st.image([pictures.framed(pictures.digit_picture(x, 6)),
+              pictures.framed(pictures.digit_picture(moved, 6))], width=180,
              caption=[digit.source, "after the changes: what the models see"])
-batch = {n: m.predict_proba(moved[None])[0] for n, m in models.items()}
-components.prediction_panel(batch, models, names, key="stress", true_label=digit.label)
+components.prediction_panel(read_input(moved, models), models, names, key="stress",
+                            true_label=digit.label)
 
 # ---- sweep ------------------------------------------------------------------------------
 st.subheader("Sweep one change")
@@ -75,16 +72,15 @@ if digit.label is not None:
     target = int(digit.label)
     why = f"the true label, {names[target]}"
 else:
-    original = {n: int(m.predict_proba(x[None])[0].argmax()) for n, m in models.items()}
-    target = Counter(original.values()).most_common(1)[0][0]
+    original = [int(p.argmax()) for p in read_input(x, models).values()]
+    target = Counter(original).most_common(1)[0][0]
     why = f"{names[target]}, what most models read in the unchanged digit"
 sweep = st.segmented_control("Sweep", list(stress.SWEEPS), format_func=SWEEP_LABELS.get,
                              default="rotate", required=True, key="stress_sweep")
 field = stress.SWEEPS[sweep][0]
 sweep_values, curves = stress.sweep(x, models, target, sweep, base=transform)
-st.plotly_chart(classroom.sweep_figure(sweep_values, curves,
-                                       {n: m.title for n, m in models.items()},
-                                       SWEEP_AXES[sweep], current=getattr(transform, field)),
+st.plotly_chart(sweep_figure(sweep_values, curves, {n: m.title for n, m in models.items()},
+                             SWEEP_AXES[sweep], current=getattr(transform, field)),
                 config=PLOTLY_CONFIG, key="stress_sweep_chart")
 lowest = min(curves, key=lambda n: float(np.mean(curves[n])))
 st.caption(f"Each model's probability of {why}, as {SWEEP_LABELS[sweep].lower()} runs over "

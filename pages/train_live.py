@@ -1,25 +1,23 @@
 """Train live: train a small NumPy MLP, Keras dense network or CNN here and compare it."""
 
+from dataclasses import replace
+
 import streamlit as st
 
 from mnist_core.augment import NONE, AugmentConfig
 from mnist_core.registry import REGISTRY
-from mnist_core.train import NumpyConfig, TrainConfig
-from ui import classroom, components, data
-from ui.charts import PLOTLY_CONFIG, confusion_figure, curves_figure
+from mnist_core.train import TrainConfig
+from ui import page, training, user_model
+from ui.charts import PLOTLY_CONFIG, confusion_figure, curves_figure, live_figure
 
-st.set_page_config(page_title="MNIST Studio · Train live", page_icon="🏋️", layout="wide")
-components.nav()
-
-models = data.models()
-names = data.class_names()
+models, names = page.start()
 
 KINDS = ("numpy", "dense", "cnn")
 HIDDEN = ("64", "128", "256", "512", "128, 128", "256, 256", "512, 512")
 FILTERS = ("8, 16", "16, 32", "32, 64")
 RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
 DEFAULT_RATE = {"adam": 3e-3, "sgd": 1.0}
-MAX_IMAGES, MAX_EPOCHS = classroom.MAX_TRAIN_IMAGES, classroom.MAX_EPOCHS
+MAX_IMAGES, MAX_EPOCHS = training.MAX_TRAIN_IMAGES, training.MAX_EPOCHS
 
 st.title("Train a model live")
 st.caption(f"Train your own network on MNIST right here, watch it learn, then compare it with "
@@ -27,12 +25,16 @@ st.caption(f"Train your own network on MNIST right here, watch it learn, then co
            f"training uses at most {MAX_IMAGES:,} images and {MAX_EPOCHS} epochs, and only one "
            f"training runs at a time on the server; the defaults take well under a minute.")
 
-job = st.session_state.get(classroom.JOB_KEY)
+job = st.session_state.get(training.JOB_KEY)
 running = job is not None and not job.finished
 
 
 def numbers(text: str) -> tuple[int, ...]:
     return tuple(int(t) for t in text.split(","))
+
+
+def spelled(values: tuple[int, ...]) -> str:
+    return ", ".join(str(v) for v in values)
 
 
 def optimizer_changed() -> None:
@@ -51,14 +53,17 @@ with settings_col:
     name = st.segmented_control("Model", KINDS, format_func=lambda n: REGISTRY[n].title,
                                 default="numpy", required=True, key="train_model",
                                 on_change=model_changed, disabled=running)
+    start = REGISTRY[name].live_arch  # the widgets start at the registry's short run
     if name in ("numpy", "dense"):
-        hidden = st.selectbox("Hidden layers (units per layer)", HIDDEN, index=1,
-                              key="train_hidden", disabled=running)
+        hidden = st.selectbox("Hidden layers (units per layer)", HIDDEN,
+                              index=HIDDEN.index(spelled(start.hidden)), key="train_hidden",
+                              disabled=running)
     else:
         filters = st.selectbox("Convolution filters (first block, second block)", FILTERS,
-                               index=1, key="train_filters", disabled=running)
+                               index=FILTERS.index(spelled(start.filters)),
+                               key="train_filters", disabled=running)
         dense_units = st.select_slider("Units in the classifier's hidden layer",
-                                       (64, 128, 256), value=128, key="train_dense",
+                                       (64, 128, 256), value=start.dense, key="train_dense",
                                        disabled=running)
     if name == "numpy":
         with st.container(horizontal=True):
@@ -83,43 +88,40 @@ with settings_col:
                         key="train_augment", disabled=running)
     train_clicked = st.button("Train", type="primary", key="train", disabled=running,
                               icon=":material/play_arrow:")
-    slot = classroom.training_slot()
-    if not running and slot.busy and slot.owner != classroom.session_id():
+    slot = training.training_slot()
+    if not running and slot.busy and slot.owner != training.session_id():
         st.info("Someone else is training on this server right now. One training runs at a "
                 "time; you can start yours as soon as it finishes.", icon=":material/schedule:")
 
 if train_clicked and not running:
-    dataset = classroom.training_data()
+    dataset = training.training_data()
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, n_train=n_train,
-                      augment=AugmentConfig() if augment else NONE, weight_decay=1e-4)
-    settings = {"hidden": hidden} if name in ("numpy", "dense") else {
-        "filters": filters, "dense": dense_units}
-    if name == "numpy":
-        arch = NumpyConfig(hidden=numbers(hidden), activation=activation, optimizer=optimizer,
-                           dropout=0.0)
-        settings.update(activation=activation, optimizer=optimizer)
-    elif name == "dense":
-        from mnist_core.keras_models import DenseConfig
-        arch = DenseConfig(hidden=numbers(hidden), dropout=0.1)
+                      augment=AugmentConfig() if augment else NONE)
+    # The registry's short-run architecture, with what the widgets above set.
+    spec = REGISTRY[name]
+    if name in ("numpy", "dense"):
+        settings = {"hidden": hidden}
+        arch = replace(spec.live_arch, hidden=numbers(hidden))
     else:
-        from mnist_core.keras_models import CNNConfig
-        # A short run needs BatchNorm statistics that settle within a few dozen batches.
-        arch = CNNConfig(filters=numbers(filters), dense=dense_units, dropout=0.25,
-                         bn_momentum=0.9)
+        settings = {"filters": filters, "dense": dense_units}
+        arch = replace(spec.live_arch, filters=numbers(filters), dense=dense_units)
+    if name == "numpy":
+        arch = replace(arch, activation=activation, optimizer=optimizer)
+        settings.update(activation=activation, optimizer=optimizer)
     settings.update(lr=lr, epochs=epochs, batch_size=batch_size, n_train=n_train,
                     augment=augment)
-    started = classroom.start_training(name, REGISTRY[name].title, dataset, cfg, arch, settings)
+    started = training.start_training(name, REGISTRY[name].title, dataset, cfg, arch, settings)
     if started is None:
         with live_col:
             st.warning("Someone else is training on this server right now (one training at "
                        "a time). Try again in a minute.", icon=":material/schedule:")
     else:
-        st.session_state[classroom.JOB_KEY] = started
+        st.session_state[training.JOB_KEY] = started
         st.rerun()
 
 
 def stop_job() -> None:
-    current = st.session_state.get(classroom.JOB_KEY)
+    current = st.session_state.get(training.JOB_KEY)
     if current is not None:
         current.stop.set()
 
@@ -127,7 +129,7 @@ def stop_job() -> None:
 @st.fragment(run_every=1.0 if running else None)
 def live_view(was_running: bool) -> None:
     """Progress and curves, polled every second while the background thread trains."""
-    job = st.session_state.get(classroom.JOB_KEY)
+    job = st.session_state.get(training.JOB_KEY)
     if job is None:
         st.info("Choose a model and its settings, then press **Train**.",
                 icon=":material/model_training:")
@@ -151,7 +153,8 @@ def live_view(was_running: bool) -> None:
     if not job.finished:
         st.button("Stop", key="stop_training", on_click=stop_job, icon=":material/stop:",
                   disabled=job.stop.is_set())
-    st.plotly_chart(classroom.live_figure(list(job.batches), list(job.history), job.epochs),
+    st.plotly_chart(live_figure(list(job.batches), list(job.history), job.epochs,
+                                 user_model.USER),
                     config=PLOTLY_CONFIG, key="live_curves")
 
 
@@ -195,8 +198,8 @@ cols[3].metric("Parameters", f"{mine.metrics['params']:,}",
 st.caption(f"Test accuracy on all {mine.metrics['n']:,} MNIST test digits, which training "
            f"never saw.")
 
-histories = {classroom.USER: mine.history}
-titles = {classroom.USER: f"Your {job.title}"}
+histories = {user_model.USER: mine.history}
+titles = {user_model.USER: f"Your {job.title}"}
 if shipped is not None and shipped.history:
     histories[job.name] = shipped.history
     titles[job.name] = f"Shipped {job.title}"
@@ -215,25 +218,17 @@ if shipped is not None and "confusion" in shipped.metrics:
                         config=PLOTLY_CONFIG, key="shipped_confusion")
 
 
-def use_model() -> None:
-    st.session_state[classroom.USER_MODEL_KEY] = mine
-
-
-def drop_model() -> None:
-    st.session_state.pop(classroom.USER_MODEL_KEY, None)
-
-
-in_use = st.session_state.get(classroom.USER_MODEL_KEY) is mine
+in_use = user_model.in_use(mine)
 with st.container(horizontal=True, vertical_alignment="center"):
     if in_use:
-        st.button("Remove from the Draw page", key="drop_model", on_click=drop_model,
+        st.button("Remove from the Draw page", key="drop_model", on_click=user_model.drop,
                   icon=":material/remove_circle:")
     else:
-        st.button("Use on the Draw page", key="use_model", on_click=use_model, type="primary",
+        st.button("Use on the Draw page", key="use_model", on_click=user_model.use, args=(mine,), type="primary",
                   icon=":material/draw:")
-    filename, mime = classroom.model_filename(mine, job.name)
-    st.download_button("Download the model", data=lambda: classroom.model_bytes(mine),
-                       file_name=filename, mime=mime, key="download_model",
+    st.download_button("Download the model", data=mine.to_bytes,
+                       file_name=f"my_{job.name}{mine.file_ext}",
+                       mime="application/octet-stream", key="download_model",
                        on_click="ignore", icon=":material/download:")
 if in_use:
     st.success("“Your model” now answers beside the shipped models on the Draw, Look inside, "

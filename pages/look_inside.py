@@ -3,14 +3,11 @@
 import numpy as np
 import streamlit as st
 
-from mnist_core import explain
-from ui import classroom, components, data
+from mnist_core.explain import occlusion_map
+from mnist_core.inference import read_input
+from ui import digit_picker, page, pictures
 
-st.set_page_config(page_title="MNIST Studio · Look inside", page_icon="🔬", layout="wide")
-components.nav()
-
-models = classroom.with_user_model(data.models())
-names = data.class_names()
+models, names = page.start(with_user_model=True)
 
 st.title("Look inside the models")
 st.caption("What each network has learned and what it looks at when it reads one digit. "
@@ -18,16 +15,16 @@ st.caption("What each network has learned and what it looks at when it reads one
 
 pick_col, digit_col = st.columns([3, 2], gap="large")
 with pick_col:
-    digit = classroom.pick_digit("inside")
+    digit = digit_picker.pick_digit("inside")
 if digit is None:
     st.info("Draw a digit in the small square (or pick another source) to look inside the "
             "models.", icon=":material/draw:")
     st.stop()
 
 x = digit.image
-probs = {n: m.predict_proba(x[None])[0] for n, m in models.items()}
+probs = read_input(x, models)
 with digit_col:
-    st.image(classroom.digit_picture(x, 6), width=168, caption=digit.source + (
+    st.image(pictures.digit_picture(x, 6), width=168, caption=digit.source + (
         f", true label {names[digit.label]}" if digit.label is not None else ""))
 
 # ---- one model in depth ----------------------------------------------------------------
@@ -38,54 +35,48 @@ name = st.segmented_control("Model", list(models), format_func=lambda n: models[
 model = models[name]
 p = probs[name]
 st.caption(f"{model.title} reads **{names[int(p.argmax())]}** ({p.max():.0%} sure).")
-try:
-    kind = classroom.network_type(model.net)
-except Exception as exc:  # noqa: BLE001 - an unexpected network: say so, no traceback
-    st.error(f"Cannot look inside {model.title}: {exc}")
-    st.stop()
-
-if kind == "mlp":
-    acts = explain.hidden_activations(model.net, x)
+if model.family == "mlp":
+    acts = model.hidden_activations(x)
     first = acts[0]
     k = min(24, len(first))
     top = np.argsort(-first, kind="stable")[:k]
-    templates = explain.first_layer_templates(model.net, n=len(first))[top]
+    templates = model.first_layer_templates(n=len(first))[top]
     st.markdown(f"**First-layer weights as 28×28 templates**: the {k} hidden units this "
                 f"digit excites most, strongest first")
-    st.image(classroom.grid([classroom.outlined(classroom.diverging(t), x, 3)
+    st.image(pictures.grid([pictures.outlined(pictures.diverging(t), x, 3)
                              for t in templates], cols=12, background=200),
              caption="Each unit adds up the pixels under its red areas and subtracts those "
                      "under its blue ones; the grey line is the digit's outline. Each "
                      "template is scaled to its own range.")
     st.markdown("**Hidden activations**: every unit of each hidden layer for this digit")
-    pictures, captions = [], []
+    panels, captions = [], []
     for i, a in enumerate(acts):
         cols = 32 if len(a) >= 256 else 16
         rows = -(-len(a) // cols)
         padded = np.zeros(rows * cols, np.float32)
         padded[:len(a)] = a
-        pictures.append(classroom.framed(classroom.upscale(
-            classroom.sequential(padded.reshape(rows, cols)), 8 if len(a) < 2048 else 4)))
+        panels.append(pictures.framed(pictures.upscale(
+            pictures.sequential(padded.reshape(rows, cols)), 8 if len(a) < 2048 else 4)))
         active = int((a > 1e-6).sum())
         captions.append(f"layer {i + 1}: {active} of {len(a)} units above zero")
-    st.image(pictures, caption=captions)
+    st.image(panels, caption=captions)
     st.caption("Bright = strongly active, black = silent. A handful of units carry each "
                "digit; the last layer turns them into the ten probabilities.")
 else:
-    filters = explain.conv_filters(model.net, 0)
+    filters = model.conv_filters(0)
     size = filters.shape[-1]
     st.markdown(f"**First-layer filters**: {len(filters)} kernels of {size}×{size} pixels")
-    st.image(classroom.grid([classroom.diverging(f) for f in filters], cols=16,
+    st.image(pictures.grid([pictures.diverging(f) for f in filters], cols=16,
                             scale=max(4, 48 // size), background=200),
              caption="Each filter slides over the image and lights up where the pixels "
                      "match its red (and avoid its blue) pattern: edges and stroke pieces.")
     st.markdown("**Feature maps**: what each convolution layer passes on for this digit")
-    for layer, maps in explain.feature_maps(model.net, x):
+    for layer, maps in model.feature_maps(x):
         side = maps.shape[-1]
         signed = bool(maps.min() < -1e-6)  # tanh (LeNet-5) can be negative, ReLU cannot
         limit = float(np.percentile(np.abs(maps), 99.5)) or None
-        paint = classroom.diverging if signed else classroom.sequential
-        st.image(classroom.grid([paint(m, limit) for m in maps], cols=16,
+        paint = pictures.diverging if signed else pictures.sequential
+        st.image(pictures.grid([paint(m, limit) for m in maps], cols=16,
                                 scale=max(2, 56 // side)),
                  caption=f"{layer}: {len(maps)} maps of {side}×{side} ("
                          + ("red = positive, blue = negative" if signed else
@@ -101,13 +92,13 @@ gradients, occlusions, captions = [], [], []
 for n, m in models.items():
     t = int(probs[n].argmax()) if target == "own" else int(target)
     try:
-        grad = explain.input_gradient(m.net, x, t)
-        occ = explain.occlusion_map(m.predict_proba, x, t)
+        grad = m.input_gradient(x, t)
+        occ = occlusion_map(m.predict_proba, x, t)
     except Exception as exc:  # noqa: BLE001 - one odd model must not take the page down
         st.warning(f"No saliency for {m.title}: {exc}")
         continue
-    gradients.append(classroom.framed(classroom.outlined(classroom.diverging(grad), x, 5)))
-    occlusions.append(classroom.framed(classroom.outlined(classroom.diverging(occ), x, 5)))
+    gradients.append(pictures.framed(pictures.outlined(pictures.diverging(grad), x, 5)))
+    occlusions.append(pictures.framed(pictures.outlined(pictures.diverging(occ), x, 5)))
     captions.append(f"{m.title}: {names[t]} ({probs[n][t]:.0%})")
 st.markdown("**Gradient saliency**: how the log-probability changes as each pixel brightens")
 st.image(gradients, caption=captions, width=152)

@@ -5,14 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from mnist_core.registry import REGISTRY
-from ui import components, data
+from ui import components, data, page
 from ui.charts import CONFUSION_MODES, PLOTLY_CONFIG, confusion_figure
 
-st.set_page_config(page_title="MNIST Studio · Compare models", page_icon="📊", layout="wide")
-components.nav()
-
-models = data.models()
-names = data.class_names()
+models, names = page.start()
 manifest = data.manifest()
 
 st.title("Compare models")

@@ -4,13 +4,9 @@ import streamlit as st
 
 from mnist_core.inference import read_digits
 from mnist_core.preprocess import ImageReadError, NoDigitError, decode_image
-from ui import components, data
+from ui import components, page, pictures
 
-st.set_page_config(page_title="MNIST Studio · Upload", page_icon="📤", layout="wide")
-components.nav()
-
-models = data.models()
-names = data.class_names()
+models, names = page.start()
 
 st.title("Upload images")
 st.caption("Photos, scans or screenshots of handwritten digits: dark ink on light paper or "
@@ -39,18 +35,18 @@ for number, upload in enumerate(files):
         try:
             readings = read_digits(image, models)
         except NoDigitError as exc:
-            st.image(components.thumbnail(image), width=160)
+            st.image(pictures.thumbnail(image), width=160)
             st.warning(f"No digit found in {upload.name} ({exc}). Try a photo with darker "
                        f"ink or a tighter crop.", icon=":material/search_off:")
             continue
         if len(readings) > 1:
             thumb, answers = st.columns([1, 5])
-            thumb.image(components.thumbnail(image), caption="uploaded")
+            thumb.image(pictures.thumbnail(image), caption="uploaded")
             with answers:
                 components.sequence_panel(readings, models, names, key=f"upload-{number}")
             continue
         thumb, seen, answers = st.columns([1, 1, 4])
-        thumb.image(components.thumbnail(image), caption="uploaded")
+        thumb.image(pictures.thumbnail(image), caption="uploaded")
         with seen:
             components.model_input_view(readings[0].stages.final, caption="what the models see",
                                         scale=6)

@@ -1,0 +1,91 @@
+"""Draw: write a digit (or a number) and every model reads it as you draw."""
+
+import time
+
+import streamlit as st
+
+from mnist_core.inference import read_digits, read_input
+from mnist_core.preprocess import NoDigitError
+from ui import canvas, components, digit_picker, page
+
+started = time.perf_counter()
+models, names = page.start(with_user_model=True)
+
+st.session_state.setdefault("canvas_round", 0)
+st.session_state.setdefault("source", "canvas")
+
+
+def clear_canvas() -> None:
+    st.session_state.canvas_round += 1  # a new key gives an empty canvas
+    st.session_state.source = "canvas"
+
+
+def canvas_changed() -> None:
+    st.session_state.source = "canvas"
+
+
+def show_test_digit() -> None:
+    digit_picker.new_test_row()
+    st.session_state.source = "test"
+
+
+PROMPT = ("Draw a digit from 0 to 9 in the black square. Make it fill most of the square; "
+          "write a few digits side by side to read a number.")
+
+st.title("MNIST Studio")
+st.caption(f"{len(models)} models read your handwriting as you draw: "
+           + ", ".join(m.title for m in models.values()) + ".")
+
+left, right = st.columns([2, 3], gap="large")
+with left:
+    st.space("small")  # room for the canvas toolbar, which floats above the canvas
+    image = canvas.drawing(f"canvas-{st.session_state.canvas_round}",
+                           brush=st.session_state.get("brush", 22), on_change=canvas_changed)
+    st.slider("Brush width", 8, 40, 22, key="brush", width=280)
+    with st.container(horizontal=True):
+        st.button("Clear", key="clear", on_click=clear_canvas, icon=":material/delete:")
+        st.button("Show me a test digit", key="test_digit", on_click=show_test_digit,
+                  icon=":material/casino:")
+
+with right:
+    if st.session_state.source == "test":
+        digit = digit_picker.test_digit()
+        st.subheader(f"{digit.source.capitalize()}: true label {names[digit.label]}")
+        components.prediction_panel(read_input(digit.image, models), models, names,
+                                    key="test", true_label=digit.label)
+        components.model_input_view(digit.image,
+                                    caption="An MNIST test digit, exactly as the models see it")
+        st.stop()
+
+    if image is None:
+        st.info(PROMPT, icon=":material/draw:")
+        st.stop()
+    read_started = time.perf_counter()
+    try:
+        readings = read_digits(image, models, canvas=True)
+    except NoDigitError:
+        st.info(PROMPT, icon=":material/draw:")
+        st.stop()
+    read_ms = 1000 * (time.perf_counter() - read_started)
+    digit_picker.remember_drawing(readings[0].stages.final)
+
+    if len(readings) > 1:
+        st.subheader(f"{len(readings)} digits")
+        components.sequence_panel(readings, models, names, key="draw")
+    else:
+        components.prediction_panel(readings[0].probs, models, names, key="draw")
+    timing = st.empty()
+
+if len(readings) == 1:  # below both columns, so a phone shows the answers first
+    seen, steps = st.columns([1, 3], gap="large")
+    with seen:
+        components.model_input_view(readings[0].stages.final, caption="What the models see",
+                                    scale=7)
+    with steps:
+        st.markdown("**From drawing to model input**")
+        components.stages_view(readings[0].stages)
+        st.caption("The red dot is the centre of mass; MNIST digits have it in the middle.")
+        components.views_section(readings[0].stages.final, models)
+# Filled in last, so it counts everything this rerun did on the server.
+timing.caption(f"Read by {len(models)} models in {read_ms:.0f} ms; this whole page took "
+               f"{1000 * (time.perf_counter() - started):.0f} ms on the server.")

@@ -1,0 +1,20 @@
+"""The first lines of every page: the models it shows and the names of the classes.
+
+Page title, icon, layout and navigation are set once, in ``app.py``.
+"""
+
+from __future__ import annotations
+
+from mnist_core.model import Model
+
+from . import data, user_model
+
+
+def start(*, with_user_model: bool = False) -> tuple[dict[str, Model], tuple[str, ...]]:
+    """``(models, class names)``: every shipped model in registry order, plus "Your model"
+    from Train live when ``with_user_model`` and this session kept one. A missing or damaged
+    artifact shows its error and stops the page here, before anything else is drawn."""
+    models = data.models()
+    if with_user_model:
+        models = user_model.with_user_model(models)
+    return models, data.class_names()
