@@ -1,8 +1,13 @@
 """MNIST Studio: every page of the app, registered once.
 
 Run with ``streamlit run app.py``; models come from ``$MNIST_STUDIO_ARTIFACTS`` or
-``artifacts/``. Each page is a short script in ``pages/``; the pieces they share live in
-``ui/``, and all machine-learning and image work in ``mnist_core/``.
+``artifacts/``. Each page is a short script in ``app_pages/``; the pieces they share live
+in ``ui/``, and all machine-learning and image work in ``mnist_core/``.
+
+The folder is not called ``pages/``: when a folder of that name sits beside the main
+script, Streamlit (1.67) runs its older folder-based navigation around this script
+(``PagesManager.uses_pages_directory``), and the two navigations fight: a sidebar list
+appears, and a link to a page opens with a "Page not found" dialog.
 """
 
 import streamlit as st
@@ -12,23 +17,23 @@ st.set_page_config(page_title="MNIST Studio", page_icon="✏️", layout="wide")
 # url_path keeps the addresses the app has always had (bookmarks, links sent to a class).
 PAGES = {
     "Read digits": [
-        st.Page("pages/draw.py", title="Draw", icon=":material/draw:", default=True),
-        st.Page("pages/upload.py", title="Upload", icon=":material/upload:", url_path="Upload"),
+        st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", default=True),
+        st.Page("app_pages/upload.py", title="Upload", icon=":material/upload:", url_path="Upload"),
     ],
     "Compare": [
-        st.Page("pages/compare_models.py", title="Compare models",
+        st.Page("app_pages/compare_models.py", title="Compare models",
                 icon=":material/leaderboard:", url_path="Compare_models"),
-        st.Page("pages/training_curves.py", title="Training curves",
+        st.Page("app_pages/training_curves.py", title="Training curves",
                 icon=":material/show_chart:", url_path="Training_curves"),
     ],
     "Classroom": [
-        st.Page("pages/train_live.py", title="Train live", icon=":material/model_training:",
+        st.Page("app_pages/train_live.py", title="Train live", icon=":material/model_training:",
                 url_path="Train_live"),
-        st.Page("pages/look_inside.py", title="Look inside", icon=":material/biotech:",
+        st.Page("app_pages/look_inside.py", title="Look inside", icon=":material/biotech:",
                 url_path="Look_inside"),
-        st.Page("pages/stress_test.py", title="Stress test", icon=":material/tune:",
+        st.Page("app_pages/stress_test.py", title="Stress test", icon=":material/tune:",
                 url_path="Stress_test"),
-        st.Page("pages/kaggle.py", title="Kaggle", icon=":material/emoji_events:",
+        st.Page("app_pages/kaggle.py", title="Kaggle", icon=":material/emoji_events:",
                 url_path="Kaggle"),
     ],
 }

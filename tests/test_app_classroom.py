@@ -24,10 +24,10 @@ from test_app_draw import FakeCanvas
 from test_app_pages import TIMEOUT, open_page
 from ui import training, user_model as user
 
-TRAIN_PAGE = "pages/train_live.py"
-INSIDE_PAGE = "pages/look_inside.py"
-STRESS_PAGE = "pages/stress_test.py"
-KAGGLE_PAGE = "pages/kaggle.py"
+TRAIN_PAGE = "app_pages/train_live.py"
+INSIDE_PAGE = "app_pages/look_inside.py"
+STRESS_PAGE = "app_pages/stress_test.py"
+KAGGLE_PAGE = "app_pages/kaggle.py"
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_train_live_trains_a_numpy_model_and_puts_it_on_the_draw_page(
     module = types.ModuleType("streamlit_drawable_canvas")
     module.st_canvas = fake
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", module)
-    at.switch_page("pages/draw.py").run()
+    at.switch_page("app_pages/draw.py").run()
     no_exception(at)
     assert "Your model" in metrics(at)
     assert at.session_state["last_digit"].shape == (28, 28)

@@ -10,7 +10,7 @@ import app_helpers as h
 from mnist_core.artifacts import load_models
 
 TIMEOUT = 180
-PAGES = tuple(sorted(f"pages/{p.name}" for p in (h.REPO / "pages").glob("*.py")))
+PAGES = tuple(sorted(f"app_pages/{p.name}" for p in (h.REPO / "app_pages").glob("*.py")))
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,14 @@ def titles(artifacts):
 def open_page(monkeypatch, directory, page: str) -> AppTest:
     monkeypatch.setenv("MNIST_STUDIO_ARTIFACTS", str(directory))
     at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=TIMEOUT).run()
-    if page != "pages/draw.py":  # the default page, which app.py opens on
+    if page != "app_pages/draw.py":  # the default page, which app.py opens on
         at.switch_page(page).run()
     assert not at.exception, [e.message for e in at.exception]
     return at
 
 
 def test_navigation_registers_every_page_once_and_opens_on_draw(monkeypatch, artifacts):
-    at = open_page(monkeypatch, artifacts, "pages/draw.py")
+    at = open_page(monkeypatch, artifacts, "app_pages/draw.py")
     assert [t.value for t in at.title] == ["MNIST Studio"]  # the Draw page is the default
     for page in PAGES:  # switch_page refuses a file st.navigation did not register
         at.switch_page(page).run()
@@ -38,7 +38,7 @@ def test_navigation_registers_every_page_once_and_opens_on_draw(monkeypatch, art
 
 
 def test_compare_page_shows_every_model(monkeypatch, artifacts, titles):
-    at = open_page(monkeypatch, artifacts, "pages/compare_models.py")
+    at = open_page(monkeypatch, artifacts, "app_pages/compare_models.py")
     assert not at.error
     scores = at.dataframe[0].value
     assert list(scores["Model"]) == titles
@@ -53,7 +53,7 @@ def test_compare_page_shows_every_model(monkeypatch, artifacts, titles):
 
 
 def test_compare_page_every_model_and_view(monkeypatch, artifacts, titles):
-    at = open_page(monkeypatch, artifacts, "pages/compare_models.py")
+    at = open_page(monkeypatch, artifacts, "app_pages/compare_models.py")
     names = list(load_models(artifacts))
     for name in names:
         at.segmented_control(key="model").set_value(name).run()
@@ -66,7 +66,7 @@ def test_compare_page_every_model_and_view(monkeypatch, artifacts, titles):
 
 
 def test_training_curves_page_shows_every_model(monkeypatch, artifacts, titles):
-    at = open_page(monkeypatch, artifacts, "pages/training_curves.py")
+    at = open_page(monkeypatch, artifacts, "app_pages/training_curves.py")
     assert not at.error
     assert len(at.get("plotly_chart")) == 1
     summary = at.dataframe[0].value
@@ -92,7 +92,7 @@ def test_damaged_weights_stop_every_page_with_the_message(monkeypatch, artifacts
 
 
 def test_missing_artifacts_say_how_to_build_them(monkeypatch, tmp_path):
-    at = open_page(monkeypatch, tmp_path / "nowhere", "pages/draw.py")
+    at = open_page(monkeypatch, tmp_path / "nowhere", "app_pages/draw.py")
     assert len(at.error) == 1
     assert "manifest.json is missing" in at.error[0].value
     assert "python -m mnist_core train" in at.error[0].value

@@ -16,7 +16,7 @@ from mnist_core.inference import read_digits
 from mnist_core.preprocess import MAX_BYTES, decode_image
 
 TIMEOUT = 180
-PAGE = "pages/upload.py"
+PAGE = "app_pages/upload.py"
 
 
 @pytest.fixture

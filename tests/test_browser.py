@@ -133,6 +133,8 @@ def test_drawing_a_seven_gets_every_models_answer(page, server, titles, trained)
     assert_no_exception(page)
     SHOTS.mkdir(exist_ok=True)
     expect(page.get_by_text("centred by mass")).to_be_visible()
+    # The real component's drawing takes the canvas path: no polarity vote on a drawing.
+    expect(page.get_by_text("strokes drawn over the canvas's own background")).to_be_visible()
     settle(page)
     page.screenshot(path=SHOTS / "draw.png")
 

@@ -442,7 +442,7 @@ def test_canvas_path_reads_a_drawing_as_the_full_path_does():
     assert np.abs(np.array(short.box) - full.box).max() <= 1
     assert np.abs(short.final - full.final).max() < 0.05
     assert short.final.shape == (28, 28) and short.final.dtype == np.float32
-    ink = P.ink_from_alpha(drawing)
+    ink = P.ink_from_canvas(drawing)
     assert ink.shape == (280, 280) and ink.dtype == np.float32 and 0 <= ink.min() <= ink.max() <= 1
     assert ink[60, 140] > 0.9 and ink[20, 20] == 0
     several = canvas_with(lambda img, c: [one(img, c), cv2.circle(img, (60, 140), 40, c, 14)])
@@ -478,16 +478,20 @@ def test_canvas_flag_on_an_image_without_alpha_takes_the_full_path():
     assert stages.notes == [pipeline.NO_ALPHA]
 
 
-def test_canvas_flag_on_an_opaque_drawing_reads_its_pixels_not_its_alpha():
-    # A canvas flattened onto its black background: alpha is 255 everywhere.
+def test_canvas_path_reads_the_opaque_drawing_the_component_returns():
+    # streamlit-drawable-canvas paints its black background in: alpha is 255 everywhere
+    # (seen in headless Chromium), so the ink is the distance from that background.
     opaque = np.zeros((280, 280, 4), np.uint8)
     opaque[..., 3] = 255
     with pytest.raises(P.NoDigitError):
         P.preprocess(opaque, canvas=True)
-    cv2.line(opaque, (140, 40), (140, 240), (255, 255, 255, 255), 22)
-    stages = P.preprocess(opaque, canvas=True)
-    np.testing.assert_array_equal(stages.final, P.preprocess(opaque).final)
-    assert stages.notes == [pipeline.NO_ALPHA]
+    _drawn_seven(opaque, (255, 255, 255, 255))
+    transparent = canvas_with(_drawn_seven)
+    short = P.preprocess(opaque, canvas=True)
+    assert short.polarity == CANVAS_POLARITY and not short.notes
+    np.testing.assert_allclose(short.final, P.preprocess(transparent, canvas=True).final,
+                               atol=1e-6)
+    assert np.abs(short.final - P.preprocess(opaque).final).max() < 0.05
 
 
 # -- configuration ----------------------------------------------------------------------

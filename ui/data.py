@@ -11,8 +11,9 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import streamlit as st
 from streamlit import runtime
@@ -23,6 +24,7 @@ from mnist_core.model import Model
 
 ENV_VAR = "MNIST_STUDIO_ARTIFACTS"
 DIGITS = tuple(str(d) for d in range(10))
+T = TypeVar("T")
 
 
 def artifacts_dir() -> Path:
@@ -118,34 +120,32 @@ def _fail(exc: ArtifactError) -> NoReturn:
     st.stop()
 
 
-def models() -> dict[str, Model]:
-    """Every model the manifest lists, in registry order (stops the page if none load)."""
+def _loaded(loader: Callable[[str, int], T]) -> T:
+    """``loader`` (one of the cached functions above) on the artifacts folder; an
+    :class:`ArtifactError` stops the page with its message."""
     directory = artifacts_dir()
     try:
-        loaded = _load_models(str(directory), _stamp(directory))
+        return loader(str(directory), _stamp(directory))
     except ArtifactError as exc:
         _fail(exc)
+
+
+def models() -> dict[str, Model]:
+    """Every model the manifest lists, in registry order (stops the page if none load)."""
+    loaded = _loaded(_load_models)
     if not loaded:
-        _fail(ArtifactError(f"{directory / MANIFEST} lists no models; rebuild with "
+        _fail(ArtifactError(f"{artifacts_dir() / MANIFEST} lists no models; rebuild with "
                             f"`python -m mnist_core train --data PATH_TO_MNIST`"))
     return loaded
 
 
 def gallery() -> Gallery:
     """The shipped test digits with every model's answer (stops the page if unreadable)."""
-    directory = artifacts_dir()
-    try:
-        return _load_gallery(str(directory), _stamp(directory))
-    except ArtifactError as exc:
-        _fail(exc)
+    return _loaded(_load_gallery)
 
 
 def manifest() -> dict:
-    directory = artifacts_dir()
-    try:
-        return _read_manifest(str(directory), _stamp(directory))
-    except ArtifactError as exc:
-        _fail(exc)
+    return _loaded(_read_manifest)
 
 
 def class_names() -> tuple[str, ...]:

@@ -73,6 +73,16 @@ def pick_digit(key: str) -> Digit | None:
     return test_digit()
 
 
+def pick_digit_or_stop(key: str, purpose: str) -> Digit:
+    """:func:`pick_digit`, or a prompt to draw one "to ``purpose``" and the page stops."""
+    digit = pick_digit(key)
+    if digit is None:
+        st.info(f"Draw a digit in the small square (or pick another source) to {purpose}.",
+                icon=":material/draw:")
+        st.stop()
+    return digit
+
+
 def _draw_here(key: str) -> Digit | None:
     image = canvas.drawing(f"{key}-canvas", side=SMALL_CANVAS, brush=SMALL_BRUSH)
     if image is None:

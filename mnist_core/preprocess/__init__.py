@@ -4,8 +4,8 @@ One module per stage, each with its own frozen config holding every threshold it
 
 * :mod:`.decode`: uploaded bytes -> pixels (:func:`decode_image`, size limits).
 * :mod:`.ink`: which side is ink (:func:`polarity`, the only place that decides it) and
-  the ink map: from the paper for a photo or scan, from the alpha channel for a canvas
-  drawing (:func:`ink_from_alpha`).
+  the ink map: from the paper for a photo or scan, from the known background for a canvas
+  drawing (:func:`ink_from_canvas`).
 * :mod:`.page`: page clean-up for photos: a sheet cut out of its desk
   (:func:`isolate_sheet`), the paper's lighting (:func:`fit_paper`), ruling
   (:func:`remove_ruling`).
@@ -24,7 +24,7 @@ from .common import INK_LEVEL, NoDigitError, Stages
 from .decode import MAX_BYTES, MAX_PIXELS, ImageReadError, decode_image
 from .geometry import (GeometryConfig, centre_by_mass, centre_of_mass, fit_box, normalise_crop,
                        paste_centre, stroke_width)
-from .ink import (InkConfig, Polarity, PolarityConfig, flatten_alpha, ink_from_alpha,
+from .ink import (InkConfig, Polarity, PolarityConfig, flatten_alpha, ink_from_canvas,
                   ink_from_paper, polarity)
 from .page import (LightingConfig, RulingConfig, SheetConfig, fit_paper, isolate_sheet,
                    paper_pixels, remove_ruling)
@@ -37,7 +37,7 @@ __all__ = [
     "ImageReadError", "InkConfig", "Judge", "LightingConfig", "NoDigitError", "Polarity",
     "PolarityConfig", "PreprocessConfig", "RulingConfig", "SheetConfig", "SplitConfig",
     "Stages", "centre_by_mass", "centre_of_mass", "decode_image", "fit_box", "fit_paper",
-    "flatten_alpha", "ink_from_alpha", "ink_from_paper", "ink_map", "isolate_sheet",
+    "flatten_alpha", "ink_from_canvas", "ink_from_paper", "ink_map", "isolate_sheet",
     "normalise_crop", "paper_pixels", "paste_centre", "photo_ink", "polarity", "preprocess",
     "preprocess_batch", "remove_ruling", "segment", "split_digits", "stroke_width",
 ]

@@ -3,7 +3,9 @@ decides it), and the ink map itself, ``(h, w) float32 [0, 1]`` white ink on blac
 
 A photo or scan gives its ink as the distance of each pixel from the paper's colour, on
 the side the ink lies (:func:`ink_from_paper`). A drawing from the app's canvas needs no
-such guessing: its alpha channel *is* the ink (:func:`ink_from_alpha`).
+such guessing (:func:`ink_from_canvas`): its background is known, so the ink is the
+alpha channel where the background is transparent, else the distance from the canvas's
+background colour.
 """
 
 from __future__ import annotations
@@ -70,9 +72,10 @@ class Polarity:
         return f"{side} (paper grey {self.paper_level:.0f}): " + "; ".join(self.reasons)
 
 
-# A canvas drawing is light strokes whose alpha is their coverage, on a transparent
-# background: nothing to decide.
-CANVAS_POLARITY = Polarity(True, 0.0, ("canvas: the drawing's alpha channel is the ink",))
+# A canvas drawing is light strokes over a known background (transparent or the canvas's
+# black): nothing to decide.
+CANVAS_POLARITY = Polarity(True, 0.0, ("canvas: strokes drawn over the canvas's own "
+                                        "background, so nothing to decide",))
 
 
 def _opaque(rgba: np.ndarray, config: PolarityConfig) -> np.ndarray:
@@ -215,6 +218,9 @@ class InkConfig:
                                 # median is full ink (robust to a few glints)
     edge: float = 0.5           # ink below this x Otsu's threshold is dropped; above it the
                                 # anti-aliased edges are kept and stretched onto [0, 1]
+    canvas_background: tuple[int, int, int] = (0, 0, 0)  # RGB the app's canvas paints its
+                                # strokes over (ui.canvas.PAPER); the drawing component
+                                # returns it opaque, so there the ink is the distance from it
 
 
 DEFAULT_INK = InkConfig()
@@ -255,13 +261,21 @@ def ink_from_paper(img: np.ndarray, paper: np.ndarray, light_ink: bool,
     return _finish(np.clip(ink, 0, None) / 255.0, config)
 
 
-def ink_from_alpha(rgba: np.ndarray, config: InkConfig = DEFAULT_INK) -> np.ndarray:
-    """The ink of a canvas drawing: its alpha channel, which is the strokes' coverage.
+def ink_from_canvas(drawing: np.ndarray, config: InkConfig = DEFAULT_INK) -> np.ndarray:
+    """The ink of a canvas drawing, whose background is known: nothing to vote on, no
+    lighting, no ruling.
 
-    ``rgba``: ``(H, W, 4)`` uint8 (or float in [0, 1]), strokes of any colour on a
-    transparent background, as the app's canvas returns them -> ``(h, w) float32 [0, 1]``,
+    ``drawing``: ``(H, W, 4)`` RGBA uint8 (or float in [0, 1]) -> ``(h, w) float32 [0, 1]``,
     shrunk to ``work_side`` and cleaned as a photo's ink is (:func:`_finish`), so it reads
-    as the full path reads it, without the sheet, lighting, polarity or ruling steps.
+    as the full path reads it. On a transparent background (some alpha below 255) the
+    alpha channel is the strokes' coverage; on an opaque one (what streamlit-drawable-canvas
+    returns: its background colour painted in) the ink is each pixel's largest channel
+    distance from ``canvas_background``, which is the coverage of strokes of any colour.
     """
-    alpha = resize_max(as_uint8(rgba)[..., 3:], config.work_side)[..., 0]
-    return _finish(alpha.astype(np.float32) / 255.0, config)
+    img = resize_max(as_uint8(drawing), config.work_side).astype(np.float32)
+    if img[..., 3].min() < 255:
+        coverage = img[..., 3]
+    else:
+        background = np.asarray(config.canvas_background, np.float32)
+        coverage = np.abs(img[..., :3] - background).max(axis=2)
+    return _finish(coverage / 255.0, config)

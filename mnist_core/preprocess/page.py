@@ -1,7 +1,7 @@
 """Page clean-up for photos and scans: the sheet cut out of the desk around it, the
 paper's lighting fitted as a smooth surface, and the lines of ruled or squared paper erased.
 
-A canvas drawing needs none of this (:func:`~mnist_core.preprocess.ink.ink_from_alpha`).
+A canvas drawing needs none of this (:func:`~mnist_core.preprocess.ink.ink_from_canvas`).
 """
 
 from __future__ import annotations

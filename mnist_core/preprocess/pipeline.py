@@ -4,7 +4,7 @@ A photo or scan takes the full path: shrunk to a working size, the sheet cut out
 desk (:mod:`.page`), the ink's side decided (:func:`.ink.polarity`), the paper's lighting
 fitted (:mod:`.page`), the ink taken as the distance from the paper (:mod:`.ink`), ruling
 erased (:mod:`.page`). A drawing from the app's canvas (``canvas=True``) takes a short
-path: its alpha channel is the ink (:func:`.ink.ink_from_alpha`). Either way the ink map
+path: its background is known, so no vote, lighting or ruling (:func:`.ink.ink_from_canvas`). Either way the ink map
 is then split into digits (:mod:`.split`), each normalised as MNIST's were (:mod:`.geometry`).
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 from .common import Stages, as_uint8, resize_max
 from .geometry import DEFAULT_GEOMETRY, GeometryConfig
 from .ink import (CANVAS_POLARITY, DEFAULT_INK, DEFAULT_POLARITY, InkConfig, Polarity,
-                  PolarityConfig, flatten_alpha, ink_from_alpha, ink_from_paper, polarity,
+                  PolarityConfig, flatten_alpha, ink_from_canvas, ink_from_paper, polarity,
                   transparent_background)
 from .page import (DEFAULT_LIGHTING, DEFAULT_RULING, DEFAULT_SHEET, LightingConfig,
                    RulingConfig, SheetConfig, fit_paper, isolate_sheet, remove_ruling)
@@ -39,8 +39,7 @@ class PreprocessConfig:
 
 DEFAULT = PreprocessConfig()
 
-NO_ALPHA = ("read as a photo: canvas=True, but the image has no transparent background, "
-            "so its alpha says nothing about the ink")
+NO_ALPHA = "read as a photo: canvas=True, but the image has no alpha channel"
 
 
 def photo_ink(image: np.ndarray, config: PreprocessConfig = DEFAULT) -> tuple[np.ndarray, Polarity]:
@@ -84,10 +83,8 @@ def _ink(image: np.ndarray, config: PreprocessConfig, canvas: bool
     img = as_uint8(image)
     if not canvas:
         return (*photo_ink(img, config), [])
-    # Alpha is the ink only where the background is transparent: a canvas flattened onto
-    # an opaque background (alpha 255 everywhere) is read like any picture.
-    if img.shape[2] == 4 and img[..., 3].min() < 255:
-        return ink_from_alpha(img, config.ink), CANVAS_POLARITY, []
+    if img.shape[2] == 4:
+        return ink_from_canvas(img, config.ink), CANVAS_POLARITY, []
     return (*photo_ink(img, config), [NO_ALPHA])
 
 
@@ -103,8 +100,8 @@ def preprocess(image: np.ndarray, config: PreprocessConfig = DEFAULT, *,
 
     ``image``: ``(H, W)`` grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, uint8 or float in
     [0, 1], any polarity. ``canvas``: the image is an RGBA drawing from the app's canvas,
-    whose alpha is the ink (the short path; an image without a transparent background takes
-    the full path anyway, with a note). All ink other than specks is read as a single digit. Raises
+    drawn over its known background (the short path; an image without alpha, so not from the
+    canvas, takes the full path anyway, with a note). All ink other than specks is read as a single digit. Raises
     :class:`NoDigitError` for a blank image.
     """
     ink, decided, notes = _ink(image, config, canvas)

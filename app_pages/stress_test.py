@@ -39,11 +39,7 @@ st.caption("Real handwriting is shifted, tilted, too big or too small, thick or 
 
 pick_col, slider_col = st.columns([1, 1], gap="large")
 with pick_col:
-    digit = digit_picker.pick_digit("stress")
-if digit is None:
-    st.info("Draw a digit in the small square (or pick another source) to stress it.",
-            icon=":material/draw:")
-    st.stop()
+    digit = digit_picker.pick_digit_or_stop("stress", "stress it")
 
 with slider_col:
     for key, (label, lo, hi, step, neutral) in SLIDERS.items():

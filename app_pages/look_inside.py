@@ -15,11 +15,7 @@ st.caption("What each network has learned and what it looks at when it reads one
 
 pick_col, digit_col = st.columns([3, 2], gap="large")
 with pick_col:
-    digit = digit_picker.pick_digit("inside")
-if digit is None:
-    st.info("Draw a digit in the small square (or pick another source) to look inside the "
-            "models.", icon=":material/draw:")
-    st.stop()
+    digit = digit_picker.pick_digit_or_stop("inside", "look inside the models")
 
 x = digit.image
 probs = read_input(x, models)
