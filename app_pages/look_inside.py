@@ -98,9 +98,11 @@ for n, m in models.items():
     captions.append(f"{m.title}: {names[t]} ({probs[n][t]:.0%})")
 st.markdown("**Gradient saliency**: how the log-probability changes as each pixel brightens")
 st.image(gradients, caption=captions, width=152)
-st.caption("Red pixels: more ink there would make the model surer; blue: less sure. The "
-           "NumPy network's gradient is computed by hand through its own backward pass, the "
-           "Keras models' with TensorFlow's GradientTape. The grey line is the digit's outline.")
+st.caption("Red pixels: more ink there would make the model surer; blue: less sure. Every "
+           "gradient is computed by hand in NumPy: through the NumPy network's own backward "
+           "pass, and for the Keras models through each layer's backward rule applied to "
+           "the saved weights (checked against TensorFlow's GradientTape in the tests). The "
+           "grey line is the digit's outline.")
 st.markdown("**Occlusion**: how much the probability drops when a 6×6 patch is blacked out")
 st.image(occlusions, caption=captions, width=152)
 st.caption("Red areas are the ones the model needs; blue ones it is better off without. "

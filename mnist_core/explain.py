@@ -47,7 +47,8 @@ def feature_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
 def input_gradient(model, image: np.ndarray, target: int) -> np.ndarray:
     """:meth:`Model.input_gradient <mnist_core.model.Model.input_gradient>`: by hand for
-    the NumPy network, ``tf.GradientTape`` for Keras."""
+    every model, through the NumPy network's own backward pass or, for Keras files, each
+    layer's backward rule in NumPy (:mod:`mnist_core.keras_numpy_grad`); no TensorFlow."""
     return _model(model).input_gradient(image, target)
 
 

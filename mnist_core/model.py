@@ -20,6 +20,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
+from .keras_numpy_grad import feature_maps, hidden_activations, input_gradient
 from .views import NO_VIEWS, ViewConfig
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -65,6 +66,12 @@ class Model:
         """The model saved at ``path`` (:meth:`save`), described by registry ``spec``;
         ``meta`` (``arch``, ``metrics``, ``history``, ``name``...) overrides the spec.
         Raises whatever the file's reader raises for a damaged file."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_bytes(cls, data: bytes, spec=None, **meta) -> "Model":
+        """The model whose file (:meth:`to_bytes`) is ``data``, as :meth:`load` reads it
+        (a model trained in another process comes back this way)."""
         raise NotImplementedError
 
     @classmethod
@@ -186,6 +193,10 @@ class NumpyModel(Model):
         return cls(NumpyMLP.load(path), **cls._meta(spec, **meta))
 
     @classmethod
+    def from_bytes(cls, data, spec=None, **meta):
+        return cls.load(io.BytesIO(data), spec, **meta)
+
+    @classmethod
     def from_net(cls, net, spec=None, **meta):
         return cls(net, **cls._meta(spec, **meta))
 
@@ -260,11 +271,12 @@ def keras_conv_layers(net) -> list:
 
 
 class KerasModel(Model):
-    """A Keras ``Sequential`` network. Predictions, parameter counts, first-layer
-    templates and filters come from :class:`~mnist_core.keras_numpy.KerasNumpyModel`
-    (NumPy reading the ``.keras`` file), so none of them imports TensorFlow; the real
-    network (:attr:`net`) is loaded, with ``safe_mode``, the first time gradients,
-    activations or feature maps are asked for.
+    """A Keras ``Sequential`` network. Predictions, parameter counts and everything Look
+    inside shows (templates, filters, activations, feature maps, input gradients) come
+    from :class:`~mnist_core.keras_numpy.KerasNumpyModel` (NumPy reading the ``.keras``
+    file) and :mod:`~mnist_core.keras_numpy_grad` (its backward pass by hand), so none of
+    them imports TensorFlow. The real network (:attr:`net`) is loaded, with ``safe_mode``,
+    only where Keras itself is wanted: training and timing ``model.predict``.
 
     ``source``: the ``.keras`` file's path or bytes; ``net``: the ``keras.Model`` when it
     is already in memory (at least one of them).
@@ -283,7 +295,15 @@ class KerasModel(Model):
 
     @classmethod
     def load(cls, path, spec=None, **meta):
-        model = cls(Path(path), **cls._meta(spec, **meta))
+        return cls._read(Path(path), spec, **meta)
+
+    @classmethod
+    def from_bytes(cls, data, spec=None, **meta):
+        return cls._read(bytes(data), spec, **meta)
+
+    @classmethod
+    def _read(cls, source: Path | bytes, spec=None, **meta):
+        model = cls(source, **cls._meta(spec, **meta))
         model.fast  # read the file now: a damaged or unsupported one fails here  # noqa: B018
         return model
 
@@ -339,22 +359,9 @@ class KerasModel(Model):
         return keras_predict_fn(self.net)
 
     def input_gradient(self, image, target):
-        import tensorflow as tf
-        t = tf.constant(_one(image)[..., None])
-        with tf.GradientTape() as tape:
-            tape.watch(t)
-            p = self.net(t, training=False)
-            logp = tf.math.log(p[0, target] + 1e-12)
-        return tape.gradient(logp, t).numpy()[0, ..., 0].astype(np.float32)
-
-    def _probe(self, layers: list, image: np.ndarray) -> list[np.ndarray]:
-        """The outputs of ``layers`` of :attr:`net` for one image (batch axis dropped)."""
-        import keras
-        net = self.net
-        probe = keras.Model(net.inputs, [layer.output for layer in layers])
-        outs = probe([_one(image)[..., None]], training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        return [np.asarray(o)[0] for o in outs]
+        # By hand too: the chain rule back through each NumPy layer (no TensorFlow).
+        fast = self.fast
+        return input_gradient(fast.layers, fast.input_shape, image, target)
 
     def first_layer_templates(self, n=16):
         if self.family != "mlp":
@@ -364,8 +371,7 @@ class KerasModel(Model):
     def hidden_activations(self, image):
         if self.family != "mlp":
             raise self._not_in_family("mlp")
-        dense = [layer for layer in self.net.layers if layer.__class__.__name__ == "Dense"][:-1]
-        return self._probe(dense, image)
+        return hidden_activations(self.fast.layers, self.fast.input_shape, image)
 
     def conv_filters(self, layer=0):
         if self.family != "conv":
@@ -374,24 +380,11 @@ class KerasModel(Model):
         return np.transpose(kernel.mean(axis=2), (2, 0, 1)).astype(np.float32)
 
     def feature_maps(self, image):
-        if self.family != "conv":
-            raise self._not_in_family("conv")
-        net = self.net
         # A conv followed by BatchNorm and ReLU is shown after the ReLU, as the next layer
         # sees it.
-        taps = []
-        for conv in keras_conv_layers(net):
-            i = net.layers.index(conv)
-            tap = conv
-            for nxt in net.layers[i + 1:i + 3]:
-                if nxt.__class__.__name__ in ("BatchNormalization", "ReLU", "Activation"):
-                    tap = nxt
-                else:
-                    break
-            taps.append((conv.name, tap))
-        outs = self._probe([t for _, t in taps], image)
-        return [(name, np.transpose(o, (2, 0, 1)).astype(np.float32))
-                for (name, _), o in zip(taps, outs)]
+        if self.family != "conv":
+            raise self._not_in_family("conv")
+        return feature_maps(self.fast.layers, self.fast.input_shape, image)
 
 
 BACKENDS: tuple[type[Model], ...] = (NumpyModel, KerasModel)
