@@ -1,0 +1,210 @@
+"""A class at once: N browser sessions drawing on one server; write benchmarks/LOAD.md.
+
+Each session is its own browser page in one headless Chromium (its own Streamlit session
+and websocket), opens the Draw page and draws ``--digits`` single-stroke digits, each on a
+cleared canvas, waiting for the new probability bars after every stroke. All sessions
+start together. Reported per run:
+
+* answered: strokes whose bars came back, and errors (an exception shown on the page, or
+  no answer within ``--timeout`` seconds);
+* latency from the stroke's mouse-up to the new bars drawn (median, p90, max), which
+  includes the canvas component's fixed 200 ms wait after mouse-up;
+* server CPU seconds per answered digit (from ``/proc/PID/stat`` of the server), server
+  RSS before and after, and the machine's CPU used by everything else (the Chromium
+  clients, mostly) over the same time, since clients and server share this machine.
+
+Usage: ``.venv/bin/python benchmarks/load_bench.py --sessions 1 10 30 --digits 5``
+(artifacts: ``$MNIST_STUDIO_ARTIFACTS``, else ``artifacts/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+import app_helpers as h  # noqa: E402
+from browser_bench import PLOT_SIGNATURE, SHAPES  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+BARS_CHANGED = """(previous) => {
+    const el = document.querySelector('.js-plotly-plot');
+    if (!el || !el.data || !el.querySelector('.main-svg')) return false;
+    return JSON.stringify(el.data.map(d => d.y)) !== previous;
+}"""
+STROKE_END = """() => new Promise(resolve => document.addEventListener(
+    'pointerup', () => resolve(performance.now()), {capture: true, once: true}))"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (0.0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds every core of this machine has spent busy since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / TICK
+
+
+async def session(browser, url: str, digits: int, timeout_s: float, start: asyncio.Event,
+                  index: int) -> dict:
+    """One learner: open Draw, draw ``digits`` strokes, time each answer."""
+    from playwright.async_api import expect
+
+    out = {"latencies": [], "errors": []}
+    context = await browser.new_context(viewport={"width": 1100, "height": 1100})
+    page = await context.new_page()
+    try:
+        await page.goto(url)
+        await expect(page.locator("canvas.upper-canvas")).to_be_visible(timeout=timeout_s * 1000)
+        await start.wait()
+        for i in range(digits):
+            _, points = SHAPES[(index + i) % len(SHAPES)]
+            try:
+                if i:
+                    await page.get_by_role("button", name="Clear").click()
+                    await expect(page.locator(".js-plotly-plot")).to_have_count(
+                        0, timeout=timeout_s * 1000)
+                canvas = page.locator("canvas.upper-canvas").last
+                await expect(canvas).to_be_visible(timeout=timeout_s * 1000)
+                before = await page.evaluate(PLOT_SIGNATURE)
+                ended = asyncio.ensure_future(page.evaluate(STROKE_END))
+                box = await canvas.bounding_box()
+                xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+                      for fx, fy in points]
+                await page.mouse.move(*xy[0])
+                await page.mouse.down()
+                for x, y in xy[1:]:
+                    await page.mouse.move(x, y, steps=12)
+                await page.mouse.up()
+                stroke_end = await ended
+                await page.wait_for_function(BARS_CHANGED, arg=before, timeout=timeout_s * 1000)
+                answered = await page.evaluate("performance.now()")
+                if await page.get_by_test_id("stException").count():
+                    out["errors"].append("exception shown on the page")
+                else:
+                    out["latencies"].append(answered - stroke_end)
+            except Exception as exc:  # noqa: BLE001 - counted, the run goes on
+                out["errors"].append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+    finally:
+        await context.close()
+    return out
+
+
+async def run(url: str, server_pid: int, sessions: int, digits: int, timeout_s: float) -> dict:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=h.chromium_path(),
+                                          args=h.CHROMIUM_ARGS)
+        start = asyncio.Event()
+        tasks = [asyncio.ensure_future(session(browser, url, digits, timeout_s, start, i))
+                 for i in range(sessions)]
+        await asyncio.sleep(1.0)
+        # Every page has loaded (or failed) before the clock starts: this measures drawing.
+        for _ in range(int(timeout_s * 10)):
+            loaded = await asyncio.gather(*[
+                pg.evaluate("!!document.querySelector('canvas.upper-canvas')")
+                for ctx in browser.contexts for pg in ctx.pages], return_exceptions=True)
+            if len(loaded) >= sessions and all(v is True for v in loaded):
+                break
+            await asyncio.sleep(0.1)
+        rss_before = h.vm_rss_mb(server_pid)
+        cpu0, machine0, t0 = cpu_seconds(server_pid), machine_cpu_seconds(), time.perf_counter()
+        start.set()
+        results = await asyncio.gather(*tasks)
+        wall = time.perf_counter() - t0
+        server_cpu = cpu_seconds(server_pid) - cpu0
+        machine_cpu = machine_cpu_seconds() - machine0
+        await browser.close()
+    latencies = sorted(ms for r in results for ms in r["latencies"])
+    errors = [e for r in results for e in r["errors"]]
+    return {
+        "sessions": sessions, "digits": sessions * digits, "answered": len(latencies),
+        "errors": errors, "wall_s": wall,
+        "median_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p90_ms": latencies[int(0.9 * (len(latencies) - 1))] if latencies else float("nan"),
+        "max_ms": latencies[-1] if latencies else float("nan"),
+        "server_cpu_s": server_cpu, "others_cpu_s": machine_cpu - server_cpu,
+        "cpu_per_digit_ms": 1000 * server_cpu / max(1, len(latencies)),
+        "rss_before_mb": rss_before, "rss_after_mb": h.vm_rss_mb(server_pid),
+    }
+
+
+def write(rows: list[dict], out: Path, command: str, rss_idle: float) -> None:
+    lines = [
+        "# Load benchmark: a class drawing at once", "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`, "
+        f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}. "
+        "Server and headless Chromium clients share this machine.", "",
+        f"Server RSS at start, before any page loaded the models: {rss_idle:.0f} MB.", "",
+        "| sessions | digits drawn | answered | errors | stroke end to bars: median / p90 / "
+        "max ms | server CPU per answered digit | server CPU s | clients' CPU s (rest of the "
+        "machine) | server RSS before / after MB | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['sessions']} | {r['digits']} | {r['answered']} | {len(r['errors'])} | "
+            f"{r['median_ms']:.0f} / {r['p90_ms']:.0f} / {r['max_ms']:.0f} | "
+            f"{r['cpu_per_digit_ms']:.0f} ms | {r['server_cpu_s']:.1f} | "
+            f"{r['others_cpu_s']:.1f} | {r['rss_before_mb']:.0f} / {r['rss_after_mb']:.0f} | "
+            f"{r['wall_s']:.0f} |")
+    errors = sorted({e for r in rows for e in r["errors"]})
+    if errors:
+        lines += ["", "Errors seen:", ""] + [f"- {e}" for e in errors]
+    lines += ["", "How much of the latency is the clients: the machine has "
+              f"{os.cpu_count()} cores; the column 'clients' CPU' is what the browsers (and "
+              "anything else running) used while the server worked. Where server and clients "
+              "together need more CPU seconds than cores x wall seconds, the answers wait for "
+              "a core, so a server with its own cores answers faster than these figures.", ""]
+    out.write_text("\n".join(lines))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 30])
+    parser.add_argument("--digits", type=int, default=5, help="strokes per session")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per answer")
+    parser.add_argument("--artifacts", default=os.environ.get("MNIST_STUDIO_ARTIFACTS"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "LOAD.md"))
+    args = parser.parse_args()
+    artifacts = Path(args.artifacts) if args.artifacts else REPO / "artifacts"
+    proc, url = h.start_server(artifacts)
+    try:
+        rss_idle = h.vm_rss_mb(proc.pid)
+        rows = []
+        for n in args.sessions:
+            rows.append(asyncio.run(run(url, proc.pid, n, args.digits, args.timeout)))
+            r = rows[-1]
+            print(f"{n} sessions: {r['answered']}/{r['digits']} answered, "
+                  f"{len(r['errors'])} errors, median {r['median_ms']:.0f} ms, "
+                  f"server CPU {r['cpu_per_digit_ms']:.0f} ms/digit", file=sys.stderr)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    command = "python benchmarks/load_bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write(rows, Path(args.out), command.strip(), rss_idle)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
