@@ -145,7 +145,8 @@ def live_view(was_running: bool) -> None:
     elif job.stop.is_set():
         text = "Stopping after this batch…"
     elif job.status == "starting":
-        text = f"Preparing {job.n_train:,} training images… {job.elapsed():.0f} s"
+        text = (f"Starting the training process, preparing {job.n_train:,} images… "
+                f"{job.elapsed():.0f} s")
     else:
         text = (f"Training {job.title}: epoch {job.epoch + 1} of {job.epochs}, batch "
                 f"{job.step} of {job.steps} · {job.elapsed():.0f} s")

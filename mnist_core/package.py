@@ -9,6 +9,11 @@ Without a folder it only trains and evaluates: the models stay in memory.
 
 from __future__ import annotations
 
+import os
+import pickle
+import subprocess
+import sys
+import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -17,7 +22,7 @@ import numpy as np
 
 from .architectures import Architecture, to_manifest
 from .artifacts import load_models, manifest_or_empty, write_json, write_manifest
-from .data import Dataset, to_float
+from .data import DataError, Dataset, load_dataset, to_float
 from .evaluate import evaluate_model
 from .model import Model
 from .registry import REGISTRY, ModelSpec
@@ -167,3 +172,199 @@ def write_gallery(out: Path, data: Dataset, preds: dict[str, np.ndarray]) -> Pat
                         index=index.astype(np.int64), sample=np.isin(index, sample),
                         **{f"pred_{n}": np.asarray(p, np.uint8)[index] for n, p in preds.items()})
     return path
+
+
+# ---------------------------------------------------------------------------------------
+# Training in a worker process
+# ---------------------------------------------------------------------------------------
+#
+# The app never imports TensorFlow: its ~600 MB would stay in the server for good. Train
+# live runs train_and_package in a fresh Python process (`python -c`, not multiprocessing:
+# a spawned multiprocessing child re-imports the parent's main script, which for `streamlit
+# run` is Streamlit itself) that streams the training's events back through its stdout and
+# returns the model's file, so all of TensorFlow's memory goes when training ends. The
+# NumPy MLP takes the same path: starting the worker costs ~1 s next to trainings of
+# several seconds or more (benchmarks/MEMORY.md), and it keeps the training's buffers,
+# its threads' CPU and its BLAS out of the server too.
+#
+# The protocol, pickles both ways between this module in two processes (nothing else
+# writes to those pipes): the server sends one request; the worker sends
+# ("event", (name, info)) frames, then ("result", payload) or ("error", (type, text)).
+# One byte b"S" from the server asks the training to stop after its batch; end of input
+# (the server went away) ends the worker at once.
+
+class WorkerError(RuntimeError):
+    """The worker failed; the message says how, in one line (never a traceback)."""
+
+
+_WORKER = "from mnist_core.package import _worker_main; _worker_main()"
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def train_in_worker(name: str, data: Dataset, *, train_cfg: TrainConfig,
+                    arch: Architecture | None = None, callback: Callback | None = None,
+                    stop: StopFlag | None = None) -> Trained:
+    """:func:`train_and_package` for one registry model, without a folder, run in a fresh
+    Python process; the result is the same :class:`Trained`, its model read back from its
+    file (:meth:`Model.from_bytes <mnist_core.model.Model.from_bytes>`).
+
+    ``callback`` hears the same ``"batch"``, ``"epoch"`` (``{"log": EpochLog}``) and
+    ``"evaluate"`` (``{}``: the model is still in the worker) events, on the calling
+    thread. ``stop`` (set from any thread) ends the training after its batch; the model is
+    still scored and returned. Raises :class:`WorkerError` when the worker fails or dies,
+    with its error's type and message.
+    """
+    spec = REGISTRY[name]
+    arch = arch if arch is not None else spec.arch
+    request = {"op": "train", "name": name, "data": data, "train_cfg": train_cfg,
+               "arch": arch}
+
+    def on_event(event: str, info: dict) -> None:
+        if callback is None:
+            return
+        if event == "epoch":
+            info = {"log": EpochLog(**info["log"])}
+        callback(event, info)
+
+    out = _run_worker(request, on_event, stop)
+    model = spec.backend.from_bytes(out["file"], spec, arch=arch, history=out["rows"],
+                                    metrics=out["metrics"])
+    return Trained(name, model, [EpochLog(**row) for row in out["rows"]], out["metrics"],
+                   out["seconds"], out["stopped_early"])
+
+
+def load_dataset_in_worker(where: str | Path | None = None) -> Dataset:
+    """:func:`~mnist_core.data.load_dataset` in a worker process: without a local copy it
+    downloads through ``keras.datasets``, whose TensorFlow then stays out of the caller.
+    Raises :class:`~mnist_core.data.DataError` as the loader does."""
+    return _run_worker({"op": "load", "where": where}, lambda event, info: None, None)
+
+
+def _run_worker(request: dict, on_event: Callable[[str, dict], None],
+                stop: StopFlag | None):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH"))
+                                         if p)}
+    # stderr is the server's: TensorFlow's warnings land in its log, not in the stream.
+    proc = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=env, cwd=_ROOT)
+    finished = threading.Event()
+    try:
+        pickle.dump(request, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        proc.stdin.flush()
+        if stop is not None:
+            threading.Thread(target=_forward_stop, args=(stop, proc, finished),
+                             name="mnist-worker-stop", daemon=True).start()
+        while True:
+            try:
+                kind, payload = pickle.load(proc.stdout)
+            except EOFError:
+                break
+            if kind == "event":
+                on_event(*payload)
+            elif kind == "result":
+                return payload
+            else:
+                error, text = payload
+                raise DataError(text) if error == "DataError" else WorkerError(f"{error}: {text}")
+        code = proc.wait()
+        raise WorkerError(f"the training process ended unexpectedly (exit code {code}"
+                          + (", killed: out of memory?)" if code == -9 else ")"))
+    finally:
+        finished.set()
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        # Reaped off this thread: the result is not held up by the worker's exit.
+        threading.Thread(target=_reap, args=(proc,), name="mnist-worker-reap",
+                         daemon=True).start()
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _forward_stop(stop: StopFlag, proc: subprocess.Popen, finished: threading.Event) -> None:
+    while not finished.is_set():
+        if stop.wait(0.2):
+            try:
+                proc.stdin.write(b"S")
+                proc.stdin.flush()
+            except (OSError, ValueError):  # the worker is gone, or its pipe closed
+                pass
+            return
+
+
+def _worker_main() -> None:
+    """The worker's side of :func:`_run_worker` (``python -c``)."""
+    stream = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything a library prints goes to stderr, not into the stream
+    sys.stdout = sys.stderr
+    lock, sent = threading.Lock(), threading.Event()
+
+    def send(kind: str, payload) -> None:
+        with lock:
+            pickle.dump((kind, payload), stream, protocol=pickle.HIGHEST_PROTOCOL)
+            stream.flush()
+
+    request = pickle.load(sys.stdin.buffer)
+    # A stop asked before the first batch (the worker takes a second or more to start)
+    # is held until that batch: the user still gets a model, trained on one batch.
+    stop, asked, started = StopFlag(), threading.Event(), threading.Event()
+
+    def listen() -> None:
+        while True:
+            byte = sys.stdin.buffer.read(1)
+            if byte == b"S":
+                asked.set()
+                if started.is_set():
+                    stop.set()
+            elif not byte:  # the server went away (or closed the pipe after the result)
+                if not sent.is_set():
+                    os._exit(1)
+                return
+
+    threading.Thread(target=listen, name="mnist-worker-listen", daemon=True).start()
+    try:
+        if request["op"] == "load":
+            result = load_dataset(request["where"])
+        else:
+            def emit(event: str, info: dict) -> None:
+                if event == "batch" and not started.is_set():
+                    started.set()
+                    if asked.is_set():
+                        stop.set()
+                send("event", (event, info))
+
+            result = _train_one(request, stop, emit)
+    except Exception as exc:  # noqa: BLE001 - sent as one line, shown on the page
+        sent.set()
+        send("error", (type(exc).__name__, str(exc)))
+    else:
+        sent.set()
+        send("result", result)
+    sys.stderr.flush()
+    os._exit(0)  # at once: nothing to clean up, and TensorFlow's teardown takes a while
+
+
+def _train_one(request: dict, stop: StopFlag, emit: Callable[[str, dict], None]) -> dict:
+    def callback(event: str, info: dict) -> None:
+        if event == "epoch":
+            info = {"log": asdict(info["log"])}
+        elif event == "evaluate":
+            info = {}
+        emit(event, info)
+
+    name = request["name"]
+    trained = train_and_package([name], request["data"], train_cfg=request["train_cfg"],
+                                arch=request["arch"], callback_for=lambda n, cfg: callback,
+                                stop=stop)[name]
+    return {"file": trained.model.to_bytes(), "metrics": trained.metrics,
+            "rows": [asdict(e) for e in trained.history], "seconds": trained.seconds,
+            "stopped_early": trained.stopped_early}

@@ -77,6 +77,10 @@ class StopFlag:
     def is_set(self) -> bool:
         return self._event.is_set()
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until set or ``timeout`` seconds pass; whether it is set."""
+        return self._event.wait(timeout)
+
 
 def lr_at(cfg: TrainConfig, progress: float) -> float:
     """Learning rate at ``progress`` in [0, 1] of training: warm-up then cosine decay."""

@@ -16,7 +16,7 @@ from mnist_core.artifacts import load_gallery, load_models, read_manifest, sha25
 from mnist_core.data import to_float
 from mnist_core.model import KerasModel, Model, NumpyModel
 from mnist_core.registry import REGISTRY
-from mnist_core.train import StopFlag
+from mnist_core.train import EpochLog, StopFlag
 
 NAMES = ["numpy", "lenet5"]
 
@@ -153,3 +153,69 @@ def test_models_not_retrained_keep_their_entries_and_gallery_answers(tmp_path, t
     for name in NAMES:
         np.testing.assert_array_equal(
             gallery.preds[name], loaded[name].predict_proba(to_float(gallery.images)).argmax(1))
+
+
+# ---------------------------------------------------------------------------------------
+# In a worker process (Train live)
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["numpy", "lenet5"])
+def test_train_in_worker_streams_events_and_returns_the_model(tiny_dataset, name):
+    events = []
+    spec = REGISTRY[name]
+    record = package.train_in_worker(name, tiny_dataset, train_cfg=tiny_train_config(),
+                                     arch=spec.live_arch,
+                                     callback=lambda event, info: events.append((event, info)))
+    kinds = [e for e, _ in events]
+    assert kinds[0] == "batch" and kinds[-1] == "evaluate" and kinds.count("epoch") == 2
+    logs = [info["log"] for e, info in events if e == "epoch"]
+    assert all(isinstance(log, EpochLog) for log in logs) and record.history == logs
+    assert {"epoch", "step", "steps", "loss", "accuracy"} <= set(events[0][1])
+    model = record.model
+    assert isinstance(model, spec.backend) and model.name == name and model.arch == spec.live_arch
+    assert model.history == [vars(log) for log in logs] and not record.stopped_early
+    assert model.metrics == record.metrics and record.metrics["file_bytes"] == len(model.to_bytes())
+    # The model read back scores what the worker scored.
+    probs = model.predict_proba(to_float(tiny_dataset.x_test))
+    assert (probs.argmax(1) == tiny_dataset.y_test).mean() == pytest.approx(
+        record.metrics["accuracy"])
+
+
+def test_train_in_worker_stops_when_asked_and_still_scores(tiny_dataset):
+    stop = StopFlag()
+
+    def callback(event, info):
+        if event == "batch":
+            stop.set()
+
+    record = package.train_in_worker("numpy", tiny_dataset, stop=stop, callback=callback,
+                                     train_cfg=tiny_train_config(epochs=50, batch_size=8),
+                                     arch=REGISTRY["numpy"].live_arch)
+    assert record.stopped_early and 1 <= len(record.history) < 50
+    assert "accuracy" in record.metrics
+
+
+def test_train_in_worker_errors_are_one_line(tiny_dataset):
+    with pytest.raises(package.WorkerError, match=r"^ZeroDivisionError: .*division by zero$"):
+        package.train_in_worker("numpy", tiny_dataset, arch=REGISTRY["numpy"].live_arch,
+                                train_cfg=tiny_train_config(batch_size=0))
+
+
+def test_load_dataset_in_worker(tmp_path, tiny_dataset):
+    from mnist_core.data import DataError
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=tiny_dataset.x_train, y_train=tiny_dataset.y_train,
+             x_test=tiny_dataset.x_test, y_test=tiny_dataset.y_test)
+    data = package.load_dataset_in_worker(path)
+    np.testing.assert_array_equal(data.x_train, tiny_dataset.x_train)
+    with pytest.raises(DataError, match="nowhere"):
+        package.load_dataset_in_worker(tmp_path / "nowhere")
+
+
+def test_a_stop_before_the_worker_starts_still_gives_a_model(tiny_dataset):
+    stop = StopFlag()
+    stop.set()
+    record = package.train_in_worker("numpy", tiny_dataset, stop=stop,
+                                     train_cfg=tiny_train_config(epochs=5),
+                                     arch=REGISTRY["numpy"].live_arch)
+    assert record.stopped_early and len(record.history) == 1

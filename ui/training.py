@@ -1,9 +1,12 @@
-"""Live training for the Train live page: one background thread per session, one training
-per server at a time, progress polled by the page.
+"""Live training for the Train live page: one training per server at a time, progress
+polled by the page.
 
 The training itself is :func:`mnist_core.package.train_and_package`, the same function
-``python -m mnist_core train`` uses; this module only runs it off the page's thread and
-keeps what the page shows (progress, curves, the finished model).
+``python -m mnist_core train`` uses, run in a worker process
+(:func:`mnist_core.package.train_in_worker`) so TensorFlow never loads in the server and
+its memory goes when training ends; a background thread per job hears the worker's
+progress and keeps what the page shows (progress, curves, the finished model, read back
+from its file with the NumPy evaluators).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import streamlit as st
 
 from mnist_core.data import ENV_VAR, DataError, Dataset, load_dataset
 from mnist_core.model import Model
+from mnist_core.package import WorkerError, load_dataset_in_worker, train_in_worker
 from mnist_core.train import EpochLog, StopFlag, TrainConfig
 
 from .user_model import USER, USER_TITLE
@@ -29,7 +33,8 @@ JOB_KEY = "train_job"
 
 @st.cache_resource(show_spinner="Loading MNIST for training…", max_entries=1)
 def _training_data(where: str) -> Dataset:
-    return load_dataset(where or None)
+    # Without a local copy keras.datasets downloads it: in a worker, keeping TensorFlow out.
+    return load_dataset(where) if where else load_dataset_in_worker(None)
 
 
 def training_data() -> Dataset:
@@ -81,7 +86,8 @@ def session_id() -> str:
 
 @dataclass
 class TrainJob:
-    """One training run in a background thread; the page polls it, the thread fills it."""
+    """One training run (a worker process, heard by a background thread); the page polls
+    it, the thread fills it."""
 
     name: str                    # registry model: "numpy", "dense" or "cnn"
     title: str                   # e.g. "NumPy MLP"
@@ -131,16 +137,16 @@ class TrainJob:
 
 
 def _run(job: TrainJob, dataset: Dataset, cfg: TrainConfig, arch, slot: TrainingSlot) -> None:
-    from mnist_core.package import train_and_package
-
     try:
-        trained = train_and_package([job.name], dataset, train_cfg=cfg, arch=arch,
-                                    callback_for=lambda name, cfg: job.callback,
-                                    stop=job.stop)[job.name]
+        trained = train_in_worker(job.name, dataset, train_cfg=cfg, arch=arch,
+                                  callback=job.callback, stop=job.stop)
         model = trained.model.renamed(USER, USER_TITLE)
         model.metrics = {**trained.metrics, "n_train": job.n_train, "settings": job.settings}
         job.model = model
         job.status = "stopped" if trained.stopped_early else "done"
+    except WorkerError as exc:  # already "Type: message", from the worker
+        job.error = str(exc)
+        job.status = "failed"
     except Exception as exc:  # noqa: BLE001 - shown on the page, never a traceback
         job.error = f"{type(exc).__name__}: {exc}"
         job.status = "failed"
