@@ -14,6 +14,7 @@ import app_helpers as h
 from mnist_core.artifacts import load_gallery
 from mnist_core.inference import read_digits
 from mnist_core.preprocess import MAX_BYTES, decode_image
+from ui import pictures
 
 TIMEOUT = 180
 PAGE = "app_pages/upload.py"
@@ -94,6 +95,15 @@ def test_too_big_files_are_refused_with_the_limit(page, models, good_digit):
     assert [m.label for m in at.metric] == [m.title for m in models.values()]  # still read
 
 
+def test_an_image_over_pillows_bomb_limit_gets_the_size_limit(page):
+    from test_decode import png_header
+
+    at = upload(page, [("bomb.png", png_header(20_000, 10_000), "image/png")])
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "bomb.png" in errors[0]
+    assert "200 megapixels; the limit is 40 megapixels" in errors[0], errors[0]
+
+
 def test_a_number_in_one_image_is_read_as_a_sequence(page, models, artifacts):
     gallery = load_gallery(artifacts)
     right = np.all([gallery.preds[n] == gallery.labels for n in models], axis=0)
@@ -105,3 +115,33 @@ def test_a_number_in_one_image_is_read_as_a_sequence(page, models, artifacts):
     at = upload(page, [("pair.png", data, "image/png")])
     assert {m.label: m.value for m in at.metric} == {
         m.title: "".join(str(r.digit(n)) for r in expected) for n, m in models.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Extreme shapes: a 5000x10 strip is shown and answered, never a traceback
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(10, 5000), (5000, 10), (1, 3000), (3000, 1), (1, 1)])
+def test_thumbnail_never_has_a_zero_side(shape):
+    for channels in (3, 4):
+        thumb = pictures.thumbnail(np.full((*shape, channels), 200, np.uint8))
+        assert thumb.ndim == 3 and thumb.shape[2] == channels
+        assert max(thumb.shape[:2]) <= 220
+        # Shown 160 px wide (the Upload page's smallest), its other side is still >= 1 px.
+        h, w = thumb.shape[:2]
+        assert min(h, w) >= 1 and int(h * 160 / max(w, 160)) >= 1
+
+
+@pytest.mark.parametrize("shape", [(10, 5000), (5000, 10)])
+@pytest.mark.parametrize("inked", [False, True])
+def test_a_strip_of_an_image_is_answered_without_a_traceback(page, shape, inked):
+    strip = np.full((*shape, 3), 230, np.uint8)
+    if inked:  # a dark bar across the middle of the strip
+        if shape[0] < shape[1]:
+            strip[:, 2000:2400] = 20
+        else:
+            strip[2000:2400] = 20
+    at = upload(page, [("strip.png", h.png_bytes(strip), "image/png")])
+    assert not at.error
+    answered = bool(at.metric) or any("No digit found in strip.png" in w.value for w in at.warning)
+    assert answered, ([w.value for w in at.warning], [m.value for m in at.metric])

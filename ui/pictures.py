@@ -21,6 +21,7 @@ MARK = (239, 68, 68)         # centre-of-mass dot
 OUTLINE = (40, 40, 40)       # a digit's outline drawn over a weight or saliency map
 OUTLINE_LEVEL = 0.35         # pixels brighter than this are the digit, for its outline
 PAPER = 255                  # margins and grid gaps: the page's white
+THIN = 8                     # a thumbnail's shorter side is at least side // THIN (padded)
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -83,10 +84,23 @@ def framed(img: np.ndarray, margin: int = 6) -> np.ndarray:
 
 
 def thumbnail(image: np.ndarray, side: int = 220) -> np.ndarray:
-    """A decoded upload shrunk for display (never ship a 40-megapixel photo to the browser)."""
+    """A decoded upload shrunk for display (never ship a 40-megapixel photo to the browser),
+    its longer side at most ``side``. A strip (a 5000x10 upload) is centred on paper so its
+    shorter side is at least ``side // THIN``: ``st.image`` shrinks a picture wider than
+    its ``width`` itself, and a 1-pixel side would round to none."""
     img = Image.fromarray(np.asarray(image))
-    img.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return np.asarray(img)
+    scale = min(1.0, side / max(img.size))
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    if size != img.size:
+        img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    out = np.asarray(img)
+    h, w = out.shape[:2]
+    least = max(1, side // THIN)
+    dy, dx = max(0, least - h), max(0, least - w)
+    if dy or dx:
+        pad = ((dy // 2, dy - dy // 2), (dx // 2, dx - dx // 2)) + ((0, 0),) * (out.ndim - 2)
+        out = np.pad(out, pad, constant_values=PAPER)
+    return out
 
 
 def data_url(img: np.ndarray, scale: int = 2) -> str:
