@@ -8,8 +8,11 @@ Layout of ``artifacts/``::
     <model>.metrics.json   test accuracy, loss, confusion matrix, per-class scores, timings
     gallery.npz            a few hundred test digits with every model's answer
 
-Loading checks every file against the manifest, so a missing or damaged artifact raises
-:class:`ArtifactError` naming the file and the command that rebuilds it.
+Loading checks every file against the manifest, and each history and metrics file against
+the shape the app reads (:data:`METRICS_FIELDS`, :data:`EPOCH_FIELDS`), so a missing, damaged
+or malformed artifact raises :class:`ArtifactError` naming the file and the command that
+rebuilds it. Files are named by their folder's name (``artifacts/numpy.npz``), never by
+where the server keeps them: the message is shown to users.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,16 +52,31 @@ def rebuild_hint(name: str | None = None) -> str:
     return f"rebuild with `python -m mnist_core train{models} --data PATH_TO_MNIST`"
 
 
+def shown(path: str | Path) -> str:
+    """``path`` as errors name it: its folder's name and its own (``artifacts/numpy.npz``)."""
+    path = Path(path).absolute()
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def _scrubbed(text: str, directory: str | Path) -> str:
+    """``text`` (a library's error) with ``directory``'s full path cut to its name."""
+    name = Path(directory).absolute().name
+    for full in {str(Path(directory).resolve()), str(Path(directory).absolute())}:
+        text = text.replace(full, name)
+    return text
+
+
 def read_manifest(directory: str | Path = DEFAULT_DIR) -> dict:
     path = Path(directory) / MANIFEST
     if not path.is_file():
-        raise ArtifactError(f"{path} is missing; {rebuild_hint()}")
+        raise ArtifactError(f"{shown(path)} is missing; {rebuild_hint()}")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path} is damaged ({exc}); {rebuild_hint()}") from exc
+        raise ArtifactError(f"{shown(path)} is damaged ({_scrubbed(str(exc), directory)}); "
+                            f"{rebuild_hint()}") from exc
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise ArtifactError(f"{path} has no 'files' table; {rebuild_hint()}")
+        raise ArtifactError(f"{shown(path)} has no 'files' table; {rebuild_hint()}")
     return manifest
 
 
@@ -77,22 +97,112 @@ def verified_path(directory: str | Path, filename: str, manifest: dict | None = 
     path = directory / filename
     expected = manifest["files"].get(filename)
     if expected is None:
-        raise ArtifactError(f"{path} is not listed in {MANIFEST}; {rebuild_hint(model)}")
+        raise ArtifactError(f"{shown(path)} is not listed in {MANIFEST}; {rebuild_hint(model)}")
     if not path.is_file():
-        raise ArtifactError(f"{path} is missing; {rebuild_hint(model)}")
+        raise ArtifactError(f"{shown(path)} is missing; {rebuild_hint(model)}")
     if sha256(path) != expected:
-        raise ArtifactError(f"{path} is damaged (its SHA-256 does not match {MANIFEST}); "
+        raise ArtifactError(f"{shown(path)} is damaged (its SHA-256 does not match {MANIFEST}); "
                             f"{rebuild_hint(model)}")
     return path
 
 
 def read_json(directory: str | Path, filename: str, manifest: dict | None = None,
-              model: str | None = None) -> dict:
+              model: str | None = None, fields: Callable[[Any], str | None] | None = None) -> Any:
+    """``filename``'s JSON after checking its hash; with ``fields`` (a check returning the
+    first problem, or None), also its shape."""
     path = verified_path(directory, filename, manifest, model)
     try:
-        return json.loads(path.read_text())
+        payload = json.loads(path.read_text())
     except ValueError as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({exc}); {rebuild_hint(model)}") from exc
+        raise ArtifactError(f"{shown(path)} is not valid JSON ({exc}); "
+                            f"{rebuild_hint(model)}") from exc
+    problem = fields(payload) if fields is not None else None
+    if problem:
+        raise ArtifactError(f"{shown(path)} is not what the app reads: {problem}; "
+                            f"{rebuild_hint(model)}")
+    return payload
+
+
+# ---------------------------------------------------------------------------------------
+# The shape of history and metrics: what the pages, the CLI and the bench read
+# ---------------------------------------------------------------------------------------
+
+Field = tuple[Callable[[Any], bool], str]   # (check, what the value should be, in words)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _per_class(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 10 and all(_number(x) for x in v)
+
+
+def _confusion(v: Any) -> bool:
+    return (isinstance(v, list) and len(v) == 10
+            and all(isinstance(r, list) and len(r) == 10 and all(_count(x) for x in r) for r in v))
+
+
+NUMBER: Field = (_number, "a number")
+COUNT: Field = (_count, "a count")
+SCORES: Field = (_per_class, "10 numbers")
+# <model>.metrics.json: required fields, then fields that may be absent or null.
+METRICS_FIELDS: dict[str, Field] = {
+    "n": COUNT, "accuracy": (lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1"),
+    "loss": NUMBER, "confusion": (_confusion, "10 rows of 10 counts"),
+    "precision": SCORES, "recall": SCORES, "f1": SCORES}
+METRICS_OPTIONAL: dict[str, Field] = {
+    "params": COUNT, "file_bytes": COUNT, "train_seconds": NUMBER, "latency_single_ms": NUMBER,
+    "latency_10k_ms": NUMBER, "latency_single_predict_ms": NUMBER}
+# One row of <model>.history.json's "epochs"; likewise.
+EPOCH_FIELDS: dict[str, Field] = {
+    "epoch": COUNT, "loss": NUMBER, "accuracy": NUMBER, "val_loss": NUMBER,
+    "val_accuracy": NUMBER, "seconds": NUMBER}
+EPOCH_OPTIONAL: dict[str, Field] = {"lr": NUMBER}
+
+
+def _brief(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "a list"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _record_problem(record: Any, required: dict[str, Field],
+                    optional: dict[str, Field] | None = None) -> str | None:
+    """The first way ``record`` is not a JSON object with ``required`` fields (and
+    ``optional`` ones absent, null or right), in words; None when it is."""
+    if not isinstance(record, dict):
+        return f"should be an object, not {_brief(record)}"
+    optional = optional or {}
+    for key, (check, what) in {**required, **optional}.items():
+        if key not in record or (record[key] is None and key in optional):
+            if key in required:
+                return f"{key!r} is missing"
+        elif not check(record[key]):
+            return f"{key!r} should be {what}, not {_brief(record[key])}"
+    return None
+
+
+def metrics_problem(metrics: Any) -> str | None:
+    """What is wrong with a ``<model>.metrics.json`` payload, or None."""
+    return _record_problem(metrics, METRICS_FIELDS, METRICS_OPTIONAL)
+
+
+def history_problem(history: Any) -> str | None:
+    """What is wrong with a ``<model>.history.json`` payload, or None."""
+    problem = _record_problem(history, {"epochs": (lambda v: isinstance(v, list), "a list")})
+    if problem:
+        return problem
+    for i, row in enumerate(history["epochs"]):
+        problem = _record_problem(row, EPOCH_FIELDS, EPOCH_OPTIONAL)
+        if problem:
+            return f"epochs[{i}]{':' if isinstance(row, dict) else ''} {problem}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -116,10 +226,11 @@ def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | 
         arch = from_manifest(manifest.get("models", {}).get(name, {}).get("arch"))
         model = spec.backend.load(path, spec, arch=arch)
     except Exception as exc:  # corrupt archives raise many types
-        raise ArtifactError(f"{path} could not be loaded ({type(exc).__name__}: {exc}); "
-                            f"{rebuild_hint(name)}") from exc
-    model.metrics = read_json(directory, f"{name}.metrics.json", manifest, name)
-    model.history = read_json(directory, f"{name}.history.json", manifest, name).get("epochs", [])
+        raise ArtifactError(f"{shown(path)} could not be loaded ({type(exc).__name__}: "
+                            f"{_scrubbed(str(exc), directory)}); {rebuild_hint(name)}") from exc
+    model.metrics = read_json(directory, f"{name}.metrics.json", manifest, name, metrics_problem)
+    model.history = read_json(directory, f"{name}.history.json", manifest, name,
+                              history_problem)["epochs"]
     return model
 
 
@@ -131,7 +242,7 @@ def load_models(directory: str | Path = DEFAULT_DIR, names: list[str] | tuple[st
     wanted = list(names) if names else available
     for n in wanted:
         if n not in manifest.get("models", {}):
-            raise ArtifactError(f"model {n!r} is not in {Path(directory) / MANIFEST}; "
+            raise ArtifactError(f"model {n!r} is not in {shown(Path(directory) / MANIFEST)}; "
                                 f"{rebuild_hint(n)}")
     return {n: load_model(n, directory, manifest) for n in wanted}
 
@@ -156,7 +267,8 @@ def load_gallery(directory: str | Path = DEFAULT_DIR, manifest: dict | None = No
             preds = {k[len("pred_"):]: f[k] for k in f.files if k.startswith("pred_")}
             return Gallery(f["images"], f["labels"], f["index"], f["sample"], preds)
     except (OSError, ValueError, KeyError) as exc:
-        raise ArtifactError(f"{path} could not be read ({exc}); {rebuild_hint()}") from exc
+        raise ArtifactError(f"{shown(path)} could not be read ({_scrubbed(str(exc), directory)}); "
+                            f"{rebuild_hint()}") from exc
 
 
 # ---------------------------------------------------------------------------------------

@@ -3,11 +3,14 @@ every page with a clear ``st.error`` instead of a traceback."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
-from mnist_core.artifacts import load_models
+from mnist_core.artifacts import load_models, read_manifest, write_manifest
 
 TIMEOUT = 180
 PAGES = tuple(sorted(f"app_pages/{p.name}" for p in (h.REPO / "app_pages").glob("*.py")))
@@ -86,13 +89,50 @@ def test_damaged_weights_stop_every_page_with_the_message(monkeypatch, artifacts
     at = open_page(monkeypatch, broken, page)
     assert len(at.error) == 1
     message = at.error[0].value
-    assert "numpy.npz" in message and "damaged" in message
+    assert "broken/numpy.npz" in message and "damaged" in message
+    assert str(broken) not in message  # never where the server keeps it
     assert "python -m mnist_core train" in message  # how to rebuild
+    assert not at.metric and not at.get("plotly_chart") and not at.dataframe
+
+
+WRONG_SHAPE = {  # valid JSON, re-hashed into the manifest, not what the pages read
+    "numpy.history.json": ({"epochs": "x"}, "'epochs' should be a list"),
+    "lenet5.metrics.json": ({"accuracy": "high"}, "'n' is missing"),
+}
+
+
+@pytest.mark.parametrize("filename", WRONG_SHAPE)
+@pytest.mark.parametrize("page", PAGES)
+def test_history_or_metrics_of_the_wrong_shape_stop_every_page(monkeypatch, artifacts, tmp_path,
+                                                              page, filename):
+    broken = tmp_path / "shapeless"
+    shutil.copytree(artifacts, broken)
+    payload, problem = WRONG_SHAPE[filename]
+    (broken / filename).write_text(json.dumps(payload))
+    write_manifest(broken, read_manifest(broken))
+    at = open_page(monkeypatch, broken, page)
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert f"shapeless/{filename}" in message and problem in message, message
+    assert str(broken) not in message and "python -m mnist_core train" in message
     assert not at.metric and not at.get("plotly_chart") and not at.dataframe
 
 
 def test_missing_artifacts_say_how_to_build_them(monkeypatch, tmp_path):
     at = open_page(monkeypatch, tmp_path / "nowhere", "app_pages/draw.py")
     assert len(at.error) == 1
-    assert "manifest.json is missing" in at.error[0].value
+    assert "nowhere/manifest.json is missing" in at.error[0].value
+    assert str(tmp_path) not in at.error[0].value
     assert "python -m mnist_core train" in at.error[0].value
+
+
+def test_a_manifest_without_models_says_so_without_the_servers_path(monkeypatch, artifacts,
+                                                                    tmp_path):
+    empty = tmp_path / "empty"
+    shutil.copytree(artifacts, empty)
+    write_manifest(empty, {**read_manifest(empty), "models": {}})
+    at = open_page(monkeypatch, empty, "app_pages/draw.py")
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert "empty/manifest.json lists no models" in message and str(empty) not in message
+    assert "python -m mnist_core train" in message

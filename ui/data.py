@@ -3,7 +3,8 @@
 Every loader is keyed on the artifacts folder and the manifest's modification time, so
 artifacts rebuilt while the app runs are picked up on the next rerun. A missing or damaged
 artifact shows ``st.error`` with :class:`~mnist_core.artifacts.ArtifactError`'s message
-(which names the file and the rebuild command) and stops the page.
+(which names the file by its folder's name, never the server's path, and the rebuild
+command) and stops the page.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import streamlit as st
 from streamlit import runtime
 
 from mnist_core.artifacts import (DEFAULT_DIR, MANIFEST, ArtifactError, Gallery, load_gallery,
-                                  load_models, read_manifest)
+                                  load_models, read_manifest, rebuild_hint, shown)
 from mnist_core.model import Model
 
 ENV_VAR = "MNIST_STUDIO_ARTIFACTS"
@@ -134,8 +135,8 @@ def models() -> dict[str, Model]:
     """Every model the manifest lists, in registry order (stops the page if none load)."""
     loaded = _loaded(_load_models)
     if not loaded:
-        _fail(ArtifactError(f"{artifacts_dir() / MANIFEST} lists no models; rebuild with "
-                            f"`python -m mnist_core train --data PATH_TO_MNIST`"))
+        _fail(ArtifactError(f"{shown(artifacts_dir() / MANIFEST)} lists no models; "
+                            f"{rebuild_hint()}"))
     return loaded
 
 
