@@ -10,13 +10,12 @@ every 0.1 s).
 
 Results are kept in ``benchmarks/memory.json`` under ``--label`` (``before`` or ``after``
 a change), so the report shows both; ``benchmarks/MEMORY.md`` is rewritten from that file
-and from ``benchmarks/memory_options.md`` (the comparison of the options, written by hand
-from ``--options`` measurements).
+with the comparison of the options that ``--options`` measures, each in a fresh process.
 
 Usage::
 
     MNIST_DATA=../shared/data/mnist .venv/bin/python benchmarks/memory.py --label after
-    .venv/bin/python benchmarks/memory.py --options   # RSS, time and size of each option
+    .venv/bin/python benchmarks/memory.py --options [NAME...] [--python PYTHON]
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ sys.path.insert(0, str(REPO))
 import app_helpers as h  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "memory.json"
-OPTIONS = REPO / "benchmarks" / "memory_options.md"
 REPORT = REPO / "benchmarks" / "MEMORY.md"
 BUDGET_MB = 700
 LOAD_TIMEOUT = 300_000   # ms
@@ -288,68 +286,156 @@ def _git(*args: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 _PROBE = r"""
-import json, sys, time
+import json, os, sys, time
 t0 = time.perf_counter()
-def rss():
+def status(key):
     for line in open('/proc/self/status'):
-        if line.startswith('VmRSS:'):
+        if line.startswith(key + ':'):
             return int(line.split()[1]) / 1024
+def rss():
+    return status('VmRSS')
+def install_mb(*packages):
+    import importlib.util
+    total = 0
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        for root in spec.submodule_search_locations or []:
+            for folder, _, files in os.walk(root):
+                total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
+    return total / 2**20
 out = {'python_mb': rss()}
+try:  # BLAS at one thread, as the server holds it (ui.data.limit_blas_threads)
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=1, user_api='blas')
+except ImportError:
+    pass
 exec(sys.argv[1])
 out['seconds'] = time.perf_counter() - t0
 out['rss_mb'] = rss()
+out['peak_mb'] = status('VmHWM')
 print(json.dumps(out))
 """
 
-OPTION_CODE = {
-    "numpy path: load 4 models, Look inside views and gradients": """
+_MODELS_AND_IMAGE = """
 import numpy as np
+x = np.random.default_rng(0).random((28, 28)).astype(np.float32)
+names = ('dense', 'cnn', 'lenet5')
+"""
+
+_TRAIN = """
+os.environ['KERAS_BACKEND'] = '@BACKEND@'
+import numpy as np, keras
+from mnist_core.data import load_dataset, to_float
+from mnist_core.keras_models import build_cnn
+from mnist_core.registry import REGISTRY
+data = load_dataset(os.environ['MNIST_DATA'])
+x = to_float(data.x_train[:1000])[..., None]
+y = np.eye(10, dtype=np.float32)[data.y_train[:1000]]
+net = build_cnn(REGISTRY['cnn'].live_arch)
+net.compile(optimizer=keras.optimizers.AdamW(3e-3), loss='categorical_crossentropy')
+net.fit(x, y, batch_size=128, epochs=1, verbose=0)
+net.predict(to_float(data.x_test)[..., None], verbose=0, batch_size=512)
+out['tensorflow_loaded'] = 'tensorflow' in sys.modules
+"""
+
+OPTION_CODE = {
+    # The app as it is now: the NumPy evaluators and gradients.
+    "numpy": _MODELS_AND_IMAGE + """
 from mnist_core.artifacts import load_models
 models = load_models('artifacts')
-x = np.random.default_rng(0).random((28, 28)).astype(np.float32)
 out['loaded_mb'] = rss()
+for m in models.values():  # warm-up
+    m.input_gradient(x, 3)
 t1 = time.perf_counter()
 for m in models.values():
     m.input_gradient(x, 3)
     (m.feature_maps(x) if m.family == 'conv' else m.hidden_activations(x))
 out['views_ms'] = (time.perf_counter() - t1) * 1000
 """,
-    "TensorFlow: import, load 4 models, GradientTape and probes": """
-import numpy as np, tensorflow as tf, keras
+    # What Look inside did before: the real Keras networks, GradientTape.
+    "tensorflow": _MODELS_AND_IMAGE + """
+import tensorflow as tf, keras
 out['import_mb'] = rss()
-from mnist_core.artifacts import load_models
-models = load_models('artifacts')
-x = np.random.default_rng(0).random((28, 28)).astype(np.float32)
-t1 = time.perf_counter()
-for m in models.values():
-    if m.kind != 'keras':
-        continue
-    net = keras.models.load_model(f'artifacts/{m.name}.keras', compile=False)
-    t = tf.constant(x[None, ..., None])
-    with tf.GradientTape() as tape:
-        tape.watch(t)
-        lp = tf.math.log(net(t, training=False)[0, 3])
-    tape.gradient(lp, t)
-out['views_ms'] = (time.perf_counter() - t1) * 1000
+nets = [keras.models.load_model(f'artifacts/{n}.keras', compile=False) for n in names]
+out['loaded_mb'] = rss()
+def grads():
+    for net in nets:
+        t = tf.constant(x[None, ..., None])
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            lp = tf.math.log(net(t, training=False)[0, 3])
+        tape.gradient(lp, t)
+grads()
+t1 = time.perf_counter(); grads(); out['grads_ms'] = (time.perf_counter() - t1) * 1000
+out['install_mb'] = install_mb('tensorflow')
 """,
-    "spawned worker: start, import mnist_core + TensorFlow, return": """
-import multiprocessing as mp
-from mnist_core import train_worker
-out['start_s'] = train_worker.measure_start()
+    # Keras 3 on the JAX backend: the same .keras files, jax.grad for the saliency.
+    "keras-jax": _MODELS_AND_IMAGE + """
+import os
+os.environ['KERAS_BACKEND'] = 'jax'
+import jax, jax.numpy as jnp, keras
+out['import_mb'] = rss()
+nets = [keras.models.load_model(f'artifacts/{n}.keras', compile=False) for n in names]
+out['loaded_mb'] = rss()
+fns = [jax.jit(jax.grad(lambda im, net=net: jnp.log(net(im, training=False)[0, 3])))
+       for net in nets]
+def grads():
+    for f in fns:
+        f(jnp.asarray(x[None, ..., None])).block_until_ready()
+grads()
+t1 = time.perf_counter(); grads(); out['grads_ms'] = (time.perf_counter() - t1) * 1000
+out['install_mb'] = install_mb('jax', 'jaxlib', 'scipy')
 """,
-    "onnxruntime: import only": "import onnxruntime; out['version'] = onnxruntime.__version__",
-    "jax: import only": "import jax, jax.numpy as jnp; jnp.ones(3).block_until_ready()",
+    # A kept inference runtime (it has no input gradients: saliency would still need
+    # another path).
+    "onnxruntime": "import onnxruntime; out['import_mb'] = rss(); "
+                   "out['install_mb'] = install_mb('onnxruntime')",
+    # Train live's worker: its start-up against training in the server's process.
+    "worker": """
+import os
+from mnist_core.augment import NONE
+from mnist_core.data import load_dataset
+from mnist_core.package import train_and_package, train_in_worker
+from mnist_core.registry import REGISTRY
+from mnist_core.train import TrainConfig
+data = load_dataset(os.environ['MNIST_DATA'])
+cfg = TrainConfig(epochs=1, n_train=1000, augment=NONE)
+for name in ('numpy', 'dense'):
+    arch = REGISTRY[name].live_arch
+    if name == 'numpy':
+        t1 = time.perf_counter()
+        train_and_package([name], data, train_cfg=cfg, arch=arch)
+        out[f'{name}_in_process_s'] = time.perf_counter() - t1
+        out['in_process_rss_mb'] = rss()
+    first = []
+    t1 = time.perf_counter()
+    train_in_worker(name, data, train_cfg=cfg, arch=arch,
+                    callback=lambda e, i: first.append(time.perf_counter() - t1))
+    out[f'{name}_worker_s'] = time.perf_counter() - t1
+    out[f'{name}_worker_first_batch_s'] = first[0]
+""",
+    # Training a Keras CNN (Train live's, 1,000 images, 1 epoch) on each backend: the
+    # worker's peak.
+    "train-tensorflow": _TRAIN.replace("@BACKEND@", "tensorflow"),
+    "train-jax": _TRAIN.replace("@BACKEND@", "jax"),
 }
 
 
-def options(python: str, names: list[str]) -> None:
+def options(python: str, names: list[str]) -> dict:
+    """Each option in a fresh process of ``python`` (one with the option's packages)."""
+    found = {}
     for name in names:
         res = subprocess.run([python, "-c", _PROBE, OPTION_CODE[name]], cwd=REPO,
                              capture_output=True, text=True,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        line = res.stdout.strip().splitlines()[-1] if res.returncode == 0 else \
-            "failed: " + res.stderr.strip().splitlines()[-1]
-        print(f"{name}: {line}", flush=True)
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+                                  "PYTHONPATH": str(REPO)})
+        if res.returncode == 0:
+            found[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in
+                           json.loads(res.stdout.strip().splitlines()[-1]).items()}
+            print(f"{name}: {found[name]}", flush=True)
+        else:
+            print(f"{name}: failed: {res.stderr.strip().splitlines()[-1]}", flush=True)
+    return found
 
 
 # ---------------------------------------------------------------------------------------
@@ -372,6 +458,56 @@ def _table(run: dict) -> list[str]:
     return lines
 
 
+COMMAND = """export MNIST_DATA=../shared/data/mnist
+.venv/bin/python benchmarks/memory.py --label before   # once, on the code before the change
+.venv/bin/python benchmarks/memory.py --label after
+.venv/bin/python benchmarks/memory.py --options numpy tensorflow worker train-tensorflow
+# the other options in a venv that has them (pip install jax onnxruntime keras==3.15.1
+# h5py==3.14.0 numpy==2.4.6 pillow==13.0.0 opencv-python-headless==5.0.0.93 threadpoolctl):
+.venv/bin/python benchmarks/memory.py --options keras-jax onnxruntime train-jax --python VENV/bin/python"""
+
+
+def _options_section(results: dict) -> str:
+    o = results["options"]
+
+    def get(name: str, key: str, fmt: str = "{:.0f}") -> str:
+        value = o.get(name, {}).get(key)
+        return "n/m" if value is None else fmt.format(value)
+
+    steps = results.get("after", {}).get("steps", [])
+    worker = {s["what"].split(":")[0]: s["peak_total_mb"] - s["server_mb"]
+              for s in steps if s["page"] == "Train live"}
+    server = max((s["peak_server_mb"] for s in steps), default=None)
+    before = results.get("before", {}).get("steps", [])
+    kept = next((b["server_mb"] - a["server_mb"] for a, b in zip(before, before[1:])
+                 if b["what"].startswith("NumPy MLP")), None)
+    overhead = (o["worker"]["numpy_worker_s"] - o["worker"]["numpy_in_process_s"]
+                if "worker" in o else float("nan"))
+    return f"""## The options, measured
+
+Each measured in a fresh Python process (`--options`); RSS is `VmRSS` after the step,
+"install" the size of the packages on disk. "n/m": not measured.
+
+| option | RSS | latency | install | verdict |
+|---|---|---|---|---|
+| **NumPy gradients and layer outputs** (`mnist_core/keras_numpy_grad.py`): Look inside's views of every model in NumPy | {get('numpy', 'loaded_mb')} MB with all 4 models loaded (the process, not added to the server) | every view of all 4 models (4 input gradients, feature maps or activations): {get('numpy', 'views_ms', '{:.1f}')} ms | 0 (NumPy, h5py: already there) | **chosen for Look inside**: exact (the tests hold it to GradientTape within 1e-4 of the largest value), no start-up, no new dependency |
+| TensorFlow in the server (before) | {get('tensorflow', 'import_mb')} MB after `import tensorflow, keras`, {get('tensorflow', 'loaded_mb')} MB with the 3 Keras networks | 3 GradientTape gradients: {get('tensorflow', 'grads_ms')} ms, after {get('tensorflow', 'seconds', '{:.1f}')} s of import and loading | {get('tensorflow', 'install_mb')} MB (`tensorflow/`) | what pushed the server to 800 MB-1.2 GB; no longer imported by the app |
+| onnxruntime kept for inference | {get('onnxruntime', 'import_mb')} MB after import | n/m (inference only) | {get('onnxruntime', 'install_mb')} MB | rejected: predictions already run in NumPy, and ONNX Runtime has no input gradients, so saliency would still need TensorFlow or the NumPy backward pass |
+| Keras 3 on the JAX backend | {get('keras-jax', 'import_mb')} MB after import, {get('keras-jax', 'loaded_mb')} MB with the 3 networks, {get('keras-jax', 'rss_mb')} MB after compiling their gradients | 3 `jax.grad` gradients: {get('keras-jax', 'grads_ms', '{:.1f}')} ms, after {get('keras-jax', 'seconds', '{:.1f}')} s of import, loading and compiling | {get('keras-jax', 'install_mb')} MB (jax, jaxlib, scipy) | rejected for the server (still ~{get('keras-jax', 'loaded_mb')} MB); a candidate for the training worker (below) |
+| **Training in a worker process** (`package.train_in_worker`) | server: at most {server} MB on every page (the "after" table); the worker adds, at its peak: {', '.join(f'{k} {v} MB' for k, v in worker.items()) or 'n/m'}, and all of it goes when training ends | first batch after {get('worker', 'numpy_worker_first_batch_s', '{:.1f}')} s (NumPy MLP) and {get('worker', 'dense_worker_first_batch_s', '{:.1f}')} s (Keras: importing TensorFlow); a whole 1,000-image NumPy run {get('worker', 'numpy_worker_s', '{:.2f}')} s in the worker against {get('worker', 'numpy_in_process_s', '{:.2f}')} s in-process | 0 | **chosen for Train live**, for every model: the NumPy MLP too, since its worker costs ~{overhead:.1f} s a training and keeps the training's buffers (the server kept +{kept} MB after one NumPy run before) and its CPU out of the server |
+| the training worker on JAX instead of TensorFlow | CNN, 1,000 images, 1 epoch: peak {get('train-jax', 'peak_mb')} MB on JAX against {get('train-tensorflow', 'peak_mb')} MB on TensorFlow | {get('train-jax', 'seconds', '{:.1f}')} s against {get('train-tensorflow', 'seconds', '{:.1f}')} s | {get('keras-jax', 'install_mb')} MB more (TensorFlow stays for the CLI's `fast_predict_fn`) | not done: a smaller worker peak, but a second backend to install and test, and the training loop's `tf.function` to replace |
+
+What the numbers say: the server itself now stays under the budget on every page, Look
+inside and Train live included; TensorFlow's memory goes with the worker when a training ends.
+While a Keras model trains, the server and its worker together hold more than the budget
+({max((s['peak_total_mb'] for s in steps), default=0)} MB at the CNN's peak here) for the
+length of the training: TensorFlow's import alone is {get('tensorflow', 'import_mb')} MB,
+and a worker on JAX would still peak at {get('train-jax', 'peak_mb')} MB. A host that counts
+every process of the app against ~690 MB could offer only the NumPy MLP on Train live
+(server and worker together: {next((s['peak_total_mb'] for s in steps if s['what'].startswith('NumPy MLP')), 'n/m')} MB at most here), or would need the
+Keras models trained in NumPy too."""
+
+
 def write_report(results: dict, command: str) -> None:
     lines = [
         "# Memory with every page visited",
@@ -389,8 +525,8 @@ def write_report(results: dict, command: str) -> None:
     for label in ("before", "after"):
         if label in results:
             lines += [f"## {label.capitalize()}", "", *_table(results[label]), ""]
-    if OPTIONS.exists():
-        lines += [OPTIONS.read_text().strip(), ""]
+    if "options" in results:
+        lines += _options_section(results), ""
     lines += ["## Command", "", "```", command, "```", ""]
     REPORT.write_text("\n".join(lines))
 
@@ -401,25 +537,31 @@ def main() -> int:
     parser.add_argument("--label", default="after", choices=("before", "after"))
     parser.add_argument("--train", default="numpy,dense,cnn",
                         help="models trained on Train live, comma-separated")
-    parser.add_argument("--options", nargs="*", metavar="PYTHON",
-                        help="measure each option in a fresh process of PYTHON (default: "
-                             "this one) instead of visiting the pages")
+    parser.add_argument("--options", nargs="*", metavar="NAME",
+                        help=f"measure options ({', '.join(OPTION_CODE)}; default: all) "
+                             "in fresh processes instead of visiting the pages")
+    parser.add_argument("--report", action="store_true",
+                        help="only rewrite MEMORY.md from memory.json")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter the options run in (one with their packages)")
     args = parser.parse_args()
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.report:
+        write_report(results, COMMAND)
+        return 0
     if args.options is not None:
-        for python in args.options or [sys.executable]:
-            print(f"== {python}")
-            options(python, list(OPTION_CODE))
+        found = options(args.python, args.options or list(OPTION_CODE))
+        results.setdefault("options", {}).update(found)
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        write_report(results, COMMAND)
         return 0
     if h.chromium_path() is None:
         print("error: chromium is not installed", file=sys.stderr)
         return 2
     run = measure(args.artifacts, tuple(n for n in args.train.split(",") if n))
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[args.label] = run
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    command = ("MNIST_DATA=../shared/data/mnist .venv/bin/python benchmarks/memory.py "
-               "--label before   # once on the code before the change, then --label after")
-    write_report(results, command)
+    write_report(results, COMMAND)
     print(REPORT.read_text())
     return 0
 
