@@ -178,6 +178,40 @@ def test_phone_layout(browser, server, titles):
         context.close()
 
 
+APP_BACKGROUND = """() => getComputedStyle(document.querySelector('[data-testid="stApp"]'))
+    .backgroundColor"""
+
+
+def luminance(css_colour: str) -> float:
+    """0 (black) to 255 (white) for a CSS ``rgb(...)`` / ``rgba(...)`` colour."""
+    inside = css_colour[css_colour.index("(") + 1:css_colour.index(")")]
+    r, g, b = (float(v) for v in inside.split(",")[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_both_themes_follow_the_system_setting(browser, server, titles, scheme):
+    from playwright.sync_api import expect
+    context = browser.new_context(viewport={"width": 1280, "height": 1500},
+                                  color_scheme=scheme)
+    page = context.new_page()
+    try:
+        canvas = open_draw_page(page, server)
+        background = luminance(page.evaluate(APP_BACKGROUND))
+        assert background > 200 if scheme == "light" else background < 40, background
+        h.draw_stroke(page, canvas, h.SEVEN, steps=20)
+        expect(page.get_by_text("centred by mass")).to_be_visible()
+        metric_values(page, titles)
+        # Chart text takes the theme's colour: light on the dark page, dark on the light.
+        tick = page.locator(".js-plotly-plot .xtick text").first
+        text = luminance(tick.evaluate("e => getComputedStyle(e).fill"))
+        assert abs(text - background) > 100, (text, background)
+        settle(page)
+        page.screenshot(path=SHOTS / f"draw-{scheme}.png")
+    finally:
+        context.close()
+
+
 def test_upload_reads_good_files_and_flags_bad_ones(page, server, titles, tmp_path, artifacts):
     from playwright.sync_api import expect
 

@@ -79,8 +79,10 @@ def mark_centre(img: np.ndarray, scale: int) -> np.ndarray:
 
 
 def framed(img: np.ndarray, margin: int = 6) -> np.ndarray:
-    """An RGB image with a white margin, so images shown in a row do not touch."""
-    return np.pad(rgb(img), ((margin, margin), (margin, margin), (0, 0)), constant_values=PAPER)
+    """``(h + 2 margin, w + 2 margin, 4) uint8`` RGBA: the image with a transparent margin,
+    so images shown in a row do not touch, on a light or a dark page alike."""
+    opaque = np.dstack([rgb(img), np.full(np.shape(img)[:2], 255, np.uint8)])
+    return np.pad(opaque, ((margin, margin), (margin, margin), (0, 0)), constant_values=0)
 
 
 def thumbnail(image: np.ndarray, side: int = 220) -> np.ndarray:
