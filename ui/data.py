@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -54,53 +53,14 @@ def limit_blas_threads(n: int = 1) -> bool:
     return bool(limiter.get_original_num_threads().get("blas"))
 
 
-def keep_keras_warm() -> bool:
-    """Stop Streamlit's after-run cleanup from resetting Keras; True if it was patched.
-
-    After every script run Streamlit calls ``keras.backend.clear_session()``
-    (``streamlit.runtime.scriptrunner.script_runner._clean_problem_modules``, meant for
-    TF1-era Keras graphs). With Keras 3 that empties TensorFlow's eager kernel cache and
-    runs a full ``gc.collect()``, so each rerun's first call of every Keras model rebuilt
-    its kernel: 15-25 ms for LeNet-5 alone (measured here, against ~1 ms warm). The
-    replacement keeps Streamlit's other cleanup (closing matplotlib figures); the loaded
-    models hold no per-run state. Without the hook (another Streamlit) nothing changes and
-    the app is only slower.
-
-    Why a private hook: Streamlit has no public switch for this cleanup (its config has
-    ``runner.postScriptGC`` for the garbage collection, nothing for Keras), and the pages
-    that need the real Keras networks (Look inside's gradients and feature maps, Train
-    live) would otherwise pay the rebuild on every rerun. Predicting never needs it: the
-    fast path evaluates the Keras files in NumPy.
-    """
-    from streamlit.runtime.scriptrunner import script_runner
-
-    current = getattr(script_runner, "_clean_problem_modules", None)
-    if current is None:
-        return False
-    if getattr(current, "keeps_keras", False):
-        return True
-
-    def clean_problem_modules() -> None:
-        plt = sys.modules.get("matplotlib.pyplot")
-        if plt is not None:
-            try:
-                plt.close("all")
-            except Exception:  # noqa: BLE001 - like Streamlit's own cleanup: never crash
-                pass
-
-    clean_problem_modules.keeps_keras = True  # type: ignore[attr-defined]
-    script_runner._clean_problem_modules = clean_problem_modules
-    return True
-
-
 @st.cache_resource(show_spinner="Loading the models…", max_entries=2)
 def _load_models(directory: str, stamp: int) -> dict[str, Model]:
-    keep_keras_warm()
     loaded = load_models(directory)
     if runtime.exists():  # a real server, not AppTest inside someone else's test session
         limit_blas_threads(1)
-        # Streamlit collects garbage after every rerun; with TensorFlow loaded that is a
-        # 130 ms walk over ~400k long-lived objects. Freezing them leaves only new garbage.
+        # Streamlit collects garbage after every rerun (runner.postScriptGC): with the app's
+        # modules and models loaded a full collection took 60-67 ms here, ~0 once the
+        # long-lived objects are frozen, so only new garbage is walked.
         gc.collect()
         gc.freeze()
     return loaded
