@@ -30,7 +30,8 @@ def read_test_csv(data: bytes, name: str = "test.csv") -> np.ndarray:
     """
     if data.count(b"\n") > MAX_ROWS + 1:
         raise DataError(f"{name}: more than {MAX_ROWS:,} rows; Kaggle's test.csv has 28,000")
-    first = data.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").strip()
+    cut = data.find(b"\n")
+    first = data[:cut if cut >= 0 else len(data)].decode("utf-8-sig", errors="replace").strip()
     if first.lower().startswith("label"):
         raise DataError(f"{name}: has a 'label' column; upload the unlabeled test.csv, "
                         f"not train.csv")

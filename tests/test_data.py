@@ -206,6 +206,77 @@ def test_csv_empty_and_header_only(tmp_path):
     assert_data_error(excinfo, str(path), "no data rows")
 
 
+def _csv_bytes(x, y=None, header=None) -> bytes:
+    return csv_text(x, y, header).encode()
+
+
+def test_csv_plain_and_general_parsers_agree():
+    # Digits-only files take the byte-level parser; spaces, decimals, CRLF, a BOM or blank
+    # lines take np.loadtxt's. Both give the same uint8 arrays.
+    x, y = make_images(7, seed=4)
+    plain = _csv_bytes(x, y)
+    got_x, got_y = parse_csv(plain)
+    np.testing.assert_array_equal(got_x, x)
+    np.testing.assert_array_equal(got_y, y)
+    lines = plain.decode().splitlines()
+    variants = {
+        "spaces": "\n".join(line.replace(",", ", ") for line in lines),
+        "decimals": "\n".join(line.replace(",0,", ",0.0,") for line in lines),
+        "blank line": "\n".join(lines[:3] + [""] + lines[3:]),
+        "leading zeros": "\n".join(line.replace(",0,", ",000,") for line in lines),
+    }
+    for name, text in variants.items():
+        vx, vy = parse_csv(text, name)
+        np.testing.assert_array_equal(vx, x, err_msg=name)
+        np.testing.assert_array_equal(vy, y, err_msg=name)
+    for name, raw in {"crlf": plain.replace(b"\n", b"\r\n"),
+                      "bom": b"\xef\xbb\xbf" + plain,
+                      "str": plain.decode()}.items():
+        np.testing.assert_array_equal(parse_csv(raw, name)[0], x, err_msg=name)
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch):
+    # A block of ~one row, so checks that span the file cross block edges.
+    from mnist_core import data
+    monkeypatch.setattr(data, "CSV_BLOCK_BYTES", 100)
+
+
+@pytest.mark.parametrize("blocks", ["one block", "tiny blocks"])
+def test_csv_errors_name_the_whole_file(request, blocks):
+    if blocks == "tiny blocks":
+        request.getfixturevalue("tiny_blocks")
+    x, y = make_images(6, seed=8)
+    header = digit_recognizer_header()
+    table = [line.split(",") for line in csv_text(x, y).splitlines()]
+
+    def parse(rows):
+        with pytest.raises(DataError) as excinfo:
+            parse_csv("\n".join([header] + [",".join(r) for r in rows]) + "\n", "f.csv")
+        return excinfo
+
+    rows = [list(r) for r in table]
+    rows[1][5], rows[4][9] = "300", "1000"  # the range reported is the whole file's
+    assert_data_error(parse(rows), "f.csv", "0-255", "found 0 to 1000")
+    rows[4][0] = "12"  # a bad label is reported before bad pixels
+    assert_data_error(parse(rows), "f.csv", "label 12", "data row 5", "0-9")
+    rows = [list(r) for r in table]
+    rows[3] = rows[3][:-1]
+    assert_data_error(parse(rows), "f.csv", "line 5 has 784 columns, expected 785")
+    rows = [list(r) for r in table]
+    rows[5][7] = ""
+    assert_data_error(parse(rows), "f.csv", "non-numeric", "line 7, column 8")
+    rows[5][7] = "7x"
+    assert_data_error(parse(rows), "f.csv", "non-numeric", "'7x' on line 7, column 8")
+
+
+def test_csv_many_rows_cross_block_edges(tiny_blocks):
+    x, y = make_images(9, seed=6)
+    got_x, got_y = parse_csv(_csv_bytes(x, y, digit_recognizer_header()))
+    np.testing.assert_array_equal(got_x, x)
+    np.testing.assert_array_equal(got_y, y)
+
+
 # ---------------------------------------------------------------------------------------
 # npz
 # ---------------------------------------------------------------------------------------
