@@ -56,3 +56,79 @@ def test_unknown_layers_are_refused_not_run(tmp_path):
             z.writestr(n, data)
     with pytest.raises(ValueError, match="Lambda"):
         KerasNumpyModel.load(bad)
+
+
+def _mixed_model():
+    """Every path of the fused plan: a Winograd conv with its 2x2 pool taken on the tiles
+    (valid, 28 -> 26 -> 13), an odd-sized 3x3 conv that falls back to im2col with a
+    BatchNorm folded in, a Winograd conv whose output is put back together (14x14, no
+    pool), a BatchNorm after pooling (not foldable), separate activation layers,
+    average pooling, a 5x5 conv with its bias, and dense layers."""
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        layers.Conv2D(6, 3, activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Conv2D(8, 3, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.Activation("tanh"),
+        layers.Conv2D(8, 5, padding="same", activation="sigmoid"),
+        layers.MaxPooling2D(),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+        layers.Conv2D(12, 3, padding="same"),
+        layers.AveragePooling2D(2),
+        layers.Flatten(),
+        layers.Dense(16, use_bias=False),
+        layers.BatchNormalization(),
+        layers.Activation("relu"),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    model = _mixed_model()
+    _randomise_batchnorm(model, rng)
+    path = tmp_path_factory.mktemp("mixed") / "m.keras"
+    model.save(path)
+    x = rng.random((300, 28, 28)).astype(np.float32)
+    return KerasNumpyModel.load(path), x, model.predict(x[..., None], verbose=0, batch_size=300)
+
+
+def test_fused_plan_matches_keras_on_every_path(mixed):
+    fast, x, expected = mixed
+    got = fast.predict_proba(x)
+    assert got.shape == (300, 10) and got.dtype == np.float32
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_batches_chunks_and_threads_give_the_same_answers(mixed, monkeypatch):
+    from mnist_core import keras_numpy
+    fast, x, _ = mixed
+    whole = fast.predict_proba(x)
+    one_by_one = np.concatenate([fast.predict_proba(x[i:i + 1]) for i in range(0, 300, 29)])
+    np.testing.assert_allclose(one_by_one, whole[::29], atol=1e-6)
+    monkeypatch.setattr(keras_numpy, "WORKERS", 2)
+    np.testing.assert_allclose(fast.predict_proba(x, batch_size=7), whole, atol=1e-6)
+    assert fast.predict_proba(x[:0]).shape == (0, 10)
+
+
+def test_layer_by_layer_forward_matches_the_fused_plan(mixed):
+    from mnist_core.keras_numpy import _forward
+    fast, x, _ = mixed
+    h = x[:20, ..., None]
+    for layer in fast.layers:
+        h = _forward(h, layer)
+    np.testing.assert_allclose(h, fast.predict_proba(x[:20]), atol=1e-6)
+
+
+def test_unsupported_conv_settings_are_refused_at_load(tmp_path):
+    model = keras.Sequential([keras.Input(shape=(28, 28, 1)),
+                              keras.layers.Conv2D(4, 3, dilation_rate=2),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    path = tmp_path / "dilated.keras"
+    model.save(path)
+    with pytest.raises(ValueError, match="undilated"):
+        KerasNumpyModel.load(path)
