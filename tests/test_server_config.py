@@ -42,3 +42,12 @@ def test_streamlit_reads_every_setting_as_written(monkeypatch):
             continue
         for key, value in values.items():
             assert config.get_option(f"{section}.{key}") == value, (section, key)
+
+
+def test_the_server_hands_big_freed_buffers_back():
+    """ui.data sets glibc's mmap and trim thresholds (benchmarks/PHONE_PHOTOS.md)."""
+    import platform
+
+    from ui.data import return_big_buffers
+
+    assert return_big_buffers() is (platform.libc_ver()[0] == "glibc")

@@ -40,6 +40,34 @@ def _stamp(directory: Path) -> int:
         return 0
 
 
+# Freed buffers this large or larger go back to the system at once (see return_big_buffers).
+MMAP_THRESHOLD = 1 << 20
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3   # glibc's mallopt parameters
+
+
+def return_big_buffers(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Have the C heap hand every freed buffer of ``threshold`` bytes or more back to the
+    system, and free space over twice that at a heap's top; True if set (glibc), False
+    elsewhere (macOS, musl: nothing changes).
+
+    Streamlit runs each session's script in a thread of its own; glibc gives threads their
+    own heap arenas, keeps the buffers freed there for reuse, and raises both thresholds
+    (from 128 kB, up to 32 MB and 64 MB) after any large buffer is freed. After photos
+    uploaded five at a time a process kept ~84 MB over idle for good; with these fixed
+    thresholds ~5 MB, for a few ms more per 12-megapixel photo (benchmarks/PHONE_PHOTOS.md).
+    Set before the models load, so what loading frees goes back too.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold)
+                    and libc.mallopt(M_TRIM_THRESHOLD, 2 * threshold))
+    except (OSError, AttributeError):
+        return False
+
+
 def limit_blas_threads(n: int = 1) -> bool:
     """Cap numpy's BLAS at ``n`` threads for the whole process; True if a BLAS was found.
 
@@ -55,8 +83,11 @@ def limit_blas_threads(n: int = 1) -> bool:
 
 @st.cache_resource(show_spinner="Loading the models…", max_entries=2)
 def _load_models(directory: str, stamp: int) -> dict[str, Model]:
+    server = runtime.exists()  # a real server, not AppTest inside someone else's test session
+    if server:
+        return_big_buffers()
     loaded = load_models(directory)
-    if runtime.exists():  # a real server, not AppTest inside someone else's test session
+    if server:
         limit_blas_threads(1)
         # Streamlit collects garbage after every rerun (runner.postScriptGC): with the app's
         # modules and models loaded a full collection took 60-67 ms here, ~0 once the

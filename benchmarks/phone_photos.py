@@ -1,0 +1,356 @@
+"""What a phone photo costs the server; writes benchmarks/PHONE_PHOTOS.md.
+
+Synthesises 12-megapixel phone photos (4000x3000 JPEG at quality 90, a Chars74K digit
+written with a pen on unevenly lit paper, sensor noise; every other one stored sideways
+with an EXIF orientation, as phones do) and reads each the way the Upload page does
+(``decode_image``, then ``read_digits`` with the shipped models, BLAS on one thread as the
+app's server sets it). For each code tree given it measures, each in fresh processes:
+
+* time per photo: decoding, and preprocessing + reading, wall and CPU seconds;
+* peak memory per photo: the rise of the process's peak resident set (``VmHWM``, reset
+  through ``/proc/self/clear_refs`` just before the photo, after ``malloc_trim``) over its
+  resident set before it, one fresh process per photo, so no memory freed earlier hides
+  the peak;
+* resident memory (``VmRSS``) after 50 photos against idle (models loaded, warmed up),
+  one photo at a time and five at a time in threads (five uploads at once, as Streamlit
+  runs each session's script in its own thread).
+
+Usage::
+
+    .venv/bin/python benchmarks/phone_photos.py [--code before=/tmp/before] [--code after=.]
+        [--code after+mallopt=.,MALLOC_MMAP_THRESHOLD_=1048576,MALLOC_TRIM_THRESHOLD_=2097152]
+        [--photos 50] [--peaks 5]
+        [--repeats 3] [--out benchmarks/PHONE_PHOTOS.md]
+
+Each ``--code LABEL=ROOT[,VAR=VALUE...]`` is a checkout whose ``mnist_core`` and
+``artifacts/`` are measured, its processes given those environment variables (default:
+this one, as ``after``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STROKES = REPO.parent / "shared" / "data" / "handwriting-dev" / "chars74k_digits_strokes.jsonl"
+SIZE = (4000, 3000)       # a 12-megapixel phone photo, landscape as the sensor stores it
+QUALITY = 90              # phones save JPEGs at about this quality
+NOISE = 14                # sensor noise, grey levels (std): what makes a phone JPEG 4-6 MB
+DISTINCT = 10             # photos synthesised (one per digit), cycled through for 50
+THREADS = 5               # uploads at a time in the concurrent run
+
+
+# ---------------------------------------------------------------------------------------
+# Photos
+# ---------------------------------------------------------------------------------------
+
+def synthesise(out: Path, n: int = DISTINCT, seed: int = 0) -> list[tuple[Path, int]]:
+    """``n`` phone photos of digits 0-9 in ``out``: ``[(path, label)]``."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO))
+    from mnist_core.handwriting import load_strokes
+
+    rng = np.random.default_rng(seed)
+    samples = load_strokes(STROKES)
+    first = {}
+    for label, strokes in samples:
+        first.setdefault(label, strokes)
+    photos = []
+    for i in range(n):
+        label = i % 10
+        sideways = i % 2 == 1  # held upright: composed portrait, stored as the sensor lies
+        w, h = SIZE[::-1] if sideways else SIZE
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        pts = np.concatenate(first[label])
+        lo, hi = pts.min(0), pts.max(0)
+        height = rng.uniform(0.35, 0.6) * h
+        scale = height / max(hi[1] - lo[1], 1.0)
+        origin = np.array([w / 2 - (hi[0] - lo[0]) * scale / 2, h / 2 - height / 2])
+        pen = int(rng.uniform(0.03, 0.06) * height)
+        ink = np.zeros((h, w), np.uint8)
+        for s in first[label]:
+            p = np.round(((s - lo) * scale + origin) * 16).astype(np.int32)
+            cv2.polylines(ink, [p], False, 255, pen, cv2.LINE_AA, 4)
+        ink = cv2.GaussianBlur(ink, (0, 0), 2.0).astype(np.float32) / 255
+        # Paper lit unevenly: a tilt and a soft shadow; dark blue-black ink; sensor noise.
+        gx, gy = rng.uniform(-0.2, 0.2, 2)
+        light = 1 + gx * (xx / w - 0.5) + gy * (yy / h - 0.5)
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        light -= 0.2 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (0.5 * w) ** 2))
+        paper = rng.uniform(205, 240) + rng.uniform(-8, 8, 3).astype(np.float32)
+        pen_colour = np.array(rng.uniform(15, 60, 3), np.float32)
+        img = paper * (1 - ink[..., None]) + pen_colour * ink[..., None]
+        img *= light[..., None]
+        img += rng.normal(0, NOISE, img.shape).astype(np.float32)
+        pic = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        del img, ink, light, yy, xx
+        exif = Image.Exif()
+        if sideways:  # stored turned a quarter left, tagged "rotate 90 CW to display"
+            pic = pic.transpose(Image.Transpose.ROTATE_90)
+            exif[0x0112] = 6
+        path = out / f"photo-{i}-digit-{label}.jpg"
+        pic.save(path, quality=QUALITY, exif=exif.tobytes())
+        photos.append((path, label))
+    return photos
+
+
+def warmup_photo(out: Path) -> Path:
+    """A small photo that takes every stage once before anything is measured."""
+    import numpy as np
+    from PIL import Image
+
+    img = np.full((360, 480, 3), 225, np.uint8)
+    img[100:260, 230:250] = 30
+    path = out / "warmup.jpg"
+    Image.fromarray(img).save(path, quality=QUALITY)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Worker: runs inside the measured code tree
+# ---------------------------------------------------------------------------------------
+
+def _status(field: str) -> float:
+    """``VmRSS``/``VmHWM`` of this process in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    """Hand the heap's free memory back (so a photo cannot hide in what loading the models
+    freed), then start the peak afresh: VmHWM := VmRSS."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def worker(mode: str, root: str, photos: list[str], labels: list[int], warm: str) -> dict:
+    sys.path.insert(0, root)
+    os.chdir(root)
+    from threadpoolctl import threadpool_limits
+
+    from mnist_core.artifacts import load_models
+    from mnist_core.inference import read_digits
+    from mnist_core.preprocess import decode_image
+
+    threadpool_limits(1, user_api="blas")  # as ui.data does in the server
+    models = load_models()
+
+    def read(path: str) -> dict:
+        data = Path(path).read_bytes()
+        w0, c0 = time.perf_counter(), time.process_time()
+        image = decode_image(data)
+        w1 = time.perf_counter()
+        readings = read_digits(image, models)
+        w2, c2 = time.perf_counter(), time.process_time()
+        return {"decoded": list(image.shape[:2]), "decode_s": w1 - w0, "read_s": w2 - w1,
+                "wall_s": w2 - w0, "cpu_s": c2 - c0, "end": w2,
+                "answer": "".join(str(r.digit("cnn")) for r in readings)}
+
+    read(warm)
+    gc.collect()
+    idle = _status("VmRSS")
+    if mode == "peak":
+        _reset_peak()
+        before = _status("VmRSS")
+        one = read(photos[0])
+        return {**one, "peak_mb": _status("VmHWM") - before, "label": labels[0]}
+    if mode == "serial":
+        rows = [read(p) for p in photos]
+    else:  # THREADS at a time, each batch submitted together like simultaneous uploads
+        rows = []
+        with ThreadPoolExecutor(THREADS) as pool:
+            for start in range(0, len(photos), THREADS):
+                t0 = time.perf_counter()
+                batch = list(pool.map(read, photos[start:start + THREADS]))
+                rows += [{**r, "latency_s": r["end"] - t0} for r in batch]
+    gc.collect()
+    right = sum(r["answer"] == str(y) for r, y in zip(rows, labels))
+    return {"rows": rows, "idle_mb": idle, "after_mb": _status("VmRSS"), "right": right}
+
+
+def run_worker(mode: str, root: Path, photos: list[tuple[Path, int]], warm: Path,
+               env: dict[str, str] | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--worker", mode, "--root", str(root), "--warm", str(warm),
+           "--photo-list", json.dumps([[str(p), y] for p, y in photos])]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    if proc.returncode:
+        raise RuntimeError(f"{mode} worker failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------
+# Measuring and writing
+# ---------------------------------------------------------------------------------------
+
+def measure(root: Path, env: dict[str, str], photos: list[tuple[Path, int]], n: int, peaks: int,
+            repeats: int, warm: Path) -> dict:
+    cycle = [photos[i % len(photos)] for i in range(n)]
+    peak = [run_worker("peak", root, [photos[i % len(photos)]], warm, env) for i in range(peaks)]
+    serial = run_worker("serial", root, cycle, warm, env)
+    threads = [run_worker("threads", root, cycle, warm, env) for _ in range(repeats)]
+    return {"peak": peak, "serial": serial, "threads": threads}
+
+
+def _median(values) -> float:
+    return statistics.median(values)
+
+
+def summary(result: dict) -> dict:
+    rows = result["serial"]["rows"]
+    return {
+        "decoded": "x".join(map(str, rows[0]["decoded"][::-1])),
+        "decode_ms": 1000 * _median(r["decode_s"] for r in rows),
+        "read_ms": 1000 * _median(r["read_s"] for r in rows),
+        "wall_ms": 1000 * _median(r["wall_s"] for r in rows),
+        "cpu_ms": 1000 * _median(r["cpu_s"] for r in rows),
+        "peak_mb": max(p["peak_mb"] for p in result["peak"]),
+        "peak_median_mb": _median(p["peak_mb"] for p in result["peak"]),
+        "serial_idle": result["serial"]["idle_mb"], "serial_after": result["serial"]["after_mb"],
+        "right": result["serial"]["right"], "n": len(rows),
+        "thread_latency_s": _median(r["latency_s"] for t in result["threads"] for r in t["rows"]),
+        "thread_max_s": max(r["latency_s"] for t in result["threads"] for r in t["rows"]),
+        "thread_idle": _median(t["idle_mb"] for t in result["threads"]),
+        "thread_growth": sorted(t["after_mb"] - t["idle_mb"] for t in result["threads"]),
+    }
+
+
+def markdown(summaries: dict[str, dict], photos: list[tuple[Path, int]], args, command: str
+             ) -> str:
+    sizes = [p.stat().st_size / 2**20 for p, _ in photos]
+    loads = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    rows = [
+        ("Decoded image (stored orientation)", lambda s: s["decoded"]),
+        ("Decode, median ms", lambda s: f"{s['decode_ms']:.0f}"),
+        ("Preprocess + read (every model), median ms", lambda s: f"{s['read_ms']:.0f}"),
+        ("**Server time per photo**, median wall ms", lambda s: f"**{s['wall_ms']:.0f}**"),
+        ("Server CPU per photo, median ms (all threads)", lambda s: f"{s['cpu_ms']:.0f}"),
+        (f"**Peak memory per photo**, MB (max of {args.peaks} fresh processes)",
+         lambda s: f"**{s['peak_mb']:.0f}** (median {s['peak_median_mb']:.0f})"),
+        (f"RSS idle -> after {args.photos} photos one at a time, MB",
+         lambda s: f"{s['serial_idle']:.0f} -> {s['serial_after']:.0f}"),
+        (f"RSS growth after {args.photos} photos {THREADS} at a time, MB: median "
+         f"(each of {args.repeats} processes)",
+         lambda s: f"+{_median(s['thread_growth']):.0f} ("
+                   + ", ".join(f"+{g:.0f}" for g in s["thread_growth"]) + ")"),
+        (f"{THREADS} at a time: time to each answer, median (max) s",
+         lambda s: f"{s['thread_latency_s']:.2f} ({s['thread_max_s']:.2f})"),
+        ("CNN read the digit right", lambda s: f"{s['right']}/{s['n']}"),
+    ]
+    labels = list(summaries)
+    head = "| | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
+    body = "".join(f"| {name} | " + " | ".join(f(summaries[k]) for k in labels) + " |\n"
+                   for name, f in rows)
+    codes = ", ".join(f"`{k}` = `{root}`" + (" with " if env else "")
+                      + " and ".join(f"`{e}={v}`" for e, v in env.items())
+                      for k, root, env in args.code)
+    return f"""# Phone photos
+
+What one 12-megapixel phone photo costs the server, measured by `benchmarks/phone_photos.py`
+on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} CPU cores ({_cpu()}),
+{platform.machine()}, Python {platform.python_version()}; load average {loads} at the end
+(other work shared the machine). Code measured: {codes}.
+
+Photos: {len(photos)} synthesised {SIZE[0]}x{SIZE[1]} JPEGs at quality {QUALITY}
+({min(sizes):.1f}-{max(sizes):.1f} MB), a Chars74K digit in pen on unevenly lit paper with
+sensor noise, every other one stored sideways with EXIF orientation 6; cycled through for
+{args.photos} photos. Each is read as the Upload page reads it: `decode_image`, then
+`read_digits` with the shipped models (BLAS on one thread, as the server sets it).
+
+{head}{body}
+Server time is one photo at a time in one process (models loaded, warmed up on a small
+photo). Peak memory is the rise of the process's peak resident set (`VmHWM`, reset through
+`/proc/self/clear_refs` just before the photo, after `malloc_trim(0)` hands the heap's free
+memory back) over its resident set before it, one fresh process per photo.
+"{THREADS} at a time" submits the photos in batches of {THREADS} to {THREADS} threads in one
+process, as {THREADS} simultaneous uploads run in the server, and times each
+answer from its batch's start, in {args.repeats} fresh processes; resident memory is read after
+`gc.collect()`. What stays after photos read {THREADS} at a time is the C heap, not Python
+objects: glibc gives each thread its own arena and keeps the buffers freed there for reuse,
+up to a plateau, and raises its thresholds for handing memory back after any large buffer is
+freed. `MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` fix them from the start: the
+values `ui.data.return_big_buffers` sets with `mallopt` in the app's server before the models
+load.
+
+Command:
+
+```
+{command}
+```
+"""
+
+
+def _code(spec: str) -> tuple[str, str, dict[str, str]]:
+    """``LABEL=ROOT[,VAR=VALUE...]`` -> ``(label, root, {VAR: VALUE})``."""
+    label, rest = spec.split("=", 1)
+    root, *env = rest.split(",")
+    return label, root, dict(e.split("=", 1) for e in env)
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--code", action="append", metavar="LABEL=ROOT[,VAR=VALUE...]",
+                        help="a checkout to measure, with environment variables for its "
+                             "processes if given (repeatable; default after=.)")
+    parser.add_argument("--photos", type=int, default=50)
+    parser.add_argument("--peaks", type=int, default=5, help="photos measured for peak memory")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help=f"processes reading the photos {THREADS} at a time")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "PHONE_PHOTOS.md"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--warm", help=argparse.SUPPRESS)
+    parser.add_argument("--photo-list", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        pairs = json.loads(args.photo_list)
+        out = worker(args.worker, args.root, [p for p, _ in pairs], [y for _, y in pairs],
+                     args.warm)
+        print(json.dumps(out))
+        return 0
+    args.code = [_code(c) for c in (args.code or ["after=."])]
+    with tempfile.TemporaryDirectory() as tmp:
+        photos = synthesise(Path(tmp))
+        warm = warmup_photo(Path(tmp))
+        summaries = {}
+        for label, root, env in args.code:
+            print(f"measuring {label} ({root} {env})", file=sys.stderr, flush=True)
+            summaries[label] = summary(measure(Path(root).resolve(), env, photos, args.photos,
+                                               args.peaks, args.repeats, warm))
+            print(json.dumps(summaries[label]), file=sys.stderr, flush=True)
+        argv_shown = sys.argv[1:] if argv is None else argv
+        command = shlex.join([".venv/bin/python", "benchmarks/phone_photos.py", *argv_shown])
+        Path(args.out).write_text(markdown(summaries, photos, args, command))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
