@@ -24,6 +24,9 @@ from mnist_core.data import DATASETS, ENV_VAR, Dataset
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_ARTIFACTS = REPO / "artifacts"
 
+# Users see no error details (.streamlit/config.toml); a failing test should show them.
+os.environ.setdefault("STREAMLIT_CLIENT_SHOW_ERROR_DETAILS", "full")
+
 
 # ---------------------------------------------------------------------------------------
 # Real MNIST (optional)

@@ -36,6 +36,7 @@ def test_streamlit_reads_every_setting_as_written(monkeypatch):
     from streamlit import config
 
     monkeypatch.chdir(REPO)  # Streamlit reads ./.streamlit/config.toml
+    monkeypatch.delenv("STREAMLIT_CLIENT_SHOW_ERROR_DETAILS", raising=False)  # conftest's
     config.get_config_options(force_reparse=True)
     for section, values in settings().items():
         if section == "theme":
