@@ -383,11 +383,12 @@ def _compile(layers: list[Layer]) -> list:
 
 # The largest buffer a step of the plan may hold for one batch (im2col columns, Winograd
 # tiles, activations), which sets each step's batch, so that a batch's buffers stay in the
-# caches (1 MB of L2 a core here): the CNN's convolutions run 10 images at a time (the
-# 14x14x64 layer's Winograd tiles take 200 KB an image), its dense layers 167. Consecutive
+# core's own cache (1 MB of L2 here): the CNN's convolutions run 5 images at a time (the
+# 14x14x64 layer's Winograd tiles take 200 KB an image), its dense layers 83. Consecutive
 # steps whose batches are within 4x of each other share a segment (:meth:`_plan`).
-# Measured on the CNN, one thread, per image: 1 MB 266 us, 2 MB 254 us, 4 MB 278 us.
-BATCH_BYTES = 2 * 2**20
+# Measured on the CNN over 10,000 images (paired runs, CPU time): 1 MB 4-10% less than
+# 2 MB; 2 MB, one thread, per image: 254 us against 278 us with 4 MB.
+BATCH_BYTES = 2**20
 MAX_BATCH = 512  # the dense network: 256-2048 images a batch were within noise
 # Threads a prediction of several chunks is split over, a chunk at a time each, with every
 # BLAS held at one thread (:func:`_one_blas_thread`). Whole chunks per thread keep both
@@ -397,6 +398,7 @@ MAX_BATCH = 512  # the dense network: 256-2048 images a batch were within noise
 # threads, 1.0 s with 1 thread in each of 2 workers). NumPy releases the GIL in its
 # products and array arithmetic, so the threads run in parallel: the CNN over 28,000
 # images, 7.7 s with one worker, 4.5 s with two on an otherwise idle machine.
+_MIN_CHUNK = 32  # images: fewer than this are predicted in the calling thread
 WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                      else os.cpu_count() or 1))
 
@@ -420,7 +422,7 @@ class KerasNumpyModel:
         self.layers = layers
         self.input_shape = input_shape
         self._segments, self._n_out = self._plan(_compile(layers))
-        self.batch_size = max(batch for _, batch in self._segments)
+        self.batch_size = max(batch for _, batch in self._segments)  # the largest chunk
 
     def _plan(self, steps: list) -> tuple[list[tuple[list, int]], int]:
         """``steps`` cut into segments ``(steps, batch)``, each with the batch that keeps
@@ -497,7 +499,10 @@ class KerasNumpyModel:
         x = np.asarray(x, np.float32).reshape(-1, *self.input_shape)
         if len(x) == 0:
             return np.zeros((0, self._n_out), np.float32)
-        batch = batch_size or self.batch_size  # a chunk: each segment splits it further
+        # A chunk of images per task: each segment splits it further. About 16 a worker,
+        # so that the worker left alone at the end of a call waits for little.
+        batch = batch_size or min(self.batch_size,
+                                  max(_MIN_CHUNK, -(-len(x) // (16 * WORKERS))))
         if len(x) <= batch:
             # A drawing and its views: BLAS as the process has it (the app holds it at one
             # thread; an idle machine's second core reads a dense layer's weights faster,

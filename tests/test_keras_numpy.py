@@ -61,9 +61,10 @@ def test_unknown_layers_are_refused_not_run(tmp_path):
 def _mixed_model():
     """Every path of the fused plan: a Winograd conv with its 2x2 pool taken on the tiles
     (valid, 28 -> 26 -> 13), an odd-sized 3x3 conv that falls back to im2col with a
-    BatchNorm folded in, a Winograd conv whose output is put back together (14x14, no
-    pool), a BatchNorm after pooling (not foldable), separate activation layers,
-    average pooling, a 5x5 conv with its bias, and dense layers."""
+    BatchNorm folded in, a Winograd conv whose output is put back together (6x6, no
+    pool), each of these writing the next conv's padded input, a BatchNorm after pooling
+    (not foldable), separate activation layers, average pooling, a 5x5 conv with its
+    bias, and dense layers."""
     layers = keras.layers
     return keras.Sequential([
         keras.Input(shape=(28, 28, 1)),
@@ -77,6 +78,7 @@ def _mixed_model():
         layers.BatchNormalization(),
         layers.ReLU(),
         layers.Conv2D(12, 3, padding="same"),
+        layers.Conv2D(12, 3, padding="same", activation="relu"),
         layers.AveragePooling2D(2),
         layers.Flatten(),
         layers.Dense(16, use_bias=False),
