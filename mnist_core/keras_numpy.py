@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,26 +66,47 @@ class Layer:
 # Convolution and pooling kernels
 # ---------------------------------------------------------------------------------------
 
+_scratch = threading.local()
+
+
+def _buffer(shape: tuple[int, ...], tag: str, zeros: bool = False) -> np.ndarray:
+    """A float32 work array of ``shape`` kept for this thread and reused, for arrays that
+    do not outlive the step filling them (``zeros``: zero when first made, for padding
+    whose border nobody writes). A fresh array of ~1 MB each batch came back from the
+    system page by page, zeroed: 13-18 page faults an image, 10-15% of the CNN's time."""
+    cache = _scratch.__dict__.setdefault("buffers", {})
+    buf = cache.get((tag, shape))
+    if buf is None:
+        if len(cache) >= 64:  # batch shapes seen by this thread: a handful, unless...
+            cache.clear()
+        buf = cache[tag, shape] = (np.zeros if zeros else np.empty)(shape, np.float32)
+    return buf
+
+
 def _same_pad(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
-    # TensorFlow's "same": the odd pixel of padding goes after, not before.
+    """``x`` inside TensorFlow's "same" padding for a ``kh x kw`` kernel (the odd pixel
+    of padding goes after, not before): a work array, read by the conv that follows."""
     n, h, w, c = x.shape
     top, left = (kh - 1) // 2, (kw - 1) // 2
-    out = np.zeros((n, h + kh - 1, w + kw - 1, c), x.dtype)
+    out = _buffer((n, h + kh - 1, w + kw - 1, c), "pad", zeros=True)
     out[:, top:top + h, left:left + w] = x
     return out
 
 
-def _im2col_conv(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+def _im2col_conv(x: np.ndarray, kernel: np.ndarray, work: bool = False) -> np.ndarray:
     """Stride-1 "valid" correlation of padded ``(N, H, W, C)`` with ``(kh, kw, C, out)``:
     the windows copied into ``(kh, kw, C, N, H', W')`` columns (one slice copy per kernel
-    offset, each written contiguously), then one matrix product with their transpose."""
+    offset, each written contiguously), then one matrix product with their transpose.
+    ``work``: the result is a work array (:func:`_buffer`), for a caller that pools it."""
     kh, kw, cin, cout = kernel.shape
     n, h, w = x.shape[0], x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    cols = np.empty((kh, kw, cin, n, h, w), np.float32)
+    cols = _buffer((kh, kw, cin, n, h, w), "cols")
     for i in range(kh):
         for j in range(kw):
             cols[i, j] = x[:, i:i + h, j:j + w].transpose(3, 0, 1, 2)
-    out = cols.reshape(kh * kw * cin, n * h * w).T @ kernel.reshape(kh * kw * cin, cout)
+    out = _buffer((n * h * w, cout), "conv") if work else None
+    out = np.matmul(cols.reshape(kh * kw * cin, n * h * w).T,
+                    kernel.reshape(kh * kw * cin, cout), out=out)
     return out.reshape(n, h, w, cout)
 
 
@@ -111,20 +133,28 @@ def _bt(d: list[np.ndarray], out: list[np.ndarray]) -> None:
 def _winograd_conv(x: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Stride-1 "valid" 3x3 correlation of padded ``(N, 2T+2, 2S+2, C)`` with a
     :func:`_winograd_kernel`: ``(4, N, T, S, out)``, the four pixels (0,0), (0,1), (1,0),
-    (1,1) of every 2x2 output tile."""
+    (1,1) of every 2x2 output tile (a work array: copy what outlives the step)."""
     n, hp, wp, c = x.shape
-    th, tw = (hp - 2) // 2, (wp - 2) // 2
-    rows = np.empty((4, n, th, wp, c), np.float32)
+    th, tw, cout = (hp - 2) // 2, (wp - 2) // 2, u.shape[-1]
+    rows = _buffer((4, n, th, wp, c), "rows")
     _bt([x[:, r:r + 2 * th:2] for r in range(4)], list(rows))
-    v = np.empty((4, 4, n, th, tw, c), np.float32)
+    v = _buffer((4, 4, n, th, tw, c), "tiles")
     _bt([rows[:, :, :, s:s + 2 * tw:2] for s in range(4)], [v[:, b] for b in range(4)])
-    m = np.matmul(v.reshape(16, n * th * tw, c), u).reshape(4, 4, n, th, tw, -1)
+    m = _buffer((16, n * th * tw, cout), "products")
+    np.matmul(v.reshape(16, n * th * tw, c), u, out=m)
+    m = m.reshape(4, 4, n, th, tw, cout)
     # A^T m A with A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], one axis at a time.
-    r = (m[0] + m[1] + m[2], m[1] - m[2] - m[3])
-    y = np.empty((4, n, th, tw, m.shape[-1]), np.float32)
+    r = _buffer((2, 4, n, th, tw, cout), "sums")
+    np.add(m[0], m[1], out=r[0])
+    r[0] += m[2]
+    np.subtract(m[1], m[2], out=r[1])
+    r[1] -= m[3]
+    y = _buffer((4, n, th, tw, cout), "parts")
     for a in range(2):
-        np.add(r[a][0] + r[a][1], r[a][2], out=y[2 * a])
-        np.subtract(r[a][1] - r[a][2], r[a][3], out=y[2 * a + 1])
+        np.add(r[a][0], r[a][1], out=y[2 * a])
+        y[2 * a] += r[a][2]
+        np.subtract(r[a][1], r[a][2], out=y[2 * a + 1])
+        y[2 * a + 1] -= r[a][3]
     return y
 
 
@@ -290,7 +320,7 @@ class _Linear:
             if self.winograd is not None and even:
                 y = self._winograd(x)
             else:
-                y = _im2col_conv(x, self.kernel)
+                y = _im2col_conv(x, self.kernel, work=self.pool is not None)
                 if self.pool is not None:
                     y = _max_pool(y, *self.pool)
         if self.bias is not None:
@@ -304,7 +334,7 @@ class _Linear:
         if self.pool == (2, 2):
             np.maximum(parts[0], parts[1], out=parts[0])
             np.maximum(parts[2], parts[3], out=parts[2])
-            return np.maximum(parts[0], parts[2], out=parts[0])
+            return np.maximum(parts[0], parts[2])
         n, th, tw, c = parts.shape[1:]
         y = parts.reshape(2, 2, n, th, tw, c).transpose(2, 3, 0, 4, 1, 5).reshape(
             n, 2 * th, 2 * tw, c)
@@ -485,15 +515,22 @@ class KerasNumpyModel:
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         """The plan over a chunk of at most :attr:`batch_size` images."""
-        for steps, batch in self._segments:
-            parts = []
+        for k, (steps, batch) in enumerate(self._segments):
+            out = None
             for start in range(0, len(x), batch):
                 h = x[start:start + batch]
                 for step in steps:
                     h = step(h)
-                parts.append(h)
-            x = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return x
+                if len(h) == len(x):
+                    out = h
+                    break
+                if out is None:  # the last segment's result is returned: a new array
+                    shape = (len(x), *h.shape[1:])
+                    out = (np.empty(shape, np.float32) if k == len(self._segments) - 1
+                           else _buffer(shape, f"segment {k}"))
+                out[start:start + len(h)] = h
+            x = out
+        return x if x.flags.owndata else x.copy()  # never a view of a work array
 
     def predict_proba(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         x = np.asarray(x, np.float32).reshape(-1, *self.input_shape)
