@@ -70,17 +70,21 @@ _scratch = threading.local()
 
 
 def _buffer(shape: tuple[int, ...], tag: str, zeros: bool = False) -> np.ndarray:
-    """A float32 work array of ``shape`` kept for this thread and reused, for arrays that
-    do not outlive the step filling them (``zeros``: zero when first made, for padding
-    whose border nobody writes). A fresh array of ~1 MB each batch came back from the
+    """A float32 work array of ``shape``, kept for this thread and reused, for arrays that
+    do not outlive the step filling them. Arrays of one ``tag`` share memory (the next
+    caller overwrites it): two tags that take turns ("a", "b") keep a conv's buffers in
+    the same few MB of cache. ``zeros``: a zero array of its own, made once per shape, for
+    padding whose border nobody writes. Fresh ~1 MB arrays each batch came back from the
     system page by page, zeroed: 13-18 page faults an image, 10-15% of the CNN's time."""
     cache = _scratch.__dict__.setdefault("buffers", {})
-    buf = cache.get((tag, shape))
-    if buf is None:
-        if len(cache) >= 64:  # batch shapes seen by this thread: a handful, unless...
+    size = int(np.prod(shape))
+    key = (tag, shape) if zeros else tag
+    buf = cache.get(key)
+    if buf is None or buf.size < size:
+        if len(cache) >= 64:  # padding shapes seen by this thread: a handful, unless...
             cache.clear()
-        buf = cache[tag, shape] = (np.zeros if zeros else np.empty)(shape, np.float32)
-    return buf
+        buf = cache[key] = (np.zeros if zeros else np.empty)(size, np.float32)
+    return buf[:size].reshape(shape)
 
 
 def _same_pad(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
@@ -100,11 +104,11 @@ def _im2col_conv(x: np.ndarray, kernel: np.ndarray, work: bool = False) -> np.nd
     ``work``: the result is a work array (:func:`_buffer`), for a caller that pools it."""
     kh, kw, cin, cout = kernel.shape
     n, h, w = x.shape[0], x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    cols = _buffer((kh, kw, cin, n, h, w), "cols")
+    cols = _buffer((kh, kw, cin, n, h, w), "a")
     for i in range(kh):
         for j in range(kw):
             cols[i, j] = x[:, i:i + h, j:j + w].transpose(3, 0, 1, 2)
-    out = _buffer((n * h * w, cout), "conv") if work else None
+    out = _buffer((n * h * w, cout), "b") if work else None
     out = np.matmul(cols.reshape(kh * kw * cin, n * h * w).T,
                     kernel.reshape(kh * kw * cin, cout), out=out)
     return out.reshape(n, h, w, cout)
@@ -136,20 +140,20 @@ def _winograd_conv(x: np.ndarray, u: np.ndarray) -> np.ndarray:
     (1,1) of every 2x2 output tile (a work array: copy what outlives the step)."""
     n, hp, wp, c = x.shape
     th, tw, cout = (hp - 2) // 2, (wp - 2) // 2, u.shape[-1]
-    rows = _buffer((4, n, th, wp, c), "rows")
+    rows = _buffer((4, n, th, wp, c), "a")
     _bt([x[:, r:r + 2 * th:2] for r in range(4)], list(rows))
-    v = _buffer((4, 4, n, th, tw, c), "tiles")
+    v = _buffer((4, 4, n, th, tw, c), "b")
     _bt([rows[:, :, :, s:s + 2 * tw:2] for s in range(4)], [v[:, b] for b in range(4)])
-    m = _buffer((16, n * th * tw, cout), "products")
+    m = _buffer((16, n * th * tw, cout), "a")
     np.matmul(v.reshape(16, n * th * tw, c), u, out=m)
     m = m.reshape(4, 4, n, th, tw, cout)
     # A^T m A with A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], one axis at a time.
-    r = _buffer((2, 4, n, th, tw, cout), "sums")
+    r = _buffer((2, 4, n, th, tw, cout), "b")
     np.add(m[0], m[1], out=r[0])
     r[0] += m[2]
     np.subtract(m[1], m[2], out=r[1])
     r[1] -= m[3]
-    y = _buffer((4, n, th, tw, cout), "parts")
+    y = _buffer((4, n, th, tw, cout), "a")
     for a in range(2):
         np.add(r[a][0], r[a][1], out=y[2 * a])
         y[2 * a] += r[a][2]
