@@ -73,8 +73,9 @@ def _buffer(shape: tuple[int, ...], tag: str, zeros: bool = False) -> np.ndarray
     """A float32 work array of ``shape``, kept for this thread and reused, for arrays that
     do not outlive the step filling them. Arrays of one ``tag`` share memory (the next
     caller overwrites it): two tags that take turns ("a", "b") keep a conv's buffers in
-    the same few MB of cache. ``zeros``: a zero array of its own, made once per shape, for
-    padding whose border nobody writes. Fresh ~1 MB arrays each batch came back from the
+    the same few MB of cache. ``zeros``: a zero array of its own, made once per tag and
+    shape, for padding whose border nobody writes (the tag names the kernel, so the
+    interior written is always the same). Fresh ~1 MB arrays each batch came back from the
     system page by page, zeroed: 13-18 page faults an image, 10-15% of the CNN's time."""
     cache = _scratch.__dict__.setdefault("buffers", {})
     size = int(np.prod(shape))
@@ -92,7 +93,7 @@ def _same_pad(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
     of padding goes after, not before): a work array, read by the conv that follows."""
     n, h, w, c = x.shape
     top, left = (kh - 1) // 2, (kw - 1) // 2
-    out = _buffer((n, h + kh - 1, w + kw - 1, c), "pad", zeros=True)
+    out = _buffer((n, h + kh - 1, w + kw - 1, c), f"pad {kh}x{kw}", zeros=True)
     out[:, top:top + h, left:left + w] = x
     return out
 

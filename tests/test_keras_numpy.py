@@ -134,3 +134,25 @@ def test_unsupported_conv_settings_are_refused_at_load(tmp_path):
     model.save(path)
     with pytest.raises(ValueError, match="undilated"):
         KerasNumpyModel.load(path)
+
+
+def test_padding_buffers_of_different_kernels_stay_apart(tmp_path):
+    # A 3x3 "same" conv on 14x14 and a 5x5 one on 12x12 both pad to 16x16 (one channel):
+    # each keeps its own zero border, whatever ran before it in the thread.
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        layers.MaxPooling2D(),                          # 14x14x1
+        layers.Conv2D(1, 3, padding="same"),            # pads to 16x16x1
+        layers.Conv2D(1, 3, activation="tanh"),         # 12x12x1
+        layers.Conv2D(1, 5, padding="same"),            # pads to 16x16x1
+        layers.Flatten(),
+        layers.Dense(10, activation="softmax"),
+    ])
+    path = tmp_path / "pads.keras"
+    model.save(path)
+    x = np.random.default_rng(2).random((9, 28, 28)).astype(np.float32)
+    fast = KerasNumpyModel.load(path)
+    for _ in range(2):  # the second pass reuses the first one's buffers
+        got = fast.predict_proba(x)
+    assert np.abs(got - model.predict(x[..., None], verbose=0)).max() < 1e-5
