@@ -1,0 +1,319 @@
+"""Kaggle batch speed: parse a Digit Recognizer ``test.csv`` and predict it, before and after.
+
+Builds Kaggle-format files from the MNIST test set (28,000 rows, Kaggle's size: the 10,000
+test digits tiled; and a 100,000-row zip, the app's limit), then times, in fresh processes,
+each version of the code given (this checkout, and ``--before PATH``, a checkout of older
+code run with ``PYTHONPATH=PATH``):
+
+* parsing: ``kaggle.read_test_csv`` on the CSV's bytes, with its peak memory beyond those
+  bytes (tracemalloc's peak, and the growth of the process's peak RSS, ``VmHWM``, in a
+  process that does nothing else);
+* the CNN predicting the parsed 28,000 (and 100,000) digits the way the Kaggle page does
+  (``kaggle.submission_csv`` with the model's ``predict_proba``);
+* every shipped model's ``predict_proba`` on MNIST's 10,000 test images and on one image
+  (``evaluate.time_single``, the median over 200 images), also with BLAS held at one
+  thread as the app holds it.
+
+Versions alternate (before, after, before, after, ...) and every figure is the median over
+``--repeats`` rounds, with CPU seconds beside wall seconds: on a shared machine the wall
+time depends on what else runs, the CPU time much less. BLAS threads are left as NumPy
+starts them (as ``python -m mnist_core evaluate`` and ``bench`` run).
+
+    python benchmarks/kaggle_speed.py --data ../shared/data/mnist --before /tmp/before
+
+writes ``benchmarks/KAGGLE_SPEED.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KAGGLE_ROWS = 28_000
+ZIP_ROWS = 100_000
+MODELS = ("numpy", "dense", "cnn", "lenet5")
+SINGLE_REPEATS = 200  # evaluate.time_single's images (its default is 50)
+
+
+# ---------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------
+
+def kaggle_csv(images, rows: int) -> bytes:
+    """A Digit Recognizer ``test.csv``: header ``pixel0..pixel783``, then ``rows`` rows of
+    784 pixels, the ``images`` tiled."""
+    flat = images.reshape(len(images), -1)
+    lines = [",".join(map(str, r)) for r in flat.tolist()]
+    header = ",".join(f"pixel{i}" for i in range(flat.shape[1]))
+    return "\n".join([header] + [lines[i % len(lines)] for i in range(rows)]).encode() + b"\n"
+
+
+def build_files(data: str, folder: Path) -> dict[str, Path]:
+    from mnist_core.data import load_dataset
+
+    x_test = load_dataset(data).x_test
+    csv = folder / "test.csv"
+    csv.write_bytes(kaggle_csv(x_test, KAGGLE_ROWS))
+    big = folder / "test-100k.zip"
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("test.csv", kaggle_csv(x_test, ZIP_ROWS))
+    return {"csv": csv, "zip": big}
+
+
+def read_csv_bytes(path: Path) -> bytes:
+    """The CSV's bytes (unzipped: the app unpacks an upload the same way in both versions)."""
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as z:
+            return z.read("test.csv")
+    return path.read_bytes()
+
+
+# ---------------------------------------------------------------------------------------
+# Workers (run with PYTHONPATH set to the version's checkout)
+# ---------------------------------------------------------------------------------------
+
+def _timed(fn):
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def _status_kb(field: str) -> int:
+    """A ``/proc/self/status`` figure in kB: ``VmRSS`` (now) or ``VmHWM`` (peak). Not
+    ``ru_maxrss``: a child's counts the parent's peak from before the fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def worker_memory(path: Path) -> dict:
+    """Peak memory of parsing ``path``, alone in this process."""
+    import tracemalloc
+
+    from mnist_core import kaggle
+
+    raw = read_csv_bytes(path)
+    rss = _status_kb("VmRSS")
+    kaggle.read_test_csv(raw)
+    grew = _status_kb("VmHWM") - rss
+    tracemalloc.start()
+    kaggle.read_test_csv(raw)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"rss_growth_mb": grew / 1024, "tracemalloc_mb": peak / 2**20}
+
+
+def _load_models(artifacts: Path) -> dict:
+    """Each shipped model's fast path, through the classes both versions have."""
+    from mnist_core.keras_numpy import KerasNumpyModel
+    from mnist_core.numpy_net import NumpyMLP
+
+    models = {"numpy": NumpyMLP.load(artifacts / "numpy.npz")}
+    for name in MODELS[1:]:
+        models[name] = KerasNumpyModel.load(artifacts / f"{name}.keras")
+    return models
+
+
+def worker_speed(files: dict[str, Path], data: str, artifacts: Path, big: bool) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    from mnist_core import kaggle
+    from mnist_core.data import load_dataset, to_float
+    from mnist_core.evaluate import time_single
+
+    out: dict = {"load_start": os.getloadavg()[0]}
+    models = _load_models(artifacts)
+    cnn = models["cnn"].predict_proba
+    x = to_float(load_dataset(data).x_test)
+    for name, model in models.items():  # first, in a quiet process
+        out[f"{name}_single_ms"] = time_single(model.predict_proba, x, SINGLE_REPEATS)
+        with threadpool_limits(1, "blas"):  # as the app runs (ui.data.limit_blas_threads)
+            out[f"{name}_app_ms"] = time_single(model.predict_proba, x, SINGLE_REPEATS)
+
+    raw = read_csv_bytes(files["csv"])
+    images, out["parse_s"], out["parse_cpu"] = _timed(lambda: kaggle.read_test_csv(raw))
+    sub, out["predict_s"], out["predict_cpu"] = _timed(lambda: kaggle.submission_csv(cnn, images))
+    out["rows"] = sub.count("\n") - 1
+    out["total_s"] = out["parse_s"] + out["predict_s"]
+    if big:
+        raw = read_csv_bytes(files["zip"])
+        images, out["parse100k_s"], out["parse100k_cpu"] = _timed(
+            lambda: kaggle.read_test_csv(raw))
+        _, out["predict100k_s"], out["predict100k_cpu"] = _timed(
+            lambda: kaggle.submission_csv(cnn, images))
+
+    for name, model in models.items():
+        model.predict_proba(x[:64])
+        probs, out[f"{name}_10k_s"], out[f"{name}_10k_cpu"] = _timed(
+            lambda: model.predict_proba(x))
+        out[f"{name}_probs"] = probs.argmax(1).tolist()
+    out["load_end"] = os.getloadavg()[0]
+    return out
+
+
+def run_worker(code: Path, mode: str, args: list[str]) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(f"worker failed ({code}, {mode}):\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------
+
+def _median(runs: list[dict], key: str) -> float | None:
+    values = [r[key] for r in runs if key in r]
+    return statistics.median(values) if values else None
+
+
+def _machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    import numpy as np
+    return (f"{platform.machine()}, {cpu}, {os.cpu_count()} CPU cores, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+            f"Python {platform.python_version()}, NumPy {np.__version__}")
+
+
+def report(versions: dict[str, dict], command: str, repeats: int,
+           big_repeats: int) -> str:
+    names = list(versions)
+
+    def row(label: str, key: str, scale: float = 1.0, fmt: str = "{:.2f}", cpu: bool = False):
+        cells = []
+        for name in names:
+            wall = _median(versions[name]["speed"], key)
+            cell = "-" if wall is None else fmt.format(wall * scale)
+            if cpu and wall is not None:
+                cell += f" ({fmt.format(_median(versions[name]['speed'], key[:-2] + '_cpu') * scale)} CPU)"
+            cells.append(cell)
+        ratio = ""
+        if len(names) == 2:
+            a, b = (_median(versions[n]["speed"], key) for n in names)
+            ratio = f"{a / b:.1f}x" if a and b else ""
+        return f"| {label} | " + " | ".join(cells) + (f" | {ratio} |" if len(names) == 2 else " |")
+
+    def mem_row(label: str, file: str, key: str):
+        cells = [f"{versions[n]['memory'][file][key]:.0f}" for n in names]
+        return f"| {label} | " + " | ".join(cells) + (" | |" if len(names) == 2 else " |")
+
+    head = "| measurement | " + " | ".join(names) + (" | speed-up |" if len(names) == 2 else " |")
+    rule = "|---|" + "---|" * len(names) + ("---|" if len(names) == 2 else "")
+    lines = [
+        "# Kaggle batch speed",
+        "",
+        f"Measured by `{command}` on {date.today().isoformat()}: {_machine()}.",
+        "",
+        f"Median of {repeats} rounds (the {ZIP_ROWS:,}-row file: of the first "
+        f"{big_repeats}), the versions alternating; wall time, with the process's CPU time "
+        "(all its threads) in brackets. The machine is shared, so wall times depend on what "
+        "else runs: 1-minute load average during the runs "
+        + ", ".join(f"{n} {min(r['load_start'] for r in versions[n]['speed']):.1f}-"
+                    f"{max(r['load_end'] for r in versions[n]['speed']):.1f}" for n in names)
+        + ".",
+        "",
+        f"### Kaggle test.csv ({KAGGLE_ROWS:,} rows, 51 MB) and a {ZIP_ROWS:,}-row zip",
+        "",
+        head, rule,
+        row(f"parse {KAGGLE_ROWS:,} rows, s", "parse_s", cpu=True),
+        mem_row(f"parse {KAGGLE_ROWS:,} rows, peak RSS growth, MB", "csv", "rss_growth_mb"),
+        mem_row(f"parse {KAGGLE_ROWS:,} rows, tracemalloc peak, MB", "csv", "tracemalloc_mb"),
+        row(f"CNN predicts {KAGGLE_ROWS:,} (submission_csv), s", "predict_s", cpu=True),
+        row(f"parse + CNN predict {KAGGLE_ROWS:,}, s", "total_s"),
+        row(f"parse {ZIP_ROWS:,} rows (unzipped), s", "parse100k_s", cpu=True),
+        mem_row(f"parse {ZIP_ROWS:,} rows, peak RSS growth, MB", "zip", "rss_growth_mb"),
+        mem_row(f"parse {ZIP_ROWS:,} rows, tracemalloc peak, MB", "zip", "tracemalloc_mb"),
+        row(f"CNN predicts {ZIP_ROWS:,}, s", "predict100k_s", cpu=True),
+        "",
+        "### Every model's `predict_proba` (MNIST test set)",
+        "",
+        head, rule,
+    ]
+    for model in MODELS:
+        lines.append(row(f"{model}: 10,000 images, ms", f"{model}_10k_s", 1000, "{:.0f}", True))
+    for model in MODELS:
+        lines.append(row(f"{model}: 1 image, ms", f"{model}_single_ms", 1, "{:.3f}"))
+    for model in MODELS:
+        lines.append(row(f"{model}: 1 image, BLAS at 1 thread as in the app, ms",
+                         f"{model}_app_ms", 1, "{:.3f}"))
+    lines += [
+        "",
+        "Where the time went: parsing is `mnist_core.data.parse_csv` (a digits-only file is read "
+        "straight from its bytes into uint8, 4 MB at a time, instead of `np.loadtxt` into "
+        "float64); predicting is `mnist_core.keras_numpy` (BatchNorm folded into the weights, "
+        "3x3 convolutions by Winograd F(2x2,3x3), pooling and activations fused, batches sized "
+        "to the cache, chunks over two threads with BLAS at one thread each). A CPU time near "
+        "twice the wall time means both cores were working; near the wall time, another "
+        "process held the second core for much of the run.",
+    ]
+    if len(names) == 2:
+        first = versions[names[0]]["speed"][0]
+        second = versions[names[1]]["speed"][0]
+        same = {m: first[f"{m}_probs"] == second[f"{m}_probs"] for m in MODELS}
+        lines += ["", "Predicted digits on the 10,000 test images identical between the "
+                  "versions: " + ", ".join(f"{m} {'yes' if s else 'NO'}" for m, s in same.items())
+                  + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=os.environ.get("MNIST_DATA"), help="MNIST folder")
+    p.add_argument("--before", type=Path, help="a checkout of the code to compare against")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--big-repeats", type=int, default=1,
+                   help="rounds that also run the 100,000-row file (slow before)")
+    p.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "KAGGLE_SPEED.md")
+    p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        mode, *rest = args.worker
+        files = {"csv": Path(rest[0]), "zip": Path(rest[1])} if mode == "speed" else None
+        result = (worker_memory(Path(rest[0])) if mode == "memory" else
+                  worker_speed(files, args.data, args.artifacts, rest[2] == "big"))
+        print(json.dumps(result))
+        return
+    if not args.data:
+        p.error("give --data or set MNIST_DATA")
+    command = "python benchmarks/kaggle_speed.py " + " ".join(sys.argv[1:])
+    sys.path.insert(0, str(ROOT))
+    codes = {"before": args.before.resolve()} if args.before else {}
+    codes["after"] = ROOT
+    versions: dict[str, dict] = {n: {"speed": [], "memory": {}} for n in codes}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = build_files(args.data, Path(tmp))
+        common = ["--data", args.data, "--artifacts", str(args.artifacts)]
+        for name, code in codes.items():
+            for key in ("csv", "zip"):
+                versions[name]["memory"][key] = run_worker(code, "memory", [str(files[key])])
+        for i in range(args.repeats):
+            for name, code in codes.items():
+                big = "big" if i < args.big_repeats else "small"
+                versions[name]["speed"].append(run_worker(
+                    code, "speed", [str(files["csv"]), str(files["zip"]), big, *common]))
+                print(f"round {i + 1}, {name}: parse {versions[name]['speed'][-1]['parse_s']:.2f} s, "
+                      f"CNN {versions[name]['speed'][-1]['predict_s']:.2f} s", flush=True)
+    text = report(versions, command, args.repeats, min(args.big_repeats, args.repeats))
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
