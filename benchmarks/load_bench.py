@@ -72,9 +72,18 @@ async def session(browser, url: str, digits: int, timeout_s: float, start: async
     context = await browser.new_context(viewport={"width": 1100, "height": 1100})
     page = await context.new_page()
     try:
-        await page.goto(url)
-        await expect(page.locator("canvas.upper-canvas")).to_be_visible(timeout=timeout_s * 1000)
+        try:
+            await page.goto(url, timeout=timeout_s * 1000)
+            await expect(page.locator("canvas.upper-canvas")).to_be_visible(
+                timeout=timeout_s * 1000)
+        except Exception as exc:  # noqa: BLE001 - a page that never loads is an error
+            out["errors"] += [f"page did not load: {type(exc).__name__}"] * digits
+            start_failed = True
+        else:
+            start_failed = False
         await start.wait()
+        if start_failed:
+            return out
         for i in range(digits):
             _, points = SHAPES[(index + i) % len(SHAPES)]
             try:
