@@ -13,4 +13,10 @@ fi
 if [ -z "${MNIST_DATA:-}" ] && [ -d ../shared/data/mnist ]; then
   export MNIST_DATA="$(cd ../shared/data/mnist && pwd)"
 fi
+# PostgreSQL for the class-store tests (installed with apt and started on 127.0.0.1:54329
+# when missing); with the URL set, those tests fail rather than skip if it is unreachable.
+if [ -z "${CLASSROOM_TEST_PG_URL:-}" ]; then
+  CLASSROOM_TEST_PG_URL="$(bash scripts/postgres.sh)"
+  export CLASSROOM_TEST_PG_URL
+fi
 exec .venv/bin/python -m pytest -q "$@"
