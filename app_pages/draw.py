@@ -7,12 +7,15 @@ import streamlit as st
 from mnist_core.inference import read_digits, read_input
 from mnist_core.preprocess import NoDigitError
 from ui import canvas, components, digit_picker, page
+from ui import share as share_ui
 
 started = time.perf_counter()
 models, names = page.start(with_user_model=True)
 
 st.session_state.setdefault("canvas_round", 0)
 st.session_state.setdefault("source", "canvas")
+if share_ui.read_link():  # opened from a ?digit= link: show that digit first
+    st.session_state.source = "shared"
 
 
 def clear_canvas() -> None:
@@ -55,6 +58,17 @@ with right:
                                     key="test", true_label=digit.label)
         components.model_input_view(digit.image,
                                     caption="An MNIST test digit, exactly as the models see it")
+        share_ui.share_box(digit.image, "this test digit")
+        st.stop()
+
+    shared = share_ui.shared_digit()
+    if st.session_state.source == "shared" and shared is not None:
+        st.subheader("A digit shared by link")
+        components.prediction_panel(read_input(shared, models), models, names, key="shared")
+        components.model_input_view(shared, caption="The shared digit, exactly as the models "
+                                                    "see it")
+        st.caption("Draw in the square to read your own digit instead; Look inside and "
+                   "Stress test offer the shared digit too.")
         st.stop()
 
     if image is None:
@@ -74,6 +88,7 @@ with right:
         components.sequence_panel(readings, models, names, key="draw")
     else:
         components.prediction_panel(readings[0].probs, models, names, key="draw")
+        share_ui.share_box(readings[0].stages.final, "this drawing")
     timing = st.empty()
 
 if len(readings) == 1:  # below both columns, so a phone shows the answers first

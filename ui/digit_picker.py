@@ -12,6 +12,7 @@ from mnist_core.data import to_float
 from mnist_core.preprocess import NoDigitError, preprocess
 
 from . import canvas, data
+from . import share as share_ui
 
 LAST_DIGIT_KEY = "last_digit"          # session state: the Draw page's last model input
 TEST_ROW_KEY = "classroom_test_row"    # session state: the gallery row shown as a test digit
@@ -26,7 +27,8 @@ class Digit:
     source: str           # where it came from, for captions
 
 
-SOURCES = {"drawing": "My last drawing", "test": "A test digit", "draw": "Draw one here"}
+SOURCES = {"shared": "The shared digit", "drawing": "My last drawing", "test": "A test digit",
+           "draw": "Draw one here"}
 
 
 def remember_drawing(final: np.ndarray) -> None:
@@ -57,12 +59,17 @@ def test_digit() -> Digit:
 def pick_digit(key: str) -> Digit | None:
     """Let the user choose the digit; ``None`` while the small canvas is still empty.
 
-    The last drawing from the Draw page is offered (and chosen) when there is one.
+    A digit opened from a ``?digit=`` link (:mod:`ui.share`) is offered first, then the
+    last drawing from the Draw page, when there are; the first offered is chosen.
     """
+    shared = share_ui.shared_digit()
     last = st.session_state.get(LAST_DIGIT_KEY)
-    options = (["drawing"] if last is not None else []) + ["test", "draw"]
+    options = ((["shared"] if shared is not None else [])
+               + (["drawing"] if last is not None else []) + ["test", "draw"])
     choice = st.segmented_control("Digit", options, format_func=SOURCES.get,
                                   default=options[0], required=True, key=f"{key}-source")
+    if choice == "shared" and shared is not None:
+        return Digit(np.asarray(shared, np.float32), None, "the digit shared by link")
     if choice == "drawing" and last is not None:
         return Digit(np.asarray(last, np.float32).reshape(28, 28), None,
                      "your last drawing on the Draw page")
