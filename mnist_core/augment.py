@@ -147,3 +147,136 @@ def _hook(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     length = h * rng.uniform(0.15, 0.35)
     angle = np.deg2rad(rng.uniform(5, 40))  # above the horizontal, towards the left
     return _redraw(img, [((x1, y1), (x1 - length * np.cos(angle), y1 - length * np.sin(angle)))])
+
+
+# ---------------------------------------------------------------------------------------
+# Writing styles on pen strokes
+# ---------------------------------------------------------------------------------------
+# The same styles (and more) drawn into real writers' strokes before they are rendered, so
+# they come out in the renderer's own brush and ink. Strokes: lists of ``(n, 2) float32``
+# x/y points, y down, any units; each function returns new strokes and leaves its input
+# alone. Geometry is relative to the digit's box, so units do not matter.
+
+def _box(strokes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    pts = np.concatenate(strokes)
+    lo = pts.min(0)
+    return lo, np.maximum(pts.max(0) - lo, 1.0)
+
+
+def _segment(p0, p1, n: int = 12) -> np.ndarray:
+    t = np.linspace(0, 1, n, dtype=np.float32)[:, None]
+    return (np.asarray(p0, np.float32) * (1 - t) + np.asarray(p1, np.float32) * t).astype(np.float32)
+
+
+def slashed_zero(strokes, rng, overshoot: tuple[float, float] = (0.0, 0.2)):
+    """A 0 with a slash from below its bottom left to above its top right (Ø)."""
+    lo, size = _box(strokes)
+    a, b = rng.uniform(*overshoot, 2)
+    start = lo + size * np.array([-a * 0.5, 1 + a * 0.5])
+    end = lo + size * np.array([1 + b * 0.5, -b * 0.5])
+    return list(strokes) + [_segment(start, end)]
+
+
+def crossed_seven(strokes, rng, height: tuple[float, float] = (0.45, 0.62),
+                  half_width: tuple[float, float] = (0.2, 0.35)):
+    """A 7 with a bar across its stem, about half way down."""
+    lo, size = _box(strokes)
+    y = lo[1] + size[1] * rng.uniform(*height)
+    pts = np.concatenate(strokes)
+    near = np.abs(pts[:, 1] - y) < 0.08 * size[1]
+    x = float(pts[near, 0].mean()) if near.any() else float(lo[0] + size[0] / 2)
+    half = size[0] * rng.uniform(*half_width)
+    return list(strokes) + [_segment((x - half, y), (x + half, y))]
+
+
+def flagged_one(strokes, rng, length: tuple[float, float] = (0.2, 0.5),
+                angle_deg: tuple[float, float] = (30, 70), foot_p: float = 0.3,
+                foot_half: tuple[float, float] = (0.15, 0.3)):
+    """A 1 with a flag from its top down to the left (as much of Europe writes it), and
+    with chance ``foot_p`` a foot along its base."""
+    lo, size = _box(strokes)
+    pts = np.concatenate(strokes)
+    top = pts[pts[:, 1].argmin()]
+    height = size[1]
+    a = np.deg2rad(rng.uniform(*angle_deg))
+    n = height * rng.uniform(*length)
+    out = [_segment(top + n * np.array([-np.sin(a), np.cos(a)]), top)] + list(strokes)
+    if rng.random() < foot_p:
+        bottom = pts[pts[:, 1].argmax()]
+        half = height * rng.uniform(*foot_half)
+        out.append(_segment(bottom - [half, 0], bottom + [half, 0]))
+    return out
+
+
+def looped_two(strokes, rng, radius: tuple[float, float] = (0.08, 0.16)):
+    """A 2 whose stroke loops once where the diagonal meets the base (like a script ℓ)."""
+    lo, size = _box(strokes)
+    k = max(range(len(strokes)), key=lambda j: len(strokes[j]))
+    s = strokes[k]
+    rel = (s - lo) / size
+    corner = int(np.argmax(rel[:, 1] - rel[:, 0]))  # lowest-leftmost point of the stroke
+    r = size[1] * rng.uniform(*radius)
+    centre = s[corner] + np.array([0.0, -r], np.float32)
+    theta = np.deg2rad(np.linspace(90, 450, 24))[1:-1]
+    loop = (centre + r * np.stack([np.cos(theta), np.sin(theta)], 1)).astype(np.float32)
+    new = np.concatenate([s[:corner + 1], loop, s[corner:]])
+    return [new if j == k else t for j, t in enumerate(strokes)]
+
+
+def curled_nine(strokes, rng, radius: tuple[float, float] = (0.12, 0.25),
+                sweep_deg: tuple[float, float] = (120, 220)):
+    """A 9 whose stem ends in a tail curling left (and sometimes up again)."""
+    lo, size = _box(strokes)
+    k = max(range(len(strokes)), key=lambda j: strokes[j][:, 1].max())
+    s = strokes[k]
+    end = int(np.argmax(s[:, 1]))  # the stem's foot
+    r = size[0] * rng.uniform(*radius)
+    centre = s[end] + np.array([-r, 0.0], np.float32)
+    theta = np.deg2rad(np.linspace(0, rng.uniform(*sweep_deg), 16))
+    curl = (centre + r * np.stack([np.cos(theta), np.sin(theta)], 1)).astype(np.float32)
+    new = np.concatenate([s[:end + 1], curl[1:]])
+    return [new if j == k else t for j, t in enumerate(strokes)]
+
+
+def open_four(strokes, rng, lift: tuple[float, float] = (0.0, 0.1)):
+    """A 4 written in one stroke with an open top: down the left arm, along the bar to the
+    stem, up the stem and back down it. Built from a 4 written as arm-and-bar plus stem;
+    other 4s are returned unchanged."""
+    if len(strokes) != 2:
+        return list(strokes)
+    arm, stem = strokes
+    if np.ptp(stem[:, 1]) < 2 * np.ptp(stem[:, 0]):
+        return list(strokes)  # the second stroke is not a stem
+    lo, size = _box(strokes)
+    stem = stem if stem[0, 1] <= stem[-1, 1] else stem[::-1]
+    x = float(np.median(stem[:, 0]))
+    bottom = int(np.argmax(arm[:, 1]))  # where the arm turns into the bar
+    past = np.flatnonzero(arm[bottom:, 0] >= x)
+    if past.size == 0:
+        return list(strokes)
+    bar_end = bottom + int(past[0])
+    top = stem[0] - np.array([0.0, size[1] * rng.uniform(*lift)], np.float32)
+    corner = np.array([x, arm[bar_end, 1]], np.float32)
+    return [np.concatenate([arm[:bar_end], corner[None], _segment(corner, top)[1:],
+                            _segment(top, stem[-1])[1:]])]
+
+
+# Each style: the digit it applies to. One place, so the contact sheet, the tests and the
+# renderer of training writers (:mod:`.writers`) see the same list.
+STROKE_STYLES = {
+    "slashed_zero": (0, slashed_zero),
+    "flagged_one": (1, flagged_one),
+    "looped_two": (2, looped_two),
+    "open_four": (4, open_four),
+    "crossed_seven": (7, crossed_seven),
+    "curled_nine": (9, curled_nine),
+}
+
+
+def apply_stroke_style(strokes: list[np.ndarray], label: int, rng: np.random.Generator):
+    """``strokes`` with one of the styles for ``label`` drawn in (chosen by ``rng``), or
+    unchanged when ``label`` has none."""
+    styles = [fn for digit, fn in STROKE_STYLES.values() if digit == label]
+    if not styles:
+        return strokes
+    return styles[int(rng.integers(len(styles)))](strokes, rng)

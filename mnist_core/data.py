@@ -62,6 +62,12 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str                    # where it was read from, for the manifest
+    # Extra training images from other sources (real writers, :mod:`.writers`), same
+    # dtypes and ranges; they join the training split after the validation split is
+    # carved from ``x_train``, so validation stays the dataset's own.
+    x_extra: np.ndarray | None = None
+    y_extra: np.ndarray | None = None
+    extra_source: dict | None = None  # what they are, for the manifest (credit, writers)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ class TrainConfig:
     augment: AugmentConfig = AugmentConfig()  # NONE to train on raw MNIST
     n_val: int = 5000              # validation images carved from train (test is never used)
     n_train: int | None = None     # cap on training images (None = all); the app uses this
+    writers_share: float = 0.0     # share of each epoch's images drawn from the dataset's
+                                   # extra images (real writers' renderings), when it has
+                                   # any; MNIST stays the majority
     seed: int = 0                  # seeds weights, shuffling, augmentation and the split
 
 
@@ -103,18 +106,42 @@ def _prepare(data: Dataset, cfg: TrainConfig):
     return to_float(x), y.astype(np.int64), to_float(split.x_val), split.y_val.astype(np.int64)
 
 
+def _extra_pool(data: Dataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """The extra images to mix into each epoch, as float ``(M, 28, 28)`` and labels, or
+    None when there are none or the config asks for none."""
+    if cfg.writers_share <= 0 or data.x_extra is None or not len(data.x_extra):
+        return None
+    return to_float(data.x_extra), np.asarray(data.y_extra).astype(np.int64)
+
+
 class _EpochFeeder:
     """Produces each epoch's shuffled, augmented copy of the training set one epoch ahead."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
-        self.x, self.y, self.cfg = x, y, cfg
+    def __init__(self, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
+                 extra: tuple[np.ndarray, np.ndarray] | None = None):
+        self.x, self.y, self.cfg, self.extra = x, y, cfg, extra
+        self.n_extra = self.extra_count(len(x), cfg, extra)
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.next = self.pool.submit(self._make, 0)
 
+    @staticmethod
+    def extra_count(n: int, cfg: TrainConfig, extra) -> int:
+        """Extra images per epoch beside ``n`` of the dataset's, so that they make up
+        ``cfg.writers_share`` of it (at most all of them)."""
+        if extra is None:
+            return 0
+        share = min(cfg.writers_share, 0.9)
+        return min(len(extra[0]), int(round(n * share / (1 - share))))
+
     def _make(self, epoch: int):
         rng = np.random.default_rng((self.cfg.seed, epoch))
-        order = rng.permutation(len(self.x))
-        x, y = self.x[order], self.y[order]
+        x, y = self.x, self.y
+        if self.n_extra:
+            pick = rng.choice(len(self.extra[0]), self.n_extra, replace=False)
+            x = np.concatenate([x, self.extra[0][pick]])
+            y = np.concatenate([y, self.extra[1][pick]])
+        order = rng.permutation(len(x))
+        x, y = x[order], y[order]
         if self.cfg.augment != NONE:
             x = style_variants(x, y, rng, self.cfg.augment.styles, self.cfg.augment.hooked_nines)
             x = augment(x, rng, self.cfg.augment)
@@ -171,8 +198,8 @@ def train_numpy(data: Dataset, cfg: TrainConfig, net_cfg: NumpyConfig = NumpyCon
     net = net_cfg.build(cfg.seed)
     opt = (Adam(lr=cfg.lr, weight_decay=cfg.weight_decay) if net_cfg.optimizer == "adam"
            else SGD(lr=cfg.lr, momentum=0.0, weight_decay=cfg.weight_decay))
-    steps = int(np.ceil(len(x) / cfg.batch_size))
-    feeder, history, t0, stopped = _EpochFeeder(x, y, cfg), [], time.perf_counter(), False
+    feeder, history, t0, stopped = _EpochFeeder(x, y, cfg, _extra_pool(data, cfg)), [], time.perf_counter(), False
+    steps = int(np.ceil((len(x) + feeder.n_extra) / cfg.batch_size))
     try:
         for epoch in range(cfg.epochs):
             xe, ye = feeder.get(epoch)
@@ -226,7 +253,8 @@ def train_keras(data: Dataset, cfg: TrainConfig, build: Callable[[], object],
     keras.utils.set_random_seed(cfg.seed)
     x, y, x_val, y_val = _prepare(data, cfg)
     model = build()
-    steps = int(np.ceil(len(x) / cfg.batch_size))
+    extra = _extra_pool(data, cfg)
+    steps = int(np.ceil((len(x) + _EpochFeeder.extra_count(len(x), cfg, extra)) / cfg.batch_size))
     optimizer = keras.optimizers.AdamW(learning_rate=cfg.lr, weight_decay=cfg.weight_decay)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -247,7 +275,7 @@ def train_keras(data: Dataset, cfg: TrainConfig, build: Callable[[], object],
                 state["stopped"] = True
                 self.model.stop_training = True
 
-    feeder, history, t0 = _EpochFeeder(x, y, cfg), [], time.perf_counter()
+    feeder, history, t0 = _EpochFeeder(x, y, cfg, extra), [], time.perf_counter()
     eye = np.eye(10, dtype=np.float32)
     try:
         for epoch in range(cfg.epochs):
