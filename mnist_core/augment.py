@@ -75,7 +75,7 @@ def augment(images: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = A
 # Writing styles MNIST (American census staff and students) barely contains but much of the
 # world uses: a 1 with a flag and/or a foot, a 7 with a crossbar. Rates per digit of that
 # class, before scaling by AugmentConfig.styles.
-STYLE_RATES = {"flag": 0.35, "foot": 0.12, "crossbar": 0.25}
+STYLE_RATES = {"flag": 0.35, "foot": 0.12, "crossbar": 0.25, "slash": 0.12}
 
 
 def _redraw(img: np.ndarray, strokes: list[tuple[tuple[float, float], tuple[float, float]]]) -> np.ndarray:
@@ -98,8 +98,8 @@ def _redraw(img: np.ndarray, strokes: list[tuple[tuple[float, float], tuple[floa
 
 def style_variants(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
                    rate: float = 1.0, hooked_nines: float = 0.0) -> np.ndarray:
-    """Give some 1s a flag or a foot, some 7s a crossbar and a share ``hooked_nines`` of
-    the 9s a hooked tail. ``(N, 28, 28) float32`` in/out."""
+    """Give some 1s a flag or a foot, some 7s a crossbar, some 0s a slash (Ø) and a share
+    ``hooked_nines`` of the 9s a hooked tail. ``(N, 28, 28) float32`` in/out."""
     out = np.array(images, np.float32, copy=True)
     if rate <= 0:
         return out
@@ -130,11 +130,27 @@ def style_variants(images: np.ndarray, labels: np.ndarray, rng: np.random.Genera
                 strokes.append(((centre - half, y), (centre + half, y)))
         if strokes:
             out[i] = _redraw(img, strokes)
-    if hooked_nines > 0:  # a pass of its own: without it, the draws above are unchanged
+    # Passes of their own, after the one above, so its random draws stay as they were.
+    for i in np.flatnonzero(labels == 0):
+        if rng.random() < STYLE_RATES["slash"] * rate:
+            out[i] = _slash(out[i], rng)
+    if hooked_nines > 0:
         for i in np.flatnonzero(labels == 9):
             if rng.random() < hooked_nines:
                 out[i] = _hook(out[i], rng)
     return out
+
+
+def _slash(img: np.ndarray, rng: np.random.Generator,
+           overshoot: tuple[float, float] = (0.0, 0.2)) -> np.ndarray:
+    """A 0 with a slash from below its bottom left to above its top right (Ø)."""
+    ys, xs = np.nonzero(img > 0.5)
+    if ys.size < 10:
+        return img
+    x0, x1, y0, y1 = float(xs.min()), float(xs.max()), float(ys.min()), float(ys.max())
+    a, b = rng.uniform(*overshoot, 2) * 0.5
+    w, h = x1 - x0, y1 - y0
+    return _redraw(img, [((x0 - a * w, y1 + a * h), (x1 + b * w, y0 - b * h))])
 
 
 def _hook(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

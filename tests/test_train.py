@@ -176,6 +176,21 @@ def test_hooked_nines_get_a_tail_turning_left_and_nothing_else_changes():
     np.testing.assert_array_equal(plain, nines)
 
 
+def test_some_zeros_get_a_slash_through_them_and_other_digits_do_not():
+    zero = np.zeros((28, 28), np.float32)
+    cv2.ellipse(zero, (14, 14), (6, 9), 0, 0, 360, 1.0, 2)
+    zeros, labels = np.stack([zero] * 40), np.array([0] * 20 + [3] * 20)
+    out = style_variants(zeros, labels, np.random.default_rng(0), rate=1.0)
+    np.testing.assert_array_equal(out[20:], zeros[20:])
+    slashed = [img for img in out[:20] if not np.array_equal(img, zero)]
+    assert 0 < len(slashed) < 20                 # some, at STYLE_RATES["slash"]
+    for img in slashed:
+        # Ink in the ring's empty middle, on the rising diagonal: a slash through it.
+        assert img[12:17, 12:17].max() > 0.5
+    assert style_variants(zeros, labels, np.random.default_rng(0), rate=0.0)[:20].tolist() == \
+        zeros[:20].tolist()
+
+
 # ---------------------------------------------------------------------------------------
 # Keras loop
 # ---------------------------------------------------------------------------------------
