@@ -25,6 +25,8 @@ PAGES = {
                 icon=":material/leaderboard:", url_path="Compare_models"),
         st.Page("app_pages/training_curves.py", title="Training curves",
                 icon=":material/show_chart:", url_path="Training_curves"),
+        st.Page("app_pages/model_maps.py", title="Model maps", icon=":material/scatter_plot:",
+                url_path="Model_maps"),
     ],
     "Classroom": [
         st.Page("app_pages/train_live.py", title="Train live", icon=":material/model_training:",
@@ -33,6 +35,8 @@ PAGES = {
                 url_path="Look_inside"),
         st.Page("app_pages/stress_test.py", title="Stress test", icon=":material/tune:",
                 url_path="Stress_test"),
+        st.Page("app_pages/attack.py", title="Adversarial digits", icon=":material/bug_report:",
+                url_path="Adversarial_digits"),
         st.Page("app_pages/kaggle.py", title="Kaggle", icon=":material/emoji_events:",
                 url_path="Kaggle"),
     ],

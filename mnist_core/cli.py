@@ -120,6 +120,30 @@ def cmd_predict(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# embed
+# ---------------------------------------------------------------------------------------
+
+def cmd_embed(args) -> int:
+    """Model maps (mnist_core/embedding.py) of the shipped models; re-hashes the manifest."""
+    from .embedding import manifest_entry, write_maps
+
+    data = load_dataset(args.data, args.dataset)
+    out = Path(args.artifacts)
+    models = load_models(out, _models_arg(args.models, default=()) or None)
+    write_maps(out, models, data.x_test, data.y_test,
+               log=lambda line: print(line, file=sys.stderr))
+    manifest = manifest_or_empty(out)
+    info = {k: v for k, v in manifest.items() if k not in ("files", "versions")}
+    command = "python -m mnist_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    for name in models:  # how each map was made, beside how its model was trained
+        info.setdefault("models", {}).setdefault(name, {})["map"] = manifest_entry(
+            command=command)
+    write_manifest(out, info)
+    print(f"wrote {len(models)} maps into {out}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
 # bench
 # ---------------------------------------------------------------------------------------
 
@@ -158,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifacts", default=str(DEFAULT_DIR))
     p.add_argument("--json", action="store_true", help="one JSON line per image, in order")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("embed", help="2-D maps of the test digits from each model's last "
+                                     "hidden layer (Model maps page)")
+    p.add_argument("--models", help="comma-separated, default every model in the manifest")
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
+    p.add_argument("--artifacts", default=str(DEFAULT_DIR))
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("bench", help="benchmark speed, memory and real-handwriting accuracy")
     p.add_argument("--data", help=data_help)

@@ -128,6 +128,12 @@ class Model:
         """d log p(target) / d pixel for one ``(28, 28)`` image: ``(28, 28) float32``."""
         raise NotImplementedError
 
+    def embedding_features(self, x: np.ndarray) -> np.ndarray:
+        """The last hidden layer (what the output layer reads) for a batch: ``(N, 28, 28)
+        float32 in [0, 1]`` -> ``(N, D) float32``, in inference mode (no dropout). NumPy
+        only for every kind; behind Model maps (:mod:`mnist_core.embedding`)."""
+        raise NotImplementedError
+
     # -- by family: "mlp" -----------------------------------------------------------------
 
     family: str = "mlp"
@@ -229,6 +235,12 @@ class NumpyModel(Model):
         # By hand, through the network's own backward pass.
         return self._net.input_gradient(_one(image), np.array([target]))[0].astype(np.float32)
 
+    def embedding_features(self, x):
+        net, a = self._net, np.asarray(x, np.float32).reshape(len(x), -1)
+        for w, b in zip(net.weights[:-1], net.biases[:-1]):
+            a = net._act(a @ w + b)
+        return a.astype(np.float32, copy=False)
+
     def first_layer_templates(self, n=16):
         return _templates(self._net.weights[0], n)
 
@@ -268,6 +280,26 @@ def _keras_bytes(net) -> bytes:
 def keras_conv_layers(net) -> list:
     """The ``Conv2D`` layers of a ``keras.Model``, in order."""
     return [layer for layer in net.layers if layer.__class__.__name__ == "Conv2D"]
+
+
+# Images per step of _keras_last_hidden: the CNN's widest im2col columns stay ~60 MB.
+_FEATURE_BATCH = 256
+
+
+def _keras_last_hidden(layers: list, input_shape: tuple, x: np.ndarray) -> np.ndarray:
+    """What the last Dense layer of ``layers`` reads, for ``x`` (``(N, 28, 28) float32``):
+    ``(N, D) float32``, every layer before it run as Keras runs it at inference."""
+    from .keras_numpy import _forward
+
+    last = max(i for i, layer in enumerate(layers) if layer.kind == "Dense")
+    x = np.asarray(x, np.float32).reshape(-1, *input_shape)
+    out = []
+    for start in range(0, len(x), _FEATURE_BATCH):
+        h = x[start:start + _FEATURE_BATCH]
+        for layer in layers[:last]:
+            h = _forward(h, layer)
+        out.append(np.asarray(h, np.float32).reshape(len(h), -1))
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
 class KerasModel(Model):
@@ -362,6 +394,11 @@ class KerasModel(Model):
         # By hand too: the chain rule back through each NumPy layer (no TensorFlow).
         fast = self.fast
         return input_gradient(fast.layers, fast.input_shape, image, target)
+
+    def embedding_features(self, x):
+        # Layer by layer up to the last Dense (no compiled plan: a second plan would hold
+        # a second copy of the folded weights in the server for good).
+        return _keras_last_hidden(self.fast.layers, self.fast.input_shape, x)
 
     def first_layer_templates(self, n=16):
         if self.family != "mlp":

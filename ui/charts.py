@@ -274,3 +274,64 @@ def live_figure(batches: Sequence[dict], history: Sequence[dict], epochs: int, n
                                   loss_axis={"rangemode": "tozero"},
                                   accuracy_format=".0%")
     return _figure(traces, layout)
+
+
+# One colour per digit class on the model maps (Tableau's 10: distinct, colour-blind aware).
+CLASS_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+                "#ff9da7", "#9c755f", "#bab0ac")
+MISREAD_COLOR = "#111827"
+STAR_COLOR = "#facc15"
+
+
+def map_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray,
+               class_names: Sequence[str], title: str, star: np.ndarray | None = None,
+               height: int = 400) -> go.Figure:
+    """A model map: one WebGL point per test digit (``coords`` ``(N, 2)``) coloured by its
+    true label (``labels`` ``(N,)``), a dark cross on each digit the model misread
+    (``preds`` ``(N,)``: its answers), the class names at their clusters' medians, and
+    ``star`` ``(2,)`` (the current digit) as a star. Every point's ``customdata`` is
+    ``[answer, test index]``, so a click (``on_select``) says which digit it was."""
+    xy = np.round(np.asarray(coords, np.float32), 1)
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    traces, notes = [], []
+    for c, name in enumerate(class_names):
+        rows = np.flatnonzero(labels == c)
+        traces.append({
+            "type": "scattergl", "mode": "markers", "name": str(name),
+            "x": xy[rows, 0].tolist(), "y": xy[rows, 1].tolist(),
+            "customdata": np.stack([preds[rows], rows], 1).tolist(),
+            "marker": {"size": 3, "color": CLASS_COLORS[c % len(CLASS_COLORS)],
+                       "opacity": 0.75},
+            "hovertemplate": f"true {name}<br>read as %{{customdata[0]}}"
+                             "<br>test digit #%{customdata[1]}<extra></extra>"})
+        if len(rows):
+            mx, my = np.median(xy[rows], axis=0)
+            notes.append({"x": float(mx), "y": float(my), "text": f"<b>{name}</b>",
+                          "showarrow": False, "font": {"size": 15, "color": "#111827"},
+                          "bgcolor": "rgba(255,255,255,0.7)", "borderpad": 1})
+    wrong = np.flatnonzero(preds != labels)
+    traces.append({
+        "type": "scattergl", "mode": "markers", "name": "misread",
+        "x": xy[wrong, 0].tolist(), "y": xy[wrong, 1].tolist(),
+        "customdata": np.stack([preds[wrong], wrong], 1).tolist(),
+        "text": [str(class_names[int(t)]) for t in labels[wrong]],
+        "marker": {"size": 6, "symbol": "x", "color": MISREAD_COLOR},
+        "hovertemplate": "misread: true %{text}<br>read as %{customdata[0]}"
+                         "<br>test digit #%{customdata[1]}<extra></extra>"})
+    if star is not None:
+        sx, sy = (float(v) for v in np.asarray(star, np.float32).reshape(2))
+        traces.append({
+            "type": "scatter", "mode": "markers", "name": "your digit", "x": [sx], "y": [sy],
+            "marker": {"size": 22, "symbol": "star", "color": STAR_COLOR,
+                       "line": {"color": "#111827", "width": 2}},
+            "hovertemplate": "your digit<extra></extra>"})
+    hidden = {"visible": False, "showgrid": False, "zeroline": False}
+    layout = {
+        "height": height, "margin": {"l": 4, "r": 4, "t": 32, "b": 4},
+        "title": {"text": title, "x": 0.01, "font": {"size": 15}},
+        "xaxis": hidden, "yaxis": {**hidden, "scaleanchor": "x"},
+        "showlegend": False, "hovermode": "closest", "annotations": notes,
+        "dragmode": "pan", "clickmode": "event+select",
+        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    return _figure(traces, layout)

@@ -1,0 +1,75 @@
+"""Model maps: the 10,000 test digits as each model's last hidden layer lays them out."""
+
+import numpy as np
+import streamlit as st
+
+from mnist_core.artifacts import ArtifactError
+from mnist_core.embedding import MAP_SUFFIX, load_maps
+from ui import data, digit_picker, page, pictures
+from ui.charts import PLOTLY_CONFIG, map_figure
+
+models, names = page.start()
+
+
+@st.cache_resource(show_spinner="Loading the maps…", max_entries=2)
+def shipped_maps(directory: str, hashes: tuple, wanted: tuple[str, ...]):
+    """The shipped maps and test digits, once per server and version of the files
+    (``hashes``: theirs in the manifest); read-only, shared by every session."""
+    return load_maps(directory, wanted)
+
+
+st.title("Model maps")
+st.caption("Each dot is one of MNIST's test digits, placed by what the model's last hidden "
+           "layer makes of it (t-SNE): digits the model finds alike sit together. Colour is "
+           "the true label, a dark cross a digit the model misread. Tight, separate islands "
+           "mean the model tells the classes apart easily.")
+
+try:
+    files = data.manifest()["files"]
+    maps, digits = shipped_maps(str(data.artifacts_dir()),
+                                tuple(files.get(n + MAP_SUFFIX) for n in (*models, "digits")),
+                                tuple(models))
+except ArtifactError as exc:
+    st.error(f"**The model maps could not be loaded.**\n\n{exc}", icon="🚫")
+    st.stop()
+
+pick_col, star_col = st.columns([3, 2], gap="large")
+with pick_col:
+    digit = digit_picker.pick_digit("maps")
+stars = {}
+with star_col:
+    if digit is None:
+        st.info("Draw a digit in the small square (or pick another source) to see where "
+                "each model puts it.", icon=":material/draw:")
+    else:
+        stars = {n: maps[n].place_images(models[n], digit.image)[0] for n in maps}
+        st.image(pictures.framed(pictures.digit_picture(digit.image, 5)), width=150,
+                 caption=f"★ {digit.source}" + (f", true label {names[digit.label]}"
+                                                if digit.label is not None else ""))
+        st.caption("The star on every map: where the digit lands among its nearest test "
+                   "digits in the model's eyes. Between two islands, the model hesitates.")
+
+selected = None
+cols = st.columns(2)
+for i, (name, m) in enumerate(maps.items()):
+    wrong = int((m.preds != m.labels).sum())
+    title = f"{models[name].title}: {wrong} of {len(m.labels):,} misread"
+    with cols[i % 2]:
+        event = st.plotly_chart(map_figure(m.coords, m.labels, m.preds, names, title,
+                                           star=stars.get(name)),
+                                config=PLOTLY_CONFIG, key=f"maps-{name}", on_select="rerun",
+                                selection_mode="points")
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    clicked = [p for p in points if len(p.get("customdata") or []) == 2]
+    if clicked:
+        selected = (name, int(clicked[-1]["customdata"][1]))
+
+st.caption("Hover a dot for its label and the model's answer; click one to see the digit. "
+           "Drag to pan, scroll to zoom, double-click to reset.")
+if selected is not None:
+    name, row = selected
+    answers = " · ".join(f"{models[n].title}: {names[int(m.preds[row])]}"
+                         for n, m in maps.items())
+    st.image(pictures.framed(pictures.digit_picture(digits[row].astype(np.float32) / 255, 5)),
+             width=150, caption=f"Test digit #{row}, true label "
+                                f"{names[int(maps[name].labels[row])]}. {answers}")
