@@ -216,6 +216,30 @@ def _handwriting_table(scores: dict, names: list[str]) -> list[str]:
     return rows
 
 
+def _writers_table(models: dict, names: list[str]) -> list[str]:
+    """Held-out writers of handwriting-train (never trained on), per writer."""
+    from . import writers
+
+    try:
+        inputs = writers.held_out_inputs()
+    except writers.WritersMissing as exc:
+        return [f"(held-out writers skipped: {exc})"]
+    scores = writers.score(models, inputs)
+    held = sorted(set(next(iter(inputs.values()))[3].tolist()))
+    rows = [f"The {len(held)} writers of handwriting-train that no model trained on "
+            f"({', '.join(held)}), each of their digits drawn once on the canvas and once as "
+            "a photo of ink on paper, read as the app reads them. Per model: accuracy over "
+            "all their digits / the worst writer's / the worst tenth of writers'.", "",
+            "| set | n | " + " | ".join(f"{n}: mean / worst / worst tenth" for n in names) + " |",
+            "|---|---|" + "---|" * len(names)]
+    for set_name, per_model in scores.items():
+        n = len(inputs[set_name][2])
+        rows.append(f"| {set_name} | {n} | " + " | ".join(
+            f"{per_model[m]['mean']:.2%} / {per_model[m]['worst']:.2%} / "
+            f"{per_model[m]['worst_tenth']:.2%}" for m in names) + " |")
+    return rows
+
+
 def run_bench(args) -> int:
     t_start = time.perf_counter()
     rss_before = _rss_mb()
@@ -230,6 +254,7 @@ def run_bench(args) -> int:
     if not args.skip_mnist:
         data = load_dataset(args.data)
         lines += ["## MNIST test set (10,000 images)", "", *_mnist_table(models, data), ""]
+    lines += ["## Held-out writers (handwriting-train)", "", *_writers_table(models, names), ""]
     hw_dir = Path(args.handwriting) if args.handwriting else HANDWRITING_DIR
     if hw_dir.is_dir():
         scores = handwriting_scores(models, hw_dir, misses_dir=Path(args.out).parent)

@@ -152,9 +152,7 @@ def training_images(pen: PenDigits, mix: WriterMix = WriterMix(), workers: int |
     same ``pen`` and ``mix`` give the same images; kept in ``cache`` (a folder, default
     ``$MNIST_STUDIO_CACHE`` or ``~/.cache/mnist-studio``) since rendering and reading
     ~30,000 images takes minutes."""
-    key = _cache_key(pen, mix)
-    folder = Path(cache or os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "mnist-studio")
-    path = folder / f"writers-{key}.npz"
+    path = _cache_path(f"writers-{_cache_key(pen, mix)}", cache)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
@@ -172,14 +170,23 @@ def training_images(pen: PenDigits, mix: WriterMix = WriterMix(), workers: int |
     ok = np.concatenate([p[1] for p in parts])[np.argsort(order)]
     labels = np.repeat(pen.labels, mix.renders).astype(np.uint8)
     x, y = images[ok], labels[ok]
+    _save_cache(path, x=x, y=y)
+    return x, y
+
+
+def _cache_path(stem: str, cache: str | Path | None) -> Path:
+    folder = Path(cache or os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "mnist-studio")
+    return folder / f"{stem}.npz"
+
+
+def _save_cache(path: Path, **arrays) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, x=x, y=y)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
         tmp.replace(path)
     except OSError:
         pass  # no writable cache: render again next time
-    return x, y
 
 
 def _cache_key(pen: PenDigits, mix: WriterMix) -> str:
@@ -257,13 +264,26 @@ def held_out_inputs(path: str | Path | None = None, mix: WriterMix = WriterMix()
     """:func:`held_out_sets` read by the app's preprocessing: ``{set name: (inputs (N, 28,
     28) float32 in [0, 1], found (N,) bool, labels (N,), writers (N,))}``; an input where no
     digit is found is zeros with ``found`` False (it counts as wrong)."""
-    out = {}
+    pen = load(path)
+    cached = _cache_path(f"held-{_cache_key(pen, mix)}", None)
+    if cached.is_file():
+        try:
+            with np.load(cached, allow_pickle=False) as f:
+                return {name: (f[f"{name}/x"].astype(np.float32) / 255, f[f"{name}/found"],
+                               f[f"{name}/labels"], f[f"{name}/writers"])
+                        for name in f["names"].tolist()}
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache is rebuilt below
+    out, arrays = {}, {}
     for name, images, labels, ids in held_out_sets(path, mix):
         style = name.split("-")[1]
         finals = [model_input(img, style) for img in images]
         found = np.array([f is not None for f in finals])
         x = np.stack([f if f is not None else np.zeros((28, 28), np.uint8) for f in finals])
         out[name] = (x.astype(np.float32) / 255, found, labels, ids)
+        arrays.update({f"{name}/x": x, f"{name}/found": found, f"{name}/labels": labels,
+                       f"{name}/writers": ids})
+    _save_cache(cached, names=np.array(list(out)), **arrays)
     return out
 
 

@@ -170,3 +170,21 @@ def test_per_writer_summary():
     assert s["mean"] == 5 / 8
     assert s["worst"] == 0.5 and s["worst_writer"] in {"b", "c"}
     assert s["worst_tenth"] == 0.5
+
+
+def test_held_out_inputs_are_the_held_out_writers_read_by_the_app_and_cached(pen_file, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv(writers.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    mix = writers.WriterMix(held_out=2)
+    inputs = writers.held_out_inputs(pen_file, mix)
+    _, held = writers.split_writers(writers.load(pen_file).writers, mix)
+    assert sorted(inputs) == ["writers-canvas", "writers-photo"]
+    for x, found, labels, ids in inputs.values():
+        assert x.dtype == np.float32 and x.shape == (2 * len(SHAPES), 28, 28)
+        assert 0 <= x.min() and x.max() <= 1 and found.all()
+        assert sorted(set(ids.tolist())) == held
+    again = writers.held_out_inputs(pen_file, mix)     # from the cache
+    for name in inputs:
+        for a, b in zip(inputs[name], again[name]):
+            assert np.array_equal(a, b)
+    assert list((tmp_path / "cache").glob("held-*.npz"))
