@@ -23,6 +23,8 @@ PAGES = {
     "Compare": [
         st.Page("app_pages/compare_models.py", title="Compare models",
                 icon=":material/leaderboard:", url_path="Compare_models"),
+        st.Page("app_pages/confidence.py", title="Confidence", icon=":material/verified:",
+                url_path="Confidence"),
         st.Page("app_pages/training_curves.py", title="Training curves",
                 icon=":material/show_chart:", url_path="Training_curves"),
         st.Page("app_pages/model_maps.py", title="Model maps", icon=":material/scatter_plot:",
@@ -39,6 +41,12 @@ PAGES = {
                 url_path="Adversarial_digits"),
         st.Page("app_pages/kaggle.py", title="Kaggle", icon=":material/emoji_events:",
                 url_path="Kaggle"),
+    ],
+    "Class": [
+        st.Page("app_pages/collect.py", title="Collect", icon=":material/edit_note:",
+                url_path="Collect"),
+        st.Page("app_pages/class_dashboard.py", title="Class dashboard",
+                icon=":material/groups:", url_path="Class_dashboard"),
     ],
 }
 

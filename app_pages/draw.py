@@ -6,7 +6,7 @@ import streamlit as st
 
 from mnist_core.inference import read_digits, read_input
 from mnist_core.preprocess import NoDigitError
-from ui import canvas, components, digit_picker, page
+from ui import canvas, class_data, components, digit_picker, page
 from ui import share as share_ui
 
 started = time.perf_counter()
@@ -88,6 +88,9 @@ with right:
         components.sequence_panel(readings, models, names, key="draw")
     else:
         components.prediction_panel(readings[0].probs, models, names, key="draw")
+        class_data.flag_wrong(readings[0].stages.final, readings[0].probs, names, key="draw",
+                              source="flag-draw", strokes=class_data.canvas_strokes(
+                                  f"canvas-{st.session_state.canvas_round}"))
         share_ui.share_box(readings[0].stages.final, "this drawing")
     timing = st.empty()
 

@@ -4,7 +4,7 @@ import streamlit as st
 
 from mnist_core.inference import read_digits
 from mnist_core.preprocess import ImageReadError, NoDigitError, decode_image
-from ui import components, page, pictures
+from ui import class_data, components, page, pictures
 
 models, names = page.start()
 
@@ -52,6 +52,8 @@ for number, upload in enumerate(files):
                                         scale=6)
         with answers:
             components.prediction_panel(readings[0].probs, models, names, key=f"upload-{number}")
+            class_data.flag_wrong(readings[0].stages.final, readings[0].probs, names,
+                                  key=f"upload-{number}", source="flag-upload")
         with st.expander("How this image was read"):
             components.stages_view(readings[0].stages, side=120)
             components.views_section(readings[0].stages.final, models)

@@ -1,0 +1,296 @@
+"""AppTest: Collect, the Class dashboard and the "Wrong? It was a ..." buttons on Draw and
+Upload, against a SQLite file in a temporary folder (the storage itself is tested on both
+backends in test_class_store.py); a database that is down or read-only gets a message
+saying what was not saved, and the other pages keep working."""
+
+from __future__ import annotations
+
+import io
+import sys
+import types
+import zipfile
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import app_helpers as h
+from mnist_core import class_store as cs
+from mnist_core.artifacts import load_gallery
+from mnist_core.data import load_dataset
+from ui import class_data
+
+TIMEOUT = 180
+COLLECT = "app_pages/collect.py"
+DASHBOARD = "app_pages/class_dashboard.py"
+
+
+class FakeCanvas:
+    """Stands in for ``st_canvas``: returns ``image`` (set between runs)."""
+
+    def __init__(self):
+        self.image = None
+        self.keys: list[str] = []
+
+    def __call__(self, **kwargs):
+        self.keys.append(kwargs["key"])
+        image = self.image
+
+        class Result:
+            image_data = image
+            json_data = None
+        return Result()
+
+
+@pytest.fixture
+def db(monkeypatch, tmp_path, artifacts):
+    """The app's class database: a fresh SQLite file; returns its engine."""
+    path = tmp_path / "classroom.sqlite"
+    monkeypatch.setenv(class_data.DB_ENV, str(path))
+    monkeypatch.setenv("MNIST_STUDIO_ARTIFACTS", str(artifacts))
+    engine = cs.make_engine(cs.sqlite_url(path))
+    cs.migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def fake_canvas(monkeypatch):
+    fake = FakeCanvas()
+    module = types.ModuleType("streamlit_drawable_canvas")
+    module.st_canvas = fake
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", module)
+    return fake
+
+
+@pytest.fixture(scope="module")
+def gallery(artifacts):
+    return load_gallery(artifacts)
+
+
+def open_app(page: str | None = None, query: dict | None = None, secrets: dict | None = None
+             ) -> AppTest:
+    at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=TIMEOUT)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    for k, v in (secrets or {}).items():
+        at.secrets[k] = v
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    ok(at)
+    return at
+
+
+def ok(at):
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return " | ".join(e.value for e in elements)
+
+
+def canvas_of(image28: np.ndarray) -> np.ndarray:
+    return h.digits_on_canvas([image28])
+
+
+# -- Collect ------------------------------------------------------------------------------
+
+def test_collect_asks_for_a_class_code_first(db, fake_canvas):
+    at = open_app(COLLECT)
+    assert "Type your class code" in texts(at.info)
+    assert not [k for k in fake_canvas.keys if k.startswith("collect")]  # none before a class
+    at.text_input(key="collect-class").input("7B!").run()
+    assert "at most 16 characters: lower-case letters" in texts(at.error)
+    at.text_input(key="collect-class").input("7B").run()
+    ok(at)
+    assert at.query_params["class"] == "7b" and not at.error
+    assert at.subheader[0].value.startswith("Draw a ")
+
+
+def test_a_bad_class_in_the_address_gets_a_message(db, fake_canvas):
+    at = open_app(COLLECT, query={"class": "Robert'); DROP TABLE"})
+    assert "not a class code" in texts(at.error)
+    at = open_app(COLLECT, query={"class": "x" * 500})
+    assert "too long" in texts(at.error)
+
+
+def test_save_skip_and_undo(db, fake_canvas, gallery):
+    at = open_app(COLLECT, query={"class": "7b"})
+    names = [str(d) for d in range(10)]
+    asked = []
+    for _ in range(3):                                # three saves: the page's prompt is the label
+        target = int(at.subheader[0].value.removeprefix("Draw a "))
+        asked.append(target)
+        fake_canvas.image = canvas_of(gallery.images[int(np.flatnonzero(gallery.labels == target)[0])])
+        ok(at.button(key="collect-save").click().run())
+        assert "Saved your" in texts(at.success)
+        fake_canvas.image = None
+    got = cs.load_class(db, "7b")
+    assert got.labels.tolist() == asked and set(got.sources) == {"collect"}
+    assert len(set(got.writers)) == 1 and got.writers[0].startswith("w-")
+    assert all(set(a) == {"numpy", "lenet5"} for a in got.answers)
+    counts = {m.label: m.value for m in at.metric}
+    assert [counts[n] for n in names] == [str(asked.count(d)) for d in range(10)]
+    assert len(set(fake_canvas.keys[-3:])) >= 2       # the canvas was cleared (new key)
+
+    before = at.subheader[0].value
+    ok(at.button(key="collect-skip").click().run())
+    assert at.subheader[0].value != before and len(cs.load_class(db, "7b")) == 3
+
+    ok(at.button(key="collect-undo").click().run())
+    assert f"Removed your last {asked[-1]}" in texts(at.info)
+    assert cs.load_class(db, "7b").labels.tolist() == asked[:2]
+
+
+def test_save_with_nothing_drawn_saves_nothing(db, fake_canvas):
+    at = open_app(COLLECT, query={"class": "7b"})
+    ok(at.button(key="collect-save").click().run())
+    assert "Nothing to save yet" in texts(at.warning)
+    assert len(cs.load_class(db, "7b")) == 0
+
+
+def test_a_nickname_is_the_writer(db, fake_canvas, gallery):
+    at = open_app(COLLECT, query={"class": "7b"})
+    at.text_input(key="collect-nickname").input("<b>bob</b>").run()
+    assert "A nickname is" in texts(at.error)
+    at.text_input(key="collect-nickname").input("Bob 2").run()
+    fake_canvas.image = canvas_of(gallery.images[0])
+    ok(at.button(key="collect-save").click().run())
+    assert cs.load_class(db, "7b").writers == ["Bob 2"]
+
+
+@pytest.mark.parametrize("down", ["closed-port", "read-only"])
+def test_database_down_says_what_was_not_saved(monkeypatch, db, fake_canvas, gallery,
+                                               tmp_path, down):
+    if down == "closed-port":
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{h.free_port()}/postgres"
+    else:
+        url = f"sqlite:///file:{tmp_path / 'classroom.sqlite'}?mode=ro&uri=true"
+    at = open_app(COLLECT, query={"class": "7b"},
+                  secrets={"connections": {"classroom": {"url": url}}})
+    if down == "closed-port":   # nothing can be read either: the page says so and stops
+        assert "cannot be reached" in texts(at.error)
+    fake_canvas.image = canvas_of(gallery.images[0])
+    target = at.subheader[0].value.removeprefix("Draw a ")
+    ok(at.button(key="collect-save").click().run())
+    message = texts(at.error)
+    assert f"Not saved:** your {target}; it is still on the canvas" in message
+    assert ("cannot be reached" if down == "closed-port" else "read-only") in message
+    assert "other pages" in message
+    assert at.subheader[0].value == f"Draw a {target}"   # the same prompt: retry is possible
+    at.switch_page("app_pages/draw.py").run()             # the rest of the app works
+    ok(at)
+    assert at.metric and not at.error
+
+
+# -- Dashboard ------------------------------------------------------------------------------
+
+def fill(engine, gallery, code="7b", writers=("ana", "ben", "cy"), per=10):
+    rng = np.random.default_rng(0)
+    for w in writers:
+        for i in rng.choice(len(gallery.images), per, replace=False):
+            cs.save_digit(engine, cs.Digit(cs.new_digit_id(), code, w, int(gallery.labels[i]),
+                                           "collect", gallery.images[i]))
+
+
+def test_dashboard_scores_every_model_on_the_class(db, gallery, models):
+    fill(db, gallery)
+    cs.save_digit(db, cs.Digit(cs.new_digit_id(), "7b", "dee", 3, "flag-draw",
+                               np.zeros((28, 28), np.uint8)))   # a blank "3": every model misses
+    at = open_app(DASHBOARD, query={"class": "7b"})
+    assert at.subheader[0].value == "31 digits from 4 writers"
+    titles = [m.title for m in models.values()]
+    shown = {m.label: m.value for m in at.metric}
+    assert set(shown) == set(titles)
+    for v in shown.values():
+        assert v.endswith("%") and 0 <= float(v[:-1]) <= 100
+    best = max(titles, key=lambda t: float(shown[t][:-1]))
+    assert f"**{best}** reads class 7b's digits best" in texts(at.success)
+    writers = at.dataframe[0].value
+    assert set(writers["Writer"]) == {"ana", "ben", "cy", "dee"}
+    assert writers.iloc[0]["Writer"] == "dee" and writers.iloc[0]["Mean"] == 0  # hardest first
+    misses = at.dataframe[1].value
+    assert "3" in list(misses["Label"]) and set(titles) <= set(misses.columns)
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_dashboard_of_an_empty_class(db):
+    at = open_app(DASHBOARD, query={"class": "nobody"})
+    assert "has no digits yet" in texts(at.info)
+
+
+def test_teacher_actions_are_off_without_a_pin(db, gallery):
+    fill(db, gallery, per=2)
+    at = open_app(DASHBOARD, query={"class": "7b"})
+    assert "need a teacher PIN, and none is set" in texts(at.info)
+    assert not at.get("download_button") and not at.checkbox
+
+
+def test_teacher_pin_unlocks_export_import_and_delete(db, gallery, tmp_path):
+    fill(db, gallery, per=4)
+    secrets = {"classroom": {"teacher_pin": "4321"}}
+    at = open_app(DASHBOARD, query={"class": "7b"}, secrets=secrets)
+    at.text_input(key="dashboard-pin").input("0000").run()
+    assert "not the teacher PIN" in texts(at.error) and not at.checkbox
+    at.text_input(key="dashboard-pin").input("4321").run()
+    ok(at)
+    assert at.get("download_button")
+    # The export the button serves, read back by mnist_core.data.
+    zipfile.ZipFile(io.BytesIO(cs.export_zip(cs.load_class(db, "7b"), "7b"))).extractall(tmp_path / "e")
+    ds = load_dataset(tmp_path / "e")
+    assert len(ds.x_train) + len(ds.x_test) == 12
+    at.checkbox(key="dashboard-delete-sure").check().run()
+    ok(at.button(key="dashboard-delete").click().run())
+    assert "Deleted 12 digits of class 7b" in texts(at.success)
+    assert len(cs.load_class(db, "7b")) == 0
+
+
+# -- "Wrong? It was a ..." on Draw and Upload -----------------------------------------------
+
+def test_flag_on_draw_saves_the_corrected_label(db, fake_canvas, gallery):
+    fake_canvas.image = canvas_of(gallery.images[0])
+    at = open_app(query={"class": "7b"})
+    pills = at.get("button_group")
+    flag = [p for p in pills if p.key and p.key.startswith("flag-draw-")]
+    assert len(flag) == 1 and flag[0].label == "Wrong? It was a …"
+    ok(flag[0].set_value(3).run())
+    assert "Saved as a 3 for class 7b" in texts(at.success)
+    ok(at.get("button_group")[[p.key for p in at.get("button_group")].index(flag[0].key)]
+       .set_value(3).run())                               # picked again: still one row
+    got = cs.load_class(db, "7b")
+    assert got.labels.tolist() == [3] and got.sources == ["flag-draw"]
+    assert set(got.answers[0]) == {"numpy", "lenet5"}
+    assert got.images[0].max() == 255 and got.images[0].shape == (28, 28)
+
+
+def test_flag_without_a_class_asks_for_one(db, fake_canvas, gallery):
+    fake_canvas.image = canvas_of(gallery.images[0])
+    at = open_app()
+    assert any(e.label.startswith("Wrong?") for e in at.expander)
+    at.text_input(key="flag-class-draw").input("8a").run()
+    flag = next(p for p in at.get("button_group") if p.key.startswith("flag-draw-"))
+    ok(flag.set_value(5).run())
+    assert cs.load_class(db, "8a").labels.tolist() == [5]
+
+
+def test_flag_on_upload_saves_the_corrected_label(db, gallery):
+    at = open_app("app_pages/upload.py", query={"class": "7b"})
+    png = h.png_bytes(h.paper_digit(gallery.images[0]))
+    at.file_uploader(key="uploads").set_value([("digit.png", png, "image/png")]).run()
+    ok(at)
+    flag = next(p for p in at.get("button_group") if p.key.startswith("flag-upload-0-"))
+    ok(flag.set_value(7).run())
+    got = cs.load_class(db, "7b")
+    assert got.labels.tolist() == [7] and got.sources == ["flag-upload"] and got.strokes == [None]
+
+
+def test_flag_with_the_database_down_says_not_saved(db, fake_canvas, gallery):
+    fake_canvas.image = canvas_of(gallery.images[0])
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{h.free_port()}/postgres"
+    at = open_app(query={"class": "7b"}, secrets={"connections": {"classroom": {"url": url}}})
+    assert at.metric                                      # Draw reads the digit regardless
+    flag = next(p for p in at.get("button_group") if p.key.startswith("flag-draw-"))
+    ok(flag.set_value(2).run())
+    assert "Not saved:** this digit as a 2 (pick it again to retry)" in texts(at.error)
