@@ -322,8 +322,8 @@ def flag_wrong(x: np.ndarray, probs: Mapping[str, np.ndarray], class_names: Sequ
     button; saving the same input with the same label twice stores it once."""
     digest = hashlib.sha256(np.ascontiguousarray(x, np.float32).tobytes()).hexdigest()[:16]
     widget = f"flag-{key}-{digest}"
-    if current_class_code() is None:   # no class yet: keep the page calm, one expander
-        box = st.expander("Wrong? Save the right digit for your class", icon=":material/flag:")
+    if current_class_code() is None:   # no class yet: one button, opened on demand
+        box = st.popover("Wrong? Save the right digit for your class", icon=":material/flag:")
         with box:
             class_code_picker(f"flag-class-{key}")
     else:
