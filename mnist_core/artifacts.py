@@ -188,9 +188,64 @@ def _record_problem(record: Any, required: dict[str, Field],
     return None
 
 
+def _unit(v: Any) -> bool:
+    return _number(v) and 0 <= v <= 1
+
+
+def _unit_or_none(v: Any) -> bool:
+    return v is None or _unit(v)
+
+
+def _bins_problem(bins: Any, n: int) -> str | None:
+    """What is wrong with a reliability diagram's ``n`` bins (mnist_core.calibration)."""
+    problem = _record_problem(bins, {k: (lambda v: isinstance(v, list), "a list")
+                                     for k in ("lower", "upper", "count", "confidence",
+                                               "accuracy")})
+    if problem:
+        return problem
+    checks = {"lower": _unit, "upper": _unit, "count": _count, "confidence": _unit_or_none,
+              "accuracy": _unit_or_none}
+    for key, check in checks.items():
+        if len(bins[key]) != n or not all(check(v) for v in bins[key]):
+            return f"{key!r} should be {n} bin values"
+    return None
+
+
+# The "calibration" record of <model>.metrics.json (mnist_core.calibration.calibration_record).
+CALIBRATION_FIELDS: dict[str, Field] = {
+    "temperature": (lambda v: _number(v) and 0 < v < float("inf"), "a positive number"),
+    "n_bins": (lambda v: _count(v) and v > 0, "a positive count"),
+    "val": (lambda v: isinstance(v, dict), "an object"),
+    "sets": (lambda v: isinstance(v, dict), "an object")}
+CALIBRATION_SET_FIELDS: dict[str, Field] = {
+    "n": COUNT, "ece_before": (_unit, "a number from 0 to 1"),
+    "ece_after": (_unit, "a number from 0 to 1"), "before": (lambda v: True, ""),
+    "after": (lambda v: True, "")}
+
+
+def calibration_problem(record: Any) -> str | None:
+    """What is wrong with a metrics file's ``"calibration"`` record, or None."""
+    problem = _record_problem(record, CALIBRATION_FIELDS)
+    if problem:
+        return problem
+    for name, curves in record["sets"].items():
+        problem = _record_problem(curves, CALIBRATION_SET_FIELDS)
+        for side in ("before", "after"):
+            if problem is None:
+                inner = _bins_problem(curves[side], record["n_bins"])
+                problem = f"{side!r}: {inner}" if inner else None
+        if problem:
+            return f"sets[{name!r}]: {problem}"
+    return None
+
+
 def metrics_problem(metrics: Any) -> str | None:
     """What is wrong with a ``<model>.metrics.json`` payload, or None."""
-    return _record_problem(metrics, METRICS_FIELDS, METRICS_OPTIONAL)
+    problem = _record_problem(metrics, METRICS_FIELDS, METRICS_OPTIONAL)
+    if problem is None and metrics.get("calibration") is not None:
+        inner = calibration_problem(metrics["calibration"])
+        problem = f"'calibration': {inner}" if inner else None
+    return problem
 
 
 def history_problem(history: Any) -> str | None:
@@ -229,6 +284,9 @@ def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | 
         raise ArtifactError(f"{shown(path)} could not be loaded ({type(exc).__name__}: "
                             f"{_scrubbed(str(exc), directory)}); {rebuild_hint(name)}") from exc
     model.metrics = read_json(directory, f"{name}.metrics.json", manifest, name, metrics_problem)
+    # The temperature fitted by `python -m mnist_core calibrate` (or training): the app's
+    # probabilities are the calibrated ones.
+    model.temperature = float((model.metrics.get("calibration") or {}).get("temperature", 1.0))
     model.history = read_json(directory, f"{name}.history.json", manifest, name,
                               history_problem)["epochs"]
     return model

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mnist_core {train,evaluate,predict,bench} ...``."""
+"""Command line: ``python -m mnist_core {train,calibrate,evaluate,predict,bench} ...``."""
 
 from __future__ import annotations
 
@@ -38,7 +38,49 @@ def cmd_train(args) -> int:
         _models_arg(args.models), data, out, epochs=args.epochs,
         callback_for=lambda name, cfg: ProgressBar(name, cfg.epochs),
         command="python -m mnist_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        log=lambda line: print(line, file=sys.stderr))
+        log=lambda line: print(line, file=sys.stderr), handwriting=_handwriting_arg(args))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _handwriting_arg(args) -> Path | None:
+    """The dev-set folder for calibration's real-handwriting curves: ``--handwriting``, or
+    the shared one when present; None with ``--handwriting ''``."""
+    from .handwriting import DEFAULT_DIR as HANDWRITING_DIR
+
+    if args.handwriting is not None:
+        return Path(args.handwriting) if args.handwriting else None
+    return HANDWRITING_DIR if HANDWRITING_DIR.is_dir() else None
+
+
+# ---------------------------------------------------------------------------------------
+# calibrate
+# ---------------------------------------------------------------------------------------
+
+def cmd_calibrate(args) -> int:
+    """Fit and write the shipped models' temperatures without retraining: each model's own
+    validation split (n_val and seed from its manifest entry), curves on MNIST's test set
+    and real handwriting, then the manifest re-hashed."""
+    from .calibration import calibrate_models, default_handwriting
+
+    data = load_dataset(args.data, args.dataset)
+    out = Path(args.artifacts)
+    models = load_models(out, _models_arg(args.models, default=()) or None)
+    manifest = manifest_or_empty(out)
+    splits = {}
+    for name in models:
+        cfg = manifest.get("models", {}).get(name, {}).get("train_config") or {}
+        splits[name] = (int(cfg.get("n_val", REGISTRY[name].train.n_val)),
+                        int(cfg.get("seed", REGISTRY[name].train.seed)))
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    where = _handwriting_arg(args)
+    handwriting = default_handwriting(where, log) if where is not None else None
+    records = calibrate_models(models, data, splits, out, handwriting, log=log)
+    write_manifest(out, {k: v for k, v in manifest.items() if k not in ("files", "versions")})
+    if args.json:
+        print(json.dumps({n: {k: r[k] for k in ("temperature", "val")} | {
+            "sets": {s: {k: v for k, v in c.items() if k not in ("before", "after")}
+                     for s, c in r["sets"].items()}} for n, r in records.items()}))
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -157,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Train, evaluate and use the MNIST Studio models.")
     sub = parser.add_subparsers(dest="command", required=True)
     data_help = "MNIST folder (IDX), CSV or mnist.npz; default $MNIST_DATA, else keras download"
+    hw_help = ("handwriting-dev folder for the calibration curves on real handwriting "
+               "(default ../shared/data/handwriting-dev when present; '' for none)")
 
     p = sub.add_parser("train", help="train models and write artifacts")
     p.add_argument("--models", help=f"comma-separated, default {','.join(DEFAULT_MODELS)}")
@@ -164,7 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
     p.add_argument("--epochs", type=int, help="override every model's epoch count")
     p.add_argument("--out", default=str(DEFAULT_DIR), help="artifact folder")
+    p.add_argument("--handwriting", help=hw_help)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("calibrate", help="fit each shipped model's temperature (no training)")
+    p.add_argument("--models")
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
+    p.add_argument("--artifacts", default=str(DEFAULT_DIR))
+    p.add_argument("--handwriting", help=hw_help)
+    p.add_argument("--json", action="store_true", help="the numbers as one JSON object")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("evaluate", help="score shipped models on the test set")
     p.add_argument("--models")

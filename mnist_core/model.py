@@ -25,6 +25,23 @@ from .views import NO_VIEWS, ViewConfig
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
+# Probabilities are clipped here before their log is taken, so a class a softmax rounded to
+# 0 in float32 stays at ~0 instead of turning into -inf (and a nan after the division).
+_TINY = float(np.finfo(np.float32).tiny)
+
+
+def temper(p: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities ``p`` (``(..., 10)``, each row a softmax) as the same network's softmax
+    would give with its logits divided by ``temperature``: ``softmax(log p / T)``, exact for
+    a softmax output since ``log p`` is the logits less a per-row constant. ``float32``,
+    argmax unchanged; ``T == 1`` returns ``p`` itself. See :mod:`mnist_core.calibration`."""
+    if temperature == 1.0:
+        return p
+    z = np.log(np.maximum(np.asarray(p, np.float64), _TINY)) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
 
 class Model:
     """A trained (or freshly built) network and what the app knows about it.
@@ -40,6 +57,9 @@ class Model:
     """
 
     kind: ClassVar[str] = ""      # what runs it, for messages and tests; never switch on it
+    # Softmax temperature fitted on the validation split (mnist_core.calibration), set by
+    # artifacts.load_model from the metrics' "calibration" record; predict_proba applies it.
+    temperature: float = 1.0
     file_ext: ClassVar[str] = ""  # ".npz" or ".keras"
 
     def __init__(self, *, name: str = "", title: str = "", views: ViewConfig = NO_VIEWS,
@@ -104,7 +124,7 @@ class Model:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """``(N, 28, 28) float32 in [0, 1]`` -> ``(N, 10) float32`` probabilities: the fast
-        path, NumPy only for every kind."""
+        path, NumPy only for every kind, with :attr:`temperature` applied (:func:`temper`)."""
         raise NotImplementedError
 
     def count_params(self) -> int:
@@ -221,7 +241,7 @@ class NumpyModel(Model):
         return self._net
 
     def predict_proba(self, x):
-        return self._net.predict_proba(x)
+        return temper(self._net.predict_proba(x), self.temperature)
 
     def count_params(self):
         return self._net.count_params()
@@ -376,7 +396,7 @@ class KerasModel(Model):
         return [layer for layer in self.fast.layers if layer.kind == kind]
 
     def predict_proba(self, x):
-        return self.fast.predict_proba(x)
+        return temper(self.fast.predict_proba(x), self.temperature)
 
     def count_params(self):
         return self.fast.count_params()

@@ -53,7 +53,8 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
                       epochs: int | None = None,
                       callback_for: Callable[[str, TrainConfig], Callback | None] | None = None,
                       stop: StopFlag | None = None, command: str = "",
-                      log: Log | None = None) -> dict[str, Trained]:
+                      log: Log | None = None,
+                      handwriting: str | Path | None = None) -> dict[str, Trained]:
     """Train registry models ``names`` on ``data`` and evaluate each once on its test set.
 
     ``train_cfg``: a :class:`TrainConfig` for every model, or a function of the
@@ -67,8 +68,10 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
 
     With ``out``, writes each model's weights, ``.history.json`` and ``.metrics.json`` as
     it finishes, then ``gallery.npz`` and ``manifest.json`` (``command`` recorded in it)
-    once each. Models already in ``out``'s manifest (same dataset) and not trained now
-    keep their entries, and are loaded and predicted once for the gallery, before any
+    once each; before them, each new model's temperature is fitted and its calibration
+    record written (:func:`calibrate_trained`; ``handwriting``: the dev-set folder for its
+    real-handwriting curves, None for MNIST's only). Models already in ``out``'s manifest
+    (same dataset) and not trained now keep their entries, and are loaded and predicted once for the gallery, before any
     training, so a damaged folder fails at once. Returns ``{name: Trained}``.
     """
     names, log = list(names), log or (lambda line: None)
@@ -108,6 +111,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
         trained[name] = Trained(name, model, result.history, metrics, result.seconds,
                                 result.stopped_early)
     if out is not None:
+        calibrate_trained(trained, data, out, info, log, handwriting)
         map_trained(trained, data, out, info, log)
         write_gallery(out, data, {n: preds[n] for n in REGISTRY if n in preds})
         write_manifest(out, {"dataset": data.name, "class_names": list(data.class_names),
@@ -129,6 +133,29 @@ def map_trained(trained: dict[str, Trained], data: Dataset, out: str | Path, inf
                log=log)
     for name in trained:
         info[name]["map"] = manifest_entry(command=info[name].get("command", ""))
+
+
+def calibrate_trained(trained: dict[str, Trained], data: Dataset, out: str | Path,
+                      info: dict, log: Log | None = None,
+                      handwriting_dir: str | Path | None = None) -> None:
+    """Fit each newly trained model's temperature on its own validation split (``info``: the
+    manifest's model entries, whose ``train_config`` names the split's ``n_val`` and
+    ``seed``) and write its ``"calibration"`` record (with reliability curves on MNIST's
+    test set and, when the dev set is there, real handwriting) into ``<name>.metrics.json`` in ``out``; the manifest
+    written afterwards hashes them. What ``python -m mnist_core calibrate`` writes for
+    shipped models (:mod:`mnist_core.calibration`); ``handwriting_dir`` None leaves out the
+    real-handwriting curves (a minute of preprocessing)."""
+    from .calibration import calibrate_models, default_handwriting
+
+    if not trained:
+        return
+    handwriting = default_handwriting(handwriting_dir, log) if handwriting_dir else None
+    splits = {n: (info[n]["train_config"]["n_val"], info[n]["train_config"]["seed"])
+              for n in trained}
+    calibrate_models({n: t.model for n, t in trained.items()}, data, splits, out, handwriting,
+                     log=log)
+    for name, t in trained.items():
+        t.metrics = t.model.metrics
 
 
 def _per_model(value, spec: ModelSpec, default):

@@ -335,3 +335,44 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray,
         "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
     }
     return _figure(traces, layout)
+
+
+RELIABILITY_BEFORE = "#94a3b8"   # slate: readable on white and on the dark theme's background
+
+
+def reliability_figure(before: Mapping, after: Mapping, color: str, title: str,
+                       height: int = 300) -> go.Figure:
+    """A reliability diagram: each confidence bin's accuracy against its mean confidence,
+    before (grey, dashed) and after (``color``) temperature scaling, with the diagonal a
+    perfectly calibrated model would follow. ``before``/``after``: the bins of
+    :func:`mnist_core.calibration.reliability` (``count``, ``confidence``, ``accuracy``;
+    empty bins are None and left out). Markers grow with the share of digits in the bin."""
+    traces = [{"type": "scatter", "mode": "lines", "x": [0, 1], "y": [0, 1],
+               "name": "perfectly calibrated", "hoverinfo": "skip",
+               "line": {"color": RELIABILITY_BEFORE, "width": 1, "dash": "dot"}}]
+    for bins, name, line_color, dash in ((before, "before", RELIABILITY_BEFORE, "dash"),
+                                         (after, "after", color, "solid")):
+        total = max(sum(bins["count"]), 1)
+        keep = [i for i, c in enumerate(bins["count"]) if c]
+        shares = [bins["count"][i] / total for i in keep]
+        traces.append({
+            "type": "scatter", "mode": "lines+markers", "name": name,
+            "x": [bins["confidence"][i] for i in keep], "y": [bins["accuracy"][i] for i in keep],
+            "customdata": [[bins["count"][i], s] for i, s in zip(keep, shares)],
+            "line": {"color": line_color, "width": 2.5 if name == "after" else 1.5,
+                     "dash": dash},
+            "marker": {"color": line_color, "size": [5 + 14 * s ** 0.5 for s in shares]},
+            "hovertemplate": (f"{name}: sure %{{x:.1%}}, right %{{y:.1%}}"
+                              "<br>%{customdata[0]:,} digits (%{customdata[1]:.1%})<extra></extra>")})
+    axis = {"range": [0, 1.02], "tickformat": ".0%", "tickvals": [0, 0.25, 0.5, 0.75, 1],
+            "gridcolor": GRID, "zeroline": False, "fixedrange": True}
+    layout = {
+        "height": height, "margin": {"l": 48, "r": 8, "t": 36, "b": 40},
+        "title": {"text": title, "x": 0.01, "font": {"size": 14}},
+        "xaxis": {**axis, "title": {"text": "confidence (how sure)", "font": {"size": 12}}},
+        "yaxis": {**axis, "title": {"text": "accuracy (how often right)", "font": {"size": 12}}},
+        "legend": {"orientation": "h", "x": 0, "y": -0.32, "font": {"size": 11}},
+        "showlegend": False, "hovermode": "closest",
+        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    return _figure(traces, layout)

@@ -1,0 +1,74 @@
+"""AppTest: the Confidence page shows every calibrated model's temperature, its calibration
+errors and reliability diagrams before and after, from the metrics' record alone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from streamlit.testing.v1 import AppTest
+
+import app_helpers as h
+from mnist_core.artifacts import load_models, manifest_or_empty, write_json, write_manifest
+
+TIMEOUT = 180
+PAGE = "app_pages/confidence.py"
+
+
+def open_page(monkeypatch, directory) -> AppTest:
+    monkeypatch.setenv("MNIST_STUDIO_ARTIFACTS", str(directory))
+    at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_every_model_gets_its_temperature_and_diagrams(monkeypatch, artifacts):
+    models = load_models(artifacts)
+    at = open_page(monkeypatch, artifacts)
+    assert [t.value for t in at.title] == ["Honest confidence"]
+    table = at.dataframe[0].value
+    assert list(table["Model"]) == [m.title for m in models.values()]
+    for (_, row), model in zip(table.iterrows(), models.values()):
+        rec = model.metrics["calibration"]
+        assert row["Temperature"] == rec["temperature"]
+        test = rec["sets"]["mnist-test"]
+        assert row["ECE, MNIST test"] == f"{test['ece_before']:.2%} → {test['ece_after']:.2%}"
+    assert [s.value for s in at.subheader] == [m.title for m in models.values()]
+    charts = at.get("plotly_chart")
+    assert len(charts) == len(models)  # the fixture has no handwriting curves: one each
+    figure = json.loads(charts[0].proto.spec)
+    names = [trace.get("name") for trace in figure["data"]]
+    assert names == ["perfectly calibrated", "before", "after"]
+    rec = next(iter(models.values())).metrics["calibration"]["sets"]["mnist-test"]
+    shown_counts = [c for c, _ in figure["data"][2]["customdata"]]
+    assert shown_counts == [c for c in rec["after"]["count"] if c]
+
+
+def test_handwriting_curves_are_drawn_beside_mnist(monkeypatch, artifacts, tmp_path):
+    folder = shutil.copytree(artifacts, tmp_path / "a")
+    metrics = json.loads((folder / "numpy.metrics.json").read_text())
+    sets = metrics["calibration"]["sets"]
+    sets["handwriting-dev"] = {**sets["mnist-test"], "n": 123, "sets": ["usps"]}
+    write_json(folder, "numpy.metrics.json", metrics)
+    write_manifest(folder, {k: v for k, v in manifest_or_empty(folder).items()
+                            if k not in ("files", "versions")})
+    at = open_page(monkeypatch, folder)
+    charts = at.get("plotly_chart")
+    assert len(charts) == len(load_models(folder)) + 1
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts[:2]]
+    assert titles[0].startswith("MNIST test set") and titles[1].startswith("Real handwriting")
+    assert any("123 digits (usps)" in c.value for c in at.caption)
+
+
+def test_models_without_a_record_say_how_to_make_one(monkeypatch, artifacts, tmp_path):
+    folder = shutil.copytree(artifacts, tmp_path / "a")
+    for name in load_models(folder):
+        metrics = json.loads((folder / f"{name}.metrics.json").read_text())
+        metrics.pop("calibration")
+        write_json(folder, f"{name}.metrics.json", metrics)
+    write_manifest(folder, {k: v for k, v in manifest_or_empty(folder).items()
+                            if k not in ("files", "versions")})
+    at = open_page(monkeypatch, folder)
+    assert any("python -m mnist_core calibrate" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
