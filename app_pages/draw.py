@@ -55,7 +55,7 @@ with right:
         digit = digit_picker.test_digit()
         st.subheader(f"{digit.source.capitalize()}: true label {names[digit.label]}")
         components.prediction_panel(read_input(digit.image, models), models, names,
-                                    key="test", true_label=digit.label)
+                                    key="test", true_label=digit.label, image=digit.image)
         components.model_input_view(digit.image,
                                     caption="An MNIST test digit, exactly as the models see it")
         share_ui.share_box(digit.image, "this test digit")
@@ -64,7 +64,8 @@ with right:
     shared = share_ui.shared_digit()
     if st.session_state.source == "shared" and shared is not None:
         st.subheader("A digit shared by link")
-        components.prediction_panel(read_input(shared, models), models, names, key="shared")
+        components.prediction_panel(read_input(shared, models), models, names, key="shared",
+                                    image=shared)
         components.model_input_view(shared, caption="The shared digit, exactly as the models "
                                                     "see it")
         st.caption("Draw in the square to read your own digit instead; Look inside and "
@@ -87,7 +88,8 @@ with right:
         st.subheader(f"{len(readings)} digits")
         components.sequence_panel(readings, models, names, key="draw")
     else:
-        components.prediction_panel(readings[0].probs, models, names, key="draw")
+        components.prediction_panel(readings[0].probs, models, names, key="draw",
+                                    image=readings[0].stages.final)
         class_data.flag_wrong(readings[0].stages.final, readings[0].probs, names, key="draw",
                               source="flag-draw", strokes=class_data.canvas_strokes(
                                   f"canvas-{st.session_state.canvas_round}"))

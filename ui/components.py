@@ -16,6 +16,7 @@ import streamlit as st
 from mnist_core.artifacts import Gallery
 from mnist_core.inference import Reading, agreement
 from mnist_core.model import Model
+from mnist_core.novelty import check as novelty_check
 from mnist_core.preprocess import Stages
 from mnist_core.views import named_views
 
@@ -108,14 +109,28 @@ def agreement_note(votes: Mapping[object, list[str]], models: Mapping[str, Model
 
 def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, Model],
                      class_names: Sequence[str], key: str, true_label: int | None = None,
-                     cards: bool = True) -> None:
+                     cards: bool = True, image: np.ndarray | None = None) -> None:
     """Each model's answer and confidence, whether they agree, and every model's bars.
 
     ``probs``: model name -> ``(10,)`` probabilities. With ``true_label`` each card also
     says whether the model was right. All bars go into one figure. ``cards=False`` (one
-    digit of several) leaves out the answer cards and the "all agree" note.
+    digit of several) leaves out the answer cards and the "all agree" note. ``image``: the
+    ``(28, 28)`` model input, so the not-a-digit check (:mod:`mnist_core.novelty`) can
+    look at its ink too; a flagged input is said not to look like a digit, and its cards
+    show the answers as guesses.
     """
-    if cards:
+    verdict = novelty_check(probs, image)
+    if verdict.flagged:
+        st.warning(f"**This does not look like a digit** ({'; '.join(verdict.reasons)}). "
+                   "The models still name one, as they must; treat these as guesses.",
+                   icon=":material/help:")
+    if cards and verdict.flagged and true_label is None:
+        for col, name in zip(st.columns(len(probs)), probs):
+            p = np.asarray(probs[name])
+            col.metric(_title(models, name), "?",
+                       f"guess {class_names[int(p.argmax())]} · {float(p.max()):.0%}",
+                       delta_color="off", delta_arrow="off", border=True)
+    elif cards:
         cols = st.columns(len(probs))
         for col, name in zip(cols, probs):
             p = np.asarray(probs[name])
@@ -130,7 +145,7 @@ def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, Model
                        delta_arrow="off", border=True)
     _, votes = agreement(Reading(None, dict(probs)))  # type: ignore[arg-type]
     agreement_note({class_names[d]: names for d, names in votes.items()}, models,
-                   quiet=not cards)
+                   quiet=not cards or verdict.flagged)
     titles = {n: _title(models, n) for n in probs}
     st.plotly_chart(probability_figure(probs, titles, class_names, height=230 if cards else 190),
                     config=PLOTLY_CONFIG, key=f"{key}-bars")
@@ -158,7 +173,7 @@ def sequence_panel(readings: Sequence[Reading], models: Mapping[str, Model],
                        caption=f"digit {i + 1}, as the models see it")
             with right:
                 prediction_panel(reading.probs, models, class_names, key=f"{key}-{i}",
-                                 cards=False)
+                                 cards=False, image=reading.stages.final)
 
 
 def gallery_table(gallery: Gallery, rows: np.ndarray, models: Mapping[str, Model],
