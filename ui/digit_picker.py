@@ -62,6 +62,7 @@ def pick_digit(key: str) -> Digit | None:
     A digit opened from a ``?digit=`` link (:mod:`ui.share`) is offered first, then the
     last drawing from the Draw page, when there are; the first offered is chosen.
     """
+    share_ui.read_link()
     shared = share_ui.shared_digit()
     last = st.session_state.get(LAST_DIGIT_KEY)
     options = ((["shared"] if shared is not None else [])

@@ -18,8 +18,9 @@ SHARED_TEXT_KEY = "shared_digit_text"  # session: the link value it was decoded 
 
 
 def read_link() -> bool:
-    """Decode this page's ``?digit=`` value once; True when it brought a digit this
-    session had not opened yet (Draw then shows it). A bad value shows ``st.warning``."""
+    """Decode this page's ``?digit=`` value; True when it brought a digit this session had
+    not opened yet (Draw then shows it). A bad value shows ``st.warning``: call this once
+    per run of a page."""
     text = st.query_params.get(share.PARAM)
     if text is None or text == st.session_state.get(SHARED_TEXT_KEY):
         return False
@@ -36,8 +37,7 @@ def read_link() -> bool:
 
 def shared_digit() -> np.ndarray | None:
     """The digit a link brought this session: ``(28, 28) float32 in [0, 1]``, or None.
-    Reads this page's link first (:func:`read_link`)."""
-    read_link()
+    Call :func:`read_link` once earlier in the page's run, so this page's link counts."""
     return st.session_state.get(SHARED_KEY)
 
 
