@@ -57,11 +57,13 @@ probs = read(digits.images, tuple((n, id(m)) for n, m in models.items()), models
 scores = {n: score(p, y) for n, p in probs.items()}
 writers = sorted(set(digits.writers))
 
-st.subheader(f"{len(digits)} digits from {len(writers)} writers")
+st.subheader(f"{len(digits)} digit{'s' * (len(digits) != 1)} from {len(writers)} "
+             f"writer{'s' * (len(writers) != 1)}")
 per_label, per_writer = st.columns([3, 2], gap="large")
 with per_label:
-    st.plotly_chart(counts_figure(np.bincount(y, minlength=10), names, height=260),
-                    config=PLOTLY_CONFIG, key="dashboard-counts")
+    counts = counts_figure(np.bincount(y, minlength=10), names, height=260)
+    counts.update_layout(xaxis_title_text="label the writer gave")   # not a prediction here
+    st.plotly_chart(counts, config=PLOTLY_CONFIG, key="dashboard-counts")
 with per_writer:
     w = np.array(digits.writers)
     table = pd.DataFrame({"Writer": writers, "Digits": [int((w == n).sum()) for n in writers]})
@@ -75,14 +77,16 @@ with per_writer:
                                 for c in [*(models[n].title for n in probs), "Mean"]})
 
 st.subheader("Which model reads this class best")
-best = max(scores, key=lambda n: scores[n]["accuracy"])
+top = max(s["accuracy"] for s in scores.values())
+best = [n for n in scores if scores[n]["accuracy"] == top]
 cols = st.columns(len(scores))
 for col, (name, s) in zip(cols, scores.items()):
     col.metric(models[name].title, f"{s['accuracy']:.1%}",
                f"{int(round(s['accuracy'] * len(y)))} of {len(y)} right", delta_color="off",
                delta_arrow="off", border=True)
-st.success(f"**{models[best].title}** reads class {code}'s digits best: "
-           f"{scores[best]['accuracy']:.1%}.", icon=":material/trophy:")
+st.success(" and ".join(f"**{models[n].title}**" for n in best)
+           + (" read" if len(best) > 1 else " reads") + f" class {code}'s digits best: "
+           f"{top:.1%}.", icon=":material/trophy:")
 
 matrix, misses = st.columns([2, 3], gap="large")
 with matrix:

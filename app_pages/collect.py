@@ -60,15 +60,14 @@ with left:
     st.subheader(f"Draw a {names[target]}")
     image = canvas.drawing(canvas_key)
     with st.container(horizontal=True):
-        save = st.button("Save", key="collect-save", type="primary", icon=":material/save:")
+        save = st.button("Save", key="collect-save", type="primary", icon=":material/save:",
+                         disabled=image is None)   # enabled once the drawing reached us
         st.button("Skip", key="collect-skip", on_click=next_prompt, icon=":material/skip_next:")
         st.button("Undo last", key="collect-undo", on_click=undo_last, icon=":material/undo:",
                   disabled=not state.collect_saved)
 
 if save:
-    if image is None:
-        state.collect_flash = ("warning", f"Nothing to save yet: draw a {names[target]} first.")
-    else:
+    if image is not None:
         try:
             reading = read_digit(image, models, canvas=True)
         except NoDigitError:
