@@ -363,3 +363,49 @@ def test_postgres_env_points_at_a_live_server_when_set():
         pytest.skip("$CLASSROOM_TEST_PG_URL is not set")
     with sa.create_engine(url, connect_args={"connect_timeout": 5}).connect() as conn:
         assert conn.exec_driver_sql("select 1").scalar() == 1
+
+
+# -- teaching: the writer split and the training mix (mnist_core.finetune) -----------------
+
+def test_finetune_split_never_puts_a_writer_on_both_sides():
+    from mnist_core.finetune import FinetuneConfig, split_by_writer
+    rng = np.random.default_rng(3)
+    for n_writers in (2, 3, 5, 12, 30):
+        writers = [f"w{int(i)}" for i in rng.integers(0, n_writers, 400)]
+        writers += [f"w{i}" for i in range(n_writers)]        # every writer present
+        for seed in range(4):
+            s = split_by_writer(writers, FinetuneConfig(seed=seed))
+            train = {writers[i] for i in s.train}
+            held = {writers[i] for i in s.held_out}
+            assert train and held and not train & held, (n_writers, seed)
+            assert train == set(s.train_writers) and held == set(s.held_out_writers)
+            assert len(s.train) + len(s.held_out) == len(writers)
+            assert sorted(np.concatenate([s.train, s.held_out])) == list(range(len(writers)))
+    again = [split_by_writer(["a", "b", "c"] * 3) for _ in range(2)]   # repeatable
+    assert again[0].held_out_writers == again[1].held_out_writers
+    assert np.array_equal(again[0].held_out, again[1].held_out)
+
+
+def test_finetune_needs_two_writers():
+    from mnist_core.finetune import NotEnoughWriters, split_by_writer
+    with pytest.raises(NotEnoughWriters, match="at least 2 writers"):
+        split_by_writer(["solo"] * 20)
+
+
+def test_finetune_training_set_mixes_class_and_replay_and_tests_on_held_out():
+    from conftest import make_dataset
+
+    from mnist_core.finetune import FinetuneConfig, split_by_writer, training_set
+    mnist = make_dataset(n_train=500, n_test=50)
+    writers = ["ana"] * 10 + ["ben"] * 10 + ["cy"] * 10
+    images = np.stack([image(i) for i in range(30)])
+    labels = (np.arange(30) % 10).astype(np.uint8)
+    cfg = FinetuneConfig(replay=200, class_repeats=3, held_out_share=0.34)
+    s = split_by_writer(writers, cfg)
+    ds = training_set(images, labels, s, mnist, cfg)
+    assert len(ds.x_train) == 3 * len(s.train) + 200 and ds.x_train.dtype == np.uint8
+    assert np.array_equal(ds.x_test, images[s.held_out]) and np.array_equal(ds.y_test, labels[s.held_out])
+    held_set = {images[i].tobytes() for i in s.held_out}
+    assert not any(x.tobytes() in held_set for x in ds.x_train)   # nothing held out trains
+    class_rows = [x.tobytes() for x in ds.x_train if x.tobytes() in {images[i].tobytes() for i in s.train}]
+    assert len(class_rows) == 3 * len(s.train)
