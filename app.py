@@ -47,6 +47,8 @@ PAGES = {
                 url_path="Collect"),
         st.Page("app_pages/class_dashboard.py", title="Class dashboard",
                 icon=":material/groups:", url_path="Class_dashboard"),
+        st.Page("app_pages/teach.py", title="Teach the models", icon=":material/school:",
+                url_path="Teach"),
     ],
 }
 

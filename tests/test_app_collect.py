@@ -301,3 +301,44 @@ def test_flag_with_the_database_down_says_not_saved(db, fake_canvas, gallery):
     flag = next(p for p in at.get("button_group") if p.key.startswith("flag-draw-"))
     ok(flag.set_value(2).run())
     assert "Not saved:** this digit as a 2 (pick it again to retry)" in texts(at.error)
+
+
+# -- Teach the models ------------------------------------------------------------------------
+
+TEACH = "app_pages/teach.py"
+
+
+def test_teach_needs_two_writers(db, gallery):
+    fill(db, gallery, writers=("solo",), per=5)
+    at = open_app(TEACH, query={"class": "7b"})
+    assert "at least 2 writers" in texts(at.info)
+    assert not at.button
+
+
+def test_teach_trains_compares_and_becomes_the_class_model(monkeypatch, db, gallery):
+    import time
+
+    import app_helpers
+    if app_helpers.mnist_path() is None:
+        pytest.skip("Teach mixes in MNIST replay: no local MNIST ($MNIST_DATA)")
+    monkeypatch.setenv("MNIST_DATA", str(app_helpers.mnist_path()))
+    fill(db, gallery, writers=("ana", "ben", "cy", "dee"), per=10)
+    at = open_app(TEACH, query={"class": "7b"})
+    assert "measure" in texts(at.markdown)
+    at.slider(key="teach-epochs").set_value(1).run()
+    ok(at.button(key="teach-go").click().run())
+    deadline = time.monotonic() + 240
+    while not at.session_state["teach_job"].finished and time.monotonic() < deadline:
+        time.sleep(1)
+    job = at.session_state["teach_job"]
+    assert job.finished and job.status == "done", job.error
+    ok(at.run())
+    table = at.dataframe[0].value
+    assert list(table["Model"]) == ["NumPy MLP"]
+    for column in table.columns[1:]:
+        assert 0 <= float(table[column].iloc[0]) <= 1, column
+    assert float(table.iloc[0, 4]) > 0.8            # MNIST is not forgotten
+    ok(at.button(key="teach-use").click().run())
+    at.switch_page("app_pages/class_dashboard.py").run()
+    ok(at)
+    assert "Class model" in {m.label for m in at.metric}

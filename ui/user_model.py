@@ -17,12 +17,20 @@ USER_TITLE = "Your model"
 USER_MODEL_KEY = "user_model"  # session state: the model put on the other pages
 
 
+CLASS = "class"                # the model taught on the class's digits (Teach page)
+CLASS_TITLE = "Class model"
+CLASS_MODEL_KEY = "class_model"
+
+
 def with_user_model(models: Mapping[str, Model]) -> dict[str, Model]:
-    """The shipped ``models`` plus "Your model" when this session has trained and kept one."""
-    user = st.session_state.get(USER_MODEL_KEY)
-    if isinstance(user, Model):
-        return {**models, USER: user}
-    return dict(models)
+    """The shipped ``models`` plus "Your model" and "Class model" when this session has
+    trained and kept them."""
+    out = dict(models)
+    for key, name in ((USER_MODEL_KEY, USER), (CLASS_MODEL_KEY, CLASS)):
+        kept = st.session_state.get(key)
+        if isinstance(kept, Model):
+            out[name] = kept
+    return out
 
 
 def use(model: Model) -> None:
