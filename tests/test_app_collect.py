@@ -342,3 +342,18 @@ def test_teach_trains_compares_and_becomes_the_class_model(monkeypatch, db, gall
     at.switch_page("app_pages/class_dashboard.py").run()
     ok(at)
     assert "Class model" in {m.label for m in at.metric}
+
+
+def test_a_database_url_and_pin_from_the_environment(monkeypatch, db, gallery, tmp_path):
+    """deploy/compose.yaml passes the shared database and the PIN as environment variables."""
+    other = tmp_path / "from-env.sqlite"
+    monkeypatch.setenv(class_data.URL_ENV, cs.sqlite_url(other))
+    monkeypatch.setenv(class_data.PIN_ENV, "2468")
+    fill(db, gallery, writers=("ana",), per=2)           # the default file: not used now
+    engine = cs.make_engine(cs.sqlite_url(other))
+    cs.migrate(engine)
+    fill(engine, gallery, writers=("env",), per=3)
+    at = open_app(DASHBOARD, query={"class": "7b"})
+    assert at.subheader[0].value == "3 digits from 1 writer"
+    at.text_input(key="dashboard-pin").input("2468").run()
+    assert at.get("download_button")

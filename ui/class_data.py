@@ -4,8 +4,8 @@ the writer, the teacher PIN and the "Wrong? It was a ..." button (issue #12).
 Storage is :mod:`mnist_core.class_store`; this module only wires it to Streamlit. The engine
 comes from ``st.connection("classroom", type="sql")``: the URL in ``.streamlit/secrets.toml``
 ``[connections.classroom]`` when there is one (PostgreSQL for several replicas, or for a
-host whose disk is not persistent), else a SQLite file at ``$MNIST_STUDIO_CLASS_DB`` or
-``var/classroom.sqlite``. Every database failure is shown on the page that hit it, saying
+host whose disk is not persistent), else ``$MNIST_STUDIO_DB_URL`` (deploy/compose.yaml sets
+it), else a SQLite file at ``$MNIST_STUDIO_CLASS_DB`` or ``var/classroom.sqlite``. Every database failure is shown on the page that hit it, saying
 what was not saved; the rest of the app never touches the database.
 """
 
@@ -28,6 +28,8 @@ from mnist_core import class_store as cs
 
 CONN_NAME = "classroom"                  # st.connection name and secrets section
 DB_ENV = "MNIST_STUDIO_CLASS_DB"         # SQLite file path when no URL is configured
+URL_ENV = "MNIST_STUDIO_DB_URL"          # a URL from the environment (deploy/compose.yaml)
+PIN_ENV = "MNIST_STUDIO_TEACHER_PIN"     # the teacher PIN from the environment
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "var" / "classroom.sqlite"
 CODE_KEY = "class_code"                  # session state: this session's class code
 WRITER_KEY = "class_writer"              # session state: the writer id or nickname
@@ -67,7 +69,8 @@ def configured_url() -> str | None:
     """The URL from ``[connections.classroom]`` (``url``, or ``dialect``/``host``/...
     parts, which st.connection assembles), if secrets give one."""
     section = _conn_section()
-    return section.get("url") or (section.get("dialect") and "from-parts") or None
+    return (section.get("url") or (section.get("dialect") and "from-parts")
+            or os.environ.get(URL_ENV) or None)
 
 
 def sqlite_path() -> Path:
@@ -238,8 +241,8 @@ def digit_id(*parts: object) -> str:
 # ---------------------------------------------------------------------------------------
 
 def teacher_pin() -> str | None:
-    """``[classroom] teacher_pin`` from secrets, if set."""
-    pin = _secrets_section(CONN_NAME).get("teacher_pin")
+    """``[classroom] teacher_pin`` from secrets, else ``$MNIST_STUDIO_TEACHER_PIN``."""
+    pin = _secrets_section(CONN_NAME).get("teacher_pin") or os.environ.get(PIN_ENV)
     return str(pin) if pin else None
 
 
