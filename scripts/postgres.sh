@@ -29,10 +29,15 @@ find_bin() {   # the folder holding initdb and pg_ctl
 }
 
 as_owner() {   # run a command as the user owning the cluster
-  if [ "$(id -u)" -eq 0 ]; then
-    runuser -u postgres -- "$@"
-  else
-    "$@"
+  if [ "$(id -u)" -ne 0 ]; then
+    "$@"; return
+  fi
+  local ru
+  ru=$(command -v runuser || ls /usr/sbin/runuser /sbin/runuser 2>/dev/null | head -n 1 || true)
+  if [ -n "$ru" ]; then
+    "$ru" -u postgres -- "$@"
+  else   # no runuser (not util-linux): su, with the arguments quoted for its shell
+    su postgres -s /bin/sh -c "$(printf '%q ' "$@")"
   fi
 }
 
