@@ -37,6 +37,7 @@ N_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 SOURCES = ("collect", "flag-draw", "flag-upload", "import")  # where a digit came from
 EXPORT_FORMAT = "mnist-studio-class-export"                  # class.json's "format"
 EXPORT_VERSION = 1
+MIGRATION_LOCK = 741201   # PostgreSQL advisory lock key held while migrating (any constant)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class StoreConfig:
     sqlite_busy_ms: int = 30_000     # how long a SQLite writer waits for the lock
     test_every: int = 5              # single-writer exports: every 5th digit goes to test
     test_writer_share: float = 0.2   # several writers: about this share of writers to test
+    pg_connect_timeout_s: int = 5    # a dead PostgreSQL fails a save in seconds, not minutes
+    id_chunk: int = 500              # ids per IN (...) query: under SQLite's parameter limit
 
 
 DEFAULT = StoreConfig()
@@ -167,7 +170,7 @@ def migrate(engine: Engine, target: int = LATEST) -> int:
         with engine.connect().execution_options(sqlite_immediate=True) as conn:
             conn.begin()
             if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(741201)"))
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             schema_table.create(conn, checkfirst=True)
             row = conn.execute(sa.select(schema_table.c.version)).first()
             current = int(row[0]) if row else 0
@@ -199,8 +202,7 @@ def engine_kwargs(url: str, cfg: StoreConfig = DEFAULT) -> dict:
     the write lock instead of failing at once."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": cfg.sqlite_busy_ms / 1000}}
-    # A dead server should fail a save in seconds, not hang the page.
-    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": cfg.pg_connect_timeout_s}}
 
 
 def prepare_engine(engine: Engine, cfg: StoreConfig = DEFAULT) -> Engine:
@@ -431,14 +433,14 @@ def count_by_label(engine: Engine, class_code: str, writer: str | None = None) -
     return counts
 
 
-def count_ids(engine: Engine, ids: Sequence[str]) -> dict[str, int]:
+def count_ids(engine: Engine, ids: Sequence[str], cfg: StoreConfig = DEFAULT) -> dict[str, int]:
     """How many rows hold each of ``ids`` (the benchmark's duplicate check)."""
     t = digits_table
     out: dict[str, int] = {i: 0 for i in ids}
     with _errors():
         with engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                chunk = list(ids[start:start + 500])
+            for start in range(0, len(ids), cfg.id_chunk):
+                chunk = list(ids[start:start + cfg.id_chunk])
                 for i, n in conn.execute(sa.select(t.c.id, sa.func.count()).where(
                         t.c.id.in_(chunk)).group_by(t.c.id)).all():
                     out[i] = int(n)

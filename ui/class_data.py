@@ -43,7 +43,6 @@ class ClassUIConfig:
 
     max_query_len: int = 64          # a longer ?class= is refused unread
     max_pin_len: int = 64            # a longer typed PIN is refused unread
-    max_import_mb: int = 20          # the app's upload limit (config.toml) caps this anyway
 
 
 UI = ClassUIConfig()
