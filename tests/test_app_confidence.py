@@ -72,3 +72,43 @@ def test_models_without_a_record_say_how_to_make_one(monkeypatch, artifacts, tmp
     at = open_page(monkeypatch, folder)
     assert any("python -m mnist_core calibrate" in i.value for i in at.info)
     assert not at.get("plotly_chart")
+
+
+# ---------------------------------------------------------------------------------------
+# In a real browser (Debian chromium via playwright), desktop and phone width
+# ---------------------------------------------------------------------------------------
+
+def test_confidence_page_in_a_browser_at_desktop_and_phone_width():
+    import pytest
+
+    if h.chromium_path() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    artifacts = h.real_artifacts()
+    assert artifacts is not None
+    models = load_models(artifacts)
+    n_charts = sum(len(m.metrics["calibration"]["sets"]) for m in models.values())
+    proc, url = h.start_server(artifacts)
+    shots = h.REPO / "screenshots"
+    shots.mkdir(exist_ok=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=h.chromium_path(),
+                                        args=h.CHROMIUM_ARGS)
+            for name, viewport, scheme in (("desktop", {"width": 1280, "height": 2600}, "light"),
+                                           ("phone", {"width": 390, "height": 4200}, "dark")):
+                context = browser.new_context(viewport=viewport, color_scheme=scheme)
+                page = context.new_page()
+                page.goto(f"{url}/Confidence")
+                expect(page.get_by_text("Honest confidence")).to_be_visible(timeout=180_000)
+                expect(page.locator(".js-plotly-plot")).to_have_count(n_charts, timeout=60_000)
+                page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')")
+                expect(page.get_by_test_id("stException")).to_have_count(0)
+                for model in models.values():
+                    expect(page.get_by_role("heading", name=model.title)).to_be_visible()
+                page.screenshot(path=shots / f"confidence-{name}.png")
+                context.close()
+            browser.close()
+    finally:
+        h.stop_server(proc)
