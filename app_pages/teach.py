@@ -24,9 +24,8 @@ models, names = page.start()
 st.title("Teach the models your class's handwriting")
 st.caption("Some writers' digits train, the others only measure, so the score says how the "
            "model reads handwriting it has never seen. MNIST images are mixed in so MNIST is "
-           "not forgotten. One training at a time on the server, as on Train live. The model "
-           "is trained anew with Train live's short architecture (starting from the shipped "
-           "weights is not supported by the training worker yet); the shipped models are "
+           "not forgotten. Training starts from the shipped model's weights, with small steps; "
+           "one training at a time on the server, as on Train live. The shipped models are "
            "never changed.")
 code = class_data.class_code_picker("teach-class")
 if code is None:
@@ -58,10 +57,15 @@ epochs = st.slider("Epochs", 1, 5, 2, key="teach-epochs", disabled=running)
 if st.button("Teach", key="teach-go", type="primary", disabled=running,
              icon=":material/school:"):
     data = finetune.training_set(digits.images, digits.labels, split, mnist)
-    cfg = replace(REGISTRY[name].train, epochs=epochs, augment=NONE, writers_share=0.0,
-                  n_val=max(1, len(data.x_train) // VAL_SHARE), n_train=None)
-    started = training.start_training(name, REGISTRY[name].title, data, cfg,
-                                      REGISTRY[name].live_arch, {"class": code})
+    base = REGISTRY[name].train
+    cfg = replace(base, epochs=epochs, augment=NONE, writers_share=0.0, n_train=None,
+                  lr=base.lr * finetune.DEFAULT.lr_scale,
+                  n_val=max(1, len(data.x_train) // VAL_SHARE))
+    # The shipped network's weights when there is one, else Train live's short one, fresh.
+    arch = (finetune.warm_arch(models[name]) if name in models else None) \
+        or REGISTRY[name].live_arch
+    started = training.start_training(name, REGISTRY[name].title, data, cfg, arch,
+                                      {"class": code})
     if started is None:
         st.warning("Someone else is training on this server right now (one training at a "
                    "time). Try again in a minute.", icon=":material/schedule:")

@@ -13,12 +13,13 @@ This module never imports streamlit or TensorFlow.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .architectures import CNNConfig, DenseConfig, NumpyConfig
 from .data import Dataset, to_float
-from .model import Model
+from .model import KerasModel, Model, NumpyModel
 from .views import predict_views
 
 
@@ -32,6 +33,8 @@ class FinetuneConfig:
     class_repeats: int = 8        # each class digit seen this many times per epoch: a class
                                   # has tens to hundreds of digits beside thousands of replay
     seed: int = 0                 # which writers are held out, which MNIST images replayed
+    lr_scale: float = 0.1         # fine-tuning steps are this fraction of training's: the
+                                  # shipped weights are nudged, not thrown away
 
 
 DEFAULT = FinetuneConfig()
@@ -114,3 +117,54 @@ def before_after(before: Mapping[str, Model], after: Mapping[str, Model],
             "mnist_after": accuracy(new, mnist_x, mnist_y),
         })
     return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Starting from the shipped weights
+# ---------------------------------------------------------------------------------------
+# The training worker (package.train_in_worker) builds its network with ``arch.build(seed)``.
+# These configs are the shipped architecture plus its trained file, and build that trained
+# network instead of a fresh one: the worker then fine-tunes it, with no change to the
+# training code. Module-level classes, so the worker can unpickle them.
+
+@dataclass(frozen=True)
+class WarmNumpy(NumpyConfig):
+    """:class:`NumpyConfig` whose ``build`` loads trained weights."""
+
+    weights: bytes = b""      # the model's file (``Model.to_bytes``)
+
+    def build(self, seed: int = 0):
+        return NumpyModel.from_bytes(self.weights).net
+
+
+@dataclass(frozen=True)
+class WarmDense(DenseConfig):
+    """:class:`DenseConfig` whose ``build`` loads a trained ``.keras`` file."""
+
+    weights: bytes = b""
+
+    def build(self, seed: int = 0):
+        return KerasModel.from_bytes(self.weights).net
+
+
+@dataclass(frozen=True)
+class WarmCnn(CNNConfig):
+    """:class:`CNNConfig` whose ``build`` loads a trained ``.keras`` file."""
+
+    weights: bytes = b""
+
+    def build(self, seed: int = 0):
+        return KerasModel.from_bytes(self.weights).net
+
+
+_WARM = {NumpyConfig: WarmNumpy, DenseConfig: WarmDense, CNNConfig: WarmCnn}
+
+
+def warm_arch(model: Model):
+    """``model``'s architecture config, building ``model``'s trained network (see above);
+    None when the model's architecture is not one of numpy, dense, cnn."""
+    arch = getattr(model, "arch", None)
+    warm = _WARM.get(type(arch))
+    if warm is None:
+        return None
+    return warm(**{k: v for k, v in asdict(arch).items()}, weights=model.to_bytes())

@@ -409,3 +409,19 @@ def test_finetune_training_set_mixes_class_and_replay_and_tests_on_held_out():
     assert not any(x.tobytes() in held_set for x in ds.x_train)   # nothing held out trains
     class_rows = [x.tobytes() for x in ds.x_train if x.tobytes() in {images[i].tobytes() for i in s.train}]
     assert len(class_rows) == 3 * len(s.train)
+
+
+def test_warm_arch_builds_the_trained_network(tiny_artifacts):
+    """Teaching starts from the shipped weights: the config the worker unpickles builds the
+    trained network itself, not a fresh one."""
+    import pickle
+
+    from mnist_core.artifacts import load_models
+    from mnist_core.finetune import warm_arch
+    models = load_models(tiny_artifacts.directory)
+    arch = pickle.loads(pickle.dumps(warm_arch(models["numpy"])))
+    x = np.random.default_rng(0).random((5, 784)).astype(np.float32)
+    assert np.array_equal(arch.build(0).predict_proba(x), models["numpy"].net.predict_proba(x))
+    fresh = type(arch).__mro__[1](**{k: getattr(arch, k) for k in ("hidden",)}).build(0)
+    assert not np.allclose(fresh.predict_proba(x), models["numpy"].net.predict_proba(x))
+    assert warm_arch(models["lenet5"]) is None          # not one of numpy, dense, cnn
