@@ -48,10 +48,15 @@ class ModelSpec:
         return self.backend.from_net(arch.build(self.train.seed), self, arch=arch)
 
 
+# Share of each training epoch drawn from real writers' renderings (handwriting-train,
+# :mod:`.writers`), chosen on held-out writers (benchmarks/WRITERS_MIX.md).
+WRITERS_SHARE = 0.15
+
 REGISTRY: dict[str, ModelSpec] = {
     "numpy": ModelSpec(
         "numpy", "NumPy MLP", NumpyModel,
-        TrainConfig(epochs=15, batch_size=128, lr=1.5e-3, weight_decay=0.02),
+        TrainConfig(epochs=15, batch_size=128, lr=1.5e-3, weight_decay=0.02,
+                    writers_share=WRITERS_SHARE),
         NumpyConfig(hidden=(800, 800), dropout=0.2),
         # No dropout: a short run on few images underfits rather than overfits.
         NumpyConfig(hidden=(128,), dropout=0.0),
@@ -59,13 +64,14 @@ REGISTRY: dict[str, ModelSpec] = {
     "dense": ModelSpec(
         "dense", "Keras dense", KerasModel,
         TrainConfig(epochs=15, batch_size=128, lr=1e-3, weight_decay=0.02,
-                    augment=AugmentConfig(hooked_nines=0.3)),
+                    augment=AugmentConfig(hooked_nines=0.3), writers_share=WRITERS_SHARE),
         DenseConfig(hidden=(1024, 1024), dropout=0.3),
         DenseConfig(hidden=(128,), dropout=0.1),
         "Keras multilayer perceptron: Dense + ReLU + Dropout blocks."),
     "cnn": ModelSpec(
         "cnn", "Keras CNN", KerasModel,
-        TrainConfig(epochs=18, batch_size=128, lr=2e-3, weight_decay=0.01),
+        TrainConfig(epochs=18, batch_size=128, lr=2e-3, weight_decay=0.01,
+                    writers_share=WRITERS_SHARE),
         CNNConfig(filters=(32, 64), dense=256, dropout=0.25, bn_momentum=0.99),
         # BatchNorm statistics must settle within a few dozen batches.
         CNNConfig(filters=(16, 32), dense=128, dropout=0.25, bn_momentum=0.9),
@@ -73,7 +79,8 @@ REGISTRY: dict[str, ModelSpec] = {
         DEFAULT_VIEWS),
     "lenet5": ModelSpec(
         "lenet5", "LeNet-5", KerasModel,
-        TrainConfig(epochs=12, batch_size=128, lr=2e-3, weight_decay=0.01),
+        TrainConfig(epochs=12, batch_size=128, lr=2e-3, weight_decay=0.01,
+                    writers_share=WRITERS_SHARE),
         LeNet5Config(), LeNet5Config(),
         "LeCun's 1998 classic, as a reference architecture.", DEFAULT_VIEWS),
 }

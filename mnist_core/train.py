@@ -63,6 +63,9 @@ class TrainResult:
     history: list[EpochLog]
     seconds: float
     stopped_early: bool = False
+    cpu_seconds: float = 0.0      # CPU time of the whole process (all threads) while
+                                  # training: unlike wall time, not inflated by other work
+                                  # sharing the machine
 
 
 Callback = Callable[[str, dict], None]  # (event, info): "batch" or "epoch"
@@ -194,6 +197,7 @@ class ProgressBar:
 def train_numpy(data: Dataset, cfg: TrainConfig, net_cfg: NumpyConfig = NumpyConfig(),
                 callback: Callback | None = None, stop: StopFlag | None = None) -> TrainResult:
     """Mini-batch training of :class:`NumpyMLP` with augmentation and a cosine schedule."""
+    c0 = time.process_time()
     x, y, x_val, y_val = _prepare(data, cfg)
     net = net_cfg.build(cfg.seed)
     opt = (Adam(lr=cfg.lr, weight_decay=cfg.weight_decay) if net_cfg.optimizer == "adam"
@@ -231,7 +235,7 @@ def train_numpy(data: Dataset, cfg: TrainConfig, net_cfg: NumpyConfig = NumpyCon
                 break
     finally:
         feeder.close()
-    return TrainResult(net, history, time.perf_counter() - t0, stopped)
+    return TrainResult(net, history, time.perf_counter() - t0, stopped, time.process_time() - c0)
 
 
 def _nll(p: np.ndarray, y: np.ndarray) -> float:
@@ -251,6 +255,7 @@ def train_keras(data: Dataset, cfg: TrainConfig, build: Callable[[], object],
     from .keras_models import fast_predict_fn
 
     keras.utils.set_random_seed(cfg.seed)
+    c0 = time.process_time()
     x, y, x_val, y_val = _prepare(data, cfg)
     model = build()
     extra = _extra_pool(data, cfg)
@@ -297,4 +302,5 @@ def train_keras(data: Dataset, cfg: TrainConfig, build: Callable[[], object],
                 break
     finally:
         feeder.close()
-    return TrainResult(model, history, time.perf_counter() - t0, state["stopped"])
+    return TrainResult(model, history, time.perf_counter() - t0, state["stopped"],
+                       time.process_time() - c0)
