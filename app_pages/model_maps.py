@@ -6,7 +6,7 @@ import streamlit as st
 from mnist_core.artifacts import ArtifactError
 from mnist_core.embedding import MAP_SUFFIX, load_maps
 from ui import data, digit_picker, page, pictures
-from ui.charts import PLOTLY_CONFIG, map_figure
+from ui.charts import PLOTLY_CONFIG, map_figure, map_point
 
 models, names = page.start()
 
@@ -59,10 +59,10 @@ for i, (name, m) in enumerate(maps.items()):
                                            star=stars.get(name)),
                                 config=PLOTLY_CONFIG, key=f"maps-{name}", on_select="rerun",
                                 selection_mode="points")
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
-    clicked = [p for p in points if len(p.get("customdata") or []) == 2]
-    if clicked:
-        selected = (name, int(clicked[-1]["customdata"][1]))
+    for point in event.get("selection", {}).get("points", []) if event else []:
+        row = map_point(m.labels, len(names), int(point.get("curve_number", -1)),
+                        int(point.get("point_index", -1)), point.get("customdata"))
+        selected = (name, row) if row is not None else selected
 
 st.caption("Hover a dot for its label and the model's answer; click one to see the digit. "
            "Drag to pan, scroll to zoom, double-click to reset.")

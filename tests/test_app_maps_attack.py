@@ -169,3 +169,56 @@ def test_attack_page_waits_for_a_drawing(monkeypatch, artifacts):
     no_exception(at)
     assert len(at.metric) == 2
     assert any("the digit drawn here" in c for c in captions(at))
+
+
+# ---------------------------------------------------------------------------------------
+# The server's imports
+# ---------------------------------------------------------------------------------------
+
+SERVER_SCRIPT = r"""
+import json, sys
+from streamlit.testing.v1 import AppTest
+
+at = AppTest.from_file("app.py", default_timeout=300).run()
+for page in ("app_pages/model_maps.py", "app_pages/attack.py"):
+    at.switch_page(page).run()
+    assert not at.exception, (page, [e.message for e in at.exception])
+    assert not at.error, (page, [e.value for e in at.error])
+for name in ("dense", "cnn", "lenet5"):  # every Keras model's gradients
+    at.segmented_control(key="attack_model").set_value(name).run()
+    assert not at.exception, (name, [e.message for e in at.exception])
+print(json.dumps(sorted(m for m in ("tensorflow", "keras", "openTSNE", "sklearn", "scipy")
+                        if m in sys.modules)))
+"""
+
+
+def test_new_pages_on_the_shipped_models_import_neither_tensorflow_nor_opentsne():
+    """On the shipped artifacts, in a fresh process: both pages run, and neither
+    TensorFlow nor openTSNE (nor the SciPy and scikit-learn it brings) is imported."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "MNIST_STUDIO_ARTIFACTS": str(h.REPO / "artifacts")}
+    out = subprocess.run([sys.executable, "-c", SERVER_SCRIPT], cwd=h.REPO, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_clicked_point_is_found_again():
+    """map_point: a class trace's point number, the misread trace's rows, the star."""
+    from ui.charts import map_figure, map_point
+
+    labels = np.array([3, 1, 3, 0, 3, 1], np.uint8)
+    preds = np.array([3, 1, 5, 0, 3, 7], np.uint8)
+    coords = np.arange(12, dtype=np.float32).reshape(6, 2)
+    fig = map_figure(coords, labels, preds, [str(d) for d in range(10)], "t", star=np.zeros(2))
+    traces = fig.to_dict()["data"]
+    for curve, trace in enumerate(traces[:10]):
+        for point, x in enumerate(trace["x"]):
+            row = map_point(labels, 10, curve, point)
+            assert labels[row] == curve and coords[row, 0] == x
+    wrong = traces[10]
+    assert [map_point(labels, 10, 10, i, cd) for i, cd in enumerate(wrong["customdata"])] == [2, 5]
+    assert map_point(labels, 10, 11, 0, None) is None  # the star
+    assert map_point(labels, 10, 3, 99) is None

@@ -289,9 +289,9 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray,
     """A model map: one WebGL point per test digit (``coords`` ``(N, 2)``) coloured by its
     true label (``labels`` ``(N,)``), a dark cross on each digit the model misread
     (``preds`` ``(N,)``: its answers), the class names at their clusters' medians, and
-    ``star`` ``(2,)`` (the current digit) as a star. Every point's ``customdata`` is
-    ``[answer, test index]``, so a click (``on_select``) says which digit it was."""
-    xy = np.round(np.asarray(coords, np.float32), 1)
+    ``star`` ``(2,)`` (the current digit) as a star. A clicked point (``on_select``)
+    is found again with :func:`map_point`."""
+    xy = np.round(np.asarray(coords, np.float64), 1)  # float64: 12.3, not 12.300000190734863
     labels, preds = np.asarray(labels), np.asarray(preds)
     traces, notes = [], []
     for c, name in enumerate(class_names):
@@ -299,11 +299,12 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray,
         traces.append({
             "type": "scattergl", "mode": "markers", "name": str(name),
             "x": xy[rows, 0].tolist(), "y": xy[rows, 1].tolist(),
-            "customdata": np.stack([preds[rows], rows], 1).tolist(),
+            # Only the answer rides along (the payload is ~10,000 points a map): a click's
+            # trace and point number give the test digit (map_point).
+            "customdata": preds[rows].tolist(),
             "marker": {"size": 3, "color": CLASS_COLORS[c % len(CLASS_COLORS)],
                        "opacity": 0.75},
-            "hovertemplate": f"true {name}<br>read as %{{customdata[0]}}"
-                             "<br>test digit #%{customdata[1]}<extra></extra>"})
+            "hovertemplate": f"true {name}<br>read as %{{customdata}}<extra></extra>"})
         if len(rows):
             mx, my = np.median(xy[rows], axis=0)
             notes.append({"x": float(mx), "y": float(my), "text": f"<b>{name}</b>",
@@ -315,13 +316,16 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray,
         "x": xy[wrong, 0].tolist(), "y": xy[wrong, 1].tolist(),
         "customdata": np.stack([preds[wrong], wrong], 1).tolist(),
         "text": [str(class_names[int(t)]) for t in labels[wrong]],
-        "marker": {"size": 6, "symbol": "x", "color": MISREAD_COLOR},
+        # A light rim keeps the dark cross visible on the dark theme's background too.
+        "marker": {"size": 7, "symbol": "x", "color": MISREAD_COLOR,
+                   "line": {"color": "rgba(255, 255, 255, 0.8)", "width": 0.5}},
         "hovertemplate": "misread: true %{text}<br>read as %{customdata[0]}"
                          "<br>test digit #%{customdata[1]}<extra></extra>"})
     if star is not None:
         sx, sy = (float(v) for v in np.asarray(star, np.float32).reshape(2))
         traces.append({
-            "type": "scatter", "mode": "markers", "name": "your digit", "x": [sx], "y": [sy],
+            # WebGL too: WebGL traces are drawn over SVG ones, which would hide the star.
+            "type": "scattergl", "mode": "markers", "name": "your digit", "x": [sx], "y": [sy],
             "marker": {"size": 22, "symbol": "star", "color": STAR_COLOR,
                        "line": {"color": "#111827", "width": 2}},
             "hovertemplate": "your digit<extra></extra>"})
@@ -376,3 +380,15 @@ def reliability_figure(before: Mapping, after: Mapping, color: str, title: str,
         "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
     }
     return _figure(traces, layout)
+
+
+def map_point(labels: np.ndarray, n_classes: int, curve: int, point: int,
+              customdata=None) -> int | None:
+    """The test digit (its row in ``labels``) behind point ``point`` of trace ``curve`` of
+    a :func:`map_figure`; None for the star or a point that is not there."""
+    if curve < n_classes:
+        rows = np.flatnonzero(np.asarray(labels) == curve)
+        return int(rows[point]) if 0 <= point < len(rows) else None
+    if curve == n_classes and isinstance(customdata, (list, tuple)) and len(customdata) == 2:
+        return int(customdata[1])  # the misread trace carries its rows
+    return None

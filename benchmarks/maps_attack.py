@@ -1,0 +1,331 @@
+"""Model maps and Adversarial digits: placement speed, page times, server memory; writes
+benchmarks/MAPS_ATTACK.md.
+
+* placement: one digit placed on each shipped map (its last hidden layer, then
+  ``ModelMap.place``), one at a time with BLAS at one thread as the server runs it, for
+  300 MNIST training digits (never in the maps);
+* openTSNE's own ``transform`` of one digit into the same map (``--opentsne``: refits
+  the t-SNE of one model's map first, a few minutes on 2 cores);
+* libraries: import time and peak RSS of a fresh Python importing openTSNE (and umap,
+  with ``--umap-path`` pointing at a ``pip install --target`` folder);
+* pages in AppTest (server-side script time): the first run of each page after the app
+  has loaded its models, then reruns (another test digit; the attack's model, method and
+  strength);
+* browser: ``streamlit run app.py`` in headless Chromium, each page opened cold and rerun,
+  the server's RSS before and after, screenshots at desktop and phone width into
+  ``screenshots/``.
+
+Usage::
+
+    MNIST_DATA=../shared/data/mnist .venv/bin/python benchmarks/maps_attack.py [--opentsne]
+        [--umap-path /tmp/umap-target]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+import app_helpers as h  # noqa: E402
+
+REPORT = REPO / "benchmarks" / "MAPS_ATTACK.md"
+SHOTS = REPO / "screenshots"
+N_PLACE = 300          # training digits placed one at a time
+RERUNS = 5             # reruns timed per step
+DESKTOP, PHONE = (1400, 1000), (390, 844)
+PHONE_SHOT_HEIGHT = 3600  # the phone screenshots' viewport: Streamlit scrolls inside the
+                          # page, so a full-page shot of an 844-px viewport shows the top only
+LOAD_TIMEOUT = 120_000  # ms
+
+
+def ms(values) -> str:
+    values = sorted(values)
+    return (f"median {statistics.median(values):.1f} ms, p95 "
+            f"{values[int(0.95 * (len(values) - 1))]:.1f} ms, max {values[-1]:.1f} ms")
+
+
+# ---------------------------------------------------------------------------------------
+
+def placement(data) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    from mnist_core.artifacts import load_models
+    from mnist_core.data import to_float
+    from mnist_core.embedding import load_maps
+
+    models = load_models()
+    maps, _ = load_maps(REPO / "artifacts", list(models))
+    rows = np.random.default_rng(1).choice(len(data.x_train), N_PLACE, replace=False)
+    x = to_float(data.x_train[rows])
+    out = {}
+    with threadpool_limits(1, user_api="blas"):
+        for name, model in models.items():
+            maps[name].place_images(model, x[:1])  # warm
+            whole, only = [], []
+            for img in x:
+                t = time.perf_counter()
+                feats = model.embedding_features(img[None])
+                t1 = time.perf_counter()
+                maps[name].place(feats)
+                t2 = time.perf_counter()
+                whole.append((t2 - t) * 1e3)
+                only.append((t2 - t1) * 1e3)
+            out[name] = {"features_and_place": ms(whole), "place_only": ms(only),
+                         "median_total_ms": statistics.median(whole)}
+    return out
+
+
+def opentsne_transform(model_name: str = "lenet5") -> dict:
+    from openTSNE import TSNE
+
+    from mnist_core.embedding import MAP
+
+    with np.load(REPO / "artifacts" / f"{model_name}.map.npz", allow_pickle=False) as f:
+        reduced = f["reduced"].astype(np.float32)
+    t = time.perf_counter()
+    emb = TSNE(perplexity=MAP.perplexity, n_jobs=MAP.n_jobs, random_state=MAP.seed,
+               initialization="pca").fit(reduced)
+    fit_s = time.perf_counter() - t
+    times = []
+    for i in range(3):
+        point = reduced[i:i + 1] + np.float32(0.01)
+        t = time.perf_counter()
+        emb.transform(point)
+        times.append((time.perf_counter() - t) * 1e3)
+    return {"model": model_name, "fit_s": round(fit_s, 1), "transform_one": ms(times)}
+
+
+def import_cost(module: str, path: str | None = None) -> dict:
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across exec.
+    code = ("import re, time; t = time.perf_counter(); import " + module + "; "
+            "print(time.perf_counter() - t, re.search(r'VmHWM:\\s+(\\d+)', "
+            "open('/proc/self/status').read()).group(1))")
+    env = {**os.environ, **({"PYTHONPATH": path} if path else {})}
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, check=True).stdout.split()
+        runs.append((float(out[0]), int(out[1]) / 1024))
+    best = min(runs)
+    return {"import_s": round(best[0], 2), "peak_rss_mb": round(best[1])}
+
+
+# ---------------------------------------------------------------------------------------
+
+def apptest_times() -> dict:
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["MNIST_STUDIO_ARTIFACTS"] = str(REPO / "artifacts")
+    out = {}
+    for page, steps in (("app_pages/model_maps.py", [("button", "maps-another", None)]),
+                        ("app_pages/attack.py", [("button", "attack-another", None),
+                                                 ("segmented_control", "attack_method",
+                                                  ("pgd", "fgsm")),
+                                                 ("segmented_control", "attack_model",
+                                                  ("cnn", "numpy")),
+                                                 ("slider", "attack_strength", 0.2)])):
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600).run()
+        t = time.perf_counter()
+        at.switch_page(page).run()
+        cold = (time.perf_counter() - t) * 1e3
+        assert not at.exception, [e.message for e in at.exception]
+        result = {"first_run_ms": round(cold)}
+        for kind, key, value in steps:
+            times = []
+            for i in range(RERUNS):
+                t = time.perf_counter()
+                widget = getattr(at, kind)(key=key)
+                if kind == "button":
+                    widget.click().run()
+                elif kind == "slider":
+                    widget.set_value(round(value - 0.01 * i, 2)).run()
+                else:
+                    widget.set_value(value[i % 2]).run()
+                times.append((time.perf_counter() - t) * 1e3)
+                assert not at.exception, [e.message for e in at.exception]
+            result[f"{kind} {key}"] = ms(times)
+        out[page] = result
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def settle(page) -> None:
+    page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')")
+    page.wait_for_function("!document.querySelector('[data-testid=\"stSpinner\"]')")
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+
+
+def browser() -> dict:
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(exist_ok=True)
+    proc, url = h.start_server(REPO / "artifacts")
+    out: dict = {}
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=h.chromium_path(), args=h.CHROMIUM_ARGS)
+            ctx = b.new_context(viewport={"width": DESKTOP[0], "height": DESKTOP[1]})
+            page = ctx.new_page()
+            page.set_default_timeout(LOAD_TIMEOUT)
+            t = time.perf_counter()
+            page.goto(url)
+            page.get_by_role("heading", name="MNIST Studio").first.wait_for()
+            settle(page)
+            out["draw_first_load_s"] = round(time.perf_counter() - t, 2)
+            out["rss_after_draw_mb"] = round(rss_mb(proc.pid))
+            for path, title, ready, rerun, shot in (
+                    ("Model_maps", "Model maps", ".js-plotly-plot .main-svg", "Another test digit", "maps"),
+                    ("Adversarial_digits", "Adversarial digits", "[data-testid=stMetric]",
+                     "Another test digit", "attack")):
+                t = time.perf_counter()
+                page.goto(f"{url}/{path}")
+                page.get_by_role("heading", name=title).first.wait_for()
+                page.locator(ready).first.wait_for()
+                settle(page)
+                out[f"{shot}_cold_s"] = round(time.perf_counter() - t, 2)
+                times = []
+                for _ in range(RERUNS):
+                    t = time.perf_counter()
+                    page.get_by_role("button", name=rerun).click()
+                    page.wait_for_timeout(50)
+                    settle(page)
+                    times.append((time.perf_counter() - t) * 1e3)
+                out[f"{shot}_rerun"] = ms(times)
+                out[f"rss_after_{shot}_mb"] = round(rss_mb(proc.pid))
+                if page.get_by_test_id("stException").count():
+                    raise RuntimeError(page.get_by_test_id("stException").first.inner_text())
+                page.set_viewport_size({"width": DESKTOP[0], "height": 2000})
+                settle(page)
+                page.screenshot(path=str(SHOTS / f"{shot}-desktop.png"))
+                page.set_viewport_size({"width": DESKTOP[0], "height": DESKTOP[1]})
+                phone = b.new_context(viewport={"width": PHONE[0], "height": PHONE_SHOT_HEIGHT},
+                                      device_scale_factor=2, is_mobile=True, has_touch=True)
+                pp = phone.new_page()
+                pp.set_default_timeout(LOAD_TIMEOUT)
+                pp.goto(f"{url}/{path}")
+                pp.get_by_role("heading", name=title).first.wait_for()
+                pp.locator(ready).first.wait_for()
+                settle(pp)
+                pp.screenshot(path=str(SHOTS / f"{shot}-phone.png"))
+                phone.close()
+            out["rss_end_mb"] = round(rss_mb(proc.pid))
+            b.close()
+    finally:
+        h.stop_server(proc)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+
+def write_report(res: dict, command: str) -> None:
+    lines = [
+        "# Model maps and Adversarial digits: measured",
+        "",
+        f"Measured by `{command}` on {res['date']}, {platform.machine()}, "
+        f"{os.cpu_count()} CPU cores (shared with other work: 1-minute load average "
+        f"{res['load']:.1f} at the start), Python {platform.python_version()}.",
+        "",
+        "## Placing one digit on a map (server, BLAS at one thread)",
+        "",
+        f"{N_PLACE} MNIST training digits (not in the maps), one at a time: the model's "
+        "last hidden layer, then `ModelMap.place` (PCA, 15 nearest test digits, "
+        "perplexity-5 Gaussian weights).",
+        "",
+        "| model | features + place | place only |",
+        "|---|---|---|",
+    ]
+    for name, r in res["placement"].items():
+        lines.append(f"| {name} | {r['features_and_place']} | {r['place_only']} |")
+    total = sum(r["median_total_ms"] for r in res["placement"].values())
+    lines += ["", f"All maps together (what the page does for one digit): {total:.1f} ms "
+                  "(sum of the medians). Goal: under 50 ms.", ""]
+    if "opentsne" in res:
+        o = res["opentsne"]
+        lines += [f"openTSNE's own `transform` of one digit into the {o['model']} map "
+                  f"(refitted in {o['fit_s']} s): {o['transform_one']}.", ""]
+    lines += ["## Libraries (a fresh Python importing each)", "",
+              "| import | seconds | peak RSS MB |", "|---|---|---|"]
+    for name, r in res["imports"].items():
+        lines.append(f"| {name} | {r['import_s']} | {r['peak_rss_mb']} |")
+    lines += ["", "## Pages in AppTest (the server's script time)", ""]
+    for page, r in res["apptest"].items():
+        lines.append(f"- `{page}`: first run after the models are loaded "
+                     f"{r['first_run_ms']} ms (maps: includes reading the map files)")
+        for step, v in r.items():
+            if step != "first_run_ms":
+                lines.append(f"  - rerun, {step}: {v}")
+    if "browser" in res:
+        b = res["browser"]
+        lines += ["", "## In Chromium (headless), server started fresh", "",
+                  f"- Draw page first load {b['draw_first_load_s']} s; server RSS "
+                  f"{b['rss_after_draw_mb']} MB",
+                  f"- Model maps: cold {b['maps_cold_s']} s, rerun (another test digit) "
+                  f"{b['maps_rerun']}; server RSS after {b['rss_after_maps_mb']} MB",
+                  f"- Adversarial digits: cold {b['attack_cold_s']} s, rerun (another test "
+                  f"digit) {b['attack_rerun']}; server RSS after {b['rss_after_attack_mb']} MB",
+                  f"- Server RSS at the end (phone-width visits included): "
+                  f"{b['rss_end_mb']} MB (README's goal: within the smallest Cloud tier, "
+                  f"~690 MB)", "",
+                  "Browser times are wall time from navigation (or click) until no element "
+                  "is stale and every image has loaded, on the shared 2-core machine."]
+    REPORT.write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=os.environ.get("MNIST_DATA"))
+    parser.add_argument("--opentsne", action="store_true")
+    parser.add_argument("--umap-path")
+    parser.add_argument("--no-browser", action="store_true")
+    args = parser.parse_args()
+    from mnist_core.data import load_dataset
+
+    res: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                 "load": os.getloadavg()[0]}
+    data = load_dataset(args.data)
+    res["placement"] = placement(data)
+    print(json.dumps(res["placement"], indent=1), flush=True)
+    if args.opentsne:
+        res["opentsne"] = opentsne_transform()
+        print(res["opentsne"], flush=True)
+    res["imports"] = {"numpy": import_cost("numpy"),
+                      "mnist_core.embedding (the server's part)":
+                          import_cost("mnist_core.embedding", str(REPO)),
+                      "openTSNE": import_cost("openTSNE")}
+    if args.umap_path:
+        res["imports"]["umap (umap-learn 0.5.12, TensorFlow installed)"] = \
+            import_cost("umap", args.umap_path)
+    print(res["imports"], flush=True)
+    res["apptest"] = apptest_times()
+    print(json.dumps(res["apptest"], indent=1), flush=True)
+    if not args.no_browser:
+        res["browser"] = browser()
+        print(res["browser"], flush=True)
+    command = "MNIST_DATA=../shared/data/mnist .venv/bin/python benchmarks/maps_attack.py " \
+        + " ".join(a for a in sys.argv[1:] if not a.startswith("--data"))
+    write_report(res, command.strip())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
