@@ -38,19 +38,26 @@ def cmd_train(args) -> int:
         _models_arg(args.models), data, out, epochs=args.epochs,
         callback_for=lambda name, cfg: ProgressBar(name, cfg.epochs),
         command="python -m mnist_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        log=lambda line: print(line, file=sys.stderr), handwriting=_handwriting_arg(args))
+        log=lambda line: print(line, file=sys.stderr), handwriting=_handwriting_arg(args, data))
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
-def _handwriting_arg(args) -> Path | None:
-    """The dev-set folder for calibration's real-handwriting curves: ``--handwriting``, or
-    the shared one when present; None with ``--handwriting ''``."""
+# Real-handwriting curves by default only for models of MNIST itself (its full test set):
+# preprocessing the dev set's 5,800 renderings takes minutes, wasted on a small or other set.
+FULL_MNIST_TEST = 10_000
+
+
+def _handwriting_arg(args, data) -> Path | None:
+    """The dev-set folder for calibration's real-handwriting curves: ``--handwriting``
+    (``''``: none), else the shared one when present and ``data`` is MNIST with its full
+    test set, else None."""
     from .handwriting import DEFAULT_DIR as HANDWRITING_DIR
 
     if args.handwriting is not None:
         return Path(args.handwriting) if args.handwriting else None
-    return HANDWRITING_DIR if HANDWRITING_DIR.is_dir() else None
+    full_mnist = data.name == "mnist" and len(data.y_test) >= FULL_MNIST_TEST
+    return HANDWRITING_DIR if full_mnist and HANDWRITING_DIR.is_dir() else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -73,7 +80,7 @@ def cmd_calibrate(args) -> int:
         splits[name] = (int(cfg.get("n_val", REGISTRY[name].train.n_val)),
                         int(cfg.get("seed", REGISTRY[name].train.seed)))
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    where = _handwriting_arg(args)
+    where = _handwriting_arg(args, data)
     handwriting = default_handwriting(where, log) if where is not None else None
     records = calibrate_models(models, data, splits, out, handwriting, log=log)
     write_manifest(out, {k: v for k, v in manifest.items() if k not in ("files", "versions")})
@@ -200,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     data_help = "MNIST folder (IDX), CSV or mnist.npz; default $MNIST_DATA, else keras download"
     hw_help = ("handwriting-dev folder for the calibration curves on real handwriting "
-               "(default ../shared/data/handwriting-dev when present; '' for none)")
+               "(default ../shared/data/handwriting-dev when present and the data is "
+               "MNIST's full set; '' for none)")
 
     p = sub.add_parser("train", help="train models and write artifacts")
     p.add_argument("--models", help=f"comma-separated, default {','.join(DEFAULT_MODELS)}")
