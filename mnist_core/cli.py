@@ -11,6 +11,7 @@ from pathlib import Path
 from .artifacts import (DEFAULT_DIR, ArtifactError, load_models, manifest_or_empty, write_json,
                         write_manifest)
 from .data import DATASETS, DataError, load_dataset
+from . import writers
 from .evaluate import evaluate_model
 from .registry import DEFAULT_MODELS, REGISTRY
 
@@ -33,6 +34,11 @@ def cmd_train(args) -> int:
     from .train import ProgressBar
 
     data = load_dataset(args.data, args.dataset)
+    # Real writers join models of MNIST itself (its full test set), or when asked for.
+    full_mnist = data.name == "mnist" and len(data.y_test) >= FULL_MNIST_TEST
+    if args.writers or (args.writers is None and full_mnist):
+        data = writers.with_writers(data, args.writers or None,
+                                    log=lambda line: print(line, file=sys.stderr))
     out = Path(args.out)
     train_and_package(
         _models_arg(args.models), data, out, epochs=args.epochs,
@@ -217,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override every model's epoch count")
     p.add_argument("--out", default=str(DEFAULT_DIR), help="artifact folder")
     p.add_argument("--handwriting", help=hw_help)
+    p.add_argument("--writers", help=f"folder of handwriting-train's {writers.FILENAME} "
+                   f"(real writers' strokes mixed into training; default ${writers.ENV_VAR} or "
+                   "../shared/data/handwriting-train; '' for MNIST alone)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("calibrate", help="fit each shipped model's temperature (no training)")

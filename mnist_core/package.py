@@ -97,7 +97,8 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
         if out is not None:
             model.save(out / spec.filename)
             write_json(out, f"{name}.history.json", {
-                "model": name, "epochs": model.history, "train_seconds": result.seconds})
+                "model": name, "epochs": model.history, "train_seconds": result.seconds,
+                "train_cpu_seconds": result.cpu_seconds})
         log(f"== {name}: trained in {result.seconds:.0f}s")
         if callback is not None:
             callback("evaluate", {"model": model})
@@ -105,6 +106,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
         preds[name] = probs.argmax(1).astype(np.uint8)
         info[name] = {"title": spec.title, "file": spec.filename, "epochs": cfg.epochs,
                       "seed": cfg.seed, "train_seconds": round(result.seconds, 1),
+                      "train_cpu_seconds": round(result.cpu_seconds, 1),
                       "train_config": asdict(cfg), "arch": to_manifest(model_arch),
                       # Models trained by earlier runs keep the command that made them.
                       "command": command}
@@ -115,7 +117,10 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
         map_trained(trained, data, out, info, log)
         write_gallery(out, data, {n: preds[n] for n in REGISTRY if n in preds})
         write_manifest(out, {"dataset": data.name, "class_names": list(data.class_names),
-                             "data_source": data.source, "command": command, "models": info})
+                             "data_source": data.source, "command": command, "models": info,
+                             # Real writers mixed into training (train_config.writers_share
+                             # says how much per model), with the source's credit.
+                             "extra_training_data": data.extra_source})
     return trained
 
 
