@@ -48,6 +48,7 @@ with star_col:
                                                 if digit.label is not None else ""))
         st.caption("The star on every map: where the digit lands among its nearest test "
                    "digits in the model's eyes. Between two islands, the model hesitates.")
+    clicked_slot = st.empty()  # filled below, once the maps say which dot was clicked
 
 selected = None
 cols = st.columns(2)
@@ -70,6 +71,9 @@ if selected is not None:
     name, row = selected
     answers = " · ".join(f"{models[n].title}: {names[int(m.preds[row])]}"
                          for n, m in maps.items())
-    st.image(pictures.framed(pictures.digit_picture(digits[row].astype(np.float32) / 255, 5)),
-             width=150, caption=f"Test digit #{row}, true label "
-                                f"{names[int(maps[name].labels[row])]}. {answers}")
+    with clicked_slot.container():
+        st.image(pictures.framed(pictures.digit_picture(digits[row].astype(np.float32) / 255,
+                                                        4)),
+                 width=112, caption=f"Test digit #{row}, true label "
+                                    f"{names[int(maps[name].labels[row])]}")
+        st.caption(f"The dot you clicked. Read as: {answers}")
