@@ -243,12 +243,13 @@ def pca(features: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), (top * signs[:, None]).astype(np.float32)
 
 
-def compute_map(model: Model, x: np.ndarray, labels: np.ndarray,
-                cfg: MapConfig = MAP) -> dict[str, np.ndarray]:
+def compute_map(model: Model, x: np.ndarray, labels: np.ndarray, cfg: MapConfig = MAP,
+                preds: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The arrays of ``<name>.map.npz`` for ``model`` over test digits ``x`` ``(N, 28, 28)
     float32 in [0, 1]`` with true ``labels`` ``(N,)``: coordinates by openTSNE from the
     PCA of the last hidden layer (stored as float16: 10,000 points, ~0.05 units of a
-    ~100-unit map at worst)."""
+    ~100-unit map at worst). ``preds``: the model's answers ``(N,)`` when already known
+    (training has just scored the test set), else predicted here."""
     from openTSNE import TSNE
 
     x = np.asarray(x, np.float32)
@@ -259,17 +260,20 @@ def compute_map(model: Model, x: np.ndarray, labels: np.ndarray,
     perplexity = min(cfg.perplexity, (len(x) - 1) / 3)  # openTSNE needs 3 x perplexity < N
     coords = np.asarray(TSNE(perplexity=perplexity, n_jobs=cfg.n_jobs, random_state=cfg.seed,
                              initialization="pca").fit(reduced.astype(np.float32)))
-    preds = model.predict_proba(x).argmax(1).astype(np.uint8)
+    if preds is None:
+        preds = model.predict_proba(x).argmax(1)
     return {"coords": coords.astype(np.float16), "labels": np.asarray(labels, np.uint8),
-            "preds": preds, "mean": mean, "components": components, "reduced": reduced}
+            "preds": np.asarray(preds, np.uint8), "mean": mean, "components": components, "reduced": reduced}
 
 
 def write_maps(out: str | Path, models: dict[str, Model], x_test: np.ndarray,
                y_test: np.ndarray, cfg: MapConfig = MAP,
-               log: Callable[[str], None] | None = None) -> list[Path]:
+               log: Callable[[str], None] | None = None,
+               preds: dict[str, np.ndarray] | None = None) -> list[Path]:
     """Write ``<name>.map.npz`` for every model in ``models`` and ``digits.map.npz`` (the
     test digits, ``x_test`` ``(N, 28, 28) uint8``) into ``out``; the caller re-hashes the
-    manifest. Returns the paths written."""
+    manifest. ``preds``: model name -> its answers on the test set, where known. Returns
+    the paths written."""
     import time
 
     out, log = Path(out), log or (lambda line: None)
@@ -277,7 +281,7 @@ def write_maps(out: str | Path, models: dict[str, Model], x_test: np.ndarray,
     written = []
     for name, model in models.items():
         start = time.perf_counter()
-        arrays = compute_map(model, x_float, y_test, cfg)
+        arrays = compute_map(model, x_float, y_test, cfg, (preds or {}).get(name))
         path = out / (name + MAP_SUFFIX)
         np.savez_compressed(path, **arrays)
         written.append(path)

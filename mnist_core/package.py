@@ -114,7 +114,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
                                 result.stopped_early)
     if out is not None:
         calibrate_trained(trained, data, out, info, log, handwriting)
-        map_trained(trained, data, out, info, log)
+        map_trained(trained, data, out, info, log, preds)
         write_gallery(out, data, {n: preds[n] for n in REGISTRY if n in preds})
         write_manifest(out, {"dataset": data.name, "class_names": list(data.class_names),
                              "data_source": data.source, "command": command, "models": info,
@@ -125,17 +125,18 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
 
 
 def map_trained(trained: dict[str, Trained], data: Dataset, out: str | Path, info: dict,
-                log: Log | None = None) -> None:
+                log: Log | None = None, preds: dict[str, np.ndarray] | None = None) -> None:
     """Write each newly trained model's map of the test digits (``<name>.map.npz`` and
     ``digits.map.npz``, :mod:`mnist_core.embedding`) into ``out`` and record how it was
     made in its manifest entry (``info[name]["map"]``); the manifest written afterwards
-    hashes them. What ``python -m mnist_core embed`` writes for shipped models."""
+    hashes them. ``preds``: each model's answers on the test set, already scored. What
+    ``python -m mnist_core embed`` writes for shipped models."""
     from .embedding import manifest_entry, write_maps
 
     if not trained:
         return
     write_maps(out, {n: t.model for n, t in trained.items()}, data.x_test, data.y_test,
-               log=log)
+               log=log, preds=preds)
     for name in trained:
         info[name]["map"] = manifest_entry(command=info[name].get("command", ""))
 
