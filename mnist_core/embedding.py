@@ -8,7 +8,7 @@ by t-SNE with **openTSNE** (offline: ``python -m mnist_core embed``, or after tr
 coordinates, true labels, the model's answers, the PCA and the reduced test digits;
 ``artifacts/digits.map.npz`` holds the test digits themselves once, for every model.
 
-A new digit (a drawing) is placed without openTSNE, in NumPy (:func:`place`): its features
+A new digit (a drawing) is placed without openTSNE, in NumPy (:meth:`ModelMap.place`): its features
 go through the same PCA, its :attr:`MapConfig.neighbours` nearest test digits there get
 Gaussian weights whose bandwidth gives the perplexity :attr:`MapConfig.place_perplexity`,
 and it lands at the weighted mean of their coordinates. That is how openTSNE's own
@@ -16,17 +16,20 @@ and it lands at the weighted mean of their coordinates. That is how openTSNE's o
 affinities to the reference points times the reference embedding), without its further
 gradient steps.
 
-Why openTSNE, and why not in the server (numbers in ``benchmarks/MAPS_ATTACK.md``):
+Why openTSNE, and why not in the server (``benchmarks/MAPS_ATTACK.md``, measured by
+``benchmarks/maps_attack.py`` on this project's shared 2-core machine):
 
 * openTSNE (BSD, maintained, FFT-accelerated t-SNE) needs only NumPy, SciPy and
   scikit-learn (+209 MB installed here) and can place new points into an existing
   embedding; umap-learn adds numba and llvmlite on top of the same SciPy/scikit-learn
-  (484 MB installed here), and importing it took 6.9-22.8 s and 840-940 MB of memory,
-  because it also imports TensorFlow when it is installed, as here.
-* Importing openTSNE alone takes ~1.6 s and ~200 MB (SciPy and scikit-learn), which the
-  server cannot spare, and its ``transform`` of one point costs far more than the 50 ms
-  goal; :func:`place` takes about a millisecond. So openTSNE runs only where maps are
-  made, and the server never imports it.
+  (484 MB installed here), and importing it took ~10 s and ~770 MB, because it also
+  imports TensorFlow when that is installed, as here.
+* Importing openTSNE alone takes ~2.5 s and ~190 MB (SciPy and scikit-learn), which the
+  server should not carry, and its ``transform`` of one digit into a 10,000-digit map
+  took ~16 s; :meth:`ModelMap.place` takes 0.3-0.6 ms (median, plus 0.2-1.5 ms for the
+  model's features), and 98.7-99.3% of 300 MNIST training digits placed that way land in
+  their own class's cluster. So openTSNE runs only where maps are made, and the server
+  never imports it.
 
 Arrays: images ``(N, 28, 28) float32 in [0, 1]`` (or ``uint8`` as stored); coordinates
 ``(N, 2) float32``; labels and answers ``(N,) uint8``.
