@@ -51,7 +51,8 @@ for number, upload in enumerate(files):
             components.model_input_view(readings[0].stages.final, caption="what the models see",
                                         scale=6)
         with answers:
-            components.prediction_panel(readings[0].probs, models, names, key=f"upload-{number}")
+            components.prediction_panel(readings[0].probs, models, names, key=f"upload-{number}",
+                                        image=readings[0].stages.final)
             class_data.flag_wrong(readings[0].stages.final, readings[0].probs, names,
                                   key=f"upload-{number}", source="flag-upload")
         with st.expander("How this image was read"):

@@ -145,3 +145,14 @@ def test_a_strip_of_an_image_is_answered_without_a_traceback(page, shape, inked)
     assert not at.error
     answered = bool(at.metric) or any("No digit found in strip.png" in w.value for w in at.warning)
     assert answered, ([w.value for w in at.warning], [m.value for m in at.metric])
+
+
+def test_a_photo_of_a_blot_is_said_not_to_look_like_a_digit(page):
+    import cv2
+
+    photo = np.full((300, 400, 3), 235, np.uint8)
+    cv2.circle(photo, (200, 150), 40, (30, 30, 30), -1, cv2.LINE_AA)   # an ink blot
+    at = upload(page, [("blot.png", h.png_bytes(photo), "image/png")])
+    assert any("does not look like a digit" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
+    assert at.metric and all(m.value == "?" for m in at.metric)
