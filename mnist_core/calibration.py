@@ -244,14 +244,17 @@ def _curves(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
 
 def calibration_record(model: Model, data: Dataset, n_val: int, seed: int,
                        handwriting: Handwriting | None = None,
-                       cfg: CalibrationConfig = DEFAULT) -> dict:
+                       cfg: CalibrationConfig = DEFAULT,
+                       test_probs: np.ndarray | None = None) -> dict:
     """Fit ``model``'s temperature on its validation split and measure it.
 
     Returns the ``"calibration"`` record of ``<name>.metrics.json``: ``temperature``,
     ``n_bins``, ``val`` (``n``, NLL and ECE before and after), and ``sets``: for MNIST's
     test set and (given ``handwriting``) the real handwriting, ``n``, ``accuracy``,
     ``ece_before``/``ece_after`` and the reliability bins before and after
-    (:func:`reliability`). ``model`` is not changed.
+    (:func:`reliability`). ``model`` is not changed. ``test_probs``: the untempered
+    ``(N, 10)`` probabilities of MNIST's test set when the caller has them already (training
+    has just scored it), so it is not predicted twice.
     """
     raw = untempered(model)
     x_val, y_val = validation_split(data, n_val, seed)
@@ -267,7 +270,7 @@ def calibration_record(model: Model, data: Dataset, n_val: int, seed: int,
                 "ece_before": expected_calibration_error(p_val, y_val, cfg.n_bins),
                 "ece_after": expected_calibration_error(tempered_val, y_val, cfg.n_bins)},
         "sets": {}}
-    p_test = raw.predict_proba(to_float(data.x_test))
+    p_test = test_probs if test_probs is not None else raw.predict_proba(to_float(data.x_test))
     record["sets"][MNIST_TEST] = _curves(p_test, temper(p_test, t),
                                          data.y_test.astype(np.int64), cfg)
     if handwriting is not None and len(handwriting.labels):
@@ -280,10 +283,10 @@ def calibration_record(model: Model, data: Dataset, n_val: int, seed: int,
 
 def calibrate(model: Model, data: Dataset, n_val: int, seed: int,
               handwriting: Handwriting | None = None, cfg: CalibrationConfig = DEFAULT,
-              log: Log | None = None) -> dict:
+              log: Log | None = None, test_probs: np.ndarray | None = None) -> dict:
     """:func:`calibration_record` for ``model``, put into ``model.metrics["calibration"]``
     and applied (``model.temperature``); returns the record."""
-    record = calibration_record(model, data, n_val, seed, handwriting, cfg)
+    record = calibration_record(model, data, n_val, seed, handwriting, cfg, test_probs)
     model.metrics = {**model.metrics, "calibration": record}
     model.temperature = record["temperature"]
     if log is not None:
@@ -297,17 +300,20 @@ def calibrate(model: Model, data: Dataset, n_val: int, seed: int,
 def calibrate_models(models: Mapping[str, Model], data: Dataset,
                      splits: Mapping[str, tuple[int, int]], out: str | Path | None = None,
                      handwriting: Handwriting | None = None, cfg: CalibrationConfig = DEFAULT,
-                     log: Log | None = None) -> dict[str, dict]:
+                     log: Log | None = None,
+                     test_probs: Mapping[str, np.ndarray] | None = None) -> dict[str, dict]:
     """:func:`calibrate` every model (``splits``: name -> its ``(n_val, seed)``) and, given
     ``out``, rewrite each ``<name>.metrics.json`` there with its record. The caller writes
     the manifest afterwards (:func:`~mnist_core.artifacts.write_manifest`), so the hashes
-    follow. Returns name -> record."""
+    follow. ``test_probs``: name -> untempered test-set probabilities already computed.
+    Returns name -> record."""
     from .artifacts import write_json
 
     records = {}
     for name, model in models.items():
         n_val, seed = splits[name]
-        records[name] = calibrate(model, data, n_val, seed, handwriting, cfg, log)
+        records[name] = calibrate(model, data, n_val, seed, handwriting, cfg, log,
+                                  (test_probs or {}).get(name))
         if out is not None:
             write_json(out, f"{name}.metrics.json", model.metrics)
     return records

@@ -78,6 +78,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
     out = Path(out) if out is not None else None
     info: dict = {}
     preds: dict[str, np.ndarray] = {}
+    test_probs: dict[str, np.ndarray] = {}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         info, preds = _kept_models(out, data, names)
@@ -104,6 +105,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
             callback("evaluate", {"model": model})
         metrics, probs = score_and_write(model, data, result.seconds, out, log)
         preds[name] = probs.argmax(1).astype(np.uint8)
+        test_probs[name] = probs  # untempered: the model is not calibrated yet
         info[name] = {"title": spec.title, "file": spec.filename, "epochs": cfg.epochs,
                       "seed": cfg.seed, "train_seconds": round(result.seconds, 1),
                       "train_cpu_seconds": round(result.cpu_seconds, 1),
@@ -113,7 +115,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
         trained[name] = Trained(name, model, result.history, metrics, result.seconds,
                                 result.stopped_early)
     if out is not None:
-        calibrate_trained(trained, data, out, info, log, handwriting)
+        calibrate_trained(trained, data, out, info, log, handwriting, test_probs)
         map_trained(trained, data, out, info, log, preds)
         write_gallery(out, data, {n: preds[n] for n in REGISTRY if n in preds})
         write_manifest(out, {"dataset": data.name, "class_names": list(data.class_names),
@@ -143,7 +145,8 @@ def map_trained(trained: dict[str, Trained], data: Dataset, out: str | Path, inf
 
 def calibrate_trained(trained: dict[str, Trained], data: Dataset, out: str | Path,
                       info: dict, log: Log | None = None,
-                      handwriting_dir: str | Path | None = None) -> None:
+                      handwriting_dir: str | Path | None = None,
+                      test_probs: dict[str, np.ndarray] | None = None) -> None:
     """Fit each newly trained model's temperature on its own validation split (``info``: the
     manifest's model entries, whose ``train_config`` names the split's ``n_val`` and
     ``seed``) and write its ``"calibration"`` record (with reliability curves on MNIST's
@@ -159,7 +162,7 @@ def calibrate_trained(trained: dict[str, Trained], data: Dataset, out: str | Pat
     splits = {n: (info[n]["train_config"]["n_val"], info[n]["train_config"]["seed"])
               for n in trained}
     calibrate_models({n: t.model for n, t in trained.items()}, data, splits, out, handwriting,
-                     log=log)
+                     log=log, test_probs=test_probs)
     for name, t in trained.items():
         t.metrics = t.model.metrics
 

@@ -130,7 +130,8 @@ def test_train_writes_complete_artifacts(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     expected = {MANIFEST, "gallery.npz", "numpy.npz", "lenet5.keras"} | {
-        f"{n}.{kind}.json" for n in NAMES for kind in ("metrics", "history")}
+        f"{n}.{kind}.json" for n in NAMES for kind in ("metrics", "history")} | {
+        f"{n}.map.npz" for n in NAMES} | {"digits.map.npz"}
     assert {p.name for p in out.iterdir()} == expected
     manifest = read_manifest(out)
     assert set(manifest["files"]) == expected - {MANIFEST}

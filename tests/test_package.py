@@ -69,7 +69,8 @@ def test_writes_each_file_once_and_predicts_the_test_set_once(tmp_path, tiny_dat
     written = {f"{n}.{k}.json" for n in NAMES for k in ("history", "metrics")} | {
         "numpy.npz", "lenet5.keras", "gallery.npz", "manifest.json"}
     assert dict(calls) == {name: 1 for name in written}
-    assert {p.name for p in out.iterdir()} == written
+    maps = {f"{n}.map.npz" for n in NAMES} | {"digits.map.npz"}  # written by the embedding
+    assert {p.name for p in out.iterdir()} == written | maps
     n_test = len(tiny_dataset.y_test)
     for name in NAMES:  # once for metrics and gallery alike
         assert batches.count((name, n_test)) == 1, name
