@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
+from test_app_draw import FakeCanvas as DrawFakeCanvas
 from mnist_core import class_store as cs
 from mnist_core.artifacts import load_gallery
 from mnist_core.data import load_dataset
@@ -25,21 +26,15 @@ COLLECT = "app_pages/collect.py"
 DASHBOARD = "app_pages/class_dashboard.py"
 
 
-class FakeCanvas:
-    """Stands in for ``st_canvas``: returns ``image`` (set between runs)."""
+class FakeCanvas(DrawFakeCanvas):
+    """Draw's stand-in for ``st_canvas``, starting blank; ``image`` is set between runs."""
 
     def __init__(self):
-        self.image = None
-        self.keys: list[str] = []
+        super().__init__(None)
 
-    def __call__(self, **kwargs):
-        self.keys.append(kwargs["key"])
-        image = self.image
-
-        class Result:
-            image_data = image
-            json_data = None
-        return Result()
+    @property
+    def keys(self) -> list[str]:
+        return [call["key"] for call in self.calls]
 
 
 @pytest.fixture
