@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .calibration import untempered
 from .preprocess import DEFAULT, PreprocessConfig, Stages, preprocess, segment
 from .views import ViewConfig, predict_views
 
@@ -64,8 +65,13 @@ def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFA
     go through each model in one batch). Where strokes may be one wide digit or two
     touching ones, the reading the models are surer of, on average, is kept
     (:func:`~mnist_core.preprocess.segment`). ``canvas`` as for :func:`read_digit`."""
+    # The judge reads with each network's own softmax: the split margin was chosen on that
+    # scale, and a fitted temperature (below 1) sharpens every reading towards 1, which
+    # hid two touching digits behind one confident wide one (rows split right 89.5 -> 84%).
+    raw = {name: untempered(m) for name, m in models.items()}
+
     def judge(x: np.ndarray) -> np.ndarray:  # the models' mean, to settle doubtful widths
-        return np.mean(list(predict_all(models, x).values()), 0)
+        return np.mean(list(predict_all(raw, x).values()), 0)
 
     parts = segment(image, config, judge, canvas=canvas)
     probs = read_input(np.stack([s.final for s in parts]), models, view_cfg)

@@ -105,3 +105,33 @@ def test_the_canvas_path_reads_a_row_as_the_full_path_does(models):
     read = [read_digits(TWO_HUNDRED, models, canvas=canvas) for canvas in (False, True)]
     for name in models:
         assert ["".join(str(r.digit(name)) for r in rs) for rs in read] == ["200", "200"], name
+
+
+def test_the_split_judge_reads_with_the_networks_own_softmax(monkeypatch, models):
+    """A fitted temperature reshapes every reading (below 1, towards 1); the judge that decides how many
+    digits touching strokes hold must not see it, or its margin means something else."""
+    import copy
+
+    from mnist_core import inference
+
+    x = np.zeros((1, 28, 28), np.float32)
+    x[0, 6:22, 12:16] = 1.0
+    seen = {}
+
+    def segment(image, config, judge, canvas=False):
+        seen["judge"] = judge(x)
+        raise P.NoDigitError("stop here")
+
+    monkeypatch.setattr(inference, "segment", segment)
+    sharp = {}
+    for name, m in models.items():
+        sharp[name] = copy.copy(m)
+        sharp[name].temperature = 3.0   # far from 1 either way: the judge must not care
+    with pytest.raises(P.NoDigitError):
+        read_digits(np.zeros((50, 50), np.uint8), sharp)
+    from mnist_core.calibration import untempered
+
+    own = np.mean([untempered(m).predict_proba(x) for m in models.values()], 0)
+    tempered = np.mean([m.predict_proba(x) for m in sharp.values()], 0)
+    assert not np.allclose(own, tempered, atol=1e-3)
+    np.testing.assert_allclose(seen["judge"], own, rtol=1e-5, atol=1e-6)
