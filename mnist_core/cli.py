@@ -43,7 +43,7 @@ def cmd_train(args) -> int:
     train_and_package(
         _models_arg(args.models), data, out, epochs=args.epochs,
         callback_for=lambda name, cfg: ProgressBar(name, cfg.epochs),
-        command="python -m mnist_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        command=_command(args),
         log=lambda line: print(line, file=sys.stderr), handwriting=_handwriting_arg(args, data))
     print(f"wrote {out}", file=sys.stderr)
     return 0
@@ -189,7 +189,7 @@ def cmd_embed(args) -> int:
                log=lambda line: print(line, file=sys.stderr))
     manifest = manifest_or_empty(out)
     info = {k: v for k, v in manifest.items() if k not in ("files", "versions")}
-    command = "python -m mnist_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command(args)
     for name in models:  # how each map was made, beside how its model was trained
         info.setdefault("models", {}).setdefault(name, {})["map"] = manifest_entry(
             command=command)
@@ -274,8 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(args) -> str:
+    """The command line that ran, for the manifest: the arguments ``main`` was given (not
+    ``sys.argv``, which is the caller's own when ``main`` is called from Python)."""
+    return "python -m mnist_core " + " ".join(shlex.quote(a) for a in args.argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (DataError, ArtifactError) as exc:
