@@ -217,11 +217,13 @@ def training_set(path: str | Path | None = None, mix: WriterMix = WriterMix()
 # Measuring on held-out writers
 # ---------------------------------------------------------------------------------------
 
-def held_out_sets(path: str | Path | None = None, mix: WriterMix = WriterMix(), seed: int = 100):
+def held_out_sets(path: str | Path | None = None, mix: WriterMix = WriterMix(), seed: int = 100,
+                  pen: PenDigits | None = None):
     """Yield ``(set name, raw images, labels, writers)`` for the held-out writers' digits,
     rendered once on the canvas and once as a photo (no extra styles: as they wrote them).
-    The seed differs from the training renderings'."""
-    pen = load(path)
+    The seed differs from the training renderings'. ``pen``: the strokes, when already
+    loaded (else read from ``path``)."""
+    pen = pen if pen is not None else load(path)
     _, held = split_writers(pen.writers, mix)
     pen = pen.subset(np.isin(pen.writers, held))
     for k, style in enumerate(("canvas", "photo")):
@@ -275,7 +277,7 @@ def held_out_inputs(path: str | Path | None = None, mix: WriterMix = WriterMix()
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
     out, arrays = {}, {}
-    for name, images, labels, ids in held_out_sets(path, mix):
+    for name, images, labels, ids in held_out_sets(path, mix, pen=pen):
         style = name.split("-")[1]
         finals = [model_input(img, style) for img in images]
         found = np.array([f is not None for f in finals])
