@@ -30,9 +30,10 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 _ACTIVATIONS = {
     "linear": lambda x: x,
@@ -135,19 +136,56 @@ def _bt(d: list[np.ndarray], out: list[np.ndarray]) -> None:
     np.subtract(d[1], d[3], out=out[3])
 
 
-def _winograd_conv(x: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Stride-1 "valid" 3x3 correlation of padded ``(N, 2T+2, 2S+2, C)`` with a
-    :func:`_winograd_kernel`: ``(4, N, T, S, out)``, the four pixels (0,0), (0,1), (1,0),
-    (1,1) of every 2x2 output tile (a work array: copy what outlives the step)."""
-    n, hp, wp, c = x.shape
-    th, tw, cout = (hp - 2) // 2, (wp - 2) // 2, u.shape[-1]
-    rows = _buffer((4, n, th, wp, c), "a")
-    _bt([x[:, r:r + 2 * th:2] for r in range(4)], list(rows))
+def _planes(parts: list[np.ndarray], pad: int) -> np.ndarray:
+    """A batch of images as a Winograd convolution reads it: zero-padded by ``pad`` pixels
+    on every side, then split by row and column parity, ``out[p, q, n, a, b] =
+    padded[n, 2a + p, 2b + q]``, ``(2, 2, N, H/2 + pad, W/2 + pad, C)`` float32 (a work
+    array). The images come as their four parity parts, ``parts[2 * py + px][n, i, j] =
+    image[n, 2i + py, 2j + px]``, each ``(N, H/2, W/2, C)``: a Winograd convolution's
+    output tiles as they are, or strided views of an ``(N, H, W, C)`` batch. Split so,
+    every input row of a 2x2 tile is a shifted block of one plane, whose rows the
+    transforms then read whole (the same rows read with a stride of 2 pixels took 1.5x as
+    long)."""
+    n, h2, w2, c = parts[0].shape
+    out = _buffer((2, 2, n, h2 + pad, w2 + pad, c), f"planes {pad}", zeros=pad > 0)
+    for py in range(2):
+        for px in range(2):
+            a, b = py + pad, px + pad  # the part's first padded row and column
+            out[a % 2, b % 2, :, a // 2:a // 2 + h2, b // 2:b // 2 + w2] = parts[2 * py + px]
+    return out
+
+
+def _parity_parts(x: np.ndarray) -> list[np.ndarray]:
+    """``(N, H, W, C)`` with H, W even -> its four parity parts for :func:`_planes`."""
+    return [x[:, py::2, px::2] for py in range(2) for px in range(2)]
+
+
+def _winograd_conv(planes: np.ndarray, u: np.ndarray,
+                   bias: np.ndarray | None = None) -> np.ndarray:
+    """Stride-1 "valid" 3x3 correlation of padded images, as :func:`_planes` of
+    ``(N, 2T + 2, 2S + 2, C)``, that is ``(2, 2, N, T + 1, S + 1, C)``, with a
+    :func:`_winograd_kernel`, plus ``bias`` ``(out,)`` if given: ``(4, N, T, S, out)``
+    float32, the four pixels (0,0), (0,1), (1,0), (1,1) of every 2x2 output tile (a work
+    array: copy what outlives the step)."""
+    n, a1, b1, c = planes.shape[2:]
+    th, tw, cout = a1 - 1, b1 - 1, u.shape[-1]
+    # B^T d along the rows: tile row i reads padded rows 2i..2i+3, rows i and i+1 of the
+    # even and the odd plane.
+    rows = _buffer((4, 2, n, th, b1, c), "a")
+    even, odd = planes[0], planes[1]
+    _bt([even[:, :, :th], odd[:, :, :th], even[:, :, 1:], odd[:, :, 1:]], list(rows))
+    # ... then along the columns, in the same way.
     v = _buffer((4, 4, n, th, tw, c), "b")
-    _bt([rows[:, :, :, s:s + 2 * tw:2] for s in range(4)], [v[:, b] for b in range(4)])
+    _bt([rows[:, 0, :, :, :tw], rows[:, 1, :, :, :tw], rows[:, 0, :, :, 1:], rows[:, 1, :, :, 1:]],
+        [v[:, s] for s in range(4)])
     m = _buffer((16, n * th * tw, cout), "a")
     np.matmul(v.reshape(16, n * th * tw, c), u, out=m)
     m = m.reshape(4, 4, n, th, tw, cout)
+    if bias is not None:
+        # Product (1, 1) reaches each of a tile's four pixels with weight 1 (column 1 of A
+        # is all ones): the bias added once there is added to all four, with a quarter of
+        # the additions (and as a 64-float broadcast, each addition costs).
+        m[1, 1] += bias
     # A^T m A with A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], one axis at a time.
     r = _buffer((2, 4, n, th, tw, cout), "b")
     np.add(m[0], m[1], out=r[0])
@@ -161,6 +199,29 @@ def _winograd_conv(x: np.ndarray, u: np.ndarray) -> np.ndarray:
         np.subtract(r[a][1], r[a][2], out=y[2 * a + 1])
         y[2 * a + 1] -= r[a][3]
     return y
+
+
+def _im2col_pool_conv(x: np.ndarray, kernel: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    """Stride-1 "valid" correlation of padded ``(N, H, W, C)`` with ``(kh, kw, C, out)``,
+    then non-overlapping ``ph x pw`` max pooling (ragged edge dropped, never computed):
+    ``(N, H'//ph, W'//pw, out)`` float32, a new array. The columns are ordered by pooling
+    offset first, ``(kh, kw, C, ph, pw, N, H'//ph, W'//pw)``, so the product comes out as
+    ``ph * pw`` whole blocks of pixels and the pooling is a maximum of contiguous blocks
+    (not of strided pixels of one array)."""
+    kh, kw, cin, cout = kernel.shape
+    n = x.shape[0]
+    hh, ww = (x.shape[1] - kh + 1) // ph, (x.shape[2] - kw + 1) // pw
+    sn, sh, sw, sc = x.strides
+    windows = as_strided(x, (kh, kw, cin, ph, pw, n, hh, ww),
+                         (sh, sw, sc, sh, sw, sn, ph * sh, pw * sw), writeable=False)
+    cols = _buffer((kh * kw * cin, ph * pw * n * hh * ww), "a")
+    np.copyto(cols.reshape(windows.shape), windows)
+    y = _buffer((ph * pw, n * hh * ww, cout), "b")
+    np.matmul(cols.T, kernel.reshape(kh * kw * cin, cout), out=y.reshape(-1, cout))
+    out = np.maximum(y[0], y[1]) if ph * pw > 1 else y[0].copy()
+    for k in range(2, ph * pw):
+        np.maximum(out, y[k], out=out)
+    return out.reshape(n, hh, ww, cout)
 
 
 def _max_pool(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
@@ -277,6 +338,13 @@ def _activate(x: np.ndarray, name: str) -> np.ndarray:
     return _ACTIVATIONS[name](x)
 
 
+class _Planes(NamedTuple):
+    """A batch handed from one Winograd convolution straight to the next one in the plan's
+    own layout (:func:`_planes`), with no ``(N, H, W, C)`` array in between."""
+
+    data: np.ndarray  # (2, 2, N, H/2 + pad, W/2 + pad, C) float32, a work array
+
+
 @dataclass
 class _Linear:
     """A Conv2D or Dense layer with what follows it fused in:
@@ -288,6 +356,10 @@ class _Linear:
     pool: tuple[int, int] | None = None
     same: bool = False               # conv: TensorFlow's "same" padding
     winograd: np.ndarray | None = None  # 3x3 conv: _winograd_kernel(kernel)
+    # Set by KerasNumpyModel._plan when the next step is a Winograd convolution run in the
+    # same batches: the padding that convolution wants; this step's output then goes to it
+    # as _Planes (written once, in place of an interleaved image and a padded copy of it).
+    planes_pad: int | None = None
 
     @property
     def conv(self) -> bool:
@@ -299,14 +371,24 @@ class _Linear:
         self.kernel = (self.kernel * scale).astype(np.float32)
         self.bias = (bias * scale + shift).astype(np.float32)
 
+    def pad(self) -> tuple[int, int]:
+        """The padding before the kernel, top and left: TensorFlow's "same" puts the odd
+        pixel after."""
+        kh, kw = self.kernel.shape[:2]
+        return ((kh - 1) // 2, (kw - 1) // 2) if self.same else (0, 0)
+
+    def runs_winograd(self, shape: tuple[int, ...]) -> bool:
+        """Whether an ``(N, H, W, C)`` input runs by Winograd: a 3x3 kernel and an output
+        of whole 2x2 tiles (even H and W: a 3x3 kernel's padding is 2 or 0)."""
+        return self.winograd is not None and shape[1] % 2 == 0 and shape[2] % 2 == 0
+
     def work(self, shape: tuple[int, ...]) -> int:
         """Floats per image of the largest buffer this step makes for input ``shape``."""
         if not self.conv:
             return self.kernel.shape[1]
         kh, kw, cin, cout = self.kernel.shape
-        pad = (kh - 1, kw - 1) if self.same else (0, 0)
-        h, w = shape[1] + pad[0] - kh + 1, shape[2] + pad[1] - kw + 1
-        if self.winograd is not None and h % 2 == 0 and w % 2 == 0:
+        h, w = (shape[1], shape[2]) if self.same else (shape[1] - kh + 1, shape[2] - kw + 1)
+        if self.runs_winograd(shape):
             return 4 * h * w * max(cin, cout)  # 16 tile planes of (h/2)(w/2) pixels
         return h * w * kh * kw * cin
 
@@ -314,36 +396,49 @@ class _Linear:
         if self.conv and self.kernel.shape[:2] == (3, 3):
             self.winograd = _winograd_kernel(self.kernel)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray | _Planes) -> np.ndarray | _Planes:
         if not self.conv:
             y = x @ self.kernel
+        elif isinstance(x, _Planes) or self.runs_winograd(x.shape):
+            return self._winograd(x)
         else:
             kh, kw = self.kernel.shape[:2]
             if self.same:
                 x = _same_pad(x, kh, kw)
-            even = (x.shape[1] - kh + 1) % 2 == 0 and (x.shape[2] - kw + 1) % 2 == 0
-            if self.winograd is not None and even:
-                y = self._winograd(x)
+            if self.pool is not None:
+                y = _im2col_pool_conv(x, self.kernel, *self.pool)
             else:
-                y = _im2col_conv(x, self.kernel, work=self.pool is not None)
-                if self.pool is not None:
-                    y = _max_pool(y, *self.pool)
+                y = _im2col_conv(x, self.kernel)
         if self.bias is not None:
             y += self.bias
         return _activate(y, self.activation)
 
-    def _winograd(self, x: np.ndarray) -> np.ndarray:
+    def _winograd(self, x: np.ndarray | _Planes) -> np.ndarray | _Planes:
         """The Winograd convolution, max-pooled: a 2x2 pool is the max of each output
         tile's four pixels, so the tiles never need to be put back together."""
-        parts = _winograd_conv(x, self.winograd)
+        planes = x.data if isinstance(x, _Planes) else _planes(_parity_parts(x), self.pad()[0])
+        if self.pool is None:
+            parts = _activate(_winograd_conv(planes, self.winograd, self.bias), self.activation)
+            if self.planes_pad is not None:
+                return _Planes(_planes(list(parts), self.planes_pad))
+            return _interleave(parts)
+        parts = _winograd_conv(planes, self.winograd)  # the bias after pooling: 1/4 of it
         if self.pool == (2, 2):
             np.maximum(parts[0], parts[1], out=parts[0])
             np.maximum(parts[2], parts[3], out=parts[2])
-            return np.maximum(parts[0], parts[2])
-        n, th, tw, c = parts.shape[1:]
-        y = parts.reshape(2, 2, n, th, tw, c).transpose(2, 3, 0, 4, 1, 5).reshape(
-            n, 2 * th, 2 * tw, c)
-        return y if self.pool is None else _max_pool(y, *self.pool)
+            y = np.maximum(parts[0], parts[2])
+        else:
+            y = _max_pool(_interleave(parts), *self.pool)
+        if self.bias is not None:
+            y += self.bias
+        return _activate(y, self.activation)
+
+
+def _interleave(parts: np.ndarray) -> np.ndarray:
+    """Winograd output tiles ``(4, N, T, S, C)`` -> the ``(N, 2T, 2S, C)`` images (new)."""
+    n, th, tw, c = parts.shape[1:]
+    return parts.reshape(2, 2, n, th, tw, c).transpose(2, 3, 0, 4, 1, 5).reshape(
+        n, 2 * th, 2 * tw, c)
 
 
 @dataclass
@@ -465,7 +560,9 @@ class KerasNumpyModel:
         zero image run through every step to find the shapes)."""
         x = np.zeros((1, *self.input_shape), np.float32)
         segments: list[tuple[list, int]] = []
+        shapes = {}  # id(step) -> its input's shape
         for step in steps:
+            shapes[id(step)] = x.shape
             floats = max(x.size, step.work(x.shape) if isinstance(step, _Linear) else 0)
             x = step(x)
             batch = int(np.clip(BATCH_BYTES // (4 * max(floats, x.size)), 1, MAX_BATCH))
@@ -474,6 +571,12 @@ class KerasNumpyModel:
                 segments[-1] = (segments[-1][0], min(batch, segments[-1][1]))
             else:
                 segments.append(([step], batch))
+        for seg, _ in segments:  # Winograd convolutions in a row hand over _Planes
+            for a, b in zip(seg, seg[1:]):
+                if (isinstance(a, _Linear) and isinstance(b, _Linear) and a.pool is None
+                        and a.conv and a.runs_winograd(shapes[id(a)])
+                        and b.conv and b.runs_winograd(shapes[id(b)])):
+                    a.planes_pad = b.pad()[0]
         return segments, x.shape[-1]
 
     @classmethod
