@@ -122,10 +122,13 @@ def before_after(before: Mapping[str, Model], after: Mapping[str, Model],
 # ---------------------------------------------------------------------------------------
 # Starting from the shipped weights
 # ---------------------------------------------------------------------------------------
-# The training worker (package.train_in_worker) builds its network with ``arch.build(seed)``.
-# These configs are the shipped architecture plus its trained file, and build that trained
-# network instead of a fresh one: the worker then fine-tunes it, with no change to the
-# training code. Module-level classes, so the worker can unpickle them.
+# These configs are the shipped architecture plus its trained file, and start training from
+# that trained network instead of a fresh one: the worker then fine-tunes it, with no
+# change to the training code. The app's worker (package.train_in_worker) trains the Keras
+# ones in NumPy (keras_numpy_train.KerasNet.from_arch starts from the ``weights`` file), so
+# fine-tuning never imports TensorFlow; ``build`` gives the same start to Keras itself
+# (the "tensorflow" engine) and to the NumPy MLP's loop. Module-level classes, so the
+# worker can unpickle them.
 
 @dataclass(frozen=True)
 class WarmNumpy(NumpyConfig):
@@ -139,9 +142,10 @@ class WarmNumpy(NumpyConfig):
 
 @dataclass(frozen=True)
 class WarmDense(DenseConfig):
-    """:class:`DenseConfig` whose ``build`` loads a trained ``.keras`` file."""
+    """:class:`DenseConfig` starting from a trained ``.keras`` file: the NumPy engine
+    reads ``weights``; ``build`` loads it in Keras."""
 
-    weights: bytes = b""
+    weights: bytes = b""      # the model's .keras file (``Model.to_bytes``)
 
     def build(self, seed: int = 0):
         return KerasModel.from_bytes(self.weights).net
@@ -149,7 +153,7 @@ class WarmDense(DenseConfig):
 
 @dataclass(frozen=True)
 class WarmCnn(CNNConfig):
-    """:class:`CNNConfig` whose ``build`` loads a trained ``.keras`` file."""
+    """:class:`CNNConfig` starting from a trained ``.keras`` file, as :class:`WarmDense`."""
 
     weights: bytes = b""
 

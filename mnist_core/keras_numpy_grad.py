@@ -11,8 +11,9 @@ Backward rules, for an upstream gradient ``g`` of the layer's output:
 
 * Dense ``y = act(x W + b)``: ``dz = g * act'(z)``, ``dx = dz W^T``.
 * Conv2D (stride 1, "valid" or TensorFlow's "same"): ``dx`` is the full correlation of
-  ``dz`` with the kernel turned 180 degrees and its channel axes swapped, then the
-  padding cropped off.
+  ``dz`` with the kernel turned 180 degrees and its channel axes swapped, computed as
+  ``dz @ kernel^T`` spread back over each output pixel's window, then the padding cropped
+  off.
 * BatchNormalization: ``dx = g * gamma / sqrt(var + eps)``.
 * ReLU / Activation: ``act'`` as above; MaxPooling2D: ``g`` goes to the first maximum of
   each window (as TensorFlow's ``MaxPoolGrad``); AveragePooling2D: ``g`` shared evenly;
@@ -24,7 +25,6 @@ Backward rules, for an upstream gradient ``g`` of the layer's output:
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .keras_numpy import Layer, _forward
 
@@ -85,13 +85,21 @@ def _activation_grad(name: str, z: np.ndarray, y: np.ndarray, g: np.ndarray) -> 
 
 
 def _conv_input_grad(dz: np.ndarray, layer: Layer, in_shape: tuple) -> np.ndarray:
+    """``dz`` (the gradient of a stride-1 conv's linear output, ``(N, H', W', out)``) back
+    to its input of ``in_shape``: each output pixel's gradient spread over its window
+    (``dz @ kernel^T`` gives every window's ``(kh, kw, in)`` share in one product, added
+    into place one kernel offset at a time), then the padding cropped off. The same sums
+    as the full correlation with the turned kernel, without copying ``kh * kw`` shifted
+    windows of ``dz`` (the training loop runs it on whole batches)."""
     kernel = layer.weights[0]  # (kh, kw, cin, cout)
     kh, kw, cin, cout = kernel.shape
-    full = np.pad(dz, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
-    windows = sliding_window_view(full, (kh, kw), axis=(1, 2))  # (N, H, W, cout, kh, kw)
-    n, h, w = windows.shape[:3]
-    turned = kernel[::-1, ::-1].transpose(3, 0, 1, 2).reshape(cout * kh * kw, cin)
-    grad = (windows.reshape(n * h * w, cout * kh * kw) @ turned).reshape(n, h, w, cin)
+    n, h, w = dz.shape[:3]
+    shares = (dz.reshape(-1, cout) @ kernel.reshape(kh * kw * cin, cout).T).reshape(
+        n, h, w, kh, kw, cin)
+    grad = np.zeros((n, h + kh - 1, w + kw - 1, cin), shares.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            grad[:, i:i + h, j:j + w] += shares[:, :, :, i, j]
     if layer.config.get("padding") == "same":
         top, left = (kh - 1) // 2, (kw - 1) // 2
         grad = grad[:, top:top + in_shape[1], left:left + in_shape[2]]
@@ -104,14 +112,21 @@ def _pool_grad(g: np.ndarray, x: np.ndarray, layer: Layer, kind: str) -> np.ndar
     hh, ww = h // ph, w // pw
     grad = np.zeros_like(x)
     if kind == "AveragePooling2D":
-        block = np.broadcast_to(g[:, :, None, :, None] / (ph * pw), (n, hh, ph, ww, pw, c))
-    else:
-        windows = x[:, :hh * ph, :ww * pw].reshape(n, hh, ph, ww, pw, c)
-        flat = windows.transpose(0, 1, 3, 5, 2, 4).reshape(n, hh, ww, c, ph * pw)
-        first = flat.argmax(axis=-1)  # the first maximum, as TensorFlow routes it
-        onehot = np.arange(ph * pw) == first[..., None]
-        block = (onehot * g[..., None]).reshape(n, hh, ww, c, ph, pw).transpose(0, 1, 4, 2, 5, 3)
-    grad[:, :hh * ph, :ww * pw] = block.reshape(n, hh * ph, ww * pw, c)
+        share = g / (ph * pw)
+        for i in range(ph):
+            for j in range(pw):
+                grad[:, i:hh * ph:ph, j:ww * pw:pw] = share
+        return grad
+    # The first maximum of each window (in row-major order) takes the gradient, as
+    # TensorFlow's MaxPoolGrad routes it: the window's offsets in that order, each taking
+    # the windows whose maximum it holds and no earlier offset took.
+    windows = [x[:, i:hh * ph:ph, j:ww * pw:pw] for i in range(ph) for j in range(pw)]
+    top = np.maximum.reduce(windows) if len(windows) > 1 else windows[0]
+    free = np.ones(top.shape, bool)
+    for k, window in enumerate(windows):
+        hit = (window == top) & free
+        grad[:, k // pw:hh * ph:ph, k % pw:ww * pw:pw] = np.where(hit, g, 0)
+        free &= ~hit
     return grad
 
 

@@ -101,10 +101,13 @@ class Model:
         raise NotImplementedError
 
     @classmethod
-    def fit(cls, data, cfg, arch, callback=None, stop=None):
+    def fit(cls, data, cfg, arch, callback=None, stop=None, engine: str = "tensorflow"):
         """Train a fresh network of ``arch`` on ``data`` with ``cfg`` (a
         :class:`~mnist_core.train.TrainConfig`): a :class:`~mnist_core.train.TrainResult`
-        holding the bare network."""
+        holding the bare network. ``engine``: what trains a Keras architecture,
+        ``"tensorflow"`` (Keras itself: the CLI, whose files ship) or ``"numpy"``
+        (:mod:`mnist_core.keras_numpy_train`: the app's worker, no TensorFlow); the
+        NumPy MLP trains in NumPy either way."""
         raise NotImplementedError
 
     def renamed(self, name: str, title: str) -> "Model":
@@ -227,7 +230,7 @@ class NumpyModel(Model):
         return cls(net, **cls._meta(spec, **meta))
 
     @classmethod
-    def fit(cls, data, cfg, arch, callback=None, stop=None):
+    def fit(cls, data, cfg, arch, callback=None, stop=None, engine="tensorflow"):
         from .train import train_numpy
         return train_numpy(data, cfg, arch, callback, stop)
 
@@ -344,6 +347,9 @@ class KerasModel(Model):
         self._source = Path(source) if isinstance(source, (str, os.PathLike)) else source
         self._net = net
         self._fast = None
+        # Whether slow_predict_fn may load Keras to time its predict: not for a network
+        # trained in NumPy, whose process (the app's worker) keeps TensorFlow out.
+        self._time_keras = True
 
     @classmethod
     def load(cls, path, spec=None, **meta):
@@ -361,11 +367,21 @@ class KerasModel(Model):
 
     @classmethod
     def from_net(cls, net, spec=None, **meta):
+        from .keras_numpy_train import KerasNet
+        if isinstance(net, KerasNet):  # trained in NumPy: its .keras file, no TensorFlow
+            model = cls(net.to_bytes(), **cls._meta(spec, **meta))
+            model._time_keras = False
+            return model
         from .keras_models import strip_optimizer
         return cls(net=strip_optimizer(net), **cls._meta(spec, **meta))
 
     @classmethod
-    def fit(cls, data, cfg, arch, callback=None, stop=None):
+    def fit(cls, data, cfg, arch, callback=None, stop=None, engine="tensorflow"):
+        if engine == "numpy":
+            from .keras_numpy_train import train_keras_numpy
+            return train_keras_numpy(data, cfg, arch, callback, stop)
+        if engine != "tensorflow":
+            raise ValueError(f"unknown training engine {engine!r}: 'tensorflow' or 'numpy'")
         from .train import train_keras
         return train_keras(data, cfg, arch.build, callback, stop)
 
@@ -407,6 +423,8 @@ class KerasModel(Model):
         return self._source if isinstance(self._source, bytes) else self._source.read_bytes()
 
     def slow_predict_fn(self):
+        if not self._time_keras:
+            return None
         from .evaluate import keras_predict_fn
         return keras_predict_fn(self.net)
 

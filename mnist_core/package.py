@@ -54,7 +54,8 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
                       callback_for: Callable[[str, TrainConfig], Callback | None] | None = None,
                       stop: StopFlag | None = None, command: str = "",
                       log: Log | None = None,
-                      handwriting: str | Path | None = None) -> dict[str, Trained]:
+                      handwriting: str | Path | None = None,
+                      engine: str = "tensorflow") -> dict[str, Trained]:
     """Train registry models ``names`` on ``data`` and evaluate each once on its test set.
 
     ``train_cfg``: a :class:`TrainConfig` for every model, or a function of the
@@ -64,7 +65,9 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
     callback, which hears the training loop's ``"batch"`` and ``"epoch"`` events, then
     ``"evaluate"`` (``{"model": Model}``) before the test set is scored. ``stop`` ends the
     training in progress after a batch and trains no further model. ``log`` receives one
-    line per stage (the CLI prints them).
+    line per stage (the CLI prints them). ``engine``: what trains the Keras architectures
+    (:meth:`Model.fit <mnist_core.model.Model.fit>`): ``"tensorflow"`` (the CLI) or
+    ``"numpy"`` (the app's worker: no TensorFlow).
 
     With ``out``, writes each model's weights, ``.history.json`` and ``.metrics.json`` as
     it finishes, then ``gallery.npz`` and ``manifest.json`` (``command`` recorded in it)
@@ -92,7 +95,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
         model_arch = _per_model(arch, spec, spec.arch)
         log(f"== {name}: {spec.title}, {cfg.epochs} epochs")
         callback = callback_for(name, cfg) if callback_for is not None else None
-        result = spec.backend.fit(data, cfg, model_arch, callback, stop)
+        result = spec.backend.fit(data, cfg, model_arch, callback, stop, engine=engine)
         model = spec.backend.from_net(result.model, spec, arch=model_arch,
                                       history=[asdict(e) for e in result.history])
         if out is not None:
@@ -231,11 +234,14 @@ def write_gallery(out: Path, data: Dataset, preds: dict[str, np.ndarray]) -> Pat
 # Training in a worker process
 # ---------------------------------------------------------------------------------------
 #
-# The app never imports TensorFlow: its ~600 MB would stay in the server for good. Train
-# live runs train_and_package in a fresh Python process (`python -c`, not multiprocessing:
+# The app never imports TensorFlow: its ~600 MB would stay in the server for good, and in
+# a worker it would put server and worker together over the budget while a model trains
+# (benchmarks/MEMORY.md). Train live and Teach run train_and_package with the NumPy engine
+# (mnist_core.keras_numpy_train: the Keras architectures trained in NumPy, saved as real
+# .keras files) in a fresh Python process (`python -c`, not multiprocessing:
 # a spawned multiprocessing child re-imports the parent's main script, which for `streamlit
 # run` is Streamlit itself) that streams the training's events back through its stdout and
-# returns the model's file, so all of TensorFlow's memory goes when training ends. The
+# returns the model's file, so all of the training's memory goes when it ends. The
 # NumPy MLP takes the same path: starting the worker costs ~1 s next to trainings of
 # several seconds or more (benchmarks/MEMORY.md), and it keeps the training's buffers,
 # its threads' CPU and its BLAS out of the server too.
@@ -256,7 +262,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 def train_in_worker(name: str, data: Dataset, *, train_cfg: TrainConfig,
                     arch: Architecture | None = None, callback: Callback | None = None,
-                    stop: StopFlag | None = None) -> Trained:
+                    stop: StopFlag | None = None, engine: str = "numpy") -> Trained:
     """:func:`train_and_package` for one registry model, without a folder, run in a fresh
     Python process; the result is the same :class:`Trained`, its model read back from its
     file (:meth:`Model.from_bytes <mnist_core.model.Model.from_bytes>`).
@@ -264,13 +270,15 @@ def train_in_worker(name: str, data: Dataset, *, train_cfg: TrainConfig,
     ``callback`` hears the same ``"batch"``, ``"epoch"`` (``{"log": EpochLog}``) and
     ``"evaluate"`` (``{}``: the model is still in the worker) events, on the calling
     thread. ``stop`` (set from any thread) ends the training after its batch; the model is
-    still scored and returned. Raises :class:`WorkerError` when the worker fails or dies,
-    with its error's type and message.
+    still scored and returned. ``engine``: what trains a Keras architecture, ``"numpy"``
+    (the app: the worker never imports TensorFlow) or ``"tensorflow"`` (to compare
+    against). Raises :class:`WorkerError` when the worker fails or dies, with its error's
+    type and message.
     """
     spec = REGISTRY[name]
     arch = arch if arch is not None else spec.arch
     request = {"op": "train", "name": name, "data": data, "train_cfg": train_cfg,
-               "arch": arch}
+               "arch": arch, "engine": engine}
 
     def on_event(event: str, info: dict) -> None:
         if callback is None:
@@ -417,7 +425,23 @@ def _train_one(request: dict, stop: StopFlag, emit: Callable[[str, dict], None])
     name = request["name"]
     trained = train_and_package([name], request["data"], train_cfg=request["train_cfg"],
                                 arch=request["arch"], callback_for=lambda n, cfg: callback,
-                                stop=stop)[name]
+                                stop=stop, engine=request["engine"])[name]
     return {"file": trained.model.to_bytes(), "metrics": trained.metrics,
             "rows": [asdict(e) for e in trained.history], "seconds": trained.seconds,
-            "stopped_early": trained.stopped_early}
+            "stopped_early": trained.stopped_early,
+            # What the worker cost and whether TensorFlow came in (tests and
+            # benchmarks/memory.py read these; train_in_worker ignores them).
+            "imported": sorted(m for m in ("tensorflow", "keras") if m in sys.modules),
+            "peak_rss_kb": _peak_rss_kb()}
+
+
+def _peak_rss_kb() -> int | None:
+    """This process's peak resident set size (``VmHWM``), in kB; None where /proc is not."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None

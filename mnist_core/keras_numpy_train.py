@@ -1,0 +1,665 @@
+"""Train the project's Keras architectures in NumPy: Train live and Teach without TensorFlow.
+
+The app's training worker (:func:`mnist_core.package.train_in_worker`) used to import
+TensorFlow to train the Keras dense network and CNN: 700-900 MB for the worker beside a
+~400 MB server, over the ~690 MB a small hosting tier allows. This module trains the same
+``Sequential`` networks (:class:`~mnist_core.architectures.DenseConfig`,
+:class:`~mnist_core.architectures.CNNConfig`, :class:`~mnist_core.architectures.LeNet5Config`,
+or any ``.keras`` file of the layer types :mod:`mnist_core.keras_numpy` reads) with NumPy
+alone, as Keras would, and writes a real ``.keras`` file that Keras 3 loads (with
+``safe_mode``) and :class:`~mnist_core.keras_numpy.KerasNumpyModel` runs. It never imports
+TensorFlow or Keras. The offline CLI (``python -m mnist_core train``, whose files ship)
+still trains with Keras itself.
+
+What "as Keras would" means, decision by decision (tests hold each to Keras):
+
+* initialisation: ``glorot_uniform`` kernels, zero biases, BatchNorm gamma 1, beta 0,
+  moving mean 0, moving variance 1 (Keras's defaults, which the builders use);
+* forward pass in training mode: BatchNormalization normalises with the batch's mean and
+  biased variance and moves its moving statistics by ``momentum``; Dropout keeps a unit
+  with probability ``1 - rate`` and scales it by ``1 / (1 - rate)``;
+* loss: categorical cross-entropy of the softmax's logits against label-smoothed one-hot
+  targets, averaged over the batch (Keras reads the logits behind a softmax output);
+* optimiser: Keras's ``AdamW`` step by step: decoupled weight decay ``w -= w * wd * lr``
+  on every trainable variable (biases and BatchNorm's too), then Adam with its bias
+  correction folded into the step size;
+* the training loop: :func:`mnist_core.train.train_keras`'s own pieces (validation split,
+  per-epoch augmentation on a worker thread, per-batch cosine schedule, history rows,
+  ``"batch"``/``"epoch"`` events, the stop flag), so the page sees no difference.
+
+Layers are :class:`mnist_core.keras_numpy.Layer` (kind, Keras config, weights in Keras's
+order); the stateless layers run forward through :func:`mnist_core.keras_numpy._forward`
+and backward through :func:`mnist_core.keras_numpy_grad._backward`, the code Look inside
+uses; this module adds the parameter gradients, training-mode BatchNorm and Dropout.
+Images are ``(N, 28, 28, 1) float32 in [0, 1]``; every function keeps its input's dtype
+(float64 for the finite-difference tests).
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import time
+import zipfile
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .architectures import CNNConfig, DenseConfig, LeNet5Config
+from .keras_numpy import KerasNumpyModel, Layer, _check_conv, _forward, _snake
+from .keras_numpy_grad import _activation, _activation_grad, _backward, _conv_input_grad
+from .train import (Callback, EpochLog, StopFlag, TrainConfig, TrainResult, _EpochFeeder,
+                    _extra_pool, _nll, _prepare, lr_at)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the NumPy engine computes (not what it learns: that is the TrainConfig)."""
+
+    beta_1: float = 0.9          # AdamW's moment decay rates and epsilon: Keras's defaults,
+    beta_2: float = 0.999        # which train_keras uses (it sets only lr and weight decay)
+    epsilon: float = 1e-7
+    chunk_bytes: int = 8 * 2**20  # a convolution's im2col columns are built for at most
+                                  # this many bytes of images at a time: a batch of 512
+                                  # CNN images would otherwise hold ~300 MB of columns,
+                                  # and a few MB stay in cache
+
+
+DEFAULT_ENGINE = EngineConfig()
+
+# Streams of the SeedSequence(cfg.seed) tree, apart from the feeder's (seed, epoch) ones.
+_INIT_STREAM, _DROPOUT_STREAM = 0, 1
+
+
+# ---------------------------------------------------------------------------------------
+# Keras's serialized configs: what config.json holds, layer by layer
+# ---------------------------------------------------------------------------------------
+# The architectures are built here a second time (mnist_core.keras_models builds them in
+# Keras for the CLI); tests check both configs are the same, key for key.
+
+_FLOAT32 = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+            "registered_name": None}
+
+
+def _initializer(name: str, config: dict | None = None) -> dict:
+    return {"module": "keras.initializers", "class_name": name, "config": config or {},
+            "registered_name": None}
+
+
+class Builder:
+    """A Keras ``Sequential`` model written layer by layer in Keras's own serialized form
+    (names as a fresh Keras session gives them: ``conv2d``, ``conv2d_1``...), with its
+    weights initialised as Keras initialises them. ``input_shape`` excludes the batch."""
+
+    def __init__(self, input_shape: tuple[int, ...] = (28, 28, 1)):
+        self.input_shape = tuple(input_shape)
+        self.shape = self.input_shape  # the output shape of the last layer added
+        self.entries: list[dict] = []
+        self._names: dict[str, int] = {}
+
+    def _add(self, kind: str, config: dict, out_shape: tuple[int, ...], built: bool) -> "Builder":
+        snake = _snake(kind)
+        k = self._names.get(snake, 0)
+        self._names[snake] = k + 1
+        entry = {"module": "keras.layers", "class_name": kind,
+                 "config": {"name": snake + (f"_{k}" if k else ""), "trainable": True,
+                            "dtype": _FLOAT32, **config},
+                 "registered_name": None}
+        if built:  # layers with their own build() record the shape they were built for
+            entry["build_config"] = {"input_shape": [None, *self.shape]}
+        self.entries.append(entry)
+        self.shape = out_shape
+        return self
+
+    def conv2d(self, filters: int, kernel: int, padding: str = "valid",
+               activation: str = "linear", use_bias: bool = True) -> "Builder":
+        h, w, _ = self.shape
+        if padding == "valid":
+            h, w = h - kernel + 1, w - kernel + 1
+        return self._add("Conv2D", {
+            "filters": filters, "kernel_size": [kernel, kernel], "strides": [1, 1],
+            "padding": padding, "data_format": "channels_last", "dilation_rate": [1, 1],
+            "groups": 1, "activation": activation, "use_bias": use_bias,
+            "kernel_initializer": _initializer("GlorotUniform", {
+                "seed": None, "input_axes": None, "output_axes": None}),
+            "bias_initializer": _initializer("Zeros"), "kernel_regularizer": None,
+            "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None,
+            "bias_constraint": None}, (h, w, filters), True)
+
+    def dense(self, units: int, activation: str = "linear", use_bias: bool = True) -> "Builder":
+        return self._add("Dense", {
+            "units": units, "activation": activation, "use_bias": use_bias,
+            "kernel_initializer": _initializer("GlorotUniform", {
+                "seed": None, "input_axes": None, "output_axes": None}),
+            "bias_initializer": _initializer("Zeros"), "kernel_regularizer": None,
+            "bias_regularizer": None, "kernel_constraint": None, "bias_constraint": None,
+            "quantization_config": None}, (units,), True)
+
+    def batch_norm(self, momentum: float = 0.99) -> "Builder":
+        return self._add("BatchNormalization", {
+            "axis": -1, "momentum": momentum, "epsilon": 0.001, "center": True, "scale": True,
+            "beta_initializer": _initializer("Zeros"), "gamma_initializer": _initializer("Ones"),
+            "moving_mean_initializer": _initializer("Zeros"),
+            "moving_variance_initializer": _initializer("Ones"), "beta_regularizer": None,
+            "gamma_regularizer": None, "beta_constraint": None, "gamma_constraint": None,
+            "synchronized": False, "renorm": False, "renorm_clipping": None,
+            "renorm_momentum": 0.99}, self.shape, True)
+
+    def relu(self) -> "Builder":
+        return self._add("ReLU", {"max_value": None, "negative_slope": 0.0, "threshold": 0.0},
+                         self.shape, False)
+
+    def max_pool(self, size: int | tuple[int, int] = 2, kind: str = "MaxPooling2D") -> "Builder":
+        (ph, pw), (h, w, c) = ((size, size) if isinstance(size, int) else size), self.shape
+        return self._add(kind, {"pool_size": [ph, pw], "padding": "valid", "strides": [ph, pw],
+                                "data_format": "channels_last"}, (h // ph, w // pw, c), False)
+
+    def avg_pool(self, size: int | tuple[int, int] = 2) -> "Builder":
+        return self.max_pool(size, "AveragePooling2D")
+
+    def activation(self, name: str) -> "Builder":
+        return self._add("Activation", {"activation": name}, self.shape, False)
+
+    def flatten(self) -> "Builder":
+        return self._add("Flatten", {"data_format": "channels_last"},
+                         (int(np.prod(self.shape)),), True)
+
+    def dropout(self, rate: float) -> "Builder":
+        return self._add("Dropout", {"rate": rate, "seed": None, "noise_shape": None},
+                         self.shape, False)
+
+    def build(self, name: str, seed: int | np.random.Generator = 0) -> "KerasNet":
+        """The network, its weights drawn from ``seed`` (an int: its own init stream)."""
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(
+            np.random.SeedSequence(seed, spawn_key=(_INIT_STREAM,)))
+        config = {"module": "keras", "class_name": "Sequential", "config": {
+            "name": name, "trainable": True, "dtype": _FLOAT32,
+            "layers": [{"module": "keras.layers", "class_name": "InputLayer", "config": {
+                "batch_shape": [None, *self.input_shape], "dtype": "float32",
+                "sparse": False, "ragged": False, "name": "input_layer", "optional": False},
+                "registered_name": None}, *self.entries],
+            "build_input_shape": [None, *self.input_shape]},
+            "registered_name": None, "build_config": {"input_shape": [None, *self.input_shape]},
+            "compile_config": {}}
+        shape, layers = self.input_shape, []
+        for entry in self.entries:
+            kind, cfg = entry["class_name"], entry["config"]
+            if kind in ("Conv2D", "Dense"):
+                fan_in = shape[-1]
+                kshape = ((*cfg["kernel_size"], fan_in, cfg["filters"]) if kind == "Conv2D"
+                          else (fan_in, cfg["units"]))
+                weights = [glorot_uniform(kshape, rng)]
+                if cfg["use_bias"]:
+                    weights.append(np.zeros(kshape[-1], np.float32))
+            elif kind == "BatchNormalization":
+                c = shape[-1]
+                weights = [np.ones(c, np.float32), np.zeros(c, np.float32),
+                           np.zeros(c, np.float32), np.ones(c, np.float32)]
+            else:
+                weights = []
+            layers.append(Layer(kind, cfg, weights))
+            shape = _out_shape(kind, cfg, shape)
+        return KerasNet(config, layers, self.input_shape)
+
+
+def _out_shape(kind: str, cfg: dict, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if kind == "Conv2D":
+        k = cfg["kernel_size"]
+        h, w = shape[:2] if cfg["padding"] == "same" else (shape[0] - k[0] + 1, shape[1] - k[1] + 1)
+        return (h, w, cfg["filters"])
+    if kind == "Dense":
+        return (cfg["units"],)
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        p = cfg["pool_size"]
+        return (shape[0] // p[0], shape[1] // p[1], shape[2])
+    if kind == "Flatten":
+        return (int(np.prod(shape)),)
+    return shape
+
+
+def glorot_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Keras's ``GlorotUniform``: U(-l, l), ``l = sqrt(6 / (fan_in + fan_out))``, a conv
+    kernel ``(kh, kw, in, out)`` counting its receptive field in both fans. float32."""
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, shape).astype(np.float32)
+
+
+def dense_builder(cfg: DenseConfig) -> Builder:
+    """As :func:`mnist_core.keras_models.build_dense`."""
+    b = Builder().flatten()
+    for units in cfg.hidden:
+        b.dense(units, "relu").dropout(cfg.dropout)
+    return b.dense(10, "softmax")
+
+
+def cnn_builder(cfg: CNNConfig) -> Builder:
+    """As :func:`mnist_core.keras_models.build_cnn`."""
+    f1, f2 = cfg.filters
+    m = cfg.bn_momentum
+    return (Builder().conv2d(f1, 5, "same", use_bias=False).batch_norm(m).relu().max_pool()
+            .conv2d(f2, 3, "same", use_bias=False).batch_norm(m).relu()
+            .conv2d(f2, 3, "same", use_bias=False).batch_norm(m).relu().max_pool()
+            .flatten().dropout(cfg.dropout).dense(cfg.dense, use_bias=False).batch_norm(m)
+            .relu().dropout(cfg.dropout).dense(10, "softmax"))
+
+
+def lenet5_builder(cfg: LeNet5Config) -> Builder:
+    """As :func:`mnist_core.keras_models.build_lenet5`."""
+    (c1, c3), (c5, f6), act = cfg.filters, cfg.dense, cfg.activation
+    return (Builder().conv2d(c1, 5, "same", act).max_pool().conv2d(c3, 5, "valid", act)
+            .max_pool().flatten().dense(c5, act).dense(f6, act).dense(10, "softmax"))
+
+
+# The builder and Keras's name for each architecture (the model names keras_models gives).
+_BUILDERS: dict[type, tuple[Callable[[object], Builder], str]] = {
+    DenseConfig: (dense_builder, "dense"), CNNConfig: (cnn_builder, "cnn"),
+    LeNet5Config: (lenet5_builder, "lenet5")}
+
+
+# ---------------------------------------------------------------------------------------
+# The network
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class KerasNet:
+    """A Keras ``Sequential`` network held in NumPy, for training.
+
+    ``config``: the model's serialized Keras config (``config.json``); ``layers``: every
+    layer but the InputLayer, in order, each with its weights in Keras's order (Conv2D and
+    Dense: kernel ``(kh, kw, in, out)`` / ``(in, out)`` then bias ``(out,)``;
+    BatchNormalization: gamma, beta, moving mean, moving variance, each ``(channels,)``),
+    float32 (float64 in gradient tests); ``input_shape``: one image's shape, ``(28, 28, 1)``.
+    Training updates the weight arrays in place.
+    """
+
+    config: dict
+    layers: list[Layer]
+    input_shape: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return self.config["config"]["name"]
+
+    def params(self) -> list[np.ndarray]:
+        """The trainable weights, in Keras's ``trainable_weights`` order."""
+        return [w for layer in self.layers for w in layer.weights[:_n_trainable(layer)]]
+
+    def predictor(self) -> KerasNumpyModel:
+        """The inference evaluator of the current weights (copies them: training may go on)."""
+        return KerasNumpyModel([Layer(l.kind, l.config, [np.array(w, np.float32) for w in l.weights])
+                                for l in self.layers], self.input_shape)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """``(N, 28, 28)`` (or ``(N, *input_shape)``) float32 -> ``(N, 10)`` float32."""
+        return self.predictor().predict_proba(x)
+
+    @classmethod
+    def from_arch(cls, arch, seed: int = 0) -> "KerasNet":
+        """A fresh network of ``arch``, weights from ``seed``; an architecture carrying a
+        trained ``.keras`` file (:mod:`mnist_core.finetune`'s warm configs: a non-empty
+        ``weights`` field) starts from that file's weights instead."""
+        trained = getattr(arch, "weights", b"")
+        if trained:
+            return cls.from_bytes(trained)
+        for kind, (builder, name) in _BUILDERS.items():
+            if isinstance(arch, kind):
+                return builder(arch).build(name, seed)
+        raise TypeError(f"no NumPy training for {type(arch).__name__}")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "KerasNet":
+        """The network of a ``.keras`` file's bytes (layers as
+        :class:`~mnist_core.keras_numpy.KerasNumpyModel` reads and checks them)."""
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            config = json.loads(archive.read("config.json"))
+        fast = KerasNumpyModel.load(io.BytesIO(data))
+        layers = [Layer(l.kind, l.config, [np.array(w, np.float32) for w in l.weights])
+                  for l in fast.layers]
+        return cls(config, layers, tuple(fast.input_shape))
+
+    def to_bytes(self) -> bytes:
+        """The ``.keras`` file, laid out as Keras 3 writes one: ``metadata.json``,
+        ``config.json`` and ``model.weights.h5`` (a ``vars`` group per layer under
+        ``layers/<class in snake case>[_k]``, named by the layer; the model's own empty
+        ``vars``), stored uncompressed."""
+        import h5py
+
+        weights = io.BytesIO()
+        with h5py.File(weights, "w") as h5:
+            h5.create_group("vars").attrs["name"] = self.name
+            seen: dict[str, int] = {}
+            for layer in self.layers:
+                snake = _snake(layer.kind)
+                k = seen.get(snake, 0)
+                seen[snake] = k + 1
+                group = h5.create_group(f"layers/{snake}" + (f"_{k}" if k else "")
+                                        ).create_group("vars")
+                group.attrs["name"] = layer.config["name"]
+                for i, w in enumerate(layer.weights):
+                    group[str(i)] = np.asarray(w, np.float32)
+        meta = {"keras_version": _keras_version(),
+                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            for name, text in (("metadata.json", json.dumps(meta)),
+                               ("config.json", json.dumps(self.config))):
+                archive.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), text)
+            archive.writestr("model.weights.h5", weights.getvalue())
+        return out.getvalue()
+
+
+def _keras_version() -> str:
+    """The installed Keras's version (read from its metadata: Keras is not imported), else
+    the version the shipped files were saved with."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("keras")
+    except PackageNotFoundError:
+        return "3.15.1"
+
+
+def _n_trainable(layer: Layer) -> int:
+    """How many of the layer's weights train (BatchNorm's moving statistics do not)."""
+    if layer.kind == "BatchNormalization":
+        return int(layer.config.get("scale", True)) + int(layer.config.get("center", True))
+    return len(layer.weights)
+
+
+# ---------------------------------------------------------------------------------------
+# Forward (training mode) and backward, layer by layer
+# ---------------------------------------------------------------------------------------
+
+def _image_chunks(n: int, bytes_per_image: int, engine: EngineConfig) -> list[slice]:
+    step = max(1, engine.chunk_bytes // max(1, bytes_per_image))
+    return [slice(s, s + step) for s in range(0, n, step)]
+
+
+def _pad(x: np.ndarray, layer: Layer) -> np.ndarray:
+    """``x`` padded as the conv's ``padding`` asks: TensorFlow's "same" puts the odd pixel
+    after, as :func:`mnist_core.keras_numpy._same_pad` (whose work buffers are float32 and
+    reused, so not for arrays kept for the backward pass)."""
+    if layer.config.get("padding") != "same":
+        return x
+    kh, kw = layer.weights[0].shape[:2]
+    return np.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
+
+
+def _im2col(xp: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """Padded ``(n, H, W, C)`` -> ``(n * H' * W', kh * kw * C)`` windows, rows in image
+    order, columns in the kernel's ``(kh, kw, C)`` order (so ``kernel.reshape(-1, out)``
+    multiplies it); C is innermost in both, which keeps the copy contiguous."""
+    n, hp, wp, c = xp.shape
+    windows = sliding_window_view(xp, (kh, kw), axis=(1, 2))  # (n, H', W', C, kh, kw)
+    return windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * (hp - kh + 1) * (wp - kw + 1),
+                                                       kh * kw * c)
+
+
+@dataclass
+class _Cache:
+    """What a layer's backward pass needs from its forward pass."""
+
+    x: np.ndarray                    # the layer's input (a conv's: padded)
+    out: object = None               # output, or (pre-activation, output) for Dense/Conv2D
+    extra: object = None             # BatchNorm: (x_hat, 1/std, mean, var); Dropout: mask
+
+
+def layer_forward(layer: Layer, x: np.ndarray, rng: np.random.Generator | None,
+                  engine: EngineConfig = DEFAULT_ENGINE, logits: bool = False
+                  ) -> tuple[np.ndarray, _Cache]:
+    """One layer in training mode: ``(output, cache)``. ``logits``: a Dense or Conv2D
+    whose softmax the loss takes over returns its pre-activation. Pure: BatchNorm's moving
+    statistics are moved by :func:`update_moving_stats`."""
+    kind, cfg = layer.kind, layer.config
+    if kind in ("Dense", "Conv2D"):
+        if kind == "Dense":
+            z = x @ layer.weights[0]
+            cache = _Cache(x)
+        else:
+            _check_conv(cfg)
+            kernel = layer.weights[0]
+            kh, kw, cin, cout = kernel.shape
+            xp = _pad(x, layer)
+            n, h, w = len(x), xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+            z = np.empty((n, h, w, cout), np.result_type(x, kernel))
+            k2 = kernel.reshape(kh * kw * cin, cout)
+            for s in _image_chunks(n, h * w * kh * kw * cin * x.itemsize, engine):
+                np.matmul(_im2col(xp[s], kh, kw), k2, out=z[s].reshape(-1, cout))
+            cache = _Cache(xp)
+        if cfg.get("use_bias", True):
+            z += layer.weights[1]
+        act = "linear" if logits else _activation(layer)
+        y = z if act == "linear" else _forward(z, Layer("Activation", {"activation": act}, []))
+        cache.out = (z, y)
+        return y, cache
+    if kind == "BatchNormalization":
+        if cfg.get("axis", -1) not in (-1, x.ndim - 1, [-1], [x.ndim - 1]):
+            raise ValueError("only BatchNormalization over the last axis is supported")
+        # Per channel over every other axis: as rows of a (pixels, channels) matrix,
+        # which NumPy reduces several times faster than over three axes.
+        x2 = x.reshape(-1, x.shape[-1])
+        mean = x2.mean(axis=0)
+        centred = x2 - mean
+        var = np.einsum("ij,ij->j", centred, centred) / len(x2)  # biased, as Keras's moments
+        inv = 1.0 / np.sqrt(var + cfg.get("epsilon", 1e-3))
+        x_hat = (centred * inv).reshape(x.shape)
+        gamma, beta = _gamma_beta(layer)
+        return x_hat * gamma + beta, _Cache(x, extra=(x_hat, inv, mean, var))
+    if kind == "Dropout":
+        rate = cfg.get("rate", 0.0)
+        if rate <= 0 or rng is None:
+            return x, _Cache(x)
+        keep = 1.0 - rate
+        mask = (rng.random(x.shape, np.float32) < keep).astype(x.dtype) / x.dtype.type(keep)
+        return x * mask, _Cache(x, extra=mask)
+    y = _forward(x, layer)  # stateless: ReLU, Activation, pooling, Flatten
+    return y, _Cache(x, y)
+
+
+def _gamma_beta(layer: Layer):
+    cfg, w = layer.config, list(layer.weights)
+    gamma = w.pop(0) if cfg.get("scale", True) else 1.0
+    beta = w.pop(0) if cfg.get("center", True) else 0.0
+    return gamma, beta
+
+
+def layer_backward(layer: Layer, cache: _Cache, g: np.ndarray, need_dx: bool = True,
+                   engine: EngineConfig = DEFAULT_ENGINE, logits: bool = False
+                   ) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """``g``, the gradient of the layer's output (of its pre-activation when ``logits``),
+    back through the layer: ``(d input or None when not need_dx, [d trainable weight,
+    ...] in Keras's order)``."""
+    kind, cfg = layer.kind, layer.config
+    if kind in ("Dense", "Conv2D"):
+        z, y = cache.out
+        dz = g if logits else _activation_grad(_activation(layer), z, y, g)
+        grads = []
+        if kind == "Dense":
+            grads.append(cache.x.T @ dz)
+            dx = dz @ layer.weights[0].T if need_dx else None
+        else:
+            kernel = layer.weights[0]
+            kh, kw, cin, cout = kernel.shape
+            xp, n = cache.x, len(dz)
+            h, w = dz.shape[1:3]
+            dk = np.zeros((kh * kw * cin, cout), dz.dtype)
+            dz2 = dz.reshape(-1, cout)
+            rows = h * w
+            chunks = _image_chunks(n, rows * kh * kw * max(cin, cout) * dz.itemsize, engine)
+            for s in chunks:
+                dk += _im2col(xp[s], kh, kw).T @ dz2[s.start * rows:s.stop * rows]
+            grads.append(dk.reshape(kernel.shape))
+            dx = None
+            if need_dx:
+                # keras_numpy_grad's input gradient (the padding cropped off), by chunk.
+                in_shape = (n, xp.shape[1] - (kh - 1 if cfg.get("padding") == "same" else 0),
+                            xp.shape[2] - (kw - 1 if cfg.get("padding") == "same" else 0), cin)
+                dx = np.empty(in_shape, dz.dtype)
+                for s in chunks:
+                    dx[s] = _conv_input_grad(dz[s], layer, in_shape)
+        if cfg.get("use_bias", True):
+            grads.append(dz.reshape(-1, dz.shape[-1]).sum(axis=0))
+        return dx, grads
+    if kind == "BatchNormalization":
+        x_hat, inv, _, _ = cache.extra
+        gamma, _ = _gamma_beta(layer)
+        g2, h2 = g.reshape(-1, g.shape[-1]), x_hat.reshape(-1, g.shape[-1])
+        dbeta = g2.sum(axis=0)
+        dgamma = np.einsum("ij,ij->j", g2, h2)
+        m = len(g2)
+        dx = ((gamma * inv / m) * (m * g2 - dbeta - h2 * dgamma)).reshape(g.shape) \
+            if need_dx else None
+        grads = ([dgamma] if cfg.get("scale", True) else []) + (
+            [dbeta] if cfg.get("center", True) else [])
+        return dx, grads
+    if kind == "Dropout":
+        return (g if cache.extra is None else g * cache.extra) if need_dx else None, []
+    return (_backward(layer, cache.x, cache.out, g) if need_dx else None), []
+
+
+def update_moving_stats(layers: list[Layer], caches: list[_Cache]) -> None:
+    """Move each BatchNorm's moving mean and variance towards its batch statistics, as
+    Keras does in a training step: ``moving = moving * momentum + batch * (1 - momentum)``."""
+    for layer, cache in zip(layers, caches):
+        if layer.kind == "BatchNormalization":
+            _, _, mean, var = cache.extra
+            momentum = layer.config.get("momentum", 0.99)
+            for moving, batch in zip(layer.weights[-2:], (mean, var)):
+                moving *= momentum
+                moving += (batch * (1 - momentum)).astype(moving.dtype)
+
+
+def _check_softmax_head(layers: list[Layer]) -> None:
+    if not layers or layers[-1].kind not in ("Dense", "Conv2D") or \
+            _activation(layers[-1]) != "softmax":
+        raise ValueError("the network must end in a Dense layer with a softmax")
+
+
+def smoothed_targets(y: np.ndarray, n_classes: int, label_smoothing: float,
+                     dtype=np.float32) -> np.ndarray:
+    """Keras's label smoothing: ``onehot * (1 - s) + s / classes``, ``(N, classes)``."""
+    t = np.full((len(y), n_classes), label_smoothing / n_classes, dtype)
+    t[np.arange(len(y)), y] += 1.0 - label_smoothing
+    return t
+
+
+def loss_and_grads(net: KerasNet, x: np.ndarray, y: np.ndarray, label_smoothing: float,
+                   rng: np.random.Generator | None, engine: EngineConfig = DEFAULT_ENGINE):
+    """One training-mode pass over a batch: ``(loss, logits, grads, caches)``.
+
+    ``x``: ``(B, *input_shape)``; ``y``: ``(B,)`` int labels. ``loss``: mean smoothed
+    cross-entropy (a float); ``logits``: ``(B, classes)``; ``grads``: d loss / d each of
+    :meth:`KerasNet.params`, same shapes and order; ``caches``: for
+    :func:`update_moving_stats`. ``rng`` draws Dropout's masks (None: no dropout).
+    """
+    layers = net.layers
+    _check_softmax_head(layers)
+    h, caches = x, []
+    for i, layer in enumerate(layers):
+        h, cache = layer_forward(layer, h, rng, engine, logits=i == len(layers) - 1)
+        caches.append(cache)
+    z = h - h.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    t = smoothed_targets(y, z.shape[1], label_smoothing, z.dtype)
+    loss = float(-(t * logp).sum(axis=1).mean())
+    g = (np.exp(logp) - t) / len(y)  # d mean CE / d logits
+    grads: list[list[np.ndarray]] = []
+    for i in range(len(layers) - 1, -1, -1):
+        g, layer_grads = layer_backward(layers[i], caches[i], g, need_dx=i > 0, engine=engine,
+                                        logits=i == len(layers) - 1)
+        grads.append(layer_grads)
+    flat = [w for layer_grads in reversed(grads) for w in layer_grads]
+    return loss, h, flat, caches
+
+
+# ---------------------------------------------------------------------------------------
+# Keras's AdamW
+# ---------------------------------------------------------------------------------------
+
+class AdamW:
+    """``keras.optimizers.AdamW`` on NumPy arrays, updated in place: per step, every
+    variable first decays (``w -= w * weight_decay * lr``), then takes Adam's step
+    ``w -= m * alpha / (sqrt(v) + epsilon)`` with ``alpha = lr * sqrt(1 - beta_2^t) /
+    (1 - beta_1^t)``, as Keras computes it (not :class:`mnist_core.numpy_net.Adam`, which
+    spares biases the decay and puts epsilon inside the bias correction)."""
+
+    def __init__(self, params: list[np.ndarray], weight_decay: float,
+                 engine: EngineConfig = DEFAULT_ENGINE):
+        self.params, self.weight_decay, self.engine = params, weight_decay, engine
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.iterations = 0
+
+    def step(self, grads: list[np.ndarray], lr: float) -> None:
+        e = self.engine
+        self.iterations += 1
+        t = self.iterations
+        alpha = lr * np.sqrt(1 - e.beta_2 ** t) / (1 - e.beta_1 ** t)
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            if self.weight_decay:
+                p -= p * p.dtype.type(self.weight_decay * lr)
+            m += (g - m) * p.dtype.type(1 - e.beta_1)
+            v += (g * g - v) * p.dtype.type(1 - e.beta_2)
+            p -= m * p.dtype.type(alpha) / (np.sqrt(v) + p.dtype.type(e.epsilon))
+
+
+# ---------------------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------------------
+
+def train_keras_numpy(data, cfg: TrainConfig, arch, callback: Callback | None = None,
+                      stop: StopFlag | None = None, engine: EngineConfig = DEFAULT_ENGINE
+                      ) -> TrainResult:
+    """:func:`mnist_core.train.train_keras` in NumPy: the network of ``arch`` (an
+    architecture config; one carrying a trained file starts from it) trained on ``data``
+    with ``cfg``; the result's ``model`` is a :class:`KerasNet`
+    (:meth:`KerasModel.from_net <mnist_core.model.KerasModel.from_net>` wraps it)."""
+    c0 = time.process_time()
+    x, y, x_val, y_val = _prepare(data, cfg)
+    net = KerasNet.from_arch(arch, cfg.seed)
+    extra = _extra_pool(data, cfg)
+    steps = int(np.ceil((len(x) + _EpochFeeder.extra_count(len(x), cfg, extra)) / cfg.batch_size))
+    params = net.params()
+    optimizer = AdamW(params, cfg.weight_decay, engine)
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(_DROPOUT_STREAM,)))
+    feeder, history, t0, stopped = _EpochFeeder(x, y, cfg, extra), [], time.perf_counter(), False
+    lr = cfg.lr
+    try:
+        for epoch in range(cfg.epochs):
+            xe, ye = feeder.get(epoch)
+            e0, losses, correct, seen = time.perf_counter(), 0.0, 0, 0
+            for step in range(steps):
+                lr = lr_at(cfg, (epoch + step / steps) / cfg.epochs)
+                xb = xe[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                yb = ye[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                xb = xb.reshape(len(xb), *net.input_shape)
+                loss, logits, grads, caches = loss_and_grads(net, xb, yb, cfg.label_smoothing,
+                                                             rng, engine)
+                update_moving_stats(net.layers, caches)
+                optimizer.step(grads, lr)
+                losses += loss * len(yb)
+                correct += int((logits.argmax(1) == yb).sum())
+                seen += len(yb)
+                if callback and (step % 20 == 0 or step == steps - 1):
+                    callback("batch", dict(epoch=epoch, step=step + 1, steps=steps,
+                                           loss=losses / seen, accuracy=correct / seen,
+                                           epoch_start=e0))
+                if stop is not None and stop.is_set():
+                    stopped = True
+                    break
+            p_val = net.predict_proba(x_val)
+            log = EpochLog(epoch + 1, losses / max(seen, 1), correct / max(seen, 1),
+                           _nll(p_val, y_val), float((p_val.argmax(1) == y_val).mean()),
+                           time.perf_counter() - e0, float(lr))
+            history.append(log)
+            if callback:
+                callback("epoch", dict(log=log, model=net))
+            if stopped:
+                break
+    finally:
+        feeder.close()
+    return TrainResult(net, history, time.perf_counter() - t0, stopped, time.process_time() - c0)
