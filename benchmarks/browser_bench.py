@@ -50,6 +50,15 @@ PLOT_CHANGED = """(previous) => {
 
 SETTLED = """() => document.querySelector('[data-stale="true"]') ? false : performance.now()"""
 
+# Clear mounts a new canvas (a new key) while the old one is still on the page for a
+# moment, below the new one's place; a stroke drawn then lands on the old one and is lost.
+# Mark the canvases before Clear, then wait for the one new canvas, back at its place.
+MARK_OLD_CANVASES = "els => els.forEach(e => { e.dataset.old = '1'; })"
+NEW_CANVAS = "canvas.upper-canvas:not([data-old])"
+NEW_CANVAS_IN_PLACE = (
+    "([el, y]) => el.isConnected && Math.abs(el.getBoundingClientRect().y - y) < 1"
+    " && !document.querySelector('[data-stale=\"true\"]')")
+
 PLOT_SIGNATURE = """() => {
     const el = document.querySelector('.js-plotly-plot');
     return el && el.data ? JSON.stringify(el.data.map(d => d.y)) : null;
@@ -130,17 +139,14 @@ def run(artifacts: Path, strokes: int) -> dict:
                 name, points = SHAPES[i % len(SHAPES)]
                 # Clear mounts a new canvas; for a moment it sits below the old one's place.
                 # Wait until only the new one is left, back where the canvas lives.
-                page.locator("canvas.upper-canvas").evaluate_all(
-                    "els => els.forEach(e => { e.dataset.old = '1'; })")
+                page.locator("canvas.upper-canvas").evaluate_all(MARK_OLD_CANVASES)
                 page.get_by_role("button", name="Clear").click()
                 expect(page.get_by_text("Draw a digit from 0 to 9")).to_be_visible()
                 expect(page.locator(".js-plotly-plot")).to_have_count(0)
-                canvas = page.locator("canvas.upper-canvas:not([data-old])")
+                canvas = page.locator(NEW_CANVAS)
                 expect(canvas).to_have_count(1)
-                page.wait_for_function(
-                    "([el, y]) => el.isConnected && Math.abs(el.getBoundingClientRect().y - y) < 1"
-                    " && !document.querySelector('[data-stale=\"true\"]')",
-                    arg=[canvas.element_handle(), home["y"]], polling="raf")
+                page.wait_for_function(NEW_CANVAS_IN_PLACE,
+                                       arg=[canvas.element_handle(), home["y"]], polling="raf")
                 page.evaluate(RECORD_POINTER_UP)
                 previous = page.evaluate(PLOT_SIGNATURE)
                 h.draw_stroke(page, canvas, points, steps=15)

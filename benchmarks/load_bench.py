@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
 import app_helpers as h  # noqa: E402
-from browser_bench import PLOT_SIGNATURE, SHAPES  # noqa: E402
+from browser_bench import (MARK_OLD_CANVASES, NEW_CANVAS, NEW_CANVAS_IN_PLACE,  # noqa: E402
+                           PLOT_SIGNATURE, SHAPES)
 
 TICK = os.sysconf("SC_CLK_TCK")
 BARS_CHANGED = """(previous) => {
@@ -84,15 +85,20 @@ async def session(browser, url: str, digits: int, timeout_s: float, start: async
         await start.wait()
         if start_failed:
             return out
+        home = await page.locator("canvas.upper-canvas").bounding_box()
         for i in range(digits):
             _, points = SHAPES[(index + i) % len(SHAPES)]
             try:
                 if i:
+                    await page.locator("canvas.upper-canvas").evaluate_all(MARK_OLD_CANVASES)
                     await page.get_by_role("button", name="Clear").click()
                     await expect(page.locator(".js-plotly-plot")).to_have_count(
                         0, timeout=timeout_s * 1000)
-                canvas = page.locator("canvas.upper-canvas").last
-                await expect(canvas).to_be_visible(timeout=timeout_s * 1000)
+                canvas = page.locator(NEW_CANVAS)
+                await expect(canvas).to_have_count(1, timeout=timeout_s * 1000)
+                await page.wait_for_function(NEW_CANVAS_IN_PLACE,
+                                             arg=[await canvas.element_handle(), home["y"]],
+                                             polling="raf", timeout=timeout_s * 1000)
                 before = await page.evaluate(PLOT_SIGNATURE)
                 ended = asyncio.ensure_future(page.evaluate(STROKE_END))
                 box = await canvas.bounding_box()
