@@ -10,8 +10,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The server runs as an unprivileged user that owns nothing but its home.
-RUN useradd --create-home --uid 10001 studio
+# The server runs as an unprivileged user that owns nothing but its home, where the one
+# thing the app writes lives: the class's digits in SQLite when no database URL is set
+# (`docker run -v studio-data:/home/studio/data ...` keeps them across containers;
+# deploy/compose.yaml gives every replica PostgreSQL instead).
+RUN useradd --create-home --uid 10001 studio \
+    && install -d -o studio -g studio /home/studio/data
+ENV MNIST_STUDIO_CLASS_DB=/home/studio/data/classroom.sqlite
 WORKDIR /app
 
 # Dependencies first, so a code change does not reinstall TensorFlow.
