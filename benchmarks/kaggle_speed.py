@@ -44,6 +44,7 @@ KAGGLE_ROWS = 28_000
 ZIP_ROWS = 100_000
 MODELS = ("numpy", "dense", "cnn", "lenet5")
 SINGLE_REPEATS = 200  # evaluate.time_single's images (its default is 50)
+PROFILE_ROUNDS = 3  # the per-layer profile keeps each step's best round
 
 
 # ---------------------------------------------------------------------------------------
@@ -159,8 +160,81 @@ def worker_speed(files: dict[str, Path], data: str, artifacts: Path, big: bool) 
         probs, out[f"{name}_10k_s"], out[f"{name}_10k_cpu"] = _timed(
             lambda: model.predict_proba(x))
         out[f"{name}_probs"] = probs.argmax(1).tolist()
+        out[f"{name}_p"] = probs[::50].tolist()  # every 50th image's probabilities
     out["load_end"] = os.getloadavg()[0]
     return out
+
+
+def _step_name(step, shape: tuple) -> str:
+    if not hasattr(step, "kernel"):
+        return step.kind
+    k = step.kernel
+    if k.ndim == 2:
+        return f"Dense {k.shape[0]}->{k.shape[1]}"
+    how = ("Winograd" if getattr(step, "winograd", None) is not None and shape[1] % 2 == 0
+           else "im2col")
+    return (f"Conv {k.shape[0]}x{k.shape[1]} {k.shape[2]}->{k.shape[3]} on "
+            f"{shape[1]}x{shape[2]}, {how}" + (" + pool" if step.pool else ""))
+
+
+def _step_flops(step, shape: tuple) -> float:
+    """Multiply-adds x 2 of the layer computed directly (no Winograd saving)."""
+    k = getattr(step, "kernel", None)
+    if k is None:
+        return 0.0
+    if k.ndim == 2:
+        return 2.0 * k.size
+    h, w = (shape[1], shape[2]) if step.same else (shape[1] - k.shape[0] + 1,
+                                                    shape[2] - k.shape[1] + 1)
+    return 2.0 * h * w * k.size
+
+
+def worker_profile(data: str, artifacts: Path) -> dict:
+    """The CNN's plan step by step over the 10,000 test images, in its own batches, in
+    one thread with BLAS at one thread: microseconds per image of each step (best of
+    PROFILE_ROUNDS), and the peak of one core (a 2048x2048 float32 product)."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from mnist_core.data import load_dataset, to_float
+    from mnist_core.keras_numpy import KerasNumpyModel
+
+    model = KerasNumpyModel.load(artifacts / "cnn.keras")
+    x = to_float(load_dataset(data).x_test).reshape(-1, *model.input_shape)
+    steps = [(step, batch) for seg, batch in model._segments for step in seg]
+    shapes, h = [], x[:1]
+    for step, _ in steps:
+        if hasattr(h, "shape"):
+            shapes.append(tuple(h.shape))
+        else:  # a Winograd conv's output handed to the next as padded parity planes
+            _, _, n, a, b, c = h.data.shape
+            pad = steps[len(shapes) - 1][0].planes_pad
+            shapes.append((n, 2 * (a - pad), 2 * (b - pad), c))
+        h = step(h)
+    best = [float("inf")] * len(steps)
+    with threadpool_limits(1, "blas"):
+        a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+        a @ a
+        t0 = time.perf_counter()
+        a @ a
+        peak = 2 * 2048 ** 3 / (time.perf_counter() - t0) / 1e9
+        for _ in range(PROFILE_ROUNDS):  # as KerasNumpyModel._run: a segment at a time
+            spent, h_all, i0 = [0.0] * len(steps), x, 0
+            for seg, batch in model._segments:
+                outs = []
+                for start in range(0, len(h_all), batch):
+                    h = h_all[start:start + batch]
+                    for i, step in enumerate(seg, i0):
+                        t0 = time.perf_counter()
+                        h = step(h)
+                        spent[i] += time.perf_counter() - t0
+                    outs.append(np.array(h))
+                h_all, i0 = np.concatenate(outs), i0 + len(seg)
+            best = [min(b, t) for b, t in zip(best, spent)]
+    return {"peak_gflops": peak, "steps": [
+        {"name": _step_name(step, shape), "batch": batch, "us": 1e6 * t / len(x),
+         "gflop": _step_flops(step, shape) / 1e9}
+        for (step, batch), shape, t in zip(steps, shapes, best)]}
 
 
 def run_worker(code: Path, mode: str, args: list[str]) -> dict:
@@ -257,18 +331,40 @@ def report(versions: dict[str, dict], command: str, repeats: int,
         "Where the time went: parsing is `mnist_core.data.parse_csv` (a digits-only file is read "
         "straight from its bytes into uint8, 4 MB at a time, instead of `np.loadtxt` into "
         "float64); predicting is `mnist_core.keras_numpy` (BatchNorm folded into the weights, "
-        "3x3 convolutions by Winograd F(2x2,3x3), pooling and activations fused, batches sized "
+        "3x3 convolutions by Winograd F(2x2,3x3) reading their input as padded row/column "
+        "parity planes, which one Winograd convolution writes straight for the next, the bias "
+        "folded into one of the 16 products, pooled im2col convolutions whose product comes "
+        "out in whole blocks per pooling offset, pooling and activations fused, batches sized "
         "to the cache, chunks over two threads with BLAS at one thread each). A CPU time near "
         "twice the wall time means both cores were working; near the wall time, another "
         "process held the second core for much of the run.",
     ]
+    lines += ["", "### The CNN layer by layer (10,000 test images, one thread, BLAS at one "
+              "thread, best of " f"{PROFILE_ROUNDS} rounds)", ""]
+    for name in names:
+        prof = versions[name]["profile"]
+        total = sum(st["us"] for st in prof["steps"])
+        lines += [f"{name}: one core's peak (a 2048x2048 float32 product) "
+                  f"{prof['peak_gflops']:.0f} GFLOP/s; the plan {total:.0f} us an image, so "
+                  f"{KAGGLE_ROWS:,} images on 2 cores at best {total * KAGGLE_ROWS / 2e6:.1f} s.",
+                  "", "| step | batch | us / image | GFLOP / image (direct) | "
+                  "GFLOP/s (direct-equivalent) |", "|---|---|---|---|---|"]
+        for st in prof["steps"]:
+            rate = f"{st['gflop'] / st['us'] * 1e6:.0f}" if st["gflop"] else ""
+            lines.append(f"| {st['name']} | {st['batch']} | {st['us']:.1f} | "
+                         f"{st['gflop']:.4f} | {rate} |")
+        lines.append("")
     if len(names) == 2:
         first = versions[names[0]]["speed"][0]
         second = versions[names[1]]["speed"][0]
         same = {m: first[f"{m}_probs"] == second[f"{m}_probs"] for m in MODELS}
+        import numpy as np
+        diff = {m: np.abs(np.array(first[f"{m}_p"]) - np.array(second[f"{m}_p"])).max()
+                for m in MODELS}
         lines += ["", "Predicted digits on the 10,000 test images identical between the "
                   "versions: " + ", ".join(f"{m} {'yes' if s else 'NO'}" for m, s in same.items())
-                  + "."]
+                  + "; largest probability difference (every 50th image): "
+                  + ", ".join(f"{m} {d:.1e}" for m, d in diff.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -287,6 +383,7 @@ def main() -> None:
         mode, *rest = args.worker
         files = {"csv": Path(rest[0]), "zip": Path(rest[1])} if mode == "speed" else None
         result = (worker_memory(Path(rest[0])) if mode == "memory" else
+                  worker_profile(args.data, args.artifacts) if mode == "profile" else
                   worker_speed(files, args.data, args.artifacts, rest[2] == "big"))
         print(json.dumps(result))
         return
@@ -310,6 +407,8 @@ def main() -> None:
                     code, "speed", [str(files["csv"]), str(files["zip"]), big, *common]))
                 print(f"round {i + 1}, {name}: parse {versions[name]['speed'][-1]['parse_s']:.2f} s, "
                       f"CNN {versions[name]['speed'][-1]['predict_s']:.2f} s", flush=True)
+        for name, code in codes.items():
+            versions[name]["profile"] = run_worker(code, "profile", common)
     text = report(versions, command, args.repeats, min(args.big_repeats, args.repeats))
     args.out.write_text(text)
     print(text)

@@ -15,8 +15,15 @@ Two evaluations of the same layers:
   load (:func:`_compile`): BatchNorm folded into the conv or dense weights before it,
   activations and max pooling fused into the layer that feeds them (pooling before the
   bias and activation, which commute with a max), 3x3 convolutions by Winograd's
-  F(2x2, 3x3) (2.25x fewer multiplications than im2col), float32 throughout, batches
-  sized to the caches (:data:`BATCH_BYTES`) spread over :data:`WORKERS` threads.
+  F(2x2, 3x3) (2.25x fewer multiplications than im2col) on padded parity planes
+  (:func:`_planes`, handed from one Winograd convolution straight to the next as
+  :class:`_Planes`), other pooled convolutions by im2col ordered by pooling offset
+  (:func:`_im2col_pool_conv`), float32 throughout, batches sized to the caches
+  (:data:`BATCH_BYTES`) spread over :data:`WORKERS` threads.
+
+Where the CNN's time goes and why it is not lower: benchmarks/KAGGLE_SPEED.md (the
+products run near one core's peak; the Winograd transforms, additions over arrays larger
+than a core's L2 cache, take most of the rest).
 """
 
 from __future__ import annotations
@@ -512,13 +519,16 @@ def _compile(layers: list[Layer]) -> list:
 # ---------------------------------------------------------------------------------------
 
 # The largest buffer a step of the plan may hold for one batch (im2col columns, Winograd
-# tiles, activations), which sets each step's batch, so that a batch's buffers stay in the
-# core's own cache (1 MB of L2 here): the CNN's convolutions run 5 images at a time (the
-# 14x14x64 layer's Winograd tiles take 200 KB an image), its dense layers 83. Consecutive
-# steps whose batches are within 4x of each other share a segment (:meth:`_plan`).
-# Measured on the CNN over 10,000 images (paired runs, CPU time): 1 MB 4-10% less than
-# 2 MB; 2 MB, one thread, per image: 254 us against 278 us with 4 MB.
-BATCH_BYTES = 2**20
+# tiles, activations), which sets each step's batch: the CNN's convolutions run 10 images
+# at a time (the 14x14x64 layer's 16 Winograd tile planes take 200 KB an image), its
+# dense layers 167. Consecutive steps whose batches are within 4x of each other share a
+# segment (:meth:`_plan`). Larger batches cost the transforms their L2 cache (1 MB a
+# core here), smaller ones cost NumPy's per-call overhead, held under the GIL, which the
+# two worker threads take turns at. Measured on the CNN with the parity-plane Winograd
+# (2026-11-29, load average 3-5, best of 15 rounds, one thread, 2,048 images): 1 MB
+# 264 us an image, 2 MB 252, 3 MB 253, 4 MB 255; two workers, 10,000 images, best of 6:
+# 1 MB 2.02 s, 2 MB 1.60 s, 3 MB 1.56 s (the earlier stride-2 Winograd was best at 1 MB).
+BATCH_BYTES = 2 * 2**20
 MAX_BATCH = 512  # the dense network: 256-2048 images a batch were within noise
 # Threads a prediction of several chunks is split over, a chunk at a time each, with every
 # BLAS held at one thread (:func:`_one_blas_thread`). Whole chunks per thread keep both
