@@ -10,12 +10,17 @@ every 0.1 s).
 
 Results are kept in ``benchmarks/memory.json`` under ``--label`` (``before`` or ``after``
 a change), so the report shows both; ``benchmarks/MEMORY.md`` is rewritten from that file
-with the comparison of the options that ``--options`` measures, each in a fresh process.
+with the comparison of the options that ``--options`` measures, each in a fresh process,
+and Train live's worker on each training engine (``--train-worker``: the Keras dense
+network and CNN at Train live's defaults and at its 20,000 images, trained by TensorFlow
+and by NumPy, through the real worker: its peak memory, time and accuracy).
 
 Usage::
 
     MNIST_DATA=../shared/data/mnist .venv/bin/python benchmarks/memory.py --label after
     .venv/bin/python benchmarks/memory.py --options [NAME...] [--python PYTHON]
+    MNIST_DATA=../shared/data/mnist .venv/bin/python benchmarks/memory.py --train-worker \
+        [--models dense cnn] [--images 10000 20000] [--engines tensorflow numpy]
 """
 
 from __future__ import annotations
@@ -439,6 +444,99 @@ def options(python: str, names: list[str]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
+# Train live's worker, TensorFlow against NumPy
+# ---------------------------------------------------------------------------------------
+
+def train_worker(name: str, images: int, engine: str, data) -> dict:
+    """One Train live run of registry model ``name`` through the real worker
+    (:func:`mnist_core.package.train_in_worker`) at the page's default settings with
+    ``images`` training images, trained by ``engine``: the worker's peak RSS (``VmHWM``,
+    which the worker reads itself as it finishes), the call's wall time (worker start,
+    training, scoring, the file sent back), the training's and its first epoch's seconds,
+    the accuracies, and which of tensorflow and keras the worker imported."""
+    from dataclasses import replace
+
+    from mnist_core import package
+    from mnist_core.augment import NONE
+    from mnist_core.registry import REGISTRY
+    from mnist_core.train import TrainConfig
+
+    # Train live's widgets as the page opens (app_pages/train_live.py).
+    cfg = TrainConfig(epochs=3, batch_size=128, lr=3e-3, n_train=10_000, augment=NONE)
+    payloads = []
+    real = package._run_worker
+
+    def spy(request, on_event, stop):
+        out = real(request, on_event, stop)
+        payloads.append(out)
+        return out
+
+    package._run_worker = spy
+    try:
+        t0 = time.perf_counter()
+        trained = package.train_in_worker(name, data, train_cfg=replace(cfg, n_train=images),
+                                          arch=REGISTRY[name].live_arch, engine=engine)
+        wall = time.perf_counter() - t0
+    finally:
+        package._run_worker = real
+    (out,) = payloads
+    return {"model": name, "images": images, "engine": engine, "epochs": cfg.epochs,
+            "peak_mb": round(out["peak_rss_kb"] / 1024), "wall_s": round(wall, 1),
+            "train_s": round(trained.seconds, 1),
+            "epoch1_s": round(trained.history[0].seconds, 1),
+            "val_accuracy": trained.history[-1].val_accuracy,
+            "test_accuracy": trained.metrics["accuracy"], "imported": out["imported"],
+            "load": round(os.getloadavg()[0], 1),
+            "when": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+            "commit": _git("rev-parse", "--short", "HEAD")}
+
+
+def train_workers(models: list[str], images: list[int], engines: list[str]) -> dict:
+    from mnist_core.data import load_dataset
+    if not os.environ.get("MNIST_DATA"):
+        raise SystemExit("set MNIST_DATA to a local MNIST copy: Train live needs it")
+    data = load_dataset(os.environ["MNIST_DATA"])
+    found = {}
+    for name in models:
+        for n in images:
+            for engine in engines:
+                row = train_worker(name, n, engine, data)
+                found[f"{name}/{n}/{engine}"] = row
+                print(row, flush=True)
+    return found
+
+
+def _train_worker_section(rows: dict) -> str:
+    lines = ["| model | images | engine | worker peak MB | wall s | training s | first epoch s "
+             "| val accuracy | test accuracy | worker imported | load average |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows.values(), key=lambda r: (r["model"] != "dense", r["images"],
+                                                   r["engine"] != "tensorflow")):
+        lines.append(f"| {r['model']} | {r['images']:,} | {r['engine']} | {r['peak_mb']} | "
+                     f"{r['wall_s']:.1f} | {r['train_s']:.1f} | {r['epoch1_s']:.1f} | "
+                     f"{r['val_accuracy']:.2%} | {r['test_accuracy']:.2%} | "
+                     f"{', '.join(r['imported']) or 'neither'} | {r['load']} |")
+    when = sorted({f"{r['when']} (commit {r['commit']})" for r in rows.values()})
+    return "\n".join([
+        "## Train live without TensorFlow", "",
+        "Train live and Teach now train the Keras architectures in NumPy "
+        "(`mnist_core/keras_numpy_train.py`, the `numpy` engine of "
+        "`package.train_in_worker`): the same layers, initialisation, training-mode "
+        "BatchNorm and Dropout, smoothed cross-entropy, Keras's AdamW and cosine schedule, "
+        "saved as a real `.keras` file; neither the server nor the worker imports "
+        "TensorFlow. `python -m mnist_core train` (the shipped files) still trains with "
+        "Keras on TensorFlow. Each row is one run through the real worker at Train live's "
+        "default settings (3 epochs, batch 128, learning rate 3e-3, no augmentation), "
+        "10,000 images (the page's default) or 20,000 (its maximum); `tensorflow` is "
+        "the worker as it was. Worker peak: its `VmHWM`; wall: the whole call (worker "
+        "start, training, scoring on the 10,000 test digits, the file sent back); first "
+        "epoch: its own seconds (TensorFlow's include tracing), with the validation "
+        "split's prediction. Times are wall-clock on this 2-core machine shared with "
+        "other work (the load average as each run ended is in the last column).", "",
+        *lines, "", f"Measured {', '.join(when)}.", ""])
+
+
+# ---------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------
 
@@ -464,7 +562,8 @@ COMMAND = """export MNIST_DATA=../shared/data/mnist
 .venv/bin/python benchmarks/memory.py --options numpy tensorflow worker train-tensorflow
 # the other options in a venv that has them (pip install jax onnxruntime keras==3.15.1
 # h5py==3.14.0 numpy==2.4.6 pillow==13.0.0 opencv-python-headless==5.0.0.93 threadpoolctl):
-.venv/bin/python benchmarks/memory.py --options keras-jax onnxruntime train-jax --python VENV/bin/python"""
+.venv/bin/python benchmarks/memory.py --options keras-jax onnxruntime train-jax --python VENV/bin/python
+.venv/bin/python benchmarks/memory.py --train-worker   # dense, cnn x 10,000, 20,000 x tensorflow, numpy"""
 
 
 def _options_section(results: dict) -> str:
@@ -527,6 +626,8 @@ def write_report(results: dict, command: str) -> None:
             lines += [f"## {label.capitalize()}", "", *_table(results[label]), ""]
     if "options" in results:
         lines += _options_section(results), ""
+    if "train_worker" in results:
+        lines += _train_worker_section(results["train_worker"]), ""
     lines += ["## Command", "", "```", command, "```", ""]
     REPORT.write_text("\n".join(lines))
 
@@ -542,11 +643,25 @@ def main() -> int:
                              "in fresh processes instead of visiting the pages")
     parser.add_argument("--report", action="store_true",
                         help="only rewrite MEMORY.md from memory.json")
+    parser.add_argument("--train-worker", action="store_true",
+                        help="measure Train live's worker on each engine instead")
+    parser.add_argument("--models", nargs="+", default=["dense", "cnn"],
+                        help="--train-worker: the models")
+    parser.add_argument("--images", nargs="+", type=int, default=[10_000, 20_000],
+                        help="--train-worker: training images per run")
+    parser.add_argument("--engines", nargs="+", default=["tensorflow", "numpy"],
+                        help="--train-worker: the training engines")
     parser.add_argument("--python", default=sys.executable,
                         help="the interpreter the options run in (one with their packages)")
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if args.report:
+        write_report(results, COMMAND)
+        return 0
+    if args.train_worker:
+        found = train_workers(args.models, args.images, args.engines)
+        results.setdefault("train_worker", {}).update(found)
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
         write_report(results, COMMAND)
         return 0
     if args.options is not None:

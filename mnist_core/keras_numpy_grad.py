@@ -106,7 +106,10 @@ def _conv_input_grad(dz: np.ndarray, layer: Layer, in_shape: tuple) -> np.ndarra
     return grad
 
 
-def _pool_grad(g: np.ndarray, x: np.ndarray, layer: Layer, kind: str) -> np.ndarray:
+def _pool_grad(g: np.ndarray, x: np.ndarray, layer: Layer, kind: str,
+               pooled: np.ndarray | None = None) -> np.ndarray:
+    """``g`` (the pooled output's gradient) back to the pooling's input ``x``; ``pooled``:
+    max pooling's output, when the caller kept it (else found again)."""
     ph, pw = layer.config.get("pool_size", (2, 2))
     n, h, w, c = x.shape
     hh, ww = h // ph, w // pw
@@ -121,7 +124,7 @@ def _pool_grad(g: np.ndarray, x: np.ndarray, layer: Layer, kind: str) -> np.ndar
     # TensorFlow's MaxPoolGrad routes it: the window's offsets in that order, each taking
     # the windows whose maximum it holds and no earlier offset took.
     windows = [x[:, i:hh * ph:ph, j:ww * pw:pw] for i in range(ph) for j in range(pw)]
-    top = np.maximum.reduce(windows) if len(windows) > 1 else windows[0]
+    top = pooled if pooled is not None else np.maximum.reduce(windows)
     free = np.ones(top.shape, bool)
     for k, window in enumerate(windows):
         hit = (window == top) & free
@@ -154,7 +157,7 @@ def _backward(layer: Layer, x: np.ndarray, value, g: np.ndarray,
         _, var = w
         return g * (gamma / np.sqrt(var + cfg.get("epsilon", 1e-3)))
     if kind in ("MaxPooling2D", "AveragePooling2D"):
-        return _pool_grad(g, x, layer, kind)
+        return _pool_grad(g, x, layer, kind, value if kind == "MaxPooling2D" else None)
     if kind == "Flatten":
         return g.reshape(x.shape)
     if kind in ("Dropout", "InputLayer"):

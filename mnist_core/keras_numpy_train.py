@@ -66,6 +66,12 @@ class EngineConfig:
                                   # this many bytes of images at a time: a batch of 512
                                   # CNN images would otherwise hold ~300 MB of columns,
                                   # and a few MB stay in cache
+    blas_threads: int | None = 1  # BLAS threads while training (None: as the process
+                                  # has it). One: a live-CNN step of 128 images took
+                                  # 159 ms with one and 589 ms with two on this 2-core
+                                  # machine shared with other work (OpenBLAS's threads
+                                  # spin and thrash on these small products), and the
+                                  # other core stays with the server and the epoch feeder
 
 
 DEFAULT_ENGINE = EngineConfig()
@@ -403,8 +409,9 @@ def _im2col(xp: np.ndarray, kh: int, kw: int) -> np.ndarray:
 class _Cache:
     """What a layer's backward pass needs from its forward pass."""
 
-    x: np.ndarray                    # the layer's input (a conv's: padded)
-    out: object = None               # output, or (pre-activation, output) for Dense/Conv2D
+    x: np.ndarray | None             # the layer's input (a conv's: padded; BatchNorm: none)
+    out: object = None               # output; Dense/Conv2D: (pre-activation, output), or
+                                     # None for a linear one
     extra: object = None             # BatchNorm: (x_hat, 1/std, mean, var); Dropout: mask
 
 
@@ -433,7 +440,9 @@ def layer_forward(layer: Layer, x: np.ndarray, rng: np.random.Generator | None,
         if cfg.get("use_bias", True):
             z += layer.weights[1]
         act = "linear" if logits else _activation(layer)
-        y = z if act == "linear" else _forward(z, Layer("Activation", {"activation": act}, []))
+        if act == "linear":  # nothing to differentiate: z is not kept (a conv's is MBs)
+            return z, cache
+        y = _forward(z, Layer("Activation", {"activation": act}, []))
         cache.out = (z, y)
         return y, cache
     if kind == "BatchNormalization":
@@ -443,12 +452,15 @@ def layer_forward(layer: Layer, x: np.ndarray, rng: np.random.Generator | None,
         # which NumPy reduces several times faster than over three axes.
         x2 = x.reshape(-1, x.shape[-1])
         mean = x2.mean(axis=0)
-        centred = x2 - mean
-        var = np.einsum("ij,ij->j", centred, centred) / len(x2)  # biased, as Keras's moments
+        x_hat = x2 - mean
+        var = np.einsum("ij,ij->j", x_hat, x_hat) / len(x2)  # biased, as Keras's moments
         inv = 1.0 / np.sqrt(var + cfg.get("epsilon", 1e-3))
-        x_hat = (centred * inv).reshape(x.shape)
+        x_hat *= inv  # in place: each pass over a conv's output is ~2 ms at 128 images
         gamma, beta = _gamma_beta(layer)
-        return x_hat * gamma + beta, _Cache(x, extra=(x_hat, inv, mean, var))
+        y = x_hat * gamma
+        y += beta
+        # Its input is not needed backward: not kept (the conv before may free it).
+        return y.reshape(x.shape), _Cache(None, extra=(x_hat.reshape(x.shape), inv, mean, var))
     if kind == "Dropout":
         rate = cfg.get("rate", 0.0)
         if rate <= 0 or rng is None:
@@ -475,8 +487,8 @@ def layer_backward(layer: Layer, cache: _Cache, g: np.ndarray, need_dx: bool = T
     ...] in Keras's order)``."""
     kind, cfg = layer.kind, layer.config
     if kind in ("Dense", "Conv2D"):
-        z, y = cache.out
-        dz = g if logits else _activation_grad(_activation(layer), z, y, g)
+        dz = g if logits or cache.out is None else _activation_grad(_activation(layer),
+                                                                     *cache.out, g)
         grads = []
         if kind == "Dense":
             grads.append(cache.x.T @ dz)
@@ -510,9 +522,13 @@ def layer_backward(layer: Layer, cache: _Cache, g: np.ndarray, need_dx: bool = T
         g2, h2 = g.reshape(-1, g.shape[-1]), x_hat.reshape(-1, g.shape[-1])
         dbeta = g2.sum(axis=0)
         dgamma = np.einsum("ij,ij->j", g2, h2)
-        m = len(g2)
-        dx = ((gamma * inv / m) * (m * g2 - dbeta - h2 * dgamma)).reshape(g.shape) \
-            if need_dx else None
+        dx = None
+        if need_dx:  # gamma / std * (g - mean(g) - x_hat * mean(g * x_hat)), in place
+            m = len(g2)
+            dx = g2 - dbeta / m
+            dx -= h2 * (dgamma / m)
+            dx *= gamma * inv
+            dx = dx.reshape(g.shape)
         grads = ([dgamma] if cfg.get("scale", True) else []) + (
             [dbeta] if cfg.get("center", True) else [])
         return dx, grads
@@ -547,6 +563,20 @@ def smoothed_targets(y: np.ndarray, n_classes: int, label_smoothing: float,
     return t
 
 
+def train_step(net: KerasNet, optimizer: "AdamW", x: np.ndarray, y: np.ndarray, lr: float,
+               label_smoothing: float, rng: np.random.Generator | None,
+               engine: EngineConfig = DEFAULT_ENGINE) -> tuple[float, np.ndarray]:
+    """One batch as Keras's ``train_step``: forward and backward, BatchNorm's moving
+    statistics moved, one AdamW step at ``lr``. Returns ``(loss, logits)``; the batch's
+    caches (~60 MB for the live CNN at 128 images) are freed on return, before the next
+    batch makes its own."""
+    loss, logits, grads, caches = loss_and_grads(net, x, y, label_smoothing, rng, engine)
+    update_moving_stats(net.layers, caches)
+    del caches
+    optimizer.step(grads, lr)
+    return loss, logits
+
+
 def loss_and_grads(net: KerasNet, x: np.ndarray, y: np.ndarray, label_smoothing: float,
                    rng: np.random.Generator | None, engine: EngineConfig = DEFAULT_ENGINE):
     """One training-mode pass over a batch: ``(loss, logits, grads, caches)``.
@@ -572,6 +602,10 @@ def loss_and_grads(net: KerasNet, x: np.ndarray, y: np.ndarray, label_smoothing:
         g, layer_grads = layer_backward(layers[i], caches[i], g, need_dx=i > 0, engine=engine,
                                         logits=i == len(layers) - 1)
         grads.append(layer_grads)
+        # Done with this layer's arrays: freed now, so the layers below reuse their memory
+        # (BatchNorm keeps its batch statistics, for update_moving_stats).
+        stats = caches[i].extra if layers[i].kind == "BatchNormalization" else None
+        caches[i] = _Cache(None, extra=stats and (None, None, *stats[2:]))
     flat = [w for layer_grads in reversed(grads) for w in layer_grads]
     return loss, h, flat, caches
 
@@ -628,6 +662,7 @@ def train_keras_numpy(data, cfg: TrainConfig, arch, callback: Callback | None = 
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(_DROPOUT_STREAM,)))
     feeder, history, t0, stopped = _EpochFeeder(x, y, cfg, extra), [], time.perf_counter(), False
     lr = cfg.lr
+    blas = _blas_limit(engine.blas_threads)
     try:
         for epoch in range(cfg.epochs):
             xe, ye = feeder.get(epoch)
@@ -636,11 +671,9 @@ def train_keras_numpy(data, cfg: TrainConfig, arch, callback: Callback | None = 
                 lr = lr_at(cfg, (epoch + step / steps) / cfg.epochs)
                 xb = xe[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                 yb = ye[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                xb = xb.reshape(len(xb), *net.input_shape)
-                loss, logits, grads, caches = loss_and_grads(net, xb, yb, cfg.label_smoothing,
-                                                             rng, engine)
-                update_moving_stats(net.layers, caches)
-                optimizer.step(grads, lr)
+                xb = np.asarray(xb).reshape(len(xb), *net.input_shape)
+                loss, logits = train_step(net, optimizer, xb, yb, lr, cfg.label_smoothing,
+                                          rng, engine)
                 losses += loss * len(yb)
                 correct += int((logits.argmax(1) == yb).sum())
                 seen += len(yb)
@@ -662,4 +695,12 @@ def train_keras_numpy(data, cfg: TrainConfig, arch, callback: Callback | None = 
                 break
     finally:
         feeder.close()
+        blas.unregister()
     return TrainResult(net, history, time.perf_counter() - t0, stopped, time.process_time() - c0)
+
+
+def _blas_limit(threads: int | None):
+    """Hold every BLAS of the process at ``threads`` until ``.unregister()`` (None: no
+    change)."""
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=threads, user_api="blas")
