@@ -52,6 +52,9 @@ _ACTIVATIONS = {
 
 # Non-decreasing activations: max pooling gives the same result before or after them.
 _MONOTONE = {"linear", "relu", "tanh", "sigmoid"}
+# Activations with f(0) = 0 (run in place by _activate): applied over a zero-padded array,
+# they leave its padding zero.
+_ZERO_AT_ZERO = {"linear", "relu", "tanh"}
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -153,13 +156,23 @@ def _planes(parts: list[np.ndarray], pad: int) -> np.ndarray:
     every input row of a 2x2 tile is a shifted block of one plane, whose rows the
     transforms then read whole (the same rows read with a stride of 2 pixels took 1.5x as
     long)."""
-    n, h2, w2, c = parts[0].shape
+    out, views = _planes_views(parts[0].shape, pad)
+    for view, part in zip(views, parts):
+        view[...] = part
+    return out
+
+
+def _planes_views(shape: tuple[int, ...], pad: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The :func:`_planes` work array for parts of ``shape`` ``(N, H/2, W/2, C)`` (its
+    border zero) and the four views of it that the parts go to."""
+    n, h2, w2, c = shape
     out = _buffer((2, 2, n, h2 + pad, w2 + pad, c), f"planes {pad}", zeros=pad > 0)
+    views = []
     for py in range(2):
         for px in range(2):
             a, b = py + pad, px + pad  # the part's first padded row and column
-            out[a % 2, b % 2, :, a // 2:a // 2 + h2, b // 2:b // 2 + w2] = parts[2 * py + px]
-    return out
+            views.append(out[a % 2, b % 2, :, a // 2:a // 2 + h2, b // 2:b // 2 + w2])
+    return out, views
 
 
 def _parity_parts(x: np.ndarray) -> list[np.ndarray]:
@@ -167,13 +180,14 @@ def _parity_parts(x: np.ndarray) -> list[np.ndarray]:
     return [x[:, py::2, px::2] for py in range(2) for px in range(2)]
 
 
-def _winograd_conv(planes: np.ndarray, u: np.ndarray,
-                   bias: np.ndarray | None = None) -> np.ndarray:
+def _winograd_conv(planes: np.ndarray, u: np.ndarray, bias: np.ndarray | None = None,
+                   out: list[np.ndarray] | None = None) -> np.ndarray:
     """Stride-1 "valid" 3x3 correlation of padded images, as :func:`_planes` of
     ``(N, 2T + 2, 2S + 2, C)``, that is ``(2, 2, N, T + 1, S + 1, C)``, with a
     :func:`_winograd_kernel`, plus ``bias`` ``(out,)`` if given: ``(4, N, T, S, out)``
     float32, the four pixels (0,0), (0,1), (1,0), (1,1) of every 2x2 output tile (a work
-    array: copy what outlives the step)."""
+    array: copy what outlives the step); or, given ``out``, four ``(N, T, S, out)``
+    arrays, those pixels written there (and ``out`` returned)."""
     n, a1, b1, c = planes.shape[2:]
     th, tw, cout = a1 - 1, b1 - 1, u.shape[-1]
     # B^T d along the rows: tile row i reads padded rows 2i..2i+3, rows i and i+1 of the
@@ -199,7 +213,7 @@ def _winograd_conv(planes: np.ndarray, u: np.ndarray,
     r[0] += m[2]
     np.subtract(m[1], m[2], out=r[1])
     r[1] -= m[3]
-    y = _buffer((4, n, th, tw, cout), "a")
+    y = _buffer((4, n, th, tw, cout), "a") if out is None else out
     for a in range(2):
         np.add(r[a][0], r[a][1], out=y[2 * a])
         y[2 * a] += r[a][2]
@@ -424,10 +438,18 @@ class _Linear:
         """The Winograd convolution, max-pooled: a 2x2 pool is the max of each output
         tile's four pixels, so the tiles never need to be put back together."""
         planes = x.data if isinstance(x, _Planes) else _planes(_parity_parts(x), self.pad()[0])
+        if self.pool is None and self.planes_pad is not None:
+            n, h2, w2 = planes.shape[2], planes.shape[3] - 1, planes.shape[4] - 1
+            out, views = _planes_views((n, h2, w2, self.kernel.shape[3]), self.planes_pad)
+            _winograd_conv(planes, self.winograd, self.bias, out=views)
+            if self.activation in _ZERO_AT_ZERO:  # over the whole array: the border stays 0
+                _activate(out, self.activation)
+            else:
+                for view in views:
+                    view[...] = _activate(view, self.activation)
+            return _Planes(out)
         if self.pool is None:
             parts = _activate(_winograd_conv(planes, self.winograd, self.bias), self.activation)
-            if self.planes_pad is not None:
-                return _Planes(_planes(list(parts), self.planes_pad))
             return _interleave(parts)
         parts = _winograd_conv(planes, self.winograd)  # the bias after pooling: 1/4 of it
         if self.pool == (2, 2):

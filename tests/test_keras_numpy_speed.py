@@ -138,3 +138,23 @@ def test_odd_maps_fall_back_to_im2col():
     for layer in layers:
         h = _forward(h, layer)
     np.testing.assert_allclose(model.predict_proba(x), h, atol=1e-5)
+
+
+def test_planes_written_in_place_of_the_next_convs_input():
+    # Equal convs in a row read and write the same planes array; a sigmoid (not 0 at 0)
+    # goes through the copy that keeps the zero border.
+    rng = np.random.default_rng(11)
+    layers = [_conv(rng, 3, 1, 4, "same", "relu"), _conv(rng, 3, 4, 4, "same", "relu"),
+              _conv(rng, 3, 4, 4, "same", "sigmoid"), _conv(rng, 3, 4, 4, "same", "tanh"),
+              _conv(rng, 3, 4, 4, "same"), Layer("Flatten", {}, []),
+              _dense(rng, 256, 10, "softmax")]
+    model = KerasNumpyModel(layers, (8, 8, 1))
+    steps = [s for seg, _ in model._segments for s in seg if isinstance(s, kn._Linear)]
+    assert [s.planes_pad for s in steps[:5]] == [1, 1, 1, 1, None]
+    x = rng.random((21, 8, 8)).astype(np.float32)
+    h = x[..., None]
+    for layer in layers:
+        h = _forward(h, layer)
+    for _ in range(2):  # the second pass reuses the first one's buffers
+        np.testing.assert_allclose(model.predict_proba(x), h, atol=1e-5)
+        np.testing.assert_allclose(model.predict_proba(x[:1]), h[:1], atol=1e-5)
