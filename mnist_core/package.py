@@ -432,7 +432,7 @@ def _train_one(request: dict, stop: StopFlag, emit: Callable[[str, dict], None])
             # What the worker cost and whether TensorFlow came in (tests and
             # benchmarks/memory.py read these; train_in_worker ignores them).
             "imported": sorted(m for m in ("tensorflow", "keras") if m in sys.modules),
-            "peak_rss_kb": _peak_rss_kb()}
+            "peak_rss_kb": _peak_rss_kb(), "cpu_seconds": sum(os.times()[:2])}
 
 
 def _peak_rss_kb() -> int | None:

@@ -98,7 +98,10 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
     return floor + 0.5 * (cfg.lr - floor) * (1 + np.cos(np.pi * min(1.0, t)))
 
 
-def _prepare(data: Dataset, cfg: TrainConfig):
+def _prepare(data: Dataset, cfg: TrainConfig, as_float: bool = True):
+    """``(x, y, x_val, y_val)``: the training images (float32 in [0, 1], or as stored,
+    uint8, when not ``as_float``: a quarter of the memory, for a loop that converts each
+    batch with :func:`to_float`), int64 labels, the validation split (float32)."""
     # Small datasets (a user's own CSV) still get a validation split: at most a fifth.
     n_val = max(1, min(cfg.n_val, len(data.x_train) // 5))
     split = split_validation(data.x_train, data.y_train, n_val, cfg.seed)
@@ -106,7 +109,8 @@ def _prepare(data: Dataset, cfg: TrainConfig):
     if cfg.n_train is not None and cfg.n_train < len(x):
         idx = np.random.default_rng(cfg.seed + 1).permutation(len(x))[:cfg.n_train]
         x, y = x[idx], y[idx]
-    return to_float(x), y.astype(np.int64), to_float(split.x_val), split.y_val.astype(np.int64)
+    return (to_float(x) if as_float else x), y.astype(np.int64), to_float(split.x_val), \
+        split.y_val.astype(np.int64)
 
 
 def _extra_pool(data: Dataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray] | None:
@@ -140,7 +144,8 @@ class _Shuffled:
 
 class _EpochFeeder:
     """Produces each epoch's shuffled, augmented copy of the training set one epoch ahead
-    (without augmentation or extra images, a :class:`_Shuffled` order of it)."""
+    (without augmentation or extra images, a :class:`_Shuffled` order of it, in the
+    training images' own dtype; otherwise float32)."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
                  extra: tuple[np.ndarray, np.ndarray] | None = None):
@@ -161,6 +166,8 @@ class _EpochFeeder:
     def _make(self, epoch: int):
         rng = np.random.default_rng((self.cfg.seed, epoch))
         x, y = self.x, self.y
+        if x.dtype == np.uint8 and (self.n_extra or self.cfg.augment != NONE):
+            x = to_float(x)  # augmentation and the extra images work in float32
         if self.n_extra:
             pick = rng.choice(len(self.extra[0]), self.n_extra, replace=False)
             x = np.concatenate([x, self.extra[0][pick]])
