@@ -13,7 +13,15 @@ start together. Reported per run:
   RSS before and after, and the machine's CPU used by everything else (the Chromium
   clients, mostly) over the same time, since clients and server share this machine.
 
-Usage: ``.venv/bin/python benchmarks/load_bench.py --sessions 1 10 30 --digits 5``
+``--photos N`` adds a second scenario, phone photos: ``--photo-sessions`` learners at once,
+each with Upload open, upload 12-megapixel JPEGs (4.3-4.8 MB, synthesised by
+``benchmarks/phone_photos.py``) one after another, each replacing the one before, until N
+photos have been read; reported: the time from choosing the file to the answer shown
+(upload over loopback included), errors, server CPU per photo, and the server's RSS when
+idle before, after the photos, and after every session closed and a pause (the goal: back
+within 100 MB of idle).
+
+Usage: ``.venv/bin/python benchmarks/load_bench.py --sessions 1 10 30 --digits 5 --photos 50``
 (artifacts: ``$MNIST_STUDIO_ARTIFACTS``, else ``artifacts/``).
 """
 
@@ -21,11 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import shlex
 import statistics
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -163,7 +173,124 @@ async def run(url: str, server_pid: int, sessions: int, digits: int, timeout_s: 
     }
 
 
-def write(rows: list[dict], out: Path, command: str, rss_idle: float) -> None:
+ANSWER = ".js-plotly-plot .main-svg, [data-testid=stAlertContentWarning], [data-testid=stAlertContentError]"
+
+
+async def photo_learner(browser, url: str, photos: list[Path], timeout_s: float,
+                        queue: asyncio.Queue) -> dict:
+    """One learner with Upload open: takes photo numbers off ``queue`` and, for each, removes
+    the photo before it (the page is back to its prompt), uploads this one, and waits for
+    the answer: the page done with it and bars, "no digit" or an error shown."""
+    from playwright.async_api import expect
+
+    out = {"latencies": [], "errors": []}
+    context = await browser.new_context(viewport={"width": 1100, "height": 1100})
+    page = await context.new_page()
+    chooser = page.locator("input[type=file]")
+    prompt = page.get_by_text("Choose one or more images")
+    try:
+        await page.goto(f"{url}/Upload", timeout=timeout_s * 1000)
+        await expect(prompt).to_be_visible(timeout=timeout_s * 1000)
+    except Exception as exc:  # noqa: BLE001 - a page that never loads is an error
+        out["errors"].append(f"page did not load: {type(exc).__name__}")
+        await context.close()
+        return out
+    try:
+        while not queue.empty():
+            i = queue.get_nowait()
+            photo = photos[i % len(photos)]
+            step = "removing the photo before"
+            try:
+                remove = page.get_by_role("button", name="Remove ")
+                if await remove.count():
+                    await remove.first.click()
+                    await expect(prompt).to_be_visible(timeout=timeout_s * 1000)
+                step = "uploading"
+                t0 = await page.evaluate("performance.now()")
+                await chooser.set_input_files(str(photo))
+                await expect(page.get_by_text(photo.name, exact=True)).to_be_visible(
+                    timeout=timeout_s * 1000)
+                step = "waiting for the answer"
+                await page.wait_for_function(
+                    f"() => document.querySelector({json.dumps(ANSWER)}) && "
+                    "!document.querySelector('[data-stale=\"true\"]')",
+                    timeout=timeout_s * 1000, polling=50)
+                answered = await page.evaluate("performance.now()")
+                if await page.get_by_test_id("stException").count():
+                    out["errors"].append("exception shown on the page")
+                elif await page.get_by_test_id("stAlertContentError").count():
+                    out["errors"].append("error shown: " + (await page.get_by_test_id(
+                        "stAlertContentError").first.inner_text())[:100])
+                else:
+                    out["latencies"].append(answered - t0)
+            except Exception as exc:  # noqa: BLE001 - counted, the run goes on
+                out["errors"].append(f"{step}: {type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0][:120]}")
+    finally:
+        await context.close()
+    return out
+
+
+async def run_photos(url: str, server_pid: int, learners: int, n: int, photos: list[Path],
+                     timeout_s: float, settle_s: float) -> dict:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=h.chromium_path(),
+                                          args=h.CHROMIUM_ARGS)
+        # One photo first, alone and not counted: the models load and every stage warms up.
+        warm: asyncio.Queue = asyncio.Queue()
+        warm.put_nowait(0)
+        await photo_learner(browser, url, photos, timeout_s, warm)
+        queue: asyncio.Queue = asyncio.Queue()
+        for i in range(n):
+            queue.put_nowait(i)
+        rss_before = h.vm_rss_mb(server_pid)
+        cpu0, machine0, t0 = cpu_seconds(server_pid), machine_cpu_seconds(), time.perf_counter()
+        results = await asyncio.gather(*[photo_learner(browser, url, photos, timeout_s, queue)
+                                         for _ in range(learners)])
+        wall = time.perf_counter() - t0
+        server_cpu = cpu_seconds(server_pid) - cpu0
+        machine_cpu = machine_cpu_seconds() - machine0
+        rss_after = h.vm_rss_mb(server_pid)
+        await browser.close()
+    await asyncio.sleep(settle_s)  # sessions closed: Streamlit drops them after a moment
+    latencies = sorted(ms for r in results for ms in r["latencies"])
+    return {
+        "learners": learners, "photos": n, "answered": len(latencies),
+        "errors": [e for r in results for e in r["errors"]], "wall_s": wall,
+        "median_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p90_ms": latencies[int(0.9 * (len(latencies) - 1))] if latencies else float("nan"),
+        "max_ms": latencies[-1] if latencies else float("nan"),
+        "cpu_per_photo_ms": 1000 * server_cpu / max(1, len(latencies)),
+        "server_cpu_s": server_cpu, "others_cpu_s": machine_cpu - server_cpu,
+        "rss_before_mb": rss_before, "rss_after_mb": rss_after,
+        "rss_settled_mb": h.vm_rss_mb(server_pid), "settle_s": settle_s,
+    }
+
+
+def photo_lines(r: dict, sizes: list[int]) -> list[str]:
+    return [
+        "## Phone photos, several learners at once", "",
+        f"{r['learners']} learners at once, each with Upload open, uploading 12-megapixel "
+        "JPEGs one after another, each replacing the one before "
+        f"({min(sizes) / 1e6:.1f}-{max(sizes) / 1e6:.1f} MB, "
+        "4000x3000, every other one stored sideways with an EXIF orientation), until "
+        f"{r['photos']} photos were read. Time: from choosing the file to the answer shown, "
+        "the upload over loopback included.", "",
+        "| photos | answered | errors | choose to answer: median / p90 / max ms | server CPU "
+        "per photo | server CPU s | clients' CPU s (rest of the machine) | server RSS: idle "
+        f"before / after the photos / sessions closed + {r['settle_s']:.0f} s, MB | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {r['photos']} | {r['answered']} | {len(r['errors'])} | {r['median_ms']:.0f} / "
+        f"{r['p90_ms']:.0f} / {r['max_ms']:.0f} | {r['cpu_per_photo_ms']:.0f} ms | "
+        f"{r['server_cpu_s']:.1f} | {r['others_cpu_s']:.1f} | "
+        f"{r['rss_before_mb']:.0f} / {r['rss_after_mb']:.0f} / {r['rss_settled_mb']:.0f} | "
+        f"{r['wall_s']:.0f} |", ""]
+
+
+def write(rows: list[dict], out: Path, command: str, rss_idle: float,
+          photo_row: dict | None = None, sizes: list[int] | None = None) -> None:
     lines = [
         "# Load benchmark: a class drawing at once", "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`, "
@@ -182,7 +309,9 @@ def write(rows: list[dict], out: Path, command: str, rss_idle: float) -> None:
             f"{r['cpu_per_digit_ms']:.0f} ms | {r['server_cpu_s']:.1f} | "
             f"{r['others_cpu_s']:.1f} | {r['rss_before_mb']:.0f} / {r['rss_after_mb']:.0f} | "
             f"{r['wall_s']:.0f} |")
-    errors = sorted({e for r in rows for e in r["errors"]})
+    if photo_row is not None:
+        lines += [""] + photo_lines(photo_row, sizes or [0])
+    errors = sorted({e for r in rows + ([photo_row] if photo_row else []) for e in r["errors"]})
     if errors:
         lines += ["", "Errors seen:", ""] + [f"- {e}" for e in errors]
     lines += ["", "How much of the latency is the clients: the machine has "
@@ -195,12 +324,23 @@ def write(rows: list[dict], out: Path, command: str, rss_idle: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 30])
+    parser.add_argument("--sessions", type=int, nargs="*", default=[1, 10, 30])
     parser.add_argument("--digits", type=int, default=5, help="strokes per session")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per answer")
     parser.add_argument("--artifacts", default=os.environ.get("MNIST_STUDIO_ARTIFACTS"))
+    parser.add_argument("--photos", type=int, default=0,
+                        help="phone photos to upload after the drawing runs (0: none)")
+    parser.add_argument("--photo-sessions", type=int, default=5, help="learners uploading at once")
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="seconds after the photo sessions close before RSS is read")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "LOAD.md"))
     args = parser.parse_args()
+    photos: list[Path] = []
+    if args.photos:
+        from phone_photos import synthesise
+        folder = Path(tempfile.gettempdir()) / "mnist-studio-phone-photos"
+        folder.mkdir(exist_ok=True)
+        photos = sorted(folder.glob("photo-*.jpg")) or [p for p, _ in synthesise(folder)]
     artifacts = Path(args.artifacts) if args.artifacts else REPO / "artifacts"
     proc, url = h.start_server(artifacts)
     try:
@@ -212,11 +352,20 @@ def main() -> int:
             print(f"{n} sessions: {r['answered']}/{r['digits']} answered, "
                   f"{len(r['errors'])} errors, median {r['median_ms']:.0f} ms, "
                   f"server CPU {r['cpu_per_digit_ms']:.0f} ms/digit", file=sys.stderr)
+        photo_row = None
+        if args.photos:
+            photo_row = asyncio.run(run_photos(url, proc.pid, args.photo_sessions, args.photos,
+                                               photos, args.timeout, args.settle))
+            print(f"photos: {photo_row['answered']}/{args.photos} answered, "
+                  f"{len(photo_row['errors'])} errors, median {photo_row['median_ms']:.0f} ms, "
+                  f"RSS {photo_row['rss_before_mb']:.0f} -> {photo_row['rss_after_mb']:.0f} -> "
+                  f"{photo_row['rss_settled_mb']:.0f} MB", file=sys.stderr)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     command = "python benchmarks/load_bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    write(rows, Path(args.out), command.strip(), rss_idle)
+    write(rows, Path(args.out), command.strip(), rss_idle, photo_row,
+          [p.stat().st_size for p in photos])
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
