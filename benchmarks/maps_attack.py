@@ -144,7 +144,8 @@ def apptest_times() -> dict:
                                                   ("pgd", "fgsm")),
                                                  ("segmented_control", "attack_model",
                                                   ("cnn", "numpy")),
-                                                 ("slider", "attack_strength", 0.2)])):
+                                                 ("slider", "attack_strength", 0.2)]),
+                        ("app_pages/confidence.py", [])):
         at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600).run()
         t = time.perf_counter()
         at.switch_page(page).run()
@@ -203,7 +204,10 @@ def browser() -> dict:
             for path, title, ready, rerun, shot in (
                     ("Model_maps", "Model maps", ".js-plotly-plot .main-svg", "Another test digit", "maps"),
                     ("Adversarial_digits", "Adversarial digits", "[data-testid=stMetric]",
-                     "Another test digit", "attack")):
+                     "Another test digit", "attack"),
+                    # No widget reruns Confidence (its tables and diagrams are fixed).
+                    ("Confidence", "Honest confidence", ".js-plotly-plot .main-svg", None,
+                     "confidence")):
                 t = time.perf_counter()
                 page.goto(f"{url}/{path}")
                 page.get_by_role("heading", name=title).first.wait_for()
@@ -211,13 +215,13 @@ def browser() -> dict:
                 settle(page)
                 out[f"{shot}_cold_s"] = round(time.perf_counter() - t, 2)
                 times = []
-                for _ in range(RERUNS):
+                for _ in range(RERUNS if rerun else 0):
                     t = time.perf_counter()
                     page.get_by_role("button", name=rerun).click()
                     page.wait_for_timeout(50)
                     settle(page)
                     times.append((time.perf_counter() - t) * 1e3)
-                out[f"{shot}_rerun"] = ms(times)
+                out[f"{shot}_rerun"] = ms(times) if times else None
                 out[f"rss_after_{shot}_mb"] = round(rss_mb(proc.pid))
                 if page.get_by_test_id("stException").count():
                     raise RuntimeError(page.get_by_test_id("stException").first.inner_text())
@@ -259,7 +263,7 @@ def browser() -> dict:
 
 def write_report(res: dict, command: str) -> None:
     lines = [
-        "# Model maps and Adversarial digits: measured",
+        "# Model maps, Adversarial digits and Confidence: measured",
         "",
         f"Measured by `{command}` on {res['date']}, {platform.machine()}, "
         f"{os.cpu_count()} CPU cores (shared with other work: 1-minute load average "
@@ -306,6 +310,8 @@ def write_report(res: dict, command: str) -> None:
                   f"{b['maps_rerun']}; server RSS after {b['rss_after_maps_mb']} MB",
                   f"- Adversarial digits: cold {b['attack_cold_s']} s, rerun (another test "
                   f"digit) {b['attack_rerun']}; server RSS after {b['rss_after_attack_mb']} MB",
+                  f"- Confidence: cold {b['confidence_cold_s']} s (no widget reruns it); "
+                  f"server RSS after {b['rss_after_confidence_mb']} MB",
                   f"- Clicking a dot of the first map showed: \"{b.get('click_shows_digit')}\"",
                   f"- Server RSS at the end (phone-width visits included): "
                   f"{b['rss_end_mb']} MB (README's goal: within the smallest Cloud tier, "
