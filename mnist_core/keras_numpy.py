@@ -110,19 +110,18 @@ def _same_pad(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
     return out
 
 
-def _im2col_conv(x: np.ndarray, kernel: np.ndarray, work: bool = False) -> np.ndarray:
+def _im2col_conv(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Stride-1 "valid" correlation of padded ``(N, H, W, C)`` with ``(kh, kw, C, out)``:
     the windows copied into ``(kh, kw, C, N, H', W')`` columns (written contiguously, rows
-    of the image), then one matrix product with their transpose. ``work``: the result is
-    a work array (:func:`_buffer`), for a caller that pools it."""
+    of the image), then one matrix product with their transpose: ``(N, H', W', out)``
+    float32, a new array (pooled convolutions: :func:`_im2col_pool_conv`)."""
     kh, kw, cin, cout = kernel.shape
     n, h, w = x.shape[0], x.shape[1] - kh + 1, x.shape[2] - kw + 1
     cols = _buffer((kh, kw, cin, n, h, w), "a")
     windows = sliding_window_view(x, (kh, kw), axis=(1, 2))  # (N, H', W', C, kh, kw)
     np.copyto(cols, windows.transpose(4, 5, 3, 0, 1, 2))
-    out = _buffer((n * h * w, cout), "b") if work else None
     out = np.matmul(cols.reshape(kh * kw * cin, n * h * w).T,
-                    kernel.reshape(kh * kw * cin, cout), out=out)
+                    kernel.reshape(kh * kw * cin, cout))
     return out.reshape(n, h, w, cout)
 
 
