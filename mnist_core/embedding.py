@@ -140,6 +140,26 @@ class ModelMap:
             out.append(w @ self.coords[near])
         return np.asarray(out, np.float32).reshape(-1, 2)
 
+    def neighbour_distances(self, reduced: np.ndarray, k: int, *,
+                            skip_exact: bool = False) -> np.ndarray:
+        """Euclidean distances from points already in the map's PCA space (``reduced``
+        ``(M, C)``, from :meth:`project`) to their ``k`` nearest test digits: ``(M, k)
+        float32``, nearest first. ``skip_exact``: a test digit at distance ~0 (the point
+        is that digit itself) is passed over, so a test digit is measured against the
+        others (leave one out). Behind :mod:`mnist_core.novelty`'s "far from every digit"."""
+        q = np.asarray(reduced, np.float32).reshape(-1, self.reduced.shape[1])
+        sq = self._sq_norms.astype(np.float32)
+        d2 = q @ self.reduced.T            # float32 in place: |r|^2 - 2 q.r + |q|^2
+        d2 *= -2.0
+        d2 += sq[None, :]
+        d2 += (q ** 2).sum(1)[:, None]
+        np.maximum(d2, 0, out=d2)
+        if skip_exact:   # float16-stored coordinates: an exact match is ~1e-3 away
+            d2[d2 < 1e-4 * (1.0 + sq[None, :])] = np.inf
+        k = min(k, d2.shape[1])
+        near = np.partition(d2, k - 1, axis=1)[:, :k]
+        return np.sqrt(np.sort(near, axis=1)).astype(np.float32)
+
     def place_images(self, model: Model, x: np.ndarray) -> np.ndarray:
         """Where ``model`` (the map's own model) puts images ``x`` ``(M, 28, 28) float32
         in [0, 1]``: ``(M, 2) float32``."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import novelty
 from .calibration import untempered
 from .preprocess import DEFAULT, PreprocessConfig, Stages, preprocess, segment
 from .views import ViewConfig, predict_views
@@ -64,7 +65,9 @@ def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFA
     """Every digit in ``image``, left to right, read by :func:`read_input` (all digits' views
     go through each model in one batch). Where strokes may be one wide digit or two
     touching ones, the reading the models are surer of, on average, is kept
-    (:func:`~mnist_core.preprocess.segment`). ``canvas`` as for :func:`read_digit`."""
+    (:func:`~mnist_core.preprocess.segment`). An image whose ink, read as one digit, is a
+    solid patch (:func:`mnist_core.novelty.ink_reasons`: noise, a blot) is not split: one
+    reading of all of it. ``canvas`` as for :func:`read_digit`."""
     # The judge reads with each network's own softmax: the split margin was chosen on that
     # scale, and a fitted temperature (below 1) sharpens every reading towards 1, which
     # hid two touching digits behind one confident wide one (rows split right 89.5 -> 84%).
@@ -74,6 +77,15 @@ def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFA
         return np.mean(list(predict_all(raw, x).values()), 0)
 
     parts = segment(image, config, judge, canvas=canvas)
+    if len(parts) > 1:
+        # A photo of noise (or a blot) is one wide mass of "ink" that the splitter cuts
+        # into tall slices, each a plausible "1" or "8" of stroke width: none looked like
+        # a non-digit on its own. Read as one digit it is a solid patch (novelty's ink and
+        # blot signals), and a row of real digits fitted into one box never is, so such an
+        # image is read whole, and the panel says it does not look like a digit.
+        whole = preprocess(image, config, canvas=canvas)
+        if novelty.ink_reasons(whole.final)[2]:
+            parts = [whole]
     probs = read_input(np.stack([s.final for s in parts]), models, view_cfg)
     return [Reading(s, {k: v[i] for k, v in probs.items()}) for i, s in enumerate(parts)]
 

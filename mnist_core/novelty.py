@@ -16,16 +16,31 @@ not be trusted:
   are both unsure (the mean of each model's top probability is low) and split. Either
   alone happens on hard real digits; together they mark inputs outside what the models
   learned.
+* **far**: letters, scribbles and outlines are pen strokes of a digit's width, and the
+  models are often sure of them; but in a model's last hidden layer they land away from
+  every digit it learned. For each model with a shipped map (:mod:`mnist_core.embedding`:
+  the 10,000 MNIST test digits' features, PCA-reduced), the input's features go through
+  the same PCA and their mean distance to the ``far_neighbours`` nearest mapped digits is
+  divided by the model's *radius*: the ``far_quantile`` of the same distance for the
+  mapped digits themselves (each against the others). A model finds the input far above
+  ``far_ratio``; ``far_min_models`` such models flag it. A model without a map ("Your
+  model"), or whose map is not of its weights, does not vote (:func:`references`,
+  :class:`FarReference`). About 0.2 ms per model beside its features (0.4-4 ms).
 
-Thresholds were chosen on MNIST's validation split and synthetic non-digits
-(:func:`non_digits`), never on the handwriting dev set, which
+Thresholds were chosen on MNIST's validation split, the held-out writers of
+``handwriting-train`` rendered as the app renders them (:func:`mnist_core.writers.held_out_inputs`)
+and synthetic non-digits (:func:`non_digits`, seed 1), never on the handwriting dev set, which
 ``benchmarks/not_a_digit.py`` only measures (``benchmarks/NOT_A_DIGIT.md``).
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -41,6 +56,21 @@ class NoveltyConfig:
     # as the app reads them) fall under both; a looser 0.6 doubled that.
     min_confidence: float = 0.55   # mean over models of the top probability below which...
     max_agreement: float = 0.5     # ...and at most this share of models on the top answer: doubt
+    # Far from every digit a model learned (shipped maps: 10,000 MNIST test digits each).
+    # Chosen on MNIST validation (5,000), 3,000 renderings of the 6 held-out writers of
+    # handwriting-train and 600 synthetic non-digits (seed 1): with ratio 1.40 and one
+    # model enough, 0.04% of validation and 0.20% of the writers' digits were far; 1.35
+    # caught 10 more letters in 100 but flagged 0.37% of the writers, 1.45 0.10% but
+    # caught 4 fewer scribbles. The CNN's map does most of the catching; the MLPs' maps
+    # barely separate letters from digits, so "most models far" caught almost nothing
+    # (2 of 4 models: letters 8%, scribbles 5% at the same false flags).
+    far_neighbours: int = 5        # k: mean distance to the k nearest mapped digits
+    far_quantile: float = 0.99     # a model's radius: this quantile of that distance
+                                   # for its mapped digits (each against the others)
+    far_ratio: float = 1.40        # a model finds an input far beyond this x its radius
+    far_min_models: int = 1        # ...and this many models finding it far flag it
+    far_sample: int = 2000         # mapped digits whose distances set the radius (spread
+                                   # evenly; all 10,000 took ~1 s a model, this ~0.1 s)
 
 
 DEFAULT = NoveltyConfig()
@@ -55,6 +85,8 @@ class Verdict:
     confidence: float          # mean over models of each one's top probability
     agreement: float           # share of models that name the most named digit
     reasons: tuple[str, ...]   # what gave it away, in words (empty: looks like a digit)
+    # model name -> its distance ratio (far above cfg.far_ratio), for the models that vote
+    far: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def flagged(self) -> bool:
@@ -78,25 +110,53 @@ def doubt(probs: Mapping[str, np.ndarray]) -> tuple[float, float]:
     return confidence, agreement
 
 
+INK_REASON = "far more ink than a pen stroke leaves"
+BLOT_REASON = "a solid patch, not pen strokes"
+DOUBT_REASON = "the models are unsure and disagree"
+FAR_REASON = "unlike any digit the models learned"
+REASONS = (INK_REASON, BLOT_REASON, DOUBT_REASON, FAR_REASON)
+
+
+def ink_reasons(image: np.ndarray, cfg: NoveltyConfig = DEFAULT
+                ) -> tuple[float, float, list[str]]:
+    """``(ink, half width, reasons)`` from the ``(28, 28)`` model input alone (the ink and
+    blot signals): no model needed."""
+    x = np.asarray(image, np.float32).reshape(28, 28)
+    ink = float(x.mean())
+    width = half_width(x, level=cfg.ink_level)
+    reasons = []
+    if ink > cfg.max_ink:
+        reasons.append(INK_REASON)
+    if width > cfg.max_half_width:
+        reasons.append(BLOT_REASON)
+    return ink, width, reasons
+
+
 def check(probs: Mapping[str, np.ndarray], image: np.ndarray | None = None,
-          cfg: NoveltyConfig = DEFAULT) -> Verdict:
+          cfg: NoveltyConfig = DEFAULT, *, models: Mapping | None = None,
+          refs: Mapping[str, "FarReference"] | None = None,
+          far: Mapping[str, float] | None = None) -> Verdict:
     """Whether the input the models read (``image``: its ``(28, 28) float32 in [0, 1]``
     model input, when at hand) and their answers (``probs``: model name -> ``(10,)``) look
-    like a digit. Without ``image`` only the models' doubt is judged."""
-    confidence, agreement = doubt(probs)
+    like a digit. Without ``image`` only the models' doubt is judged.
+
+    The far signal needs ``image``, the ``models`` that answered and their maps ``refs``
+    (:func:`references`); ``far`` instead gives each voting model's distance ratio
+    already measured (:func:`far_ratios`, for many inputs at once)."""
+    confidence, agreement = doubt(probs) if probs else (1.0, 1.0)
     reasons = []
     ink = width = None
     if image is not None:
-        x = np.asarray(image, np.float32).reshape(28, 28)
-        ink = float(x.mean())
-        width = half_width(x, level=cfg.ink_level)
-        if ink > cfg.max_ink:
-            reasons.append("far more ink than a pen stroke leaves")
-        if width > cfg.max_half_width:
-            reasons.append("a solid patch, not pen strokes")
+        ink, width, reasons = ink_reasons(image, cfg)
     if len(probs) > 1 and confidence < cfg.min_confidence and agreement <= cfg.max_agreement:
-        reasons.append("the models are unsure and disagree")
-    return Verdict(ink, width, confidence, agreement, tuple(reasons))
+        reasons.append(DOUBT_REASON)
+    if far is None and image is not None and models and refs:
+        far = {k: float(v[0]) for k, v in far_ratios(
+            models, np.asarray(image, np.float32).reshape(1, 28, 28), refs, cfg).items()}
+    far = dict(far or {})
+    if far and sum(r > cfg.far_ratio for r in far.values()) >= cfg.far_min_models:
+        reasons.append(FAR_REASON)
+    return Verdict(ink, width, confidence, agreement, tuple(reasons), far)
 
 
 def check_batch(probs: Mapping[str, np.ndarray], images: np.ndarray | None = None,
@@ -107,6 +167,113 @@ def check_batch(probs: Mapping[str, np.ndarray], images: np.ndarray | None = Non
     return np.array([check({k: v[i] for k, v in probs.items()},
                            None if images is None else images[i], cfg).flagged
                      for i in range(n)], bool)
+
+
+# ---------------------------------------------------------------------------------------
+# Far from every digit a model learned
+# ---------------------------------------------------------------------------------------
+
+class FarReference:
+    """One model's map as the far signal reads it: the map (:class:`~mnist_core.embedding.
+    ModelMap`), the model's radius (see the module's docstring) and a few mapped digits
+    with their stored PCA coordinates, to check that a model is the one the map was made
+    from (:meth:`matches`) before it votes."""
+
+    def __init__(self, model_map, check_images: np.ndarray, cfg: NoveltyConfig = DEFAULT):
+        self.map, self.cfg = model_map, cfg
+        n = len(model_map.reduced)
+        step = max(1, n // max(1, cfg.far_sample))
+        sample = np.arange(0, n, step)
+        dists = np.concatenate([   # each sampled digit against the others, 500 at a time
+            model_map.neighbour_distances(model_map.reduced[sample[j:j + 500]],
+                                          cfg.far_neighbours, skip_exact=True)
+            for j in range(0, len(sample), 500)])
+        self.radius = float(np.quantile(dists.mean(1), cfg.far_quantile))
+        self._check = np.asarray(check_images, np.float32)
+        self._known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def matches(self, model) -> bool:
+        """Whether ``model``'s features put the map's first digits where the map has them
+        (the map is of this very network: a retrained or fine-tuned one does not vote).
+        Checked once per model object."""
+        with self._lock:
+            known = self._known.get(model)
+        if known is None:
+            try:
+                got = self.map.project(model.embedding_features(self._check))
+                want = self.map.reduced[:len(got)]
+                known = bool(got.shape == want.shape and np.abs(got - want).max()
+                             <= 0.02 * (1.0 + float(np.abs(want).max())))
+            except Exception:   # features of another width, a model without them...
+                known = False
+            with self._lock:
+                self._known[model] = known
+        return known
+
+    def ratios(self, features: np.ndarray, *, skip_exact: bool = False) -> np.ndarray:
+        """Distance ratio of last-hidden-layer ``features`` ``(M, D)``: ``(M,) float``,
+        the mean distance to the nearest mapped digits over the radius. ``skip_exact``:
+        leave a mapped digit itself out (to measure the mapped digits)."""
+        d = self.map.neighbour_distances(self.map.project(features), self.cfg.far_neighbours,
+                                         skip_exact=skip_exact)
+        return d.mean(1) / self.radius
+
+
+def far_ratios(models: Mapping, x: np.ndarray, refs: Mapping[str, FarReference],
+               cfg: NoveltyConfig = DEFAULT, *, skip_exact: bool = False
+               ) -> dict[str, np.ndarray]:
+    """Each voting model's distance ratio for model inputs ``x`` ``(N, 28, 28)``: model name
+    -> ``(N,)``. Voting: the model has a map in ``refs`` made from its own weights."""
+    x = np.asarray(x, np.float32).reshape(-1, 28, 28)
+    out = {}
+    for name, model in models.items():
+        ref = refs.get(name)
+        if ref is None or not ref.matches(model):
+            continue
+        out[name] = ref.ratios(model.embedding_features(x), skip_exact=skip_exact)
+    return out
+
+
+def _manifest_stamp(directory: Path) -> int:
+    try:
+        return (directory / "manifest.json").stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def references(directory: str | Path, cfg: NoveltyConfig = DEFAULT
+               ) -> dict[str, FarReference]:
+    """Every model map in the artifacts folder ``directory``, ready for the far signal:
+    model name -> :class:`FarReference`. Read once per folder and version of its manifest
+    (~0.5 s for four maps); a missing or damaged map only leaves its model out of the vote
+    (the Model maps page reports it), so this never raises."""
+    directory = Path(directory)
+    return _references(str(directory), _manifest_stamp(directory), cfg)
+
+
+@lru_cache(maxsize=4)
+def _references(directory: str, stamp: int, cfg: NoveltyConfig) -> dict[str, FarReference]:
+    from .artifacts import manifest_or_empty
+    from .embedding import DIGITS_FILE, MAP_SUFFIX, load_digits, load_map
+
+    manifest = manifest_or_empty(directory)
+    files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    names = [f[:-len(MAP_SUFFIX)] for f in files
+             if f.endswith(MAP_SUFFIX) and f != DIGITS_FILE]
+    if not names:
+        return {}
+    try:
+        check_images = load_digits(directory, manifest)[:4].astype(np.float32) / 255.0
+    except Exception:
+        return {}
+    out = {}
+    for name in names:
+        try:
+            out[name] = FarReference(load_map(name, directory, manifest), check_images, cfg)
+        except Exception:
+            continue
+    return out
 
 
 # ---------------------------------------------------------------------------------------

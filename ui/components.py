@@ -17,10 +17,11 @@ from mnist_core.artifacts import Gallery
 from mnist_core.inference import Reading, agreement
 from mnist_core.model import Model
 from mnist_core.novelty import check as novelty_check
+from mnist_core.novelty import references as novelty_references
 from mnist_core.preprocess import Stages
 from mnist_core.views import named_views
 
-from . import pictures
+from . import data, pictures
 from .charts import PLOTLY_CONFIG, probability_figure
 
 ACCENT = (251, 191, 36)    # amber: the digit's box drawn on the ink map
@@ -116,10 +117,13 @@ def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, Model
     says whether the model was right. All bars go into one figure. ``cards=False`` (one
     digit of several) leaves out the answer cards and the "all agree" note. ``image``: the
     ``(28, 28)`` model input, so the not-a-digit check (:mod:`mnist_core.novelty`) can
-    look at its ink too; a flagged input is said not to look like a digit, and its cards
-    show the answers as guesses.
+    look at its ink and at how far it lies from the digits each model learned; a flagged
+    input is said not to look like a digit, and its cards show the answers as guesses.
     """
-    verdict = novelty_check(probs, image)
+    # The far signal: each shipped model's map (read once per artifacts version) tells
+    # whether the input lies far from every digit that model learned.
+    verdict = novelty_check(probs, image, models=models,
+                            refs=novelty_references(data.artifacts_dir()))
     if verdict.flagged:
         st.warning(f"**This does not look like a digit** ({'; '.join(verdict.reasons)}). "
                    "The models still name one, as they must; treat these as guesses.",
