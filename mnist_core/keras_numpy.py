@@ -137,67 +137,70 @@ def _winograd_kernel(kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(u.reshape(16, *kernel.shape[2:]), np.float32)
 
 
-def _bt(d: list[np.ndarray], out: list[np.ndarray]) -> None:
-    """``out = B^T d`` along one axis: rows d0-d2, d1+d2, d2-d1, d1-d3."""
-    np.subtract(d[0], d[2], out=out[0])
-    np.add(d[1], d[2], out=out[1])
-    np.subtract(d[2], d[1], out=out[2])
-    np.subtract(d[1], d[3], out=out[3])
-
-
-def _planes(parts: list[np.ndarray], pad: int) -> np.ndarray:
+def _planes(parts: np.ndarray, pad: int) -> np.ndarray:
     """A batch of images as a Winograd convolution reads it: zero-padded by ``pad`` pixels
     on every side, then split by row and column parity, ``out[p, q, n, a, b] =
     padded[n, 2a + p, 2b + q]``, ``(2, 2, N, H/2 + pad, W/2 + pad, C)`` float32 (a work
-    array). The images come as their four parity parts, ``parts[2 * py + px][n, i, j] =
-    image[n, 2i + py, 2j + px]``, each ``(N, H/2, W/2, C)``: a Winograd convolution's
-    output tiles as they are, or strided views of an ``(N, H, W, C)`` batch. Split so,
-    every input row of a 2x2 tile is a shifted block of one plane, whose rows the
-    transforms then read whole (the same rows read with a stride of 2 pixels took 1.5x as
-    long)."""
-    out, views = _planes_views(parts[0].shape, pad)
-    for view, part in zip(views, parts):
-        view[...] = part
+    array). The images come as their parity parts, ``parts[py, px, n, i, j] =
+    image[n, 2i + py, 2j + px]``, ``(2, 2, N, H/2, W/2, C)``: a Winograd convolution's
+    output tiles, or :func:`_parity_parts` of an ``(N, H, W, C)`` batch. Split so, every
+    input row of a 2x2 tile is a shifted block of one plane, whose rows the transforms
+    then read whole (the same rows read with a stride of 2 pixels took 1.5x as long)."""
+    out, view = _planes_view(parts.shape[2:], pad)
+    view[...] = parts
     return out
 
 
-def _planes_views(shape: tuple[int, ...], pad: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The :func:`_planes` work array for parts of ``shape`` ``(N, H/2, W/2, C)`` (its
-    border zero) and the four views of it that the parts go to."""
+def _planes_view(shape: tuple[int, ...], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """The :func:`_planes` work array for images of parts ``shape`` ``(N, H/2, W/2, C)``
+    (its border zero), and the ``(2, 2, N, H/2, W/2, C)`` view of it that the parts go
+    to. Part ``py`` starts on padded row ``py + pad``: plane ``(py + pad) % 2``, its row
+    ``(py + pad) // 2``; so from part 0 to part 1, one plane on (``pad`` even) or one
+    plane back and one row down (``pad`` odd), and the same for columns: one strided view
+    (one copy for the four parts, not four)."""
     n, h2, w2, c = shape
     out = _buffer((2, 2, n, h2 + pad, w2 + pad, c), f"planes {pad}", zeros=pad > 0)
-    views = []
-    for py in range(2):
-        for px in range(2):
-            a, b = py + pad, px + pad  # the part's first padded row and column
-            views.append(out[a % 2, b % 2, :, a // 2:a // 2 + h2, b // 2:b // 2 + w2])
-    return out, views
+    p, a = pad % 2, pad // 2
+    first = out[p, p, :, a:a + h2, a:a + w2]  # part (0, 0)
+    sp, sq, _, sa, sb, _ = out.strides
+    step = (sp, sq) if p == 0 else (sa - sp, sb - sq)
+    return out, as_strided(first, (2, 2, *first.shape), (*step, *first.strides))
 
 
-def _parity_parts(x: np.ndarray) -> list[np.ndarray]:
-    """``(N, H, W, C)`` with H, W even -> its four parity parts for :func:`_planes`."""
-    return [x[:, py::2, px::2] for py in range(2) for px in range(2)]
+def _parity_parts(x: np.ndarray) -> np.ndarray:
+    """``(N, H, W, C)`` with H, W even -> its parity parts for :func:`_planes`, a view."""
+    n, h, w, c = x.shape
+    return as_strided(x, (2, 2, n, h // 2, w // 2, c),
+                      (x.strides[1], x.strides[2], x.strides[0], 2 * x.strides[1],
+                       2 * x.strides[2], x.strides[3]), writeable=False)
 
 
 def _winograd_conv(planes: np.ndarray, u: np.ndarray, bias: np.ndarray | None = None,
-                   out: list[np.ndarray] | None = None) -> np.ndarray:
+                   out: np.ndarray | None = None) -> np.ndarray:
     """Stride-1 "valid" 3x3 correlation of padded images, as :func:`_planes` of
     ``(N, 2T + 2, 2S + 2, C)``, that is ``(2, 2, N, T + 1, S + 1, C)``, with a
-    :func:`_winograd_kernel`, plus ``bias`` ``(out,)`` if given: ``(4, N, T, S, out)``
-    float32, the four pixels (0,0), (0,1), (1,0), (1,1) of every 2x2 output tile (a work
-    array: copy what outlives the step); or, given ``out``, four ``(N, T, S, out)``
-    arrays, those pixels written there (and ``out`` returned)."""
+    :func:`_winograd_kernel`, plus ``bias`` ``(out,)`` if given: ``(2, 2, N, T, S, out)``
+    float32, the pixels (0,0), (0,1), (1,0), (1,1) of every 2x2 output tile, written to
+    ``out`` if given (a view from :func:`_planes_view`), else to a work array (copy what
+    outlives the step). Each array operation takes the pairs of rows or tiles that the
+    same operation combines at once: NumPy's fixed cost per call, some 3-5 us here, is
+    a third of a convolution's time for one image."""
     n, a1, b1, c = planes.shape[2:]
     th, tw, cout = a1 - 1, b1 - 1, u.shape[-1]
-    # B^T d along the rows: tile row i reads padded rows 2i..2i+3, rows i and i+1 of the
-    # even and the odd plane.
+    # B^T d along the rows, B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]:
+    # tile row i reads padded rows 2i..2i+3, that is rows i and i+1 of the even plane (d0,
+    # d2) and of the odd one (d1, d3).
     rows = _buffer((4, 2, n, th, b1, c), "a")
-    even, odd = planes[0], planes[1]
-    _bt([even[:, :, :th], odd[:, :, :th], even[:, :, 1:], odd[:, :, 1:]], list(rows))
-    # ... then along the columns, in the same way.
+    d01, d23 = planes[:, :, :, :th], planes[:, :, :, 1:]     # (d0, d1), (d2, d3)
+    np.subtract(d01, d23, out=rows[0::3])                      # d0 - d2, d1 - d3
+    np.add(d01[1], d23[0], out=rows[1])                        # d1 + d2
+    np.subtract(d23[0], d01[1], out=rows[2])                   # d2 - d1
+    # ... then along the columns, in the same way (the column parity is axis 1).
     v = _buffer((4, 4, n, th, tw, c), "b")
-    _bt([rows[:, 0, :, :, :tw], rows[:, 1, :, :, :tw], rows[:, 0, :, :, 1:], rows[:, 1, :, :, 1:]],
-        [v[:, s] for s in range(4)])
+    e01, e23 = rows[..., :tw, :], rows[..., 1:, :]
+    np.subtract(e01, e23, out=v[:, 0::3])
+    np.add(e01[:, 1], e23[:, 0], out=v[:, 1])
+    np.subtract(e23[:, 0], e01[:, 1], out=v[:, 2])
     m = _buffer((16, n * th * tw, cout), "a")
     np.matmul(v.reshape(16, n * th * tw, c), u, out=m)
     m = m.reshape(4, 4, n, th, tw, cout)
@@ -212,12 +215,11 @@ def _winograd_conv(planes: np.ndarray, u: np.ndarray, bias: np.ndarray | None = 
     r[0] += m[2]
     np.subtract(m[1], m[2], out=r[1])
     r[1] -= m[3]
-    y = _buffer((4, n, th, tw, cout), "a") if out is None else out
-    for a in range(2):
-        np.add(r[a][0], r[a][1], out=y[2 * a])
-        y[2 * a] += r[a][2]
-        np.subtract(r[a][1], r[a][2], out=y[2 * a + 1])
-        y[2 * a + 1] -= r[a][3]
+    y = _buffer((2, 2, n, th, tw, cout), "a") if out is None else out
+    np.add(r[:, 0], r[:, 1], out=y[:, 0])
+    y[:, 0] += r[:, 2]
+    np.subtract(r[:, 1], r[:, 2], out=y[:, 1])
+    y[:, 1] -= r[:, 3]
     return y
 
 
@@ -439,22 +441,20 @@ class _Linear:
         planes = x.data if isinstance(x, _Planes) else _planes(_parity_parts(x), self.pad()[0])
         if self.pool is None and self.planes_pad is not None:
             n, h2, w2 = planes.shape[2], planes.shape[3] - 1, planes.shape[4] - 1
-            out, views = _planes_views((n, h2, w2, self.kernel.shape[3]), self.planes_pad)
-            _winograd_conv(planes, self.winograd, self.bias, out=views)
+            out, view = _planes_view((n, h2, w2, self.kernel.shape[3]), self.planes_pad)
+            _winograd_conv(planes, self.winograd, self.bias, out=view)
             if self.activation in _ZERO_AT_ZERO:  # over the whole array: the border stays 0
                 _activate(out, self.activation)
             else:
-                for view in views:
-                    view[...] = _activate(view, self.activation)
+                view[...] = _activate(view, self.activation)
             return _Planes(out)
         if self.pool is None:
             parts = _activate(_winograd_conv(planes, self.winograd, self.bias), self.activation)
             return _interleave(parts)
         parts = _winograd_conv(planes, self.winograd)  # the bias after pooling: 1/4 of it
         if self.pool == (2, 2):
-            np.maximum(parts[0], parts[1], out=parts[0])
-            np.maximum(parts[2], parts[3], out=parts[2])
-            y = np.maximum(parts[0], parts[2])
+            np.maximum(parts[0], parts[1], out=parts[0])   # rows 0 and 1 of each tile
+            y = np.maximum(parts[0, 0], parts[0, 1])
         else:
             y = _max_pool(_interleave(parts), *self.pool)
         if self.bias is not None:
@@ -463,10 +463,9 @@ class _Linear:
 
 
 def _interleave(parts: np.ndarray) -> np.ndarray:
-    """Winograd output tiles ``(4, N, T, S, C)`` -> the ``(N, 2T, 2S, C)`` images (new)."""
-    n, th, tw, c = parts.shape[1:]
-    return parts.reshape(2, 2, n, th, tw, c).transpose(2, 3, 0, 4, 1, 5).reshape(
-        n, 2 * th, 2 * tw, c)
+    """Winograd output tiles ``(2, 2, N, T, S, C)`` -> the ``(N, 2T, 2S, C)`` images (new)."""
+    n, th, tw, c = parts.shape[2:]
+    return parts.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * th, 2 * tw, c)
 
 
 @dataclass
