@@ -355,3 +355,26 @@ def test_the_worker_trains_keras_models_without_tensorflow(tiny_dataset, name, m
     probs = model.predict_proba(to_float(tiny_dataset.x_test))
     assert (probs.argmax(1) == tiny_dataset.y_test).mean() == pytest.approx(
         record.metrics["accuracy"])
+
+
+def test_teach_fine_tunes_a_shipped_keras_model_in_the_worker_without_tensorflow(monkeypatch):
+    """Teach's path: the shipped dense network's file rides in its warm architecture to
+    the worker, which fine-tunes it in NumPy."""
+    from mnist_core import finetune
+    from mnist_core.artifacts import load_gallery
+    from mnist_core.data import Dataset
+    payloads = []
+    real = package._run_worker
+    monkeypatch.setattr(package, "_run_worker",
+                        lambda *a: payloads.append(real(*a)) or payloads[-1])
+    shipped = KerasModel.load(SHIPPED_ARTIFACTS / "dense.keras", REGISTRY["dense"])
+    gallery = load_gallery(SHIPPED_ARTIFACTS)
+    data = Dataset("mnist", tuple("0123456789"), gallery.images[:300], gallery.labels[:300],
+                   gallery.images[300:], gallery.labels[300:], "gallery")
+    record = package.train_in_worker(
+        "dense", data, arch=finetune.warm_arch(shipped),
+        train_cfg=tiny_train_config(epochs=1, batch_size=64, lr=1e-4, n_val=60))
+    assert payloads[0]["imported"] == []
+    x = to_float(gallery.images[300:])
+    agree = (record.model.predict_proba(x).argmax(1) == shipped.predict_proba(x).argmax(1))
+    assert agree.mean() > 0.9 and record.model.to_bytes() != shipped.to_bytes()
