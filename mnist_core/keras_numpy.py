@@ -226,20 +226,31 @@ def _winograd_conv(planes: np.ndarray, u: np.ndarray, bias: np.ndarray | None = 
 def _im2col_pool_conv(x: np.ndarray, kernel: np.ndarray, ph: int, pw: int) -> np.ndarray:
     """Stride-1 "valid" correlation of padded ``(N, H, W, C)`` with ``(kh, kw, C, out)``,
     then non-overlapping ``ph x pw`` max pooling (ragged edge dropped, never computed):
-    ``(N, H'//ph, W'//pw, out)`` float32, a new array. The columns are ordered by pooling
-    offset first, ``(kh, kw, C, ph, pw, N, H'//ph, W'//pw)``, so the product comes out as
-    ``ph * pw`` whole blocks of pixels and the pooling is a maximum of contiguous blocks
-    (not of strided pixels of one array)."""
+    ``(N, H'//ph, W'//pw, out)`` float32, a new array. The product's rows are ordered by
+    pooling offset first, ``(ph, pw, N, H'//ph, W'//pw)``, so it comes out as ``ph * pw``
+    whole blocks of pixels and the pooling is a maximum of contiguous blocks (not of
+    strided pixels of one array). The columns are copied with the longer of two runs of
+    neighbouring input floats innermost, NumPy's copy costing mostly per run: a window
+    row ``kw * C`` (LeNet-5's second conv: 30) or a row of pooled pixels ``W'//pw`` (a
+    one-channel input: 14 for the CNN's first conv, against 5)."""
     kh, kw, cin, cout = kernel.shape
     n = x.shape[0]
     hh, ww = (x.shape[1] - kh + 1) // ph, (x.shape[2] - kw + 1) // pw
     sn, sh, sw, sc = x.strides
-    windows = as_strided(x, (kh, kw, cin, ph, pw, n, hh, ww),
-                         (sh, sw, sc, sh, sw, sn, ph * sh, pw * sw), writeable=False)
-    cols = _buffer((kh * kw * cin, ph * pw * n * hh * ww), "a")
-    np.copyto(cols.reshape(windows.shape), windows)
+    rows = ph * pw * n * hh * ww
+    if kw * cin >= ww:  # (pixel, tap) columns: each window row is kw * C floats in a row
+        windows = as_strided(x, (ph, pw, n, hh, ww, kh, kw, cin),
+                             (sh, sw, sn, ph * sh, pw * sw, sh, sw, sc), writeable=False)
+        cols = _buffer((rows, kh * kw * cin), "a")
+        np.copyto(cols.reshape(windows.shape), windows)
+    else:  # (tap, pixel): the pixels of one tap, W'//pw in a row (2 pixels apart)
+        windows = as_strided(x, (kh, kw, cin, ph, pw, n, hh, ww),
+                             (sh, sw, sc, sh, sw, sn, ph * sh, pw * sw), writeable=False)
+        cols = _buffer((kh * kw * cin, rows), "a")
+        np.copyto(cols.reshape(windows.shape), windows)
+        cols = cols.T
     y = _buffer((ph * pw, n * hh * ww, cout), "b")
-    np.matmul(cols.T, kernel.reshape(kh * kw * cin, cout), out=y.reshape(-1, cout))
+    np.matmul(cols, kernel.reshape(kh * kw * cin, cout), out=y.reshape(rows, cout))
     out = np.maximum(y[0], y[1]) if ph * pw > 1 else y[0].copy()
     for k in range(2, ph * pw):
         np.maximum(out, y[k], out=out)
