@@ -55,7 +55,7 @@ def test_every_shipped_model_has_a_map_that_votes(shipped, refs):
 
 def test_letters_and_scribbles_are_far_more_often_than_real_digits(shipped, refs, mnist_dir):
     """Fixed samples (seed 11: neither the seed thresholds were chosen on, 1, nor the one
-    the benchmark measures, 7). Measured when written: scribbles 40%, letters 7.5% (of 40
+    the benchmark measures, 7). Measured when written: scribbles 37.5%, letters 5% (of 40
     each), MNIST validation digits 0% (of 300)."""
     scribbles = far_flags(shipped, refs, finals("scribble", 40, seed=11)).mean()
     letters = far_flags(shipped, refs, finals("letters", 40, seed=11)).mean()
@@ -70,7 +70,7 @@ def test_letters_and_scribbles_are_far_more_often_than_real_digits(shipped, refs
 
 def test_a_mapped_digit_is_never_far(shipped, refs):
     """Every one of the 10,000 digits the maps hold: largest ratio measured 1.16 (lenet5),
-    against the threshold 1.40."""
+    against the threshold 1.45."""
     x = to_float(load_digits(SHIPPED_ARTIFACTS))
     ratios = novelty.far_ratios(shipped, x, refs)
     assert len(ratios) == 4
@@ -94,8 +94,8 @@ def test_config_thresholds_are_obeyed(shipped, refs):
     exact = replace(novelty.DEFAULT, far_min_models=n_far)
     assert novelty.check(probs, letter, exact, models=shipped, refs=refs).flagged
     # Ratios given directly, as the benchmark does for many inputs at once.
-    assert novelty.check(probs, letter, far={"cnn": 1.41}).reasons == (novelty.FAR_REASON,)
-    assert not novelty.check(probs, letter, far={"cnn": 1.39}).flagged
+    assert novelty.check(probs, letter, far={"cnn": 1.46}).reasons == (novelty.FAR_REASON,)
+    assert not novelty.check(probs, letter, far={"cnn": 1.44}).flagged
     two = replace(novelty.DEFAULT, far_min_models=2)
     assert not novelty.check(probs, letter, two, far={"cnn": 2.0, "numpy": 1.0}).flagged
     assert novelty.check(probs, letter, two, far={"cnn": 2.0, "numpy": 1.5}).flagged
