@@ -1,8 +1,9 @@
 """Train the project's Keras architectures in NumPy: Train live and Teach without TensorFlow.
 
 The app's training worker (:func:`mnist_core.package.train_in_worker`) used to import
-TensorFlow to train the Keras dense network and CNN: 700-900 MB for the worker beside a
-~400 MB server, over the ~690 MB a small hosting tier allows. This module trains the same
+TensorFlow to train the Keras dense network and CNN: 1.0-1.3 GB for the worker beside a
+~350-400 MB server, over the ~690 MB a small hosting tier allows (this engine's worker:
+~180-215 MB, benchmarks/MEMORY.md). This module trains the same
 ``Sequential`` networks (:class:`~mnist_core.architectures.DenseConfig`,
 :class:`~mnist_core.architectures.CNNConfig`, :class:`~mnist_core.architectures.LeNet5Config`,
 or any ``.keras`` file of the layer types :mod:`mnist_core.keras_numpy` reads) with NumPy
