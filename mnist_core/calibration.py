@@ -242,6 +242,38 @@ def _curves(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
             "ece_after": a["ece"], "before": b["bins"], "after": a["bins"]}
 
 
+def validation_record(model: Model, data: Dataset, n_val: int, seed: int,
+                      cfg: CalibrationConfig = DEFAULT) -> dict:
+    """Fit ``model``'s temperature on its validation split (the images
+    :func:`validation_split` gives for ``n_val``/``seed``, which the training's history
+    rows were scored on) and measure it there; ``model`` is not changed.
+
+    Returns a ``"calibration"`` record without reliability curves (``sets`` empty):
+    ``temperature``, ``n_bins``, ``fit_on``, ``val`` (``n``, NLL and ECE before and
+    after). What the app's worker fits for a model trained live
+    (:func:`mnist_core.package.train_in_worker`); :func:`calibration_record` adds the
+    curves the shipped models' records hold. Values rounded to ``cfg.digits`` decimals."""
+    return _rounded(_validation_fit(model, data, n_val, seed, cfg), cfg.digits)
+
+
+def _validation_fit(model: Model, data: Dataset, n_val: int, seed: int,
+                    cfg: CalibrationConfig) -> dict:
+    raw = untempered(model)
+    x_val, y_val = validation_split(data, n_val, seed)
+    p_val = raw.predict_proba(x_val)
+    t = fit_temperature(p_val, y_val, t_min=cfg.t_min, t_max=cfg.t_max,
+                        tolerance=cfg.tolerance, max_iter=cfg.max_iter)
+    tempered_val = temper(p_val, t)
+    return {
+        "temperature": t, "n_bins": cfg.n_bins,
+        "fit_on": f"validation split ({len(y_val)} training images, seed {seed})",
+        "val": {"n": int(len(y_val)), "nll_before": nll(p_val, y_val),
+                "nll_after": nll(tempered_val, y_val),
+                "ece_before": expected_calibration_error(p_val, y_val, cfg.n_bins),
+                "ece_after": expected_calibration_error(tempered_val, y_val, cfg.n_bins)},
+        "sets": {}}
+
+
 def calibration_record(model: Model, data: Dataset, n_val: int, seed: int,
                        handwriting: Handwriting | None = None,
                        cfg: CalibrationConfig = DEFAULT,
@@ -257,19 +289,8 @@ def calibration_record(model: Model, data: Dataset, n_val: int, seed: int,
     has just scored it), so it is not predicted twice.
     """
     raw = untempered(model)
-    x_val, y_val = validation_split(data, n_val, seed)
-    p_val = raw.predict_proba(x_val)
-    t = fit_temperature(p_val, y_val, t_min=cfg.t_min, t_max=cfg.t_max,
-                        tolerance=cfg.tolerance, max_iter=cfg.max_iter)
-    tempered_val = temper(p_val, t)
-    record = {
-        "temperature": t, "n_bins": cfg.n_bins,
-        "fit_on": f"validation split ({len(y_val)} training images, seed {seed})",
-        "val": {"n": int(len(y_val)), "nll_before": nll(p_val, y_val),
-                "nll_after": nll(tempered_val, y_val),
-                "ece_before": expected_calibration_error(p_val, y_val, cfg.n_bins),
-                "ece_after": expected_calibration_error(tempered_val, y_val, cfg.n_bins)},
-        "sets": {}}
+    record = _validation_fit(model, data, n_val, seed, cfg)
+    t = record["temperature"]
     p_test = test_probs if test_probs is not None else raw.predict_proba(to_float(data.x_test))
     record["sets"][MNIST_TEST] = _curves(p_test, temper(p_test, t),
                                          data.y_test.astype(np.int64), cfg)

@@ -271,7 +271,12 @@ def train_in_worker(name: str, data: Dataset, *, train_cfg: TrainConfig,
     ``callback`` hears the same ``"batch"``, ``"epoch"`` (``{"log": EpochLog}``) and
     ``"evaluate"`` (``{}``: the model is still in the worker) events, on the calling
     thread. ``stop`` (set from any thread) ends the training after its batch; the model is
-    still scored and returned. ``engine``: what trains a Keras architecture, ``"numpy"``
+    still scored and returned. The model's temperature (:attr:`Model.temperature
+    <mnist_core.model.Model.temperature>`) is fitted in the worker after training on the
+    run's own validation split, the images its history's validation rows were scored on
+    (:func:`mnist_core.calibration.validation_record`), and recorded in its metrics under
+    ``"calibration"``; the test-set metrics are the untempered network's, as the shipped
+    models' are. ``engine``: what trains a Keras architecture, ``"numpy"``
     (the app: the worker never imports TensorFlow) or ``"tensorflow"`` (to compare
     against). Raises :class:`WorkerError` when the worker fails or dies, with its error's
     type and message.
@@ -291,6 +296,9 @@ def train_in_worker(name: str, data: Dataset, *, train_cfg: TrainConfig,
     out = _run_worker(request, on_event, stop)
     model = spec.backend.from_bytes(out["file"], spec, arch=arch, history=out["rows"],
                                     metrics=out["metrics"])
+    # Fitted in the worker on the run's validation split (metrics["calibration"]), as the
+    # shipped models' temperatures are: its percentages are tempered like theirs.
+    model.temperature = float(out["temperature"])
     return Trained(name, model, [EpochLog(**row) for row in out["rows"]], out["metrics"],
                    out["seconds"], out["stopped_early"])
 
@@ -437,11 +445,16 @@ def _train_one(request: dict, stop: StopFlag, emit: Callable[[str, dict], None])
             _release_free_memory()  # the training's buffers, before scoring makes its own
         emit(event, info)
 
-    name = request["name"]
-    trained = train_and_package([name], request["data"], train_cfg=request["train_cfg"],
-                                arch=request["arch"], callback_for=lambda n, cfg: callback,
+    from .calibration import validation_record
+
+    name, cfg = request["name"], request["train_cfg"]
+    trained = train_and_package([name], request["data"], train_cfg=cfg,
+                                arch=request["arch"], callback_for=lambda n, c: callback,
                                 stop=stop, engine=request["engine"])[name]
-    return {"file": trained.model.to_bytes(), "metrics": trained.metrics,
+    calibration = validation_record(trained.model, request["data"], cfg.n_val, cfg.seed)
+    metrics = {**trained.metrics, "calibration": calibration}
+    return {"file": trained.model.to_bytes(), "metrics": metrics,
+            "temperature": calibration["temperature"],
             "rows": [asdict(e) for e in trained.history], "seconds": trained.seconds,
             "stopped_early": trained.stopped_early,
             # What the worker cost and whether TensorFlow came in (tests and

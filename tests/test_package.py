@@ -220,3 +220,37 @@ def test_a_stop_before_the_worker_starts_still_gives_a_model(tiny_dataset):
                                      train_cfg=tiny_train_config(epochs=5),
                                      arch=REGISTRY["numpy"].live_arch)
     assert record.stopped_early and len(record.history) == 1
+
+
+@pytest.mark.parametrize("name", ["numpy", "cnn"])
+def test_train_in_worker_fits_the_temperature_on_the_runs_validation_split(tiny_dataset, name):
+    """Train live's and Teach's models are tempered as the shipped ones are: T fitted in
+    the worker on the images the history's validation rows were scored on."""
+    from mnist_core.artifacts import metrics_problem
+    from mnist_core.calibration import fit_temperature, untempered, validation_split
+    from mnist_core.evaluate import log_loss
+    from mnist_core.model import temper
+
+    cfg = tiny_train_config(epochs=2)
+    record = package.train_in_worker(name, tiny_dataset, train_cfg=cfg,
+                                     arch=REGISTRY[name].live_arch)
+    model, calibration = record.model, record.metrics["calibration"]
+    assert model.temperature == calibration["temperature"] != 1.0
+    assert model.metrics["calibration"] == calibration and metrics_problem(model.metrics) is None
+    assert calibration["fit_on"] == "validation split (100 training images, seed 0)"
+    # The same images and the same (final) network as the history's last validation row.
+    x_val, y_val = validation_split(tiny_dataset, cfg.n_val, cfg.seed)
+    raw = untempered(model).predict_proba(x_val)
+    assert calibration["val"]["n"] == len(y_val) == 100
+    assert calibration["val"]["nll_before"] == pytest.approx(record.history[-1].val_loss, abs=1e-5)
+    assert calibration["val"]["nll_after"] <= calibration["val"]["nll_before"]
+    assert calibration["temperature"] == pytest.approx(fit_temperature(raw, y_val), rel=1e-4)
+    # Its percentages are tempered once; the test-set metrics are the network's own.
+    x = to_float(tiny_dataset.x_test)
+    np.testing.assert_allclose(model.predict_proba(x),
+                               temper(untempered(model).predict_proba(x), model.temperature),
+                               atol=1e-6)
+    assert record.metrics["loss"] == pytest.approx(
+        log_loss(untempered(model).predict_proba(x), tiny_dataset.y_test), abs=1e-5)
+    # "Your model" (Train live) and "Class model" (Teach) keep it under their new names.
+    assert model.renamed("yours", "Your model").temperature == model.temperature
