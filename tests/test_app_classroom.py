@@ -107,6 +107,11 @@ def test_train_live_trains_a_numpy_model_and_puts_it_on_the_draw_page(
     assert shown["Your test accuracy"].endswith("%")
     assert 0 < float(shown["Your test accuracy"].rstrip("%")) <= 100
     assert "Shipped NumPy MLP" in shown
+    # Its percentages are tempered, as the shipped models' are, and the page says with what.
+    t = job.model.temperature
+    assert t != 1.0 and job.model.metrics["calibration"]["temperature"] == t
+    assert any(f"tempered with T = {t:.2f}" in c.value and "validation images" in c.value
+               for c in at.caption)
     assert len(at.get("plotly_chart")) == 4  # live curves, result curves, two confusions
     assert not at.button(key="train").disabled
 
