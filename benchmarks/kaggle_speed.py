@@ -309,7 +309,24 @@ Tried or weighed and left out:
 So: on an idle machine the plan's single-thread time above, split over 2 cores, is the
 estimate of the 28,000-image prediction; measured wall times above include whatever else
 ran (see the load averages): with another process holding a core, the CNN gets one core and
-takes about its CPU time.
+takes about its CPU time. On 2026-11-29 that was the case throughout: another engineer's
+tests and browser ran on the same 2-core machine (/proc/stat: about 1.3 CPUs busy with
+nothing of ours running), two threads each running float32 products with BLAS at one
+thread took 2.42 s for twice the work one thread did in 1.30 s, and the CNN's 2 workers
+took as long as 1 (4,000 images: 1.19 s against 1.11 s). Its CPU time, about 9-10 s for
+28,000 images in these runs (310-350 us an image), is what a free second core would
+halve; under 5 s with only one core would take 170 us an image, below what NumPy's
+separate passes over memory allow here (the products alone, at one core's peak, take
+125 us). The before/after CPU times differ between runs by more than the change (24%
+less in one run of the same command, 5% in the one above); the layer-by-layer table,
+best of 3 rounds in one thread, is the steadier comparison.
+
+The "1 image" rows with the process's BLAS threads (two) swing between 0.1 and 16 ms in
+both versions: OpenBLAS splits a tiny product over its two threads and waits for the busy
+core. The app holds BLAS at one thread (the rows "as in the app"), where this does not
+happen. `python -m mnist_core evaluate` and `bench` predict through the same path
+(`Model.predict_proba` -> `KerasNumpyModel.predict_proba`); `evaluate --models cnn`
+reported 4,374 ms for the 10,000 test images in this session (load average 4.6).
 """
 
 
