@@ -138,7 +138,7 @@ def cmd_evaluate(args) -> int:
 # ---------------------------------------------------------------------------------------
 
 def cmd_predict(args) -> int:
-    from .inference import read_digit, read_digits
+    from .inference import read_row
     from .preprocess import ImageReadError, NoDigitError, decode_image
 
     models = load_models(args.artifacts, _models_arg(args.models, default=()) or None)
@@ -152,10 +152,10 @@ def cmd_predict(args) -> int:
         line: dict = {"path": path}
         try:
             image = decode_image(Path(path).read_bytes())
-            parts = read_digits(image, models)
             # "models" reads all the ink as one digit: the only digit found, or, for a row
             # of digits, the whole image preprocessed once more as one.
-            line["models"] = answers(parts[0] if len(parts) == 1 else read_digit(image, models))
+            whole, parts = read_row(image, models)
+            line["models"] = answers(whole)
             if len(parts) > 1:
                 line["sequence"] = {n: "".join(str(r.digit(n)) for r in parts) for n in models}
                 line["digits"] = [{"box": list(r.stages.box), "models": answers(r)}

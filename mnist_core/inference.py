@@ -68,6 +68,15 @@ def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFA
     (:func:`~mnist_core.preprocess.segment`). An image whose ink, read as one digit, is a
     solid patch (:func:`mnist_core.novelty.ink_reasons`: noise, a blot) is not split: one
     reading of all of it. ``canvas`` as for :func:`read_digit`."""
+    return read_row(image, models, config, view_cfg, canvas=canvas)[1]
+
+
+def read_row(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT,
+             view_cfg: ViewConfig | None = None, *, canvas: bool = False
+             ) -> tuple[Reading, list[Reading]]:
+    """``(whole, digits)``: :func:`read_digits`'s ``digits``, and ``whole``, all the ink read
+    as one digit (:func:`read_digit`): the one digit found, or a row of digits preprocessed
+    once more as one, in the same batch through the models."""
     # The judge reads with each network's own softmax: the split margin was chosen on that
     # scale, and a fitted temperature (below 1) sharpens every reading towards 1, which
     # hid two touching digits behind one confident wide one (rows split right 89.5 -> 84%).
@@ -77,6 +86,7 @@ def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFA
         return np.mean(list(predict_all(raw, x).values()), 0)
 
     parts = segment(image, config, judge, canvas=canvas)
+    whole = parts[0]
     if len(parts) > 1:
         # A photo of noise (or a blot) is one wide mass of "ink" that the splitter cuts
         # into tall slices, each a plausible "1" or "8" of stroke width: none looked like
@@ -86,8 +96,10 @@ def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFA
         whole = preprocess(image, config, canvas=canvas)
         if novelty.ink_reasons(whole.final)[2]:
             parts = [whole]
-    probs = read_input(np.stack([s.final for s in parts]), models, view_cfg)
-    return [Reading(s, {k: v[i] for k, v in probs.items()}) for i, s in enumerate(parts)]
+    stages = parts if whole is parts[0] else [*parts, whole]
+    probs = read_input(np.stack([s.final for s in stages]), models, view_cfg)
+    readings = [Reading(s, {k: v[i] for k, v in probs.items()}) for i, s in enumerate(stages)]
+    return readings[-1] if whole is not parts[0] else readings[0], readings[:len(parts)]
 
 
 def agreement(reading: Reading) -> tuple[bool, dict[int, list[str]]]:
