@@ -439,9 +439,13 @@ def report(versions: dict[str, dict], command: str, repeats: int,
               f"{total:.2f} s ({last}, median; the prediction's CPU time {cpu:.2f} s, so "
               f"{cpu / KAGGLE_ROWS * 1e6:.0f} us an image over all threads), "
               + ("met" if total < 5 else f"{total - 5:.2f} s over") +
-              f" with the load above. With both cores free, the layer-by-layer time "
-              f"({plan_us:.0f} us an image on one core, itself measured under that load) "
-              f"gives {parse + plan_us * KAGGLE_ROWS / 2e6:.1f} s."]
+              f" with the load above. Two threads spend {cpu / KAGGLE_ROWS * 1e6:.0f} us of "
+              f"CPU an image where one thread alone, layer by layer, spends {plan_us:.0f}: "
+              f"the threads slow each other down (measured; the cause, shared cache and "
+              f"memory bandwidth or the GIL between NumPy's many small calls, is not "
+              f"isolated), so two free cores give "
+              f"{plan_us * 2 / (cpu / KAGGLE_ROWS * 1e6):.1f}x one core, not 2x; at 2x the "
+              f"layer-by-layer time would give {parse + plan_us * KAGGLE_ROWS / 2e6:.1f} s."]
     return "\n".join(lines) + "\n\n" + NOTES
 
 
