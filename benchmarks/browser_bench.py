@@ -245,6 +245,14 @@ def write_report(result: dict, out: Path, command: str, note: str = "") -> None:
         "send by wrapping the page's WebSocket. The first stroke is a warm-up and not "
         "counted. Server times come from the caption the Draw page prints.",
         "",
+        "Where the time after the send goes: the server's part up to the bars is the "
+        "preprocessing and predictions above plus a few ms; most of the rest is the "
+        "browser, and the largest single piece of it is the bars' chart itself. Streamlit "
+        "1.67 hashes a plotly chart's figure into its element id, so every rerun with new "
+        "probabilities mounts a new chart (`Plotly.newPlot`) rather than updating the old "
+        "one: `benchmarks/plotly_remount.py` measures that at about 75 ms a rerun against "
+        "the same bars as plain SVG ([PLOTLY_REMOUNT.md](PLOTLY_REMOUNT.md)).",
+        "",
         "Command:",
         "",
         "```",
