@@ -58,8 +58,8 @@ from .architectures import CNNConfig, DenseConfig, LeNet5Config
 from .data import to_float
 from .keras_numpy import KerasNumpyModel, Layer, _check_conv, _forward, _snake
 from .keras_numpy_grad import _activation, _activation_grad, _backward, _conv_input_grad
-from .train import (Callback, EpochLog, StopFlag, TrainConfig, TrainResult, _EpochFeeder,
-                    _extra_pool, _nll, _prepare, lr_at)
+from .train import (Callback, StopFlag, TrainConfig, TrainResult, _EpochFeeder, _extra_pool,
+                    _prepare, epoch_log, lr_at)
 
 
 @dataclass(frozen=True)
@@ -759,10 +759,8 @@ def train_keras_numpy(data, cfg: TrainConfig, arch, callback: Callback | None = 
                 # The final model's BatchNorm statistics, before its validation row.
                 precise_batchnorm(net, _precise_bn_sample(x, cfg, engine),
                                   engine.bn_batch or cfg.batch_size, engine)
-            p_val = net.predict_proba(x_val)
-            log = EpochLog(epoch + 1, losses / max(seen, 1), correct / max(seen, 1),
-                           _nll(p_val, y_val), float((p_val.argmax(1) == y_val).mean()),
-                           time.perf_counter() - e0, float(lr))
+            log = epoch_log(epoch, losses, correct, seen, net.predict_proba(x_val), y_val,
+                            e0, lr)
             history.append(log)
             if callback:
                 callback("epoch", dict(log=log, model=net))

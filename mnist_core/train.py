@@ -255,10 +255,8 @@ def train_numpy(data: Dataset, cfg: TrainConfig, net_cfg: NumpyConfig = NumpyCon
                 if stop is not None and stop.is_set():
                     stopped = True
                     break
-            p_val = net.predict_proba(x_val)
-            log = EpochLog(epoch + 1, losses / max(seen, 1), correct / max(seen, 1),
-                           _nll(p_val, y_val), float((p_val.argmax(1) == y_val).mean()),
-                           time.perf_counter() - e0, float(opt.lr))
+            log = epoch_log(epoch, losses, correct, seen, net.predict_proba(x_val), y_val,
+                            e0, opt.lr)
             history.append(log)
             if callback:
                 callback("epoch", dict(log=log, model=net))
@@ -267,6 +265,17 @@ def train_numpy(data: Dataset, cfg: TrainConfig, net_cfg: NumpyConfig = NumpyCon
     finally:
         feeder.close()
     return TrainResult(net, history, time.perf_counter() - t0, stopped, time.process_time() - c0)
+
+
+def epoch_log(epoch: int, losses: float, correct: int, seen: int, p_val: np.ndarray,
+              y_val: np.ndarray, started: float, lr: float) -> EpochLog:
+    """The history row of epoch ``epoch`` (0-based) of a hand-written loop: ``losses`` and
+    ``correct`` summed over the ``seen`` training images, the validation split's ``(n, 10)``
+    probabilities ``p_val`` against ``y_val``, the epoch's ``perf_counter`` start and the
+    learning rate it ended on."""
+    return EpochLog(epoch + 1, losses / max(seen, 1), correct / max(seen, 1),
+                    _nll(p_val, y_val), float((p_val.argmax(1) == y_val).mean()),
+                    time.perf_counter() - started, float(lr))
 
 
 def _nll(p: np.ndarray, y: np.ndarray) -> float:

@@ -91,6 +91,21 @@ def tiny_dataset() -> Dataset:
     return make_dataset()
 
 
+def numeric_grad(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of scalar ``f()`` w.r.t. every entry of ``array`` (edited in
+    place): the reference every hand-written gradient is checked against."""
+    grad = np.zeros(array.shape, np.float64)
+    for idx in np.ndindex(array.shape):
+        old = array[idx]
+        array[idx] = old + eps
+        up = f()
+        array[idx] = old - eps
+        down = f()
+        array[idx] = old
+        grad[idx] = (up - down) / (2 * eps)
+    return grad
+
+
 # ---------------------------------------------------------------------------------------
 # File writers
 # ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
-from conftest import SHIPPED_ARTIFACTS, tiny_train_config
+from conftest import SHIPPED_ARTIFACTS, numeric_grad, tiny_train_config
 
 from mnist_core import package
 from mnist_core.architectures import CNNConfig, DenseConfig, LeNet5Config
@@ -156,17 +156,8 @@ def test_parameter_gradients_match_finite_differences():
     assert logits.shape == (4, 5) and logits.dtype == np.float64
     params = net.params()
     assert [g.shape for g in grads] == [p.shape for p in params] and len(params) == 13
-    eps = 1e-6
     for p, g in zip(params, grads):
-        numeric = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            keep = p[i]
-            p[i] = keep + eps
-            up = loss()
-            p[i] = keep - eps
-            down = loss()
-            p[i] = keep
-            numeric[i] = (up - down) / (2 * eps)
+        numeric = numeric_grad(loss, p)
         assert np.abs(numeric).max() > 1e-4  # every parameter matters
         np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-9 + 1e-7 * np.abs(numeric).max())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_images
+from conftest import make_images, numeric_grad
 
 from mnist_core.data import to_float
 from mnist_core.numpy_net import SGD, Adam, NumpyMLP, cross_entropy, softmax
@@ -28,20 +28,6 @@ def batch(n: int = 6, seed: int = 1):
 
 def rel_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
-
-
-def numeric_grad(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central differences of scalar ``f()`` w.r.t. every entry of ``array`` (edited in place)."""
-    grad = np.zeros(array.shape, np.float64)
-    for idx in np.ndindex(array.shape):
-        old = array[idx]
-        array[idx] = old + eps
-        up = f()
-        array[idx] = old - eps
-        down = f()
-        array[idx] = old
-        grad[idx] = (up - down) / (2 * eps)
-    return grad
 
 
 # ---------------------------------------------------------------------------------------
