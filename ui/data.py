@@ -18,6 +18,7 @@ from typing import NoReturn, TypeVar
 import streamlit as st
 from streamlit import runtime
 
+from mnist_core import novelty
 from mnist_core.artifacts import (DEFAULT_DIR, MANIFEST, ArtifactError, Gallery, load_gallery,
                                   load_models, read_manifest, rebuild_hint, shown)
 from mnist_core.model import Model
@@ -87,6 +88,9 @@ def _load_models(directory: str, stamp: int) -> dict[str, Model]:
     if server:
         return_big_buffers()
     loaded = load_models(directory)
+    # The not-a-digit check's maps (novelty.references, cached there per folder and
+    # version) load now, under this spinner, not on the first drawing (~1.4 s).
+    novelty.references(directory)
     if server:
         limit_blas_threads(1)
         # Streamlit collects garbage after every rerun (runner.postScriptGC): with the app's
