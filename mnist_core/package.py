@@ -321,10 +321,17 @@ def load_dataset_in_worker(where: str | Path | None = None) -> Dataset:
 _WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
                   "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20), "MALLOC_ARENA_MAX": "1"}
 
+# BLAS on one thread in the worker, for every engine (the Keras engine also pins it
+# in-process, EngineConfig.blas_threads): OpenBLAS's threads spin waiting for a busy core,
+# and a server with a class on it is busy. Train live's default NumPy MLP run (10,000
+# images, 3 epochs) took 9.4-11.6 s with two BLAS threads while two other processes kept
+# both cores busy, 0.6 s with one.
+_WORKER_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 
 def _run_worker(request: dict, on_event: Callable[[str, dict], None],
                 stop: StopFlag | None):
-    env = {**os.environ, **_WORKER_MALLOC,
+    env = {**os.environ, **_WORKER_MALLOC, **_WORKER_THREADS,
            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
            "PYTHONPATH": os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH"))
                                          if p)}
@@ -460,7 +467,15 @@ def _train_one(request: dict, stop: StopFlag, emit: Callable[[str, dict], None])
             # What the worker cost and whether TensorFlow came in (tests and
             # benchmarks/memory.py read these; train_in_worker ignores them).
             "imported": sorted(m for m in ("tensorflow", "keras") if m in sys.modules),
-            "peak_rss_kb": _peak_rss_kb(), "cpu_seconds": sum(os.times()[:2])}
+            "peak_rss_kb": _peak_rss_kb(), "cpu_seconds": sum(os.times()[:2]),
+            "blas_threads": _blas_threads()}
+
+
+def _blas_threads() -> int:
+    """The most threads any BLAS loaded in this process would use (0: none loaded)."""
+    from threadpoolctl import threadpool_info
+    return max((int(i.get("num_threads") or 0) for i in threadpool_info()
+                if i.get("user_api") == "blas"), default=0)
 
 
 def _release_free_memory() -> None:

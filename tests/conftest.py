@@ -106,6 +106,19 @@ def numeric_grad(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return grad
 
 
+@pytest.fixture
+def worker_payloads(monkeypatch) -> list:
+    """What each training worker sent back (``package._run_worker``'s results, in order),
+    with its own report: ``imported``, ``peak_rss_kb``, ``cpu_seconds``, ``blas_threads``."""
+    from mnist_core import package
+
+    payloads: list = []
+    real = package._run_worker
+    monkeypatch.setattr(package, "_run_worker",
+                        lambda *args: payloads.append(real(*args)) or payloads[-1])
+    return payloads
+
+
 # ---------------------------------------------------------------------------------------
 # File writers
 # ---------------------------------------------------------------------------------------

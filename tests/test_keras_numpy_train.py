@@ -322,16 +322,9 @@ def test_fine_tuning_starts_from_the_shipped_weights():
 # ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["dense", "cnn"])
-def test_the_worker_trains_keras_models_without_tensorflow(tiny_dataset, name, monkeypatch):
-    payloads = []
-    real = package._run_worker
-
-    def spy(request, on_event, stop):
-        out = real(request, on_event, stop)
-        payloads.append(out)
-        return out
-
-    monkeypatch.setattr(package, "_run_worker", spy)
+def test_the_worker_trains_keras_models_without_tensorflow(tiny_dataset, name,
+                                                           worker_payloads):
+    payloads = worker_payloads
     events = []
     spec = REGISTRY[name]
     record = package.train_in_worker(name, tiny_dataset, train_cfg=tiny_train_config(),
@@ -349,16 +342,14 @@ def test_the_worker_trains_keras_models_without_tensorflow(tiny_dataset, name, m
         record.metrics["accuracy"])
 
 
-def test_teach_fine_tunes_a_shipped_keras_model_in_the_worker_without_tensorflow(monkeypatch):
+def test_teach_fine_tunes_a_shipped_keras_model_in_the_worker_without_tensorflow(
+        worker_payloads):
     """Teach's path: the shipped dense network's file rides in its warm architecture to
     the worker, which fine-tunes it in NumPy."""
     from mnist_core import finetune
     from mnist_core.artifacts import load_gallery
     from mnist_core.data import Dataset
-    payloads = []
-    real = package._run_worker
-    monkeypatch.setattr(package, "_run_worker",
-                        lambda *a: payloads.append(real(*a)) or payloads[-1])
+    payloads = worker_payloads
     shipped = KerasModel.load(SHIPPED_ARTIFACTS / "dense.keras", REGISTRY["dense"])
     gallery = load_gallery(SHIPPED_ARTIFACTS)
     data = Dataset("mnist", tuple("0123456789"), gallery.images[:300], gallery.labels[:300],
