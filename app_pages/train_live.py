@@ -189,7 +189,8 @@ if shipped is not None and "accuracy" in shipped.metrics:
 else:
     cols[0].metric("Your test accuracy", f"{acc:.2%}", border=True)
     cols[1].metric(f"Shipped {job.title}", "not shipped", border=True)
-cols[2].metric("Training time", f"{mine.metrics['train_seconds']:.0f} s",
+seconds = mine.metrics["train_seconds"]
+cols[2].metric("Training time", f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s",
                f"{job.n_train:,} images × {len(job.history)} epochs", delta_color="off",
                delta_arrow="off", border=True)
 cols[3].metric("Parameters", f"{mine.metrics['params']:,}",
