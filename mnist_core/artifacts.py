@@ -80,6 +80,15 @@ def read_manifest(directory: str | Path = DEFAULT_DIR) -> dict:
     return manifest
 
 
+def manifest_stamp(directory: str | Path) -> int:
+    """Changes whenever ``directory``'s manifest is rewritten (0 when there is none): the
+    key under which whatever was read from that folder is kept."""
+    try:
+        return (Path(directory) / MANIFEST).stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
 def manifest_or_empty(directory: str | Path) -> dict:
     """``directory``'s manifest as written, unchecked; ``{}`` when missing or unreadable."""
     try:

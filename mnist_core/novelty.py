@@ -240,13 +240,6 @@ def far_ratios(models: Mapping, x: np.ndarray, refs: Mapping[str, FarReference],
     return out
 
 
-def _manifest_stamp(directory: Path) -> int:
-    try:
-        return (directory / "manifest.json").stat().st_mtime_ns
-    except OSError:
-        return 0
-
-
 def references(directory: str | Path, cfg: NoveltyConfig = DEFAULT
                ) -> dict[str, FarReference]:
     """Every model map in the artifacts folder ``directory``, ready for the far signal:
@@ -254,7 +247,8 @@ def references(directory: str | Path, cfg: NoveltyConfig = DEFAULT
     (~0.5 s for four maps); a missing or damaged map only leaves its model out of the vote
     (the Model maps page reports it), so this never raises."""
     directory = Path(directory)
-    return _references(str(directory), _manifest_stamp(directory), cfg)
+    from .artifacts import manifest_stamp
+    return _references(str(directory), manifest_stamp(directory), cfg)
 
 
 @lru_cache(maxsize=4)

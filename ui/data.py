@@ -20,7 +20,8 @@ from streamlit import runtime
 
 from mnist_core import novelty
 from mnist_core.artifacts import (DEFAULT_DIR, MANIFEST, ArtifactError, Gallery, load_gallery,
-                                  load_models, read_manifest, rebuild_hint, shown)
+                                  load_models, manifest_stamp, read_manifest, rebuild_hint,
+                                  shown)
 from mnist_core.model import Model
 
 ENV_VAR = "MNIST_STUDIO_ARTIFACTS"
@@ -31,14 +32,6 @@ T = TypeVar("T")
 def artifacts_dir() -> Path:
     """``$MNIST_STUDIO_ARTIFACTS`` if set, else the repository's ``artifacts/``."""
     return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR).expanduser()
-
-
-def _stamp(directory: Path) -> int:
-    """Changes whenever the manifest is rewritten (0 when there is none)."""
-    try:
-        return (directory / MANIFEST).stat().st_mtime_ns
-    except OSError:
-        return 0
 
 
 # Freed buffers this large or larger go back to the system at once (see return_big_buffers).
@@ -121,7 +114,7 @@ def _loaded(loader: Callable[[str, int], T]) -> T:
     :class:`ArtifactError` stops the page with its message."""
     directory = artifacts_dir()
     try:
-        return loader(str(directory), _stamp(directory))
+        return loader(str(directory), manifest_stamp(directory))
     except ArtifactError as exc:
         _fail(exc)
 
