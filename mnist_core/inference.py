@@ -68,7 +68,8 @@ def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFA
     (:func:`~mnist_core.preprocess.segment`). An image whose ink, read as one digit, is a
     solid patch (:func:`mnist_core.novelty.ink_reasons`: noise, a blot) is not split: one
     reading of all of it. ``canvas`` as for :func:`read_digit`."""
-    return read_row(image, models, config, view_cfg, canvas=canvas)[1]
+    parts, _ = _parts(image, models, config, canvas)
+    return _read(parts, models, view_cfg)
 
 
 def read_row(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT,
@@ -77,6 +78,18 @@ def read_row(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT
     """``(whole, digits)``: :func:`read_digits`'s ``digits``, and ``whole``, all the ink read
     as one digit (:func:`read_digit`): the one digit found, or a row of digits preprocessed
     once more as one, in the same batch through the models."""
+    parts, whole = _parts(image, models, config, canvas)
+    if whole is parts[0]:
+        readings = _read(parts, models, view_cfg)
+        return readings[0], readings
+    readings = _read([*parts, whole], models, view_cfg)
+    return readings[-1], readings[:-1]
+
+
+def _parts(image: np.ndarray, models: dict, config: PreprocessConfig, canvas: bool
+           ) -> tuple[list[Stages], Stages]:
+    """The digits' stages, left to right, and the stages of all the ink as one digit (the
+    first part itself when there is one)."""
     # The judge reads with each network's own softmax: the split margin was chosen on that
     # scale, and a fitted temperature (below 1) sharpens every reading towards 1, which
     # hid two touching digits behind one confident wide one (rows split right 89.5 -> 84%).
@@ -86,20 +99,20 @@ def read_row(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT
         return np.mean(list(predict_all(raw, x).values()), 0)
 
     parts = segment(image, config, judge, canvas=canvas)
-    whole = parts[0]
-    if len(parts) > 1:
-        # A photo of noise (or a blot) is one wide mass of "ink" that the splitter cuts
-        # into tall slices, each a plausible "1" or "8" of stroke width: none looked like
-        # a non-digit on its own. Read as one digit it is a solid patch (novelty's ink and
-        # blot signals), and a row of real digits fitted into one box never is, so such an
-        # image is read whole, and the panel says it does not look like a digit.
-        whole = preprocess(image, config, canvas=canvas)
-        if novelty.ink_reasons(whole.final)[2]:
-            parts = [whole]
-    stages = parts if whole is parts[0] else [*parts, whole]
+    if len(parts) == 1:
+        return parts, parts[0]
+    # A photo of noise (or a blot) is one wide mass of "ink" that the splitter cuts into
+    # tall slices, each a plausible "1" or "8" of stroke width: none looked like a
+    # non-digit on its own. Read as one digit it is a solid patch (novelty's ink and blot
+    # signals), and a row of real digits fitted into one box never is, so such an image
+    # is read whole, and the panel says it does not look like a digit.
+    whole = preprocess(image, config, canvas=canvas)
+    return ([whole] if novelty.ink_reasons(whole.final)[2] else parts), whole
+
+
+def _read(stages: list[Stages], models: dict, view_cfg: ViewConfig | None) -> list[Reading]:
     probs = read_input(np.stack([s.final for s in stages]), models, view_cfg)
-    readings = [Reading(s, {k: v[i] for k, v in probs.items()}) for i, s in enumerate(stages)]
-    return readings[-1] if whole is not parts[0] else readings[0], readings[:len(parts)]
+    return [Reading(s, {k: v[i] for k, v in probs.items()}) for i, s in enumerate(stages)]
 
 
 def agreement(reading: Reading) -> tuple[bool, dict[int, list[str]]]:
