@@ -14,11 +14,15 @@ stroke. The counted strokes of all sessions start together. Reported per run:
   RSS before and after, and the machine's CPU used by everything else (the Chromium
   clients, mostly) over the same time, since clients and server share this machine.
 
-``--photos N`` adds a second scenario, phone photos: ``--photo-sessions`` learners at once,
-each with Upload open, upload 12-megapixel JPEGs (4.3-4.8 MB, synthesised by
-``benchmarks/phone_photos.py``) one after another, each replacing the one before, until N
-photos have been read; reported: the time from choosing the file to the answer shown
-(upload over loopback included), errors, server CPU per photo, and the server's RSS when
+``--photos N`` adds phone photos: ``--photo-sessions`` learners, each with Upload open
+and one photo already read (not counted: the tab loads its chart code), upload
+12-megapixel JPEGs (4.3-4.8 MB, synthesised by ``benchmarks/phone_photos.py``), each
+replacing the one before, until N photos have been read, in two scenarios
+(``--photo-scenarios``): ``bursts``, every learner choosing a photo at the same moment and
+the next burst once all are answered (a class told "upload now"), and ``back-to-back``,
+each learner uploading again the moment its answer shows. Reported: the time from choosing
+the file to the answer shown (upload over loopback included; seen by a MutationObserver
+in the page, not by polling it), errors, server CPU per photo, and the server's RSS when
 idle before, after the photos, and after every session closed and a pause (the goal: back
 within 100 MB of idle).
 
@@ -30,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import shlex
@@ -206,81 +209,158 @@ async def run(url: str, server_pid: int, sessions: int, digits: int, timeout_s: 
 
 
 ANSWER = ".js-plotly-plot .main-svg, [data-testid=stAlertContentWarning], [data-testid=stAlertContentError]"
+# Resolves with performance.now() at the first DOM change after which an answer is shown
+# and nothing is stale: a MutationObserver, so the page is not polled (polling cost the
+# clients' CPU and put up to a polling interval on every time).
+ANSWERED = """([selector, timeoutMs]) => new Promise((resolve, reject) => {
+    const done = () => document.querySelector(selector) &&
+        !document.querySelector('[data-stale="true"]');
+    if (done()) { resolve(performance.now()); return; }
+    const observer = new MutationObserver(() => {
+        if (done()) { observer.disconnect(); clearTimeout(timer); resolve(performance.now()); }
+    });
+    const timer = setTimeout(() => { observer.disconnect(); reject(new Error('no answer')); },
+                             timeoutMs);
+    observer.observe(document.body, {childList: true, subtree: true, attributes: true,
+                                     attributeFilter: ['data-stale']});
+})"""
 
 
-async def photo_learner(browser, url: str, photos: list[Path], timeout_s: float,
-                        queue: asyncio.Queue) -> dict:
-    """One learner with Upload open: takes photo numbers off ``queue`` and, for each, removes
-    the photo before it (the page is back to its prompt), uploads this one, and waits for
-    the answer: the page done with it and bars, "no digit" or an error shown."""
+async def open_upload(browser, url: str, timeout_s: float):
+    """A new learner's tab on Upload, ready for a file: ``(context, page)``; raises if the
+    page never loads."""
     from playwright.async_api import expect
 
-    out = {"latencies": [], "errors": []}
     context = await browser.new_context(viewport={"width": 1100, "height": 1100})
     page = await context.new_page()
-    chooser = page.locator("input[type=file]")
-    prompt = page.get_by_text("Choose one or more images")
     try:
         await page.goto(f"{url}/Upload", timeout=timeout_s * 1000)
-        await expect(prompt).to_be_visible(timeout=timeout_s * 1000)
-    except Exception as exc:  # noqa: BLE001 - a page that never loads is an error
-        out["errors"].append(f"page did not load: {type(exc).__name__}")
+        await expect(page.get_by_text("Choose one or more images")).to_be_visible(
+            timeout=timeout_s * 1000)
+    except Exception:
         await context.close()
-        return out
+        raise
+    return context, page
+
+
+async def remove_photo(page, timeout_s: float) -> None:
+    """Back to the prompt: the photo before removed (nothing if there was none)."""
+    from playwright.async_api import expect
+
+    remove = page.get_by_role("button", name="Remove ")
+    if await remove.count():
+        await remove.first.click()
+        await expect(page.get_by_text("Choose one or more images")).to_be_visible(
+            timeout=timeout_s * 1000)
+
+
+async def upload_photo(page, photo: Path, timeout_s: float, out: dict) -> None:
+    """Choose ``photo`` and wait for the answer: bars, "no digit" or an error shown. Adds the
+    time from choosing to the answer to ``out["latencies"]``, or what went wrong to
+    ``out["errors"]``."""
+    step = "uploading"
     try:
-        while not queue.empty():
-            i = queue.get_nowait()
-            photo = photos[i % len(photos)]
-            step = "removing the photo before"
+        t0 = await page.evaluate("performance.now()")
+        await page.locator("input[type=file]").set_input_files(str(photo))
+        step = "waiting for the answer"
+        answered = await page.evaluate(ANSWERED, [ANSWER, timeout_s * 1000])
+        if await page.get_by_test_id("stException").count():
+            out["errors"].append("exception shown on the page")
+        elif await page.get_by_test_id("stAlertContentError").count():
+            out["errors"].append("error shown: " + (await page.get_by_test_id(
+                "stAlertContentError").first.inner_text())[:100])
+        elif not await page.get_by_text(photo.name, exact=True).count():
+            out["errors"].append("answer shown without the photo's name")
+        else:
+            out["latencies"].append(answered - t0)
+    except Exception as exc:  # noqa: BLE001 - counted, the run goes on
+        out["errors"].append(f"{step} ({photo.name}): {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:120]}")
+
+
+async def learner_tab(browser, url: str, photo: Path, timeout_s: float) -> dict:
+    """A learner's tab on Upload after one photo, not counted: the tab has loaded the
+    chart code, as a learner's has after a first photo. ``{"context", "page", "errors"}``;
+    the page is None if it never loaded."""
+    tab: dict = {"context": None, "page": None, "errors": []}
+    try:
+        tab["context"], tab["page"] = await open_upload(browser, url, timeout_s)
+    except Exception as exc:  # noqa: BLE001 - a page that never loads is an error
+        tab["errors"].append(f"page did not load: {type(exc).__name__}")
+        return tab
+    warm: dict = {"latencies": [], "errors": []}
+    await upload_photo(tab["page"], photo, timeout_s * WARM_UP_TIMEOUTS, warm)
+    tab["errors"] += [f"warm-up photo: {e}" for e in warm["errors"]]
+    return tab
+
+
+async def photo_learner(tab: dict, photos: list[Path], timeout_s: float,
+                        queue: asyncio.Queue) -> dict:
+    """One learner, one photo after another (the back-to-back scenario): takes photo
+    numbers off ``queue`` and, for each, removes the photo before it and uploads this one."""
+    out: dict = {"latencies": [], "errors": []}
+    page = tab["page"]
+    while page is not None and not queue.empty():
+        photo = photos[queue.get_nowait() % len(photos)]
+        try:
+            await remove_photo(page, timeout_s)
+        except Exception as exc:  # noqa: BLE001 - counted, the run goes on
+            out["errors"].append(f"removing the photo before: {type(exc).__name__}")
+            continue
+        await upload_photo(page, photo, timeout_s, out)
+    return out
+
+
+async def burst_learner(tab: dict, photos: list[Path], timeout_s: float, rounds: int,
+                        barrier: asyncio.Barrier, index: int) -> dict:
+    """One learner of a class told "upload your photo now" ``rounds`` times (the bursts
+    scenario): each round every learner removes the photo before, waits for the others,
+    then all choose their photos at the same moment; the next round starts when every
+    learner has its answer. A learner whose page did not load still keeps the rounds' time."""
+    out: dict = {"latencies": [], "errors": []}
+    page = tab["page"]
+    for r in range(rounds):
+        if page is not None:
             try:
-                remove = page.get_by_role("button", name="Remove ")
-                if await remove.count():
-                    await remove.first.click()
-                    await expect(prompt).to_be_visible(timeout=timeout_s * 1000)
-                step = "uploading"
-                t0 = await page.evaluate("performance.now()")
-                await chooser.set_input_files(str(photo))
-                await expect(page.get_by_text(photo.name, exact=True)).to_be_visible(
-                    timeout=timeout_s * 1000)
-                step = "waiting for the answer"
-                await page.wait_for_function(
-                    f"() => document.querySelector({json.dumps(ANSWER)}) && "
-                    "!document.querySelector('[data-stale=\"true\"]')",
-                    timeout=timeout_s * 1000, polling=50)
-                answered = await page.evaluate("performance.now()")
-                if await page.get_by_test_id("stException").count():
-                    out["errors"].append("exception shown on the page")
-                elif await page.get_by_test_id("stAlertContentError").count():
-                    out["errors"].append("error shown: " + (await page.get_by_test_id(
-                        "stAlertContentError").first.inner_text())[:100])
-                else:
-                    out["latencies"].append(answered - t0)
-            except Exception as exc:  # noqa: BLE001 - counted, the run goes on
-                out["errors"].append(f"{step}: {type(exc).__name__}: "
-                                     f"{str(exc).splitlines()[0][:120]}")
-    finally:
-        await context.close()
+                await remove_photo(page, timeout_s)
+            except Exception as exc:  # noqa: BLE001
+                out["errors"].append(f"removing the photo before: {type(exc).__name__}")
+        await barrier.wait()
+        if page is not None:
+            await upload_photo(page, photos[(r * barrier.parties + index) % len(photos)],
+                               timeout_s, out)
+        await barrier.wait()
     return out
 
 
 async def run_photos(url: str, server_pid: int, learners: int, n: int, photos: list[Path],
-                     timeout_s: float, settle_s: float) -> dict:
+                     timeout_s: float, settle_s: float, bursts: bool) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=h.chromium_path(),
                                           args=h.CHROMIUM_ARGS)
-        # One photo first, alone and not counted: the models load and every stage warms up.
-        warm: asyncio.Queue = asyncio.Queue()
-        warm.put_nowait(0)
-        await photo_learner(browser, url, photos, timeout_s, warm)
-        queue: asyncio.Queue = asyncio.Queue()
-        for i in range(n):
-            queue.put_nowait(i)
+        # Every learner's tab reads one photo first, not counted (one tab at a time, so no
+        # warm-up waits on another): its chart code loads, the server's stages warm up.
+        # Not the photo it uploads next: choosing the file a file input already holds
+        # fires no change event, so nothing would be uploaded.
+        tabs = [await learner_tab(browser, url, photos[(i + learners) % len(photos)],
+                                  timeout_s) for i in range(learners)]
         rss_before = h.vm_rss_mb(server_pid)
         cpu0, machine0, t0 = cpu_seconds(server_pid), machine_cpu_seconds(), time.perf_counter()
-        results = await asyncio.gather(*[photo_learner(browser, url, photos, timeout_s, queue)
-                                         for _ in range(learners)])
+        if bursts:
+            barrier = asyncio.Barrier(learners)
+            rounds = -(-n // learners)
+            results = await asyncio.gather(*[
+                burst_learner(tab, photos, timeout_s, rounds, barrier, i)
+                for i, tab in enumerate(tabs)])
+            n = rounds * learners
+        else:
+            queue: asyncio.Queue = asyncio.Queue()
+            for i in range(n):
+                queue.put_nowait(i)
+            results = await asyncio.gather(*[photo_learner(tab, photos, timeout_s, queue)
+                                             for tab in tabs])
         wall = time.perf_counter() - t0
         server_cpu = cpu_seconds(server_pid) - cpu0
         machine_cpu = machine_cpu_seconds() - machine0
@@ -289,8 +369,10 @@ async def run_photos(url: str, server_pid: int, learners: int, n: int, photos: l
     await asyncio.sleep(settle_s)  # sessions closed: Streamlit drops them after a moment
     latencies = sorted(ms for r in results for ms in r["latencies"])
     return {
-        "learners": learners, "photos": n, "answered": len(latencies),
-        "errors": [e for r in results for e in r["errors"]], "wall_s": wall,
+        "learners": learners, "photos": n, "answered": len(latencies), "bursts": bursts,
+        "errors": [e for t in tabs for e in t["errors"]] + [e for r in results
+                                                            for e in r["errors"]],
+        "wall_s": wall,
         "median_ms": statistics.median(latencies) if latencies else float("nan"),
         "p90_ms": latencies[int(0.9 * (len(latencies) - 1))] if latencies else float("nan"),
         "max_ms": latencies[-1] if latencies else float("nan"),
@@ -301,28 +383,39 @@ async def run_photos(url: str, server_pid: int, learners: int, n: int, photos: l
     }
 
 
-def photo_lines(r: dict, sizes: list[int]) -> list[str]:
-    return [
+def photo_lines(rows: list[dict], sizes: list[int]) -> list[str]:
+    learners = rows[0]["learners"]
+    lines = [
         "## Phone photos, several learners at once", "",
-        f"{r['learners']} learners at once, each with Upload open, uploading 12-megapixel "
-        "JPEGs one after another, each replacing the one before "
-        f"({min(sizes) / 1e6:.1f}-{max(sizes) / 1e6:.1f} MB, "
-        "4000x3000, every other one stored sideways with an EXIF orientation), until "
-        f"{r['photos']} photos were read. Time: from choosing the file to the answer shown, "
-        "the upload over loopback included.", "",
-        "| photos | answered | errors | choose to answer: median / p90 / max ms | server CPU "
-        "per photo | server CPU s | clients' CPU s (rest of the machine) | server RSS: idle "
-        f"before / after the photos / sessions closed + {r['settle_s']:.0f} s, MB | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| {r['photos']} | {r['answered']} | {len(r['errors'])} | {r['median_ms']:.0f} / "
-        f"{r['p90_ms']:.0f} / {r['max_ms']:.0f} | {r['cpu_per_photo_ms']:.0f} ms | "
-        f"{r['server_cpu_s']:.1f} | {r['others_cpu_s']:.1f} | "
-        f"{r['rss_before_mb']:.0f} / {r['rss_after_mb']:.0f} / {r['rss_settled_mb']:.0f} | "
-        f"{r['wall_s']:.0f} |", ""]
+        f"{learners} learners, each with Upload open, uploading 12-megapixel JPEGs "
+        f"({min(sizes) / 1e6:.1f}-{max(sizes) / 1e6:.1f} MB, 4000x3000, every other one "
+        "stored sideways with an EXIF orientation), each photo replacing the one before. "
+        "Time: from choosing the file to the answer shown, the upload over loopback "
+        "included.", "",
+        f"* **bursts**: a class told \"upload your photo now\": all {learners} choose a photo "
+        "at the same moment; the next burst starts once every answer is shown (the goal's "
+        f"\"{learners} at once\").",
+        f"* **back to back**: each of the {learners} uploads its next photo the moment its "
+        "answer shows, with no pause, until all the photos are read: a harder, sustained "
+        "load than a class gives.", "",
+        "| scenario | photos | answered | errors | choose to answer: median / p90 / max ms | "
+        "server CPU per photo | server CPU s | clients' CPU s (rest of the machine) | server "
+        "RSS: idle before / after the photos / sessions closed + "
+        f"{rows[0]['settle_s']:.0f} s, MB | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {'bursts' if r['bursts'] else 'back to back'} | {r['photos']} | "
+            f"{r['answered']} | {len(r['errors'])} | {r['median_ms']:.0f} / "
+            f"{r['p90_ms']:.0f} / {r['max_ms']:.0f} | {r['cpu_per_photo_ms']:.0f} ms | "
+            f"{r['server_cpu_s']:.1f} | {r['others_cpu_s']:.1f} | "
+            f"{r['rss_before_mb']:.0f} / {r['rss_after_mb']:.0f} / {r['rss_settled_mb']:.0f} | "
+            f"{r['wall_s']:.0f} |")
+    return lines + [""]
 
 
 def write(rows: list[dict], out: Path, command: str, rss_idle: float,
-          photo_row: dict | None = None, sizes: list[int] | None = None) -> None:
+          photo_rows: list[dict], sizes: list[int] | None = None) -> None:
     lines = [
         "# Load benchmark: a class drawing at once", "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`, "
@@ -341,9 +434,9 @@ def write(rows: list[dict], out: Path, command: str, rss_idle: float,
             f"{r['cpu_per_digit_ms']:.0f} ms | {r['server_cpu_s']:.1f} | "
             f"{r['others_cpu_s']:.1f} | {r['rss_before_mb']:.0f} / {r['rss_after_mb']:.0f} | "
             f"{r['wall_s']:.0f} |")
-    if photo_row is not None:
-        lines += [""] + photo_lines(photo_row, sizes or [0])
-    errors = sorted({e for r in rows + ([photo_row] if photo_row else []) for e in r["errors"]})
+    if photo_rows:
+        lines += [""] + photo_lines(photo_rows, sizes or [0])
+    errors = sorted({e for r in rows + photo_rows for e in r["errors"]})
     if errors:
         lines += ["", "Errors seen:", ""] + [f"- {e}" for e in errors]
     lines += ["", "How much of the latency is the clients: the machine has "
@@ -363,6 +456,8 @@ def main() -> int:
     parser.add_argument("--photos", type=int, default=0,
                         help="phone photos to upload after the drawing runs (0: none)")
     parser.add_argument("--photo-sessions", type=int, default=5, help="learners uploading at once")
+    parser.add_argument("--photo-scenarios", nargs="+", choices=["bursts", "back-to-back"],
+                        default=["bursts", "back-to-back"], help="how the learners upload")
     parser.add_argument("--settle", type=float, default=15.0,
                         help="seconds after the photo sessions close before RSS is read")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "LOAD.md"))
@@ -384,19 +479,20 @@ def main() -> int:
             print(f"{n} sessions: {r['answered']}/{r['digits']} answered, "
                   f"{len(r['errors'])} errors, median {r['median_ms']:.0f} ms, "
                   f"server CPU {r['cpu_per_digit_ms']:.0f} ms/digit", file=sys.stderr)
-        photo_row = None
-        if args.photos:
-            photo_row = asyncio.run(run_photos(url, proc.pid, args.photo_sessions, args.photos,
-                                               photos, args.timeout, args.settle))
-            print(f"photos: {photo_row['answered']}/{args.photos} answered, "
-                  f"{len(photo_row['errors'])} errors, median {photo_row['median_ms']:.0f} ms, "
-                  f"RSS {photo_row['rss_before_mb']:.0f} -> {photo_row['rss_after_mb']:.0f} -> "
-                  f"{photo_row['rss_settled_mb']:.0f} MB", file=sys.stderr)
+        photo_rows = []
+        for scenario in args.photo_scenarios if args.photos else []:
+            r = asyncio.run(run_photos(url, proc.pid, args.photo_sessions, args.photos, photos,
+                                       args.timeout, args.settle, scenario == "bursts"))
+            photo_rows.append(r)
+            print(f"photos, {scenario}: {r['answered']}/{r['photos']} answered, "
+                  f"{len(r['errors'])} errors, median {r['median_ms']:.0f} ms, p90 "
+                  f"{r['p90_ms']:.0f} ms, RSS {r['rss_before_mb']:.0f} -> "
+                  f"{r['rss_after_mb']:.0f} -> {r['rss_settled_mb']:.0f} MB", file=sys.stderr)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     command = "python benchmarks/load_bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    write(rows, Path(args.out), command.strip(), rss_idle, photo_row,
+    write(rows, Path(args.out), command.strip(), rss_idle, photo_rows,
           [p.stat().st_size for p in photos])
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

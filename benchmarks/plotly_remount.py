@@ -72,7 +72,9 @@ APP = textwrap.dedent('''
     st.write(f"n={st.session_state.n}")
 ''')
 
-TAG = "() => { const g = document.querySelector('.js-plotly-plot'); if (g) g.dataset.tag = '1'; }"
+# The chart counts as updated once it holds the new probabilities, not merely when drawn.
+TAG = ("() => { const g = document.querySelector('.js-plotly-plot'); if (g) g.dataset.tag = '1'; "
+       "window.__bars = g && g.data ? JSON.stringify(g.data.map(t => t.y)) : ''; }")
 KEPT = "() => !!document.querySelector('.js-plotly-plot[data-tag]')"
 
 
@@ -92,7 +94,8 @@ def run_variant(browser, url: str, variant: str, clicks: int) -> tuple[list[floa
                  "!document.querySelector('[data-stale=\"true\"]')")
         if chart:
             ready += (" && (() => { const el = document.querySelector('.js-plotly-plot'); "
-                      "return el && el._fullLayout && el.querySelector('.main-svg'); })()")
+                      "return el && el._fullLayout && el.querySelector('.main-svg') && el.data && "
+                      "JSON.stringify(el.data.map(t => t.y)) !== window.__bars; })()")
         t1 = page.wait_for_function(f"() => ({ready}) ? performance.now() : false",
                                     polling="raf").json_value()
         if i >= 2:  # the first reruns load the chart's code
