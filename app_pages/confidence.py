@@ -59,12 +59,18 @@ st.caption("The temperature divides each network's logits. It is fitted on the v
 for i, (name, rec) in enumerate(calibrated.items()):
     st.subheader(models[name].title)
     sets = [s for s in SET_TITLES if s in rec["sets"]]
-    hand = rec["sets"].get(HANDWRITING)
-    st.caption(f"Temperature {rec['temperature']:.3f}. MNIST test: "
-               f"{rec['sets'][MNIST_TEST]['n']:,} digits read once"
-               + (f"; real handwriting: {hand['n']:,} digits ({', '.join(hand.get('sets', []))})"
-                  " read as the app reads them (preprocessed, answers averaged over the "
-                  "model's views)" if hand else "") + ".")
+    if not sets:  # a model trained live and packaged: its worker fitted T on validation only
+        st.caption(f"Temperature {rec['temperature']:.3f}, fitted on "
+                   f"{rec['val'].get('n', 0):,} validation digits; no reliability diagrams "
+                   "were computed for this model (`python -m mnist_core calibrate` adds them).")
+        continue
+    mnist, hand = rec["sets"].get(MNIST_TEST), rec["sets"].get(HANDWRITING)
+    read = ([f"MNIST test: {mnist['n']:,} digits read once"] if mnist else []) + (
+        [f"real handwriting: {hand['n']:,} digits ({', '.join(hand.get('sets', []))}) read "
+         "as the app reads them (preprocessed, answers averaged over the model's views)"]
+        if hand else [])
+    text = "; ".join(read)
+    st.caption(f"Temperature {rec['temperature']:.3f}. {text[:1].upper()}{text[1:]}.")
     for col, set_name in zip(st.columns(len(sets)), sets):
         curves = rec["sets"][set_name]
         col.plotly_chart(

@@ -35,6 +35,11 @@ def test_every_model_gets_its_temperature_and_diagrams(monkeypatch, artifacts):
         test = rec["sets"]["mnist-test"]
         assert row["ECE, MNIST test"] == f"{test['ece_before']:.2%} → {test['ece_after']:.2%}"
     assert [s.value for s in at.subheader] == [m.title for m in models.values()]
+    for model in models.values():
+        rec = model.metrics["calibration"]
+        n = rec["sets"]["mnist-test"]["n"]
+        assert (f"Temperature {rec['temperature']:.3f}. MNIST test: {n:,} digits read once."
+                in [c.value for c in at.caption])
     charts = at.get("plotly_chart")
     assert len(charts) == len(models)  # the fixture has no handwriting curves: one each
     figure = json.loads(charts[0].proto.spec)
@@ -112,3 +117,24 @@ def test_confidence_page_in_a_browser_at_desktop_and_phone_width():
             browser.close()
     finally:
         h.stop_server(proc)
+
+
+def test_a_model_calibrated_on_validation_only_gets_its_figures_without_diagrams(
+        monkeypatch, artifacts, tmp_path):
+    """A model packaged from Train live carries the worker's record: a temperature and its
+    validation figures, no reliability curves (``sets`` empty). The page says so."""
+    folder = shutil.copytree(artifacts, tmp_path / "a")
+    metrics = json.loads((folder / "numpy.metrics.json").read_text())
+    metrics["calibration"]["sets"] = {}
+    write_json(folder, "numpy.metrics.json", metrics)
+    write_manifest(folder, {k: v for k, v in manifest_or_empty(folder).items()
+                            if k not in ("files", "versions")})
+    models = load_models(folder)
+    at = open_page(monkeypatch, folder)
+    table = at.dataframe[0].value
+    row = table[table["Model"] == models["numpy"].title].iloc[0]
+    assert row["ECE, MNIST test"] == "—"
+    assert row["Temperature"] == metrics["calibration"]["temperature"]
+    captions = [c.value for c in at.caption]
+    assert any("no reliability diagrams" in c for c in captions), captions
+    assert len(at.get("plotly_chart")) == len(models) - 1  # the others keep theirs
