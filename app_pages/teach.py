@@ -111,6 +111,8 @@ st.dataframe(pd.DataFrame([{
     column_config={c: st.column_config.NumberColumn(format="percent") for c in (
         "Held-out writers, shipped", "Held-out writers, taught",
         f"MNIST test ({len(pick):,}), shipped", f"MNIST test ({len(pick):,}), taught")})
+if note := training.temperature_note(taught):
+    st.caption(note)
 use, get = st.columns(2)
 with use:
     if st.button("Use as \"Class model\" on the other pages", key="teach-use",

@@ -197,12 +197,8 @@ cols[3].metric("Parameters", f"{mine.metrics['params']:,}",
                f"shipped: {shipped.metrics['params']:,}"
                if shipped is not None and shipped.metrics.get("params") else None,
                delta_color="off", delta_arrow="off", border=True)
-calibration = mine.metrics.get("calibration") or {}
 st.caption(f"Test accuracy on all {mine.metrics['n']:,} MNIST test digits, which training "
-           f"never saw."
-           + (f" Its percentages are tempered with T = {mine.temperature:.2f}, fitted on its "
-              f"{calibration['val']['n']:,} validation images, as the shipped models' are."
-              if calibration else ""))
+           f"never saw. {training.temperature_note(mine)}")
 
 histories = {user_model.USER: mine.history}
 titles = {user_model.USER: f"Your {job.title}"}

@@ -333,6 +333,8 @@ def test_teach_trains_compares_and_becomes_the_class_model(monkeypatch, db, gall
     for column in table.columns[1:]:
         assert 0 <= float(table[column].iloc[0]) <= 1, column
     assert float(table.iloc[0, 4]) > 0.8            # MNIST is not forgotten
+    t = job.model.temperature                       # tempered like the shipped models
+    assert t != 1.0 and any(f"tempered with T = {t:.2f}" in c.value for c in at.caption)
     ok(at.button(key="teach-use").click().run())
     at.switch_page("app_pages/class_dashboard.py").run()
     ok(at)

@@ -174,3 +174,13 @@ def start_training(name: str, title: str, dataset: Dataset, cfg: TrainConfig, ar
         slot.release()
         raise
     return job
+
+
+def temperature_note(model: Model) -> str:
+    """The sentence saying how a model trained here tempers its percentages (the worker
+    fits T on the run's own validation split), or "" when it carries no calibration."""
+    calibration = model.metrics.get("calibration") or {}
+    if not calibration:
+        return ""
+    return (f"Its percentages are tempered with T = {model.temperature:.2f}, fitted on its "
+            f"{calibration['val']['n']:,} validation images, as the shipped models' are.")
