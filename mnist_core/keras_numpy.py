@@ -11,8 +11,9 @@ Two evaluations of the same layers:
 
 * :func:`_forward`, one Keras layer at a time (what :mod:`mnist_core.keras_numpy_grad`
   traces for Look inside);
-* :meth:`KerasNumpyModel.predict_proba`, the fast path, which runs a plan compiled once at
-  load (:func:`_compile`): BatchNorm folded into the conv or dense weights before it,
+* :meth:`KerasNumpyModel.predict_proba`, the fast path (a thousand images or more go to
+  ONNX Runtime instead when it is installed, :mod:`mnist_core.onnx_batch`), which runs a
+  plan compiled once at load (:func:`_compile`): BatchNorm folded into the conv or dense weights before it,
   activations and max pooling fused into the layer that feeds them (pooling before the
   bias and activation, which commute with a max), 3x3 convolutions by Winograd's
   F(2x2, 3x3) (2.25x fewer multiplications than im2col) on padded parity planes
@@ -305,7 +306,7 @@ def _pool(x: np.ndarray, layer: Layer, reduce) -> np.ndarray:
     return reduce(x.reshape(n, h // ph, ph, w // pw, pw, c), axis=(2, 4))
 
 
-def _batchnorm(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+def batchnorm_affine(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
     """Inference BatchNorm as ``x * scale + shift`` (float64 per channel)."""
     cfg, w = layer.config, [v.astype(np.float64) for v in layer.weights]
     if cfg.get("axis", -1) not in (-1, 3, [-1], [3]):
@@ -514,7 +515,7 @@ def _compile(layers: list[Layer]) -> list:
             steps.append(_Linear(layer.weights[0], bias, cfg.get("activation", "linear"),
                                  same=cfg.get("padding") == "same"))
         elif layer.kind == "BatchNormalization":
-            scale, shift = _batchnorm(layer)
+            scale, shift = batchnorm_affine(layer)
             if open_linear and last.pool is None:
                 last.fold(scale, shift)
             else:
@@ -687,6 +688,11 @@ class KerasNumpyModel:
             return np.zeros((0, self._n_out), np.float32)
         # A chunk of images per task: each segment splits it further. About 16 a worker,
         # so that the worker left alone at the end of a call waits for little.
+        from . import onnx_batch  # thousands of images: ONNX Runtime's kernels, if installed
+
+        fast = onnx_batch.predict(self, x)
+        if fast is not None:
+            return fast
         batch = batch_size or min(self.batch_size,
                                   max(_MIN_CHUNK, -(-len(x) // (16 * WORKERS))))
         if len(x) <= batch:

@@ -4,7 +4,8 @@ under Community Cloud's ~690 MB only without TensorFlow's ~600 MB).
 Every page runs under AppTest in a fresh Python process (this one may have imported
 TensorFlow in other tests): Look inside with each shipped model picked, and a Train live
 run of a Keras model, which trains in its worker process. Then that process lists which of
-``tensorflow`` and ``keras`` it imported.
+``tensorflow`` and ``keras`` it imported, and ``onnxruntime``, which only a batch of a
+thousand images or more loads (mnist_core.onnx_batch), none of which these pages predict.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ at.run()
 assert not at.exception, [e.message for e in at.exception]
 seen["train"] = [job.status, job.error, type(job.model).__name__,
                  "Your test accuracy" in [m.label for m in at.metric]]
-seen["imported"] = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
+seen["imported"] = sorted(m for m in ("tensorflow", "keras", "onnxruntime") if m in sys.modules)
 print(json.dumps(seen))
 """
 
