@@ -247,11 +247,15 @@ def write_report(result: dict, out: Path, command: str, note: str = "") -> None:
         "",
         "Where the time after the send goes: the server's part up to the bars is the "
         "preprocessing and predictions above plus a few ms; most of the rest is the "
-        "browser, and the largest single piece of it is the bars' chart itself. Streamlit "
-        "1.67 hashes a plotly chart's figure into its element id, so every rerun with new "
-        "probabilities mounts a new chart (`Plotly.newPlot`) rather than updating the old "
-        "one: `benchmarks/plotly_remount.py` measures that at about 75 ms a rerun against "
-        "the same bars as plain SVG ([PLOTLY_REMOUNT.md](PLOTLY_REMOUNT.md)).",
+        "browser, and the largest single piece of it is the bars' chart itself, drawn anew "
+        "(`Plotly.newPlot`) after every stroke: here because each digit is drawn on a "
+        "cleared canvas, where the bars are gone, and in any case because Streamlit 1.67 "
+        "hashes a plotly chart's figure into its element id, so a chart with new "
+        "probabilities is a new chart. `benchmarks/plotly_remount.py` measures the chart "
+        "at 55 ms a rerun against the same bars as plain SVG ([PLOTLY_REMOUNT.md]"
+        "(PLOTLY_REMOUNT.md)); taken from this page's time after the send, that estimates "
+        "the bars without plotly at about 95 ms after the send, 300 ms after the stroke, "
+        "the debounce being two thirds of it.",
         "",
         "Command:",
         "",

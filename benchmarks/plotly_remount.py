@@ -13,8 +13,16 @@ probabilities, shown as
 * ``plotly-one-axis``: the four models' bars grouped on one axis.
 
 It reports, per variant, the median time from the click to the page updated (the chart
-drawn, nothing stale) over ``--clicks`` reruns, variants interleaved over ``--rounds``,
-and whether the chart's DOM node survived the rerun.
+drawn with the new probabilities, nothing stale) over ``--clicks`` reruns, variants
+interleaved over ``--rounds``, and whether the chart's DOM node survived the rerun.
+
+Tried and dropped: giving keyed charts a key-only id, as PR #16052 does on the server
+(``compute_and_register_element_id`` called with ``key_as_main_identity=True``, patched in).
+The chart node then survives every rerun and the rerun costs what ``none`` costs, but the
+bars never change: Streamlit 1.67's frontend keeps the figure it first drew for an id and
+ignores a new spec (the PR changes the frontend for that too), so the page waits forever
+for the new probabilities. On the Draw page it would not help anyway: each digit is drawn
+on a cleared canvas, where the bars are gone, so its chart is always a new one.
 
     .venv/bin/python benchmarks/plotly_remount.py --rounds 3 --clicks 12
 """
