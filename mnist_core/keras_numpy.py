@@ -11,9 +11,9 @@ Two evaluations of the same layers:
 
 * :func:`_forward`, one Keras layer at a time (what :mod:`mnist_core.keras_numpy_grad`
   traces for Look inside);
-* :meth:`KerasNumpyModel.predict_proba`, the fast path (a thousand images or more go to
-  ONNX Runtime instead when it is installed, :mod:`mnist_core.onnx_batch`), which runs a
-  plan compiled once at load (:func:`_compile`): BatchNorm folded into the conv or dense weights before it,
+* :meth:`KerasNumpyModel.predict_proba`, the fast path (for a thousand images or more,
+  :mod:`mnist_core.onnx_batch` runs ONNX Runtime instead when it is installed), which runs
+  a plan compiled once at load (:func:`_compile`): BatchNorm folded into the conv or dense weights before it,
   activations and max pooling fused into the layer that feeds them (pooling before the
   bias and activation, which commute with a max), 3x3 convolutions by Winograd's
   F(2x2, 3x3) (2.25x fewer multiplications than im2col) on padded parity planes
@@ -688,11 +688,6 @@ class KerasNumpyModel:
             return np.zeros((0, self._n_out), np.float32)
         # A chunk of images per task: each segment splits it further. About 16 a worker,
         # so that the worker left alone at the end of a call waits for little.
-        from . import onnx_batch  # thousands of images: ONNX Runtime's kernels, if installed
-
-        fast = onnx_batch.predict(self, x)
-        if fast is not None:
-            return fast
         batch = batch_size or min(self.batch_size,
                                   max(_MIN_CHUNK, -(-len(x) // (16 * WORKERS))))
         if len(x) <= batch:

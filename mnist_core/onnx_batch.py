@@ -9,6 +9,7 @@ layers the NumPy plan runs (BatchNorm folded into the weights before it, in floa
 :func:`mnist_core.keras_numpy.batchnorm_affine`), so one file feeds both and they agree to
 float32 rounding (tests/test_onnx_batch.py). When ``onnx`` or ``onnxruntime`` is missing,
 or refuses the graph, :func:`predict` returns None and the NumPy plan answers.
+:func:`predict_proba` makes that choice for :class:`~mnist_core.model.KerasModel`.
 
 Only models :class:`~mnist_core.keras_numpy.KerasNumpyModel` has loaded come here: its
 loader already refused every layer or setting it does not support.
@@ -187,3 +188,11 @@ def predict(model, x: np.ndarray, cfg: OnnxConfig = DEFAULT) -> np.ndarray | Non
     x = np.ascontiguousarray(x, np.float32)
     return np.concatenate([sess.run(None, {"x": x[s:s + cfg.chunk]})[0]
                            for s in range(0, len(x), cfg.chunk)]).astype(np.float32, copy=False)
+
+
+def predict_proba(model, x: np.ndarray, cfg: OnnxConfig = DEFAULT) -> np.ndarray:
+    """``model.predict_proba(x)`` (a :class:`~mnist_core.keras_numpy.KerasNumpyModel`), by
+    ONNX Runtime when :func:`predict` takes the batch: the one place that chooses."""
+    x = np.asarray(x, np.float32)
+    out = predict(model, x.reshape(-1, *model.input_shape), cfg)
+    return out if out is not None else model.predict_proba(x)
