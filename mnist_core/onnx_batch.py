@@ -186,8 +186,13 @@ def predict(model, x: np.ndarray, cfg: OnnxConfig = DEFAULT) -> np.ndarray | Non
     if sess is False:
         return None
     x = np.ascontiguousarray(x, np.float32)
-    return np.concatenate([sess.run(None, {"x": x[s:s + cfg.chunk]})[0]
-                           for s in range(0, len(x), cfg.chunk)]).astype(np.float32, copy=False)
+    try:
+        parts = [sess.run(None, {"x": x[s:s + cfg.chunk]})[0]
+                 for s in range(0, len(x), cfg.chunk)]
+    except Exception:  # noqa: BLE001 - e.g. out of memory: the NumPy plan answers, from now on
+        model._onnx_session = False
+        return None
+    return np.concatenate(parts).astype(np.float32, copy=False)
 
 
 def predict_proba(model, x: np.ndarray, cfg: OnnxConfig = DEFAULT) -> np.ndarray:

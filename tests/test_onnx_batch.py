@@ -105,3 +105,19 @@ def test_without_onnx_runtime_the_numpy_plan_answers(monkeypatch):
     assert onnx_batch.predict(model, x, SMALL) is None
     assert model._onnx_session is False  # tried once, not on every call
     assert onnx_batch.predict_proba(model, x, SMALL).shape == (len(x), 10)
+
+
+def test_a_run_that_fails_leaves_the_batch_to_the_numpy_plan():
+    rng = np.random.default_rng(4)
+    model = KerasNumpyModel(_layers(rng), (28, 28, 1))
+    x = rng.random((SMALL.min_batch, 28, 28, 1)).astype(np.float32)
+    assert onnx_batch.predict(model, x, SMALL) is not None
+
+    class Broken:
+        def run(self, *args):
+            raise RuntimeError("bad allocation")
+    model._onnx_session = Broken()
+    assert onnx_batch.predict(model, x, SMALL) is None
+    assert model._onnx_session is False
+    got = onnx_batch.predict_proba(model, x, SMALL)
+    assert np.abs(got - model.predict_proba(x)).max() == 0  # the plan's own answer
