@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mnist_core import kaggle
+from mnist_core import kaggle, package
 from mnist_core.data import DataError
 from ui import page, pictures
 from ui.charts import PLOTLY_CONFIG, counts_figure
@@ -69,9 +69,9 @@ if st.button(f"Predict {len(images):,} digits with {models[name].title}",
              icon=":material/play_arrow:"):
     bar = st.progress(0.0, text="Predicting…")
     try:
-        csv = kaggle.submission_csv(
-            models[name].predict_proba, images,
-            progress=lambda f: bar.progress(f, text=f"Predicting… {f:.0%}"))
+        # In a worker process: the batch's engine (ONNX Runtime) never enters the server.
+        csv = package.submission_in_worker(
+            models[name], images, progress=lambda f: bar.progress(f, text=f"Predicting… {f:.0%}"))
     except Exception as exc:  # noqa: BLE001 - e.g. out of memory: a message, no traceback
         bar.empty()
         st.error(f"Prediction failed: {type(exc).__name__}: {exc}", icon="🚫")

@@ -2,7 +2,7 @@
 
 Starts ``streamlit run app.py`` (``tests/app_helpers.start_server``), then visits every page
 as a user would: a drawing on Draw, an upload, Compare models, Training curves, Stress test,
-a Kaggle submission, Look inside with each model picked in turn, three Look inside sessions
+a Kaggle submission of Kaggle's size (28,000 rows), Look inside with each model picked in turn, three Look inside sessions
 opened at once, and short Train live runs of every live model. After each step it records
 the resident set size (``VmRSS`` from /proc) of the server process and of all its children
 (a training worker, when there is one), and the peak of both while the step ran (sampled
@@ -29,12 +29,12 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -49,6 +49,7 @@ REPORT = REPO / "benchmarks" / "MEMORY.md"
 BUDGET_MB = 700
 LOAD_TIMEOUT = 300_000   # ms
 TRAIN_TIMEOUT = 600_000  # ms
+KAGGLE_ROWS = 28_000     # Kaggle's test.csv
 
 
 # ---------------------------------------------------------------------------------------
@@ -133,6 +134,7 @@ def set_slider_to_min(page, label: str) -> None:
 
 def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
           train: tuple[str, ...]) -> None:
+    import numpy as np
     from playwright.sync_api import expect, sync_playwright
 
     from mnist_core.artifacts import load_gallery, read_manifest
@@ -143,10 +145,14 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
     digit = gallery.images[0]
     png = tmp / "digit.png"
     png.write_bytes(h.png_bytes(h.paper_digit(digit)))
-    csv = tmp / "test.csv"
-    rows = gallery.images[:50].reshape(50, -1).astype(int)
-    csv.write_text(",".join(f"pixel{i}" for i in range(784)) + "\n"
-                   + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    # A Kaggle-size file, zipped as the page asks (its 51 MB are over the upload limit):
+    # 28,000 rows, the gallery's digits tiled. Predicting it loads ONNX Runtime.
+    csv = tmp / "test.csv.zip"
+    rows = np.resize(gallery.images.reshape(len(gallery.images), -1), (KAGGLE_ROWS, 784))
+    text = (",".join(f"pixel{i}" for i in range(784)) + "\n"
+            + "\n".join(",".join(map(str, r)) for r in rows.astype(int).tolist()) + "\n")
+    with zipfile.ZipFile(csv, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("test.csv", text)
     sampler = Sampler(pid)
 
     def record(page_name: str, what: str, t0: float, page=None) -> None:
@@ -204,10 +210,10 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
             chooser = page.locator("input[type=file]")
             expect(chooser).to_be_attached(timeout=LOAD_TIMEOUT)
             chooser.set_input_files(csv)
-            expect(page.get_by_text("Read 50 digits")).to_be_visible()
-            page.get_by_role("button", name="Predict 50 digits").click()
+            expect(page.get_by_text(f"Read {KAGGLE_ROWS:,} digits")).to_be_visible()
+            page.get_by_role("button", name=f"Predict {KAGGLE_ROWS:,} digits").click()
             expect(page.get_by_role("button", name="Download submission.csv")).to_be_visible()
-            record("Kaggle", "50 digits predicted", t0, page)
+            record("Kaggle", f"{KAGGLE_ROWS:,} digits predicted (a zipped test.csv)", t0, page)
 
             t0 = time.perf_counter()
             page.goto(f"{url}/Look_inside")

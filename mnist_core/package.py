@@ -310,6 +310,20 @@ def load_dataset_in_worker(where: str | Path | None = None) -> Dataset:
     return _run_worker({"op": "load", "where": where}, lambda event, info: None, None)
 
 
+def submission_in_worker(model: Model, images: np.ndarray,
+                         progress: Callable[[float], None] | None = None) -> str:
+    """:func:`mnist_core.kaggle.submission_csv` of ``model`` over ``(N, 28, 28) uint8``
+    ``images``, run in a worker process: a Kaggle file's batch goes through ONNX Runtime
+    there (:mod:`mnist_core.onnx_batch`), whose library and session (about 80 MB that a
+    process keeps once it has them, benchmarks/MEMORY.md) then never enter the server.
+    ``progress`` hears the fraction done, on the calling thread. Raises
+    :class:`WorkerError`."""
+    request = {"op": "kaggle", "kind": type(model).__name__, "file": model.to_bytes(),
+               "images": np.ascontiguousarray(images, np.uint8)}
+    return _run_worker(request, lambda event, info: progress and progress(info["fraction"]),
+                       None)
+
+
 # glibc's malloc in the worker keeps freed memory for reuse instead of handing arrays of
 # up to 32 MB (its largest threshold) back to the system and faulting fresh zeroed pages in
 # for the next batch: a NumPy training step allocates the same tens of MB every batch.
@@ -358,7 +372,7 @@ def _run_worker(request: dict, on_event: Callable[[str, dict], None],
                 error, text = payload
                 raise DataError(text) if error == "DataError" else WorkerError(f"{error}: {text}")
         code = proc.wait()
-        raise WorkerError(f"the training process ended unexpectedly (exit code {code}"
+        raise WorkerError(f"the worker process ended unexpectedly (exit code {code}"
                           + (", killed: out of memory?)" if code == -9 else ")"))
     finally:
         finished.set()
@@ -424,6 +438,9 @@ def _worker_main() -> None:
     try:
         if request["op"] == "load":
             result = load_dataset(request["where"])
+        elif request["op"] == "kaggle":
+            result = _kaggle_one(request, lambda f: send("event", ("progress",
+                                                                  {"fraction": f})))
         else:
             def emit(event: str, info: dict) -> None:
                 if event == "batch" and not started.is_set():
@@ -441,6 +458,15 @@ def _worker_main() -> None:
         send("result", result)
     sys.stderr.flush()
     os._exit(0)  # at once: nothing to clean up, and TensorFlow's teardown takes a while
+
+
+def _kaggle_one(request: dict, progress: Callable[[float], None]) -> str:
+    from . import kaggle
+    from .model import KerasModel, NumpyModel
+
+    kinds = {cls.__name__: cls for cls in (KerasModel, NumpyModel)}
+    model = kinds[request["kind"]].from_bytes(request["file"])
+    return kaggle.submission_csv(model.predict_proba, request["images"], progress=progress)
 
 
 def _train_one(request: dict, stop: StopFlag, emit: Callable[[str, dict], None]) -> dict:

@@ -5,7 +5,8 @@ Every page runs under AppTest in a fresh Python process (this one may have impor
 TensorFlow in other tests): Look inside with each shipped model picked, and a Train live
 run of a Keras model, which trains in its worker process. Then that process lists which of
 ``tensorflow`` and ``keras`` it imported, and ``onnxruntime``, which only a batch of a
-thousand images or more loads (mnist_core.onnx_batch), none of which these pages predict.
+thousand images or more loads (mnist_core.onnx_batch): the Kaggle page, given 1,100 rows,
+predicts them in a worker process.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ for name in ("numpy", "dense", "cnn", "lenet5"):
                    "activations" if any("units above zero" in c for c in captions) else None,
                    sum(c.endswith(")") and "%" in c for c in captions)]  # saliency panels
 seen["look inside"] = views
+# A Kaggle file large enough for ONNX Runtime: the page predicts it in a worker.
+import numpy as np
+rows = np.random.default_rng(0).integers(0, 256, (1100, 784))
+csv = ("\n".join([",".join(f"pixel{i}" for i in range(784))]
+                  + [",".join(map(str, r)) for r in rows.tolist()]) + "\n").encode()
+at.switch_page("app_pages/kaggle.py").run()
+at.file_uploader(key="kaggle_upload").set_value(("test.csv", csv, "text/csv")).run()
+at.segmented_control(key="kaggle_model").set_value("cnn").run()
+at.button(key="kaggle_predict").click().run()
+assert not at.exception, [e.message for e in at.exception]
+seen["kaggle"] = [len(at.get("download_button")), [e.value for e in at.error]]
 at.switch_page("app_pages/train_live.py").run()
 at.segmented_control(key="train_model").set_value("dense").run()
 at.selectbox(key="train_hidden").set_value("64")
@@ -75,4 +87,5 @@ def test_no_page_imports_tensorflow(tmp_path):
         "numpy": ["activations", 8], "dense": ["activations", 8],
         "cnn": ["feature maps", 8], "lenet5": ["feature maps", 8]}
     assert seen["train"] == ["done", None, "KerasModel", True]
+    assert seen["kaggle"] == [1, []]
     assert seen["imported"] == []

@@ -121,3 +121,15 @@ def test_a_run_that_fails_leaves_the_batch_to_the_numpy_plan():
     assert model._onnx_session is False
     got = onnx_batch.predict_proba(model, x, SMALL)
     assert np.abs(got - model.predict_proba(x)).max() == 0  # the plan's own answer
+
+
+def test_a_kaggle_file_is_predicted_in_a_worker_as_it_would_be_in_process(models):
+    from mnist_core import kaggle, package
+
+    model = next(m for m in models.values() if hasattr(m, "fast"))
+    images = (np.random.default_rng(5).random((onnx_batch.DEFAULT.min_batch + 76, 28, 28))
+              * 255).astype(np.uint8)
+    seen: list[float] = []
+    got = package.submission_in_worker(model, images, progress=seen.append)
+    assert got == kaggle.submission_csv(model.predict_proba, images)
+    assert seen and seen[-1] == 1.0
