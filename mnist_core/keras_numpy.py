@@ -9,7 +9,7 @@ runs code from the file, like Keras's ``safe_mode``. Tests check it against Kera
 
 Two evaluations of the same layers:
 
-* :func:`_forward`, one Keras layer at a time (what :mod:`mnist_core.keras_numpy_grad`
+* :func:`apply_layer`, one Keras layer at a time (what :mod:`mnist_core.keras_numpy_grad`
   traces for Look inside);
 * :meth:`KerasNumpyModel.predict_proba`, the fast path (for a thousand images or more,
   :mod:`mnist_core.onnx_batch` runs ONNX Runtime instead when it is installed), which runs
@@ -63,7 +63,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _snake(name: str) -> str:
+def snake_case(name: str) -> str:
     """Keras's weight-file name for a layer class: ``Conv2D`` -> ``conv2d``."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("2_d", "2d")
 
@@ -279,7 +279,7 @@ def _check_pool(cfg: dict) -> tuple[int, int]:
 
 def _conv2d(x: np.ndarray, layer: Layer) -> np.ndarray:
     kernel = layer.weights[0]
-    _check_conv(layer.config)
+    check_conv(layer.config)
     if layer.config.get("padding") == "same":
         x = _same_pad(x, *kernel.shape[:2])
     out = _im2col_conv(x, kernel)
@@ -288,7 +288,7 @@ def _conv2d(x: np.ndarray, layer: Layer) -> np.ndarray:
     return _ACTIVATIONS[layer.config.get("activation", "linear")](out)
 
 
-def _check_conv(cfg: dict) -> None:
+def check_conv(cfg: dict) -> None:
     if tuple(cfg.get("strides", (1, 1))) != (1, 1):
         raise ValueError("only stride-1 convolutions are supported")
     if tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1) or cfg.get("groups", 1) != 1:
@@ -318,7 +318,7 @@ def batchnorm_affine(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
     return scale, beta - mean * scale
 
 
-def _forward(x: np.ndarray, layer: Layer) -> np.ndarray:
+def apply_layer(x: np.ndarray, layer: Layer) -> np.ndarray:
     """One Keras layer, as Keras computes it (no fusion)."""
     cfg = layer.config
     if layer.kind == "Conv2D":
@@ -510,7 +510,7 @@ def _compile(layers: list[Layer]) -> list:
         open_linear = isinstance(last, _Linear) and last.activation == "linear"
         if layer.kind in ("Conv2D", "Dense"):
             if layer.kind == "Conv2D":
-                _check_conv(cfg)
+                check_conv(cfg)
             bias = layer.weights[1] if cfg.get("use_bias", True) else None
             steps.append(_Linear(layer.weights[0], bias, cfg.get("activation", "linear"),
                                  same=cfg.get("padding") == "same"))
@@ -647,7 +647,7 @@ class KerasNumpyModel:
                 # Keras names weight groups by class and order of appearance, not by layer name.
                 k = seen.get(kind, 0)
                 seen[kind] = k + 1
-                group = f"layers/{_snake(kind)}" + (f"_{k}" if k else "")
+                group = f"layers/{snake_case(kind)}" + (f"_{k}" if k else "")
                 weights = []
                 if group in h5 and "vars" in h5[group]:
                     vars_ = h5[group]["vars"]

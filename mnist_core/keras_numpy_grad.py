@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .keras_numpy import Layer, _forward
+from .keras_numpy import Layer, apply_layer
 
 # Where feature maps are tapped: a conv followed by these is shown after them (the map
 # the next layer sees).
@@ -52,11 +52,11 @@ def trace(layers: list[Layer], x: np.ndarray) -> list[np.ndarray]:
     values: list = [x]
     for layer in layers:
         if _activation(layer) != "linear" and layer.kind != "Activation":
-            z = _forward(x, _linear_part(layer))
+            z = apply_layer(x, _linear_part(layer))
             x = _apply(_activation(layer), z)
             values.append((z, x))
         else:
-            x = _forward(x, layer)
+            x = apply_layer(x, layer)
             values.append(x)
     return values
 
@@ -66,7 +66,7 @@ def _out(value) -> np.ndarray:
 
 
 def _apply(name: str, z: np.ndarray) -> np.ndarray:
-    return _forward(z, Layer("Activation", {"activation": name}, []))
+    return apply_layer(z, Layer("Activation", {"activation": name}, []))
 
 
 def _activation_grad(name: str, z: np.ndarray, y: np.ndarray, g: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ images (:func:`precise_batchnorm`, ``EngineConfig.bn_images``): a short run's mo
 averages still sit near their initial 0 and 1, and its model would answer at chance.
 
 Layers are :class:`mnist_core.keras_numpy.Layer` (kind, Keras config, weights in Keras's
-order); the stateless layers run forward through :func:`mnist_core.keras_numpy._forward`
+order); the stateless layers run forward through :func:`mnist_core.keras_numpy.apply_layer`
 and backward through :func:`mnist_core.keras_numpy_grad._backward`, the code Look inside
 uses; this module adds the parameter gradients, training-mode BatchNorm and Dropout.
 Images are ``(N, 28, 28, 1) float32 in [0, 1]``; every function keeps its input's dtype
@@ -56,7 +56,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .architectures import CNNConfig, DenseConfig, LeNet5Config
 from .data import to_float
-from .keras_numpy import KerasNumpyModel, Layer, _check_conv, _forward, _snake
+from .keras_numpy import KerasNumpyModel, Layer, check_conv, apply_layer, snake_case
 from .keras_numpy_grad import _activation, _activation_grad, _backward, _conv_input_grad
 from .train import (Callback, StopFlag, TrainConfig, TrainResult, _EpochFeeder, _extra_pool,
                     _prepare, epoch_log, lr_at)
@@ -125,7 +125,7 @@ class Builder:
         self._names: dict[str, int] = {}
 
     def _add(self, kind: str, config: dict, out_shape: tuple[int, ...], built: bool) -> "Builder":
-        snake = _snake(kind)
+        snake = snake_case(kind)
         k = self._names.get(snake, 0)
         self._names[snake] = k + 1
         entry = {"module": "keras.layers", "class_name": kind,
@@ -358,7 +358,7 @@ class KerasNet:
             h5.create_group("vars").attrs["name"] = self.name
             seen: dict[str, int] = {}
             for layer in self.layers:
-                snake = _snake(layer.kind)
+                snake = snake_case(layer.kind)
                 k = seen.get(snake, 0)
                 seen[snake] = k + 1
                 group = h5.create_group(f"layers/{snake}" + (f"_{k}" if k else "")
@@ -447,7 +447,7 @@ def layer_forward(layer: Layer, x: np.ndarray, rng: np.random.Generator | None,
             z = x @ layer.weights[0]
             cache = _Cache(x)
         else:
-            _check_conv(cfg)
+            check_conv(cfg)
             kernel = layer.weights[0]
             kh, kw, cin, cout = kernel.shape
             xp = _pad(x, layer)
@@ -462,7 +462,7 @@ def layer_forward(layer: Layer, x: np.ndarray, rng: np.random.Generator | None,
         act = "linear" if logits else _activation(layer)
         if act == "linear":  # nothing to differentiate: z is not kept (a conv's is MBs)
             return z, cache
-        y = _forward(z, Layer("Activation", {"activation": act}, []))
+        y = apply_layer(z, Layer("Activation", {"activation": act}, []))
         cache.out = (z, y)
         return y, cache
     if kind == "BatchNormalization":
@@ -488,7 +488,7 @@ def layer_forward(layer: Layer, x: np.ndarray, rng: np.random.Generator | None,
         keep = 1.0 - rate
         mask = (rng.random(x.shape, np.float32) < keep).astype(x.dtype) / x.dtype.type(keep)
         return x * mask, _Cache(x, extra=mask)
-    y = _forward(x, layer)  # stateless: ReLU, Activation, pooling, Flatten
+    y = apply_layer(x, layer)  # stateless: ReLU, Activation, pooling, Flatten
     return y, _Cache(x, y)
 
 

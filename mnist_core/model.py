@@ -313,7 +313,7 @@ _FEATURE_BATCH = 256
 def _keras_last_hidden(layers: list, input_shape: tuple, x: np.ndarray) -> np.ndarray:
     """What the last Dense layer of ``layers`` reads, for ``x`` (``(N, 28, 28) float32``):
     ``(N, D) float32``, every layer before it run as Keras runs it at inference."""
-    from .keras_numpy import _forward
+    from .keras_numpy import apply_layer
 
     last = max(i for i, layer in enumerate(layers) if layer.kind == "Dense")
     x = np.asarray(x, np.float32).reshape(-1, *input_shape)
@@ -321,7 +321,7 @@ def _keras_last_hidden(layers: list, input_shape: tuple, x: np.ndarray) -> np.nd
     for start in range(0, len(x), _FEATURE_BATCH):
         h = x[start:start + _FEATURE_BATCH]
         for layer in layers[:last]:
-            h = _forward(h, layer)
+            h = apply_layer(h, layer)
         out.append(np.asarray(h, np.float32).reshape(len(h), -1))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 

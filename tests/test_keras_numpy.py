@@ -118,11 +118,11 @@ def test_batches_chunks_and_threads_give_the_same_answers(mixed, monkeypatch):
 
 
 def test_layer_by_layer_forward_matches_the_fused_plan(mixed):
-    from mnist_core.keras_numpy import _forward
+    from mnist_core.keras_numpy import apply_layer
     fast, x, _ = mixed
     h = x[:20, ..., None]
     for layer in fast.layers:
-        h = _forward(h, layer)
+        h = apply_layer(h, layer)
     np.testing.assert_allclose(h, fast.predict_proba(x[:20]), atol=1e-6)
 
 

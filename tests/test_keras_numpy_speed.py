@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mnist_core import keras_numpy as kn
-from mnist_core.keras_numpy import KerasNumpyModel, Layer, _forward
+from mnist_core.keras_numpy import KerasNumpyModel, Layer, apply_layer
 
 
 def _direct(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -119,7 +119,7 @@ def test_chain_matches_layer_by_layer_forward_with_batch_remainders(monkeypatch,
     x = np.random.default_rng(0).random((83, 28, 28)).astype(np.float32)
     h = x[..., None]
     for layer in model.layers:
-        h = _forward(h, layer)
+        h = apply_layer(h, layer)
     for got in (model.predict_proba(x), model.predict_proba(x, batch_size=37),
                 np.concatenate([model.predict_proba(x[i:i + 1]) for i in range(len(x))])):
         assert got.shape == (83, 10) and got.dtype == np.float32
@@ -136,7 +136,7 @@ def test_odd_maps_fall_back_to_im2col():
     x = rng.random((9, 13, 13)).astype(np.float32)
     h = x[..., None]
     for layer in layers:
-        h = _forward(h, layer)
+        h = apply_layer(h, layer)
     np.testing.assert_allclose(model.predict_proba(x), h, atol=1e-5)
 
 
@@ -154,7 +154,7 @@ def test_planes_written_in_place_of_the_next_convs_input():
     x = rng.random((21, 8, 8)).astype(np.float32)
     h = x[..., None]
     for layer in layers:
-        h = _forward(h, layer)
+        h = apply_layer(h, layer)
     for _ in range(2):  # the second pass reuses the first one's buffers
         np.testing.assert_allclose(model.predict_proba(x), h, atol=1e-5)
         np.testing.assert_allclose(model.predict_proba(x[:1]), h[:1], atol=1e-5)

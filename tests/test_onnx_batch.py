@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mnist_core import onnx_batch
-from mnist_core.keras_numpy import KerasNumpyModel, Layer, _forward
+from mnist_core.keras_numpy import KerasNumpyModel, Layer, apply_layer
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -53,7 +53,7 @@ def test_the_graph_computes_what_keras_layers_compute():
     x = rng.random((40, 28, 28, 1)).astype(np.float32)
     expected = x
     for layer in model.layers:  # one Keras layer at a time, no fusion
-        expected = _forward(expected, layer)
+        expected = apply_layer(expected, layer)
     got = onnx_batch.predict(model, x, SMALL)
     assert got is not None and got.shape == (40, 10) and got.dtype == np.float32
     assert np.abs(got - expected).max() < 1e-5
