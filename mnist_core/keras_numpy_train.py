@@ -59,7 +59,7 @@ from .data import to_float
 from .keras_numpy import KerasNumpyModel, Layer, check_conv, apply_layer, snake_case
 from .keras_numpy_grad import _activation, _activation_grad, _backward, _conv_input_grad
 from .train import (Callback, StopFlag, TrainConfig, TrainResult, _EpochFeeder, _extra_pool,
-                    _prepare, epoch_log, lr_at)
+                    _prepare, run_epochs)
 
 
 @dataclass(frozen=True)
@@ -730,42 +730,23 @@ def train_keras_numpy(data, cfg: TrainConfig, arch, callback: Callback | None = 
     params = net.params()
     optimizer = AdamW(params, cfg.weight_decay, engine)
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(_DROPOUT_STREAM,)))
-    feeder, history, t0, stopped = _EpochFeeder(x, y, cfg, extra), [], time.perf_counter(), False
-    lr = cfg.lr
+    feeder, t0 = _EpochFeeder(x, y, cfg, extra), time.perf_counter()
+
+    def step(xb: np.ndarray, yb: np.ndarray, lr: float) -> tuple[float, np.ndarray]:
+        xb = (to_float(xb) if xb.dtype == np.uint8 else np.asarray(xb)).reshape(
+            len(xb), *net.input_shape)
+        return train_step(net, optimizer, xb, yb, lr, cfg.label_smoothing, rng, engine)
+
+    def before_validation(last: bool) -> None:
+        if last and engine.bn_images > 0:
+            # The final model's BatchNorm statistics, before its validation row.
+            precise_batchnorm(net, _precise_bn_sample(x, cfg, engine),
+                              engine.bn_batch or cfg.batch_size, engine)
+
     blas = _blas_limit(engine.blas_threads)
     try:
-        for epoch in range(cfg.epochs):
-            xe, ye = feeder.get(epoch)
-            e0, losses, correct, seen = time.perf_counter(), 0.0, 0, 0
-            for step in range(steps):
-                lr = lr_at(cfg, (epoch + step / steps) / cfg.epochs)
-                xb = xe[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                yb = ye[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                xb = (to_float(xb) if xb.dtype == np.uint8 else np.asarray(xb)).reshape(
-                    len(xb), *net.input_shape)
-                loss, logits = train_step(net, optimizer, xb, yb, lr, cfg.label_smoothing,
-                                          rng, engine)
-                losses += loss * len(yb)
-                correct += int((logits.argmax(1) == yb).sum())
-                seen += len(yb)
-                if callback and (step % 20 == 0 or step == steps - 1):
-                    callback("batch", dict(epoch=epoch, step=step + 1, steps=steps,
-                                           loss=losses / seen, accuracy=correct / seen,
-                                           epoch_start=e0))
-                if stop is not None and stop.is_set():
-                    stopped = True
-                    break
-            if (stopped or epoch == cfg.epochs - 1) and engine.bn_images > 0:
-                # The final model's BatchNorm statistics, before its validation row.
-                precise_batchnorm(net, _precise_bn_sample(x, cfg, engine),
-                                  engine.bn_batch or cfg.batch_size, engine)
-            log = epoch_log(epoch, losses, correct, seen, net.predict_proba(x_val), y_val,
-                            e0, lr)
-            history.append(log)
-            if callback:
-                callback("epoch", dict(log=log, model=net))
-            if stopped:
-                break
+        history, stopped = run_epochs(cfg, feeder, steps, step, net, x_val, y_val, callback,
+                                      stop, before_validation)
     finally:
         feeder.close()
         blas.unregister()

@@ -233,38 +233,65 @@ def train_numpy(data: Dataset, cfg: TrainConfig, net_cfg: NumpyConfig = NumpyCon
     net = net_cfg.build(cfg.seed)
     opt = (Adam(lr=cfg.lr, weight_decay=cfg.weight_decay) if net_cfg.optimizer == "adam"
            else SGD(lr=cfg.lr, momentum=0.0, weight_decay=cfg.weight_decay))
-    feeder, history, t0, stopped = _EpochFeeder(x, y, cfg, _extra_pool(data, cfg)), [], time.perf_counter(), False
+    feeder, t0 = _EpochFeeder(x, y, cfg, _extra_pool(data, cfg)), time.perf_counter()
     steps = int(np.ceil((len(x) + feeder.n_extra) / cfg.batch_size))
+
+    def step(xb: np.ndarray, yb: np.ndarray, lr: float) -> tuple[float, np.ndarray]:
+        opt.lr = lr
+        logits = net.forward(xb.reshape(-1, 784), train=True)
+        loss, dlogits = cross_entropy(logits, yb, cfg.label_smoothing)
+        opt.step(net.parameters(), net.backward(dlogits))
+        return loss, logits
+
     try:
-        for epoch in range(cfg.epochs):
-            xe, ye = feeder.get(epoch)
-            e0, losses, correct, seen = time.perf_counter(), 0.0, 0, 0
-            for step in range(steps):
-                opt.lr = lr_at(cfg, (epoch + step / steps) / cfg.epochs)
-                xb = xe[step * cfg.batch_size:(step + 1) * cfg.batch_size].reshape(-1, 784)
-                yb = ye[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                logits = net.forward(xb, train=True)
-                loss, dlogits = cross_entropy(logits, yb, cfg.label_smoothing)
-                opt.step(net.parameters(), net.backward(dlogits))
-                losses += loss * len(yb)
-                correct += int((logits.argmax(1) == yb).sum())
-                seen += len(yb)
-                if callback and (step % 20 == 0 or step == steps - 1):
-                    callback("batch", dict(epoch=epoch, step=step + 1, steps=steps, loss=losses / seen,
-                                           accuracy=correct / seen, epoch_start=e0))
-                if stop is not None and stop.is_set():
-                    stopped = True
-                    break
-            log = epoch_log(epoch, losses, correct, seen, net.predict_proba(x_val), y_val,
-                            e0, opt.lr)
-            history.append(log)
-            if callback:
-                callback("epoch", dict(log=log, model=net))
-            if stopped:
-                break
+        history, stopped = run_epochs(cfg, feeder, steps, step, net, x_val, y_val,
+                                      callback, stop)
     finally:
         feeder.close()
     return TrainResult(net, history, time.perf_counter() - t0, stopped, time.process_time() - c0)
+
+
+def run_epochs(cfg: TrainConfig, feeder: "_EpochFeeder", steps: int,
+               step: Callable[[np.ndarray, np.ndarray, float], tuple[float, np.ndarray]],
+               net, x_val: np.ndarray, y_val: np.ndarray, callback: Callback | None,
+               stop: StopFlag | None,
+               before_validation: Callable[[bool], None] | None = None
+               ) -> tuple[list[EpochLog], bool]:
+    """The epochs of a hand-written training loop (the NumPy MLP's, and the Keras
+    architectures' in NumPy): ``steps`` batches an epoch from ``feeder``, each trained by
+    ``step(xb, yb, lr)`` (the feeder's rows as they are, the learning rate of the cosine
+    schedule :func:`lr_at`), which returns the batch's mean loss and its ``(B, 10)``
+    logits; ``"batch"`` events every 20 steps and at the epoch's end, then
+    ``before_validation(last)`` (``last``: the final epoch, or stopped), the validation row
+    from ``net.predict_proba(x_val)`` and an ``"epoch"`` event. ``stop`` ends the training
+    after its batch. Returns ``(history, stopped)``."""
+    history: list[EpochLog] = []
+    stopped, lr = False, cfg.lr
+    for epoch in range(cfg.epochs):
+        xe, ye = feeder.get(epoch)
+        e0, losses, correct, seen = time.perf_counter(), 0.0, 0, 0
+        for i in range(steps):
+            lr = lr_at(cfg, (epoch + i / steps) / cfg.epochs)
+            yb = ye[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            loss, logits = step(xe[i * cfg.batch_size:(i + 1) * cfg.batch_size], yb, lr)
+            losses += loss * len(yb)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(yb)
+            if callback and (i % 20 == 0 or i == steps - 1):
+                callback("batch", dict(epoch=epoch, step=i + 1, steps=steps, loss=losses / seen,
+                                       accuracy=correct / seen, epoch_start=e0))
+            if stop is not None and stop.is_set():
+                stopped = True
+                break
+        if before_validation is not None:
+            before_validation(stopped or epoch == cfg.epochs - 1)
+        log = epoch_log(epoch, losses, correct, seen, net.predict_proba(x_val), y_val, e0, lr)
+        history.append(log)
+        if callback:
+            callback("epoch", dict(log=log, model=net))
+        if stopped:
+            break
+    return history, stopped
 
 
 def epoch_log(epoch: int, losses: float, correct: int, seen: int, p_val: np.ndarray,
