@@ -1,10 +1,10 @@
 """Large batches of a Keras model through ONNX Runtime, beside the NumPy plan.
 
 :mod:`mnist_core.keras_numpy` answers drawings and photos: a handful of images, no extra
-library. For thousands at once (the Kaggle page's 28,000 rows, ``evaluate``, ``bench``)
-ONNX Runtime's convolution kernels are faster on this project's 2-core machines: the CNN
-over 28,000 images in about 3.6 s against the NumPy plan's 4.7 s
-(benchmarks/KAGGLE_SPEED.md). The graph is translated here from the same parsed ``.keras``
+library. For thousands at once (the Kaggle page's 28,000 rows, in its worker process;
+``evaluate``, ``bench``) ONNX Runtime's convolution kernels are faster on this project's
+2-core machines: the CNN over 28,000 images in 3.3 s against the NumPy plan's 4.4 s in
+the same run (benchmarks/KAGGLE_SPEED.md). The graph is translated here from the same parsed ``.keras``
 layers the NumPy plan runs (BatchNorm folded into the weights before it, in float64, by
 :func:`mnist_core.keras_numpy.batchnorm_affine`), so one file feeds both and they agree to
 float32 rounding (tests/test_onnx_batch.py). When ``onnx`` or ``onnxruntime`` is missing,
@@ -32,18 +32,18 @@ ENGINE_ENV = "MNIST_STUDIO_BATCH_ENGINE"
 @dataclass(frozen=True)
 class OnnxConfig:
     # Fewer images than this stay on the NumPy plan: a drawing and its views never load
-    # ONNX Runtime (about 50 MB resident once imported). The Kaggle page predicts 2,000
-    # rows a call, so its calls come here.
+    # ONNX Runtime (about 50 MB resident once imported, with onnx). Kaggle predictions
+    # (kaggle.submission_csv) come 2,000 rows a call, so they come here.
     min_batch: int = 1024
     # Images per session run: the arena below holds one run's activations (the CNN: about
-    # 100 KB an image), so small runs keep the server's memory flat; measured on the CNN
+    # 100 KB an image), so small runs keep the process's memory flat; measured on the CNN
     # (28,000 images, 2 threads): 128 a run 3.55 s, 512 a run 3.67 s (within noise). A
     # 28,000-row file leaves a server-like process at 200 MB RSS against the NumPy plan's
     # 120 (benchmarks/batch_memory.py): the library, onnx and the session.
     chunk: int = 128
     # Intra-op threads: both cores, as the NumPy plan's workers use.
     threads: int = WORKERS
-    # No busy-waiting between runs: on a server shared by a class, an idle thread that
+    # No busy-waiting between runs: on a machine shared by a class, an idle thread that
     # spins takes a core from someone drawing.
     spin: bool = False
     opset: int = 17
