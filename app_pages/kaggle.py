@@ -71,7 +71,8 @@ if st.button(f"Predict {len(images):,} digits with {models[name].title}",
     try:
         # In a worker process: the batch's engine (ONNX Runtime) never enters the server.
         csv = package.submission_in_worker(
-            models[name], images, progress=lambda f: bar.progress(f, text=f"Predicting… {f:.0%}"))
+            models[name], images,
+            progress=lambda f: bar.progress(f, text=f"Predicting… {f:.0%}"))
     except Exception as exc:  # noqa: BLE001 - e.g. out of memory: a message, no traceback
         bar.empty()
         st.error(f"Prediction failed: {type(exc).__name__}: {exc}", icon="🚫")

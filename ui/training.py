@@ -5,9 +5,9 @@ The training itself is :func:`mnist_core.package.train_and_package`, the same fu
 ``python -m mnist_core train`` uses, run in a worker process
 (:func:`mnist_core.package.train_in_worker`) whose memory goes when training ends; the
 worker trains the Keras architectures in NumPy (:mod:`mnist_core.keras_numpy_train`), so
-TensorFlow loads neither in the server nor in the worker. A background thread per job hears the worker's
-progress and keeps what the page shows (progress, curves, the finished model, read back
-from its file with the NumPy evaluators).
+TensorFlow loads neither in the server nor in the worker. A background thread per job
+hears the worker's progress and keeps what the page shows (progress, curves, the finished
+model, read back from its file with the NumPy evaluators).
 """
 
 from __future__ import annotations
