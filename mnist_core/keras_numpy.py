@@ -318,6 +318,14 @@ def batchnorm_affine(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
     return scale, beta - mean * scale
 
 
+def fold_batchnorm(kernel: np.ndarray, bias: np.ndarray | None, scale: np.ndarray,
+                   shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A linear layer's ``kernel`` (out channels last) and ``bias`` (None: none) with a
+    BatchNorm ``y * scale + shift`` after it folded in: ``(kernel, bias)`` float64."""
+    bias = 0.0 if bias is None else np.asarray(bias, np.float64)
+    return kernel * scale, bias * scale + shift
+
+
 def apply_layer(x: np.ndarray, layer: Layer) -> np.ndarray:
     """One Keras layer, as Keras computes it (no fusion)."""
     cfg = layer.config
@@ -401,9 +409,8 @@ class _Linear:
 
     def fold(self, scale: np.ndarray, shift: np.ndarray) -> None:
         """Fold a BatchNorm (``y * scale + shift``) that follows into the weights."""
-        bias = 0.0 if self.bias is None else self.bias.astype(np.float64)
-        self.kernel = (self.kernel * scale).astype(np.float32)
-        self.bias = (bias * scale + shift).astype(np.float32)
+        kernel, bias = fold_batchnorm(self.kernel, self.bias, scale, shift)
+        self.kernel, self.bias = kernel.astype(np.float32), bias.astype(np.float32)
 
     def pad(self) -> tuple[int, int]:
         """The padding before the kernel, top and left: TensorFlow's "same" puts the odd

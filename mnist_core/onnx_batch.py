@@ -4,10 +4,10 @@
 library. For thousands at once (the Kaggle page's 28,000 rows, in its worker process;
 ``evaluate``, ``bench``) ONNX Runtime's convolution kernels are faster on this project's
 2-core machines: the CNN over 28,000 images in 3.3 s against the NumPy plan's 4.4 s in
-the same run (benchmarks/KAGGLE_SPEED.md). The graph is translated here from the same parsed ``.keras``
-layers the NumPy plan runs (BatchNorm folded into the weights before it, in float64, by
-:func:`mnist_core.keras_numpy.batchnorm_affine`), so one file feeds both and they agree to
-float32 rounding (tests/test_onnx_batch.py). When ``onnx`` or ``onnxruntime`` is missing,
+the same run (benchmarks/KAGGLE_SPEED.md). The graph is translated here from the same
+parsed ``.keras`` layers the NumPy plan runs (BatchNorm folded into the weights before it,
+in float64, by :func:`mnist_core.keras_numpy.fold_batchnorm`, as the plan folds it), so one
+file feeds both and they agree to float32 rounding (tests/test_onnx_batch.py). When ``onnx`` or ``onnxruntime`` is missing,
 or refuses the graph, :func:`predict` returns None and the NumPy plan answers.
 :func:`predict_proba` makes that choice for :class:`~mnist_core.model.KerasModel`.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .keras_numpy import WORKERS, Layer, batchnorm_affine
+from .keras_numpy import WORKERS, Layer, batchnorm_affine, fold_batchnorm
 
 # Set to "numpy" to keep every batch on the NumPy plan (benchmarks compare the two).
 ENGINE_ENV = "MNIST_STUDIO_BATCH_ENGINE"
@@ -95,14 +95,13 @@ def graph_bytes(layers: list[Layer], input_shape: tuple[int, ...], opset: int = 
     while i < len(layers):
         layer, cfg = layers[i], layers[i].config
         if layer.kind in ("Conv2D", "Dense"):
-            kernel = layer.weights[0].astype(np.float64)
-            bias = (layer.weights[1].astype(np.float64) if cfg.get("use_bias", True)
-                    else np.zeros(kernel.shape[-1]))
+            kernel = layer.weights[0]
+            bias = (layer.weights[1] if cfg.get("use_bias", True)
+                    else np.zeros(kernel.shape[-1], np.float32))
             activation = cfg.get("activation", "linear")
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             if activation == "linear" and nxt is not None and nxt.kind == "BatchNormalization":
-                scale, shift = batchnorm_affine(nxt)
-                kernel, bias = kernel * scale, bias * scale + shift
+                kernel, bias = fold_batchnorm(kernel, bias, *batchnorm_affine(nxt))
                 i += 1
             if layer.kind == "Conv2D":
                 to_channels_first()
