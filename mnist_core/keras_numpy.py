@@ -11,10 +11,10 @@ Two evaluations of the same layers:
 
 * :func:`apply_layer`, one Keras layer at a time (what :mod:`mnist_core.keras_numpy_grad`
   traces for Look inside);
-* :meth:`KerasNumpyModel.predict_proba`, the fast path (for a thousand images or more,
-  :mod:`mnist_core.onnx_batch` runs ONNX Runtime instead when it is installed), which runs
-  a plan compiled once at load (:func:`_compile`): BatchNorm folded into the conv or dense weights before it,
-  activations and max pooling fused into the layer that feeds them (pooling before the
+* :meth:`KerasNumpyModel.predict_proba`, the fast path (a thousand images or more go to
+  :mod:`mnist_core.onnx_batch` instead, when ONNX Runtime is installed), which runs a
+  plan compiled once at load (:func:`_compile`): BatchNorm folded into the conv or dense
+  weights before it (:func:`fold_batchnorm`), activations and max pooling fused into the layer that feeds them (pooling before the
   bias and activation, which commute with a max), 3x3 convolutions by Winograd's
   F(2x2, 3x3) (2.25x fewer multiplications than im2col) on padded parity planes
   (:func:`_planes`, handed from one Winograd convolution straight to the next as

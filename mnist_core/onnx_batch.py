@@ -7,8 +7,9 @@ library. For thousands at once (the Kaggle page's 28,000 rows, in its worker pro
 the same run (benchmarks/KAGGLE_SPEED.md). The graph is translated here from the same
 parsed ``.keras`` layers the NumPy plan runs (BatchNorm folded into the weights before it,
 in float64, by :func:`mnist_core.keras_numpy.fold_batchnorm`, as the plan folds it), so one
-file feeds both and they agree to float32 rounding (tests/test_onnx_batch.py). When ``onnx`` or ``onnxruntime`` is missing,
-or refuses the graph, :func:`predict` returns None and the NumPy plan answers.
+file feeds both and they agree to float32 rounding (tests/test_onnx_batch.py). When
+``onnx`` or ``onnxruntime`` is missing, or refuses the graph, :func:`predict` returns None
+and the NumPy plan answers.
 :func:`predict_proba` makes that choice for :class:`~mnist_core.model.KerasModel`.
 
 Only models :class:`~mnist_core.keras_numpy.KerasNumpyModel` has loaded come here: its
