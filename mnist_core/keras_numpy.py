@@ -14,8 +14,9 @@ Two evaluations of the same layers:
 * :meth:`KerasNumpyModel.predict_proba`, the fast path (a thousand images or more go to
   :mod:`mnist_core.onnx_batch` instead, when ONNX Runtime is installed), which runs a
   plan compiled once at load (:func:`_compile`): BatchNorm folded into the conv or dense
-  weights before it (:func:`fold_batchnorm`), activations and max pooling fused into the layer that feeds them (pooling before the
-  bias and activation, which commute with a max), 3x3 convolutions by Winograd's
+  weights before it (:func:`fold_batchnorm`), activations and max pooling fused into the
+  layer that feeds them (pooling before the bias and activation, which commute with a
+  max), 3x3 convolutions by Winograd's
   F(2x2, 3x3) (2.25x fewer multiplications than im2col) on padded parity planes
   (:func:`_planes`, handed from one Winograd convolution straight to the next as
   :class:`_Planes`), other pooled convolutions by im2col ordered by pooling offset
