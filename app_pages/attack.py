@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from mnist_core import adversarial
-from mnist_core.inference import read_input
+from mnist_core.insight import adversarial
+from mnist_core.reading.inference import read_input
 from ui import components, digit_picker, page, pictures
 
 models, names = page.start(with_user_model=True)

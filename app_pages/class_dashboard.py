@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mnist_core import class_store as cs
-from mnist_core.data import to_float
-from mnist_core.evaluate import score
-from mnist_core.views import predict_views
+from mnist_core.classroom import class_store as cs
+from mnist_core.datasets.data import to_float
+from mnist_core.insight.evaluate import score
+from mnist_core.models.views import predict_views
 from ui import class_data, page, pictures
 from ui.charts import CONFUSION_MODES, PLOTLY_CONFIG, confusion_figure, counts_figure
 

@@ -5,8 +5,8 @@ import random
 
 import streamlit as st
 
-from mnist_core import class_store as cs
-from mnist_core.inference import read_digit
+from mnist_core.classroom import class_store as cs
+from mnist_core.reading.inference import read_digit
 from mnist_core.preprocess import NoDigitError
 from ui import canvas, class_data, page
 

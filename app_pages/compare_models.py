@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mnist_core.registry import REGISTRY
+from mnist_core.artifacts.registry import REGISTRY
 from ui import components, data, page
 from ui.charts import CONFUSION_MODES, PLOTLY_CONFIG, confusion_figure
 

@@ -5,7 +5,7 @@ and on real handwriting (all precomputed by ``python -m mnist_core calibrate``).
 import pandas as pd
 import streamlit as st
 
-from mnist_core.calibration import HANDWRITING, MNIST_TEST
+from mnist_core.insight.calibration import HANDWRITING, MNIST_TEST
 from ui import page
 from ui.charts import PLOTLY_CONFIG, model_color, reliability_figure
 

@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from mnist_core.inference import read_digits, read_input
+from mnist_core.reading.inference import read_digits, read_input
 from mnist_core.preprocess import NoDigitError
 from ui import canvas, class_data, components, digit_picker, page
 from ui import share as share_ui

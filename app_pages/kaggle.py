@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mnist_core import kaggle, package
-from mnist_core.data import DataError
+from mnist_core.classroom import kaggle
+from mnist_core import package
+from mnist_core.datasets.data import DataError
 from ui import page, pictures
 from ui.charts import PLOTLY_CONFIG, counts_figure
 

@@ -3,8 +3,8 @@
 import numpy as np
 import streamlit as st
 
-from mnist_core.explain import occlusion_map
-from mnist_core.inference import read_input
+from mnist_core.insight.explain import occlusion_map
+from mnist_core.reading.inference import read_input
 from ui import digit_picker, page, pictures
 
 models, names = page.start(with_user_model=True)

@@ -3,8 +3,8 @@
 import numpy as np
 import streamlit as st
 
-from mnist_core.artifacts import ArtifactError
-from mnist_core.embedding import MAP_SUFFIX, load_maps
+from mnist_core.artifacts.files import ArtifactError
+from mnist_core.insight.embedding import MAP_SUFFIX, load_maps
 from ui import data, digit_picker, page, pictures
 from ui.charts import PLOTLY_CONFIG, map_figure, map_point
 

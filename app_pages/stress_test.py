@@ -5,8 +5,8 @@ from collections import Counter
 import numpy as np
 import streamlit as st
 
-from mnist_core import stress
-from mnist_core.inference import read_input
+from mnist_core.reading import stress
+from mnist_core.reading.inference import read_input
 from ui import components, digit_picker, page, pictures
 from ui.charts import PLOTLY_CONFIG, sweep_figure
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mnist_core import class_store as cs
-from mnist_core import finetune
-from mnist_core.augment import NONE
-from mnist_core.registry import REGISTRY
+from mnist_core.classroom import class_store as cs
+from mnist_core.classroom import finetune
+from mnist_core.training.augment import NONE
+from mnist_core.artifacts.registry import REGISTRY
 from ui import class_data, page, training, user_model
 
 KINDS = ("numpy", "dense", "cnn")

@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import streamlit as st
 
-from mnist_core.augment import NONE, AugmentConfig
-from mnist_core.registry import REGISTRY
-from mnist_core.train import TrainConfig
+from mnist_core.training.augment import NONE, AugmentConfig
+from mnist_core.artifacts.registry import REGISTRY
+from mnist_core.training.train import TrainConfig
 from ui import page, training, user_model
 from ui.charts import PLOTLY_CONFIG, confusion_figure, curves_figure, live_figure
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from mnist_core.inference import read_digits
+from mnist_core.reading.inference import read_digits
 from mnist_core.preprocess import ImageReadError, NoDigitError, decode_image
 from ui import class_data, components, page, pictures
 

@@ -24,8 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mnist_core.artifacts import load_models  # noqa: E402
-from mnist_core.kaggle import submission_csv  # noqa: E402
+from mnist_core.artifacts.files import load_models  # noqa: E402
+from mnist_core.classroom.kaggle import submission_csv  # noqa: E402
 
 
 def status_mb(field: str) -> int:

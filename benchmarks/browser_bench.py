@@ -111,7 +111,7 @@ def load_average() -> str:
 def run(artifacts: Path, strokes: int) -> dict:
     from playwright.sync_api import expect, sync_playwright
 
-    from mnist_core.artifacts import read_manifest
+    from mnist_core.artifacts.files import read_manifest
 
     manifest = read_manifest(artifacts)
     result: dict = {"artifacts": str(artifacts), "models": list(manifest["models"]),

@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import expect, sync_playwright
 
-    from mnist_core.data import load_dataset
+    from mnist_core.datasets.data import load_dataset
 
     folder = Path(tempfile.mkdtemp(prefix="kaggle-page-"))
     upload = folder / "test.csv.zip"

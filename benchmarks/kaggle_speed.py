@@ -61,7 +61,7 @@ def kaggle_csv(images, rows: int) -> bytes:
 
 
 def build_files(data: str, folder: Path) -> dict[str, Path]:
-    from mnist_core.data import load_dataset
+    from mnist_core.datasets.data import load_dataset
 
     x_test = load_dataset(data).x_test
     csv = folder / "test.csv"
@@ -132,7 +132,7 @@ def _load_models(artifacts: Path) -> dict:
     from mnist_core.keras_numpy import KerasNumpyModel
     from mnist_core.numpy_net import NumpyMLP
     try:  # versions that send large batches to ONNX Runtime choose there
-        from mnist_core.onnx_batch import predict_proba as choose
+        from mnist_core.engine.onnx_graph import predict_proba as choose
     except ImportError:
         choose = None
 
@@ -147,8 +147,8 @@ def worker_speed(files: dict[str, Path], data: str, artifacts: Path, big: bool) 
     from threadpoolctl import threadpool_limits
 
     from mnist_core import kaggle
-    from mnist_core.data import load_dataset, to_float
-    from mnist_core.evaluate import time_single
+    from mnist_core.datasets.data import load_dataset, to_float
+    from mnist_core.insight.evaluate import time_single
 
     out: dict = {"load_start": os.getloadavg()[0]}
     models = _load_models(artifacts)
@@ -214,7 +214,7 @@ def worker_profile(data: str, artifacts: Path) -> dict:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
-    from mnist_core.data import load_dataset, to_float
+    from mnist_core.datasets.data import load_dataset, to_float
     from mnist_core.keras_numpy import KerasNumpyModel
 
     model = KerasNumpyModel.load(artifacts / "cnn.keras")
@@ -433,7 +433,7 @@ def report(versions: dict[str, dict], command: str, repeats: int,
                          f"{model}_app_ms", 1, "{:.3f}"))
     lines += [
         "",
-        "Where the time went: parsing is `mnist_core.data.parse_csv` (a digits-only file is read "
+        "Where the time went: parsing is `mnist_core.datasets.data.parse_csv` (a digits-only file is read "
         "straight from its bytes into uint8, 4 MB at a time, instead of `np.loadtxt` into "
         "float64); predicting is `mnist_core.keras_numpy` (BatchNorm folded into the weights, "
         "3x3 convolutions by Winograd F(2x2,3x3) reading their input as padded row/column "
@@ -443,7 +443,7 @@ def report(versions: dict[str, dict], command: str, repeats: int,
         "to the cache, chunks over two threads with BLAS at one thread each). A CPU time near "
         "twice the wall time means both cores were working; near the wall time, another "
         "process held the second core for much of the run. Batches of 1,024 images or more "
-        "go through ONNX Runtime instead when it is installed (`mnist_core.onnx_batch`, the "
+        "go through ONNX Runtime instead when it is installed (`mnist_core.engine.onnx_graph`, the "
         "graph built from the same .keras file); the 10,000-image rows below are such "
         "batches, the 1-image rows and the layer-by-layer table are the NumPy plan.",
     ]

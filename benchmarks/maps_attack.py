@@ -64,9 +64,9 @@ def ms(values) -> str:
 def placement(data) -> dict:
     from threadpoolctl import threadpool_limits
 
-    from mnist_core.artifacts import load_models
-    from mnist_core.data import to_float
-    from mnist_core.embedding import load_maps
+    from mnist_core.artifacts.files import load_models
+    from mnist_core.datasets.data import to_float
+    from mnist_core.insight.embedding import load_maps
 
     models = load_models()
     maps, _ = load_maps(REPO / "artifacts", list(models))
@@ -99,7 +99,7 @@ def placement(data) -> dict:
 def opentsne_transform(model_name: str = "lenet5") -> dict:
     from openTSNE import TSNE
 
-    from mnist_core.embedding import MAP
+    from mnist_core.insight.embedding import MAP
 
     with np.load(REPO / "artifacts" / f"{model_name}.map.npz", allow_pickle=False) as f:
         reduced = f["reduced"].astype(np.float32)
@@ -331,7 +331,7 @@ def main() -> int:
     parser.add_argument("--umap-path")
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
-    from mnist_core.data import load_dataset
+    from mnist_core.datasets.data import load_dataset
 
     res: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                  "load": os.getloadavg()[0]}
@@ -342,8 +342,8 @@ def main() -> int:
         res["opentsne"] = opentsne_transform()
         print(res["opentsne"], flush=True)
     res["imports"] = {"numpy": import_cost("numpy"),
-                      "mnist_core.embedding (the server's part)":
-                          import_cost("mnist_core.embedding", str(REPO)),
+                      "mnist_core.insight.embedding (the server's part)":
+                          import_cost("mnist_core.insight.embedding", str(REPO)),
                       "openTSNE": import_cost("openTSNE")}
     if args.umap_path:
         res["imports"]["umap (umap-learn 0.5.12, TensorFlow installed)"] = \

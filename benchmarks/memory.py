@@ -137,8 +137,8 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
     import numpy as np
     from playwright.sync_api import expect, sync_playwright
 
-    from mnist_core.artifacts import load_gallery, read_manifest
-    from mnist_core.registry import REGISTRY
+    from mnist_core.artifacts.files import load_gallery, read_manifest
+    from mnist_core.artifacts.registry import REGISTRY
 
     titles = {n: REGISTRY[n].title for n in REGISTRY if n in read_manifest(artifacts)["models"]}
     gallery = load_gallery(artifacts)
@@ -266,7 +266,7 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
 
 
 def measure(artifacts: Path, train: tuple[str, ...]) -> dict:
-    from mnist_core.artifacts import read_manifest
+    from mnist_core.artifacts.files import read_manifest
     if not os.environ.get("MNIST_DATA"):
         raise SystemExit("set MNIST_DATA to a local MNIST copy: Train live needs it")
     steps: list[dict] = []
@@ -336,9 +336,9 @@ names = ('dense', 'cnn', 'lenet5')
 _TRAIN = """
 os.environ['KERAS_BACKEND'] = '@BACKEND@'
 import numpy as np, keras
-from mnist_core.data import load_dataset, to_float
-from mnist_core.keras_models import build_cnn
-from mnist_core.registry import REGISTRY
+from mnist_core.datasets.data import load_dataset, to_float
+from mnist_core.models.keras_tf import build_cnn
+from mnist_core.artifacts.registry import REGISTRY
 data = load_dataset(os.environ['MNIST_DATA'])
 x = to_float(data.x_train[:1000])[..., None]
 y = np.eye(10, dtype=np.float32)[data.y_train[:1000]]
@@ -352,7 +352,7 @@ out['tensorflow_loaded'] = 'tensorflow' in sys.modules
 OPTION_CODE = {
     # The app as it is now: the NumPy evaluators and gradients.
     "numpy": _MODELS_AND_IMAGE + """
-from mnist_core.artifacts import load_models
+from mnist_core.artifacts.files import load_models
 models = load_models('artifacts')
 out['loaded_mb'] = rss()
 for m in models.values():  # warm-up
@@ -404,11 +404,11 @@ out['install_mb'] = install_mb('jax', 'jaxlib', 'scipy')
     # Train live's worker: its start-up against training in the server's process.
     "worker": """
 import os
-from mnist_core.augment import NONE
-from mnist_core.data import load_dataset
+from mnist_core.training.augment import NONE
+from mnist_core.datasets.data import load_dataset
 from mnist_core.package import train_and_package, train_in_worker
-from mnist_core.registry import REGISTRY
-from mnist_core.train import TrainConfig
+from mnist_core.artifacts.registry import REGISTRY
+from mnist_core.training.train import TrainConfig
 data = load_dataset(os.environ['MNIST_DATA'])
 cfg = TrainConfig(epochs=1, n_train=1000, augment=NONE)
 for name in ('numpy', 'dense'):
@@ -463,9 +463,9 @@ def train_worker(name: str, images: int, engine: str, data, epochs: int = 3) -> 
     from dataclasses import replace
 
     from mnist_core import package
-    from mnist_core.augment import NONE
-    from mnist_core.registry import REGISTRY
-    from mnist_core.train import TrainConfig
+    from mnist_core.training.augment import NONE
+    from mnist_core.artifacts.registry import REGISTRY
+    from mnist_core.training.train import TrainConfig
 
     # Train live's widgets as the page opens (app_pages/train_live.py).
     cfg = TrainConfig(epochs=epochs, batch_size=128, lr=3e-3, n_train=10_000, augment=NONE)
@@ -500,7 +500,7 @@ def train_worker(name: str, images: int, engine: str, data, epochs: int = 3) -> 
 
 def train_workers(models: list[str], images: list[int], engines: list[str],
                   epochs: int = 3) -> dict:
-    from mnist_core.data import load_dataset
+    from mnist_core.datasets.data import load_dataset
     if not os.environ.get("MNIST_DATA"):
         raise SystemExit("set MNIST_DATA to a local MNIST copy: Train live needs it")
     data = load_dataset(os.environ["MNIST_DATA"])

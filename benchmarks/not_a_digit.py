@@ -2,7 +2,7 @@
 how many non-digits it catches, written to benchmarks/NOT_A_DIGIT.md.
 
 Real digits: MNIST's 10,000 test digits and every rendering of the handwriting dev set
-(mnist_core.handwriting.dev_sets), each preprocessed and read as the app reads it (the
+(mnist_core.datasets.handwriting.dev_sets), each preprocessed and read as the app reads it (the
 shipped models with their temperatures, answers averaged over each model's views).
 Non-digits: synthetic ones (novelty.non_digits: noise, a photographed page of printed
 text, letters, scribbles, shapes, a dot), each as the app would get it (canvas drawing or
@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mnist_core import novelty  # noqa: E402
-from mnist_core.artifacts import DEFAULT_DIR, load_models  # noqa: E402
-from mnist_core.calibration import handwriting_inputs  # noqa: E402
-from mnist_core.data import load_dataset, to_float  # noqa: E402
-from mnist_core.inference import read_digits, read_input  # noqa: E402
+from mnist_core.artifacts.files import DEFAULT_DIR, load_models  # noqa: E402
+from mnist_core.insight.calibration import handwriting_inputs  # noqa: E402
+from mnist_core.datasets.data import load_dataset, to_float  # noqa: E402
+from mnist_core.reading.inference import read_digits, read_input  # noqa: E402
 from mnist_core.preprocess import NoDigitError, preprocess  # noqa: E402
-from mnist_core.writers import WritersMissing, held_out_inputs  # noqa: E402
+from mnist_core.training.writers import WritersMissing, held_out_inputs  # noqa: E402
 
 GOAL = 0.005   # the goal: under 0.5% of the dev set's real digits flagged
 

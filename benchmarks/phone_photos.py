@@ -64,7 +64,7 @@ def synthesise(out: Path, n: int = DISTINCT, seed: int = 0) -> list[tuple[Path, 
     from PIL import Image
 
     sys.path.insert(0, str(REPO))
-    from mnist_core.handwriting import load_strokes
+    from mnist_core.datasets.handwriting import load_strokes
 
     rng = np.random.default_rng(seed)
     samples = load_strokes(STROKES)
@@ -148,8 +148,8 @@ def worker(mode: str, root: str, photos: list[str], labels: list[int], warm: str
     os.chdir(root)
     from threadpoolctl import threadpool_limits
 
-    from mnist_core.artifacts import load_models
-    from mnist_core.inference import read_digits
+    from mnist_core.artifacts.files import load_models
+    from mnist_core.reading.inference import read_digits
     from mnist_core.preprocess import decode_image
 
     threadpool_limits(1, user_api="blas")  # as ui.data does in the server

@@ -2,7 +2,7 @@
 
     python benchmarks/styles_sheet.py [--writers PATH] [--out benchmarks/styles.png]
 
-One row per style of :data:`mnist_core.augment.STROKE_STYLES`: real writers' digits of that
+One row per style of :data:`mnist_core.training.augment.STROKE_STYLES`: real writers' digits of that
 class (handwriting-train) as written, then with the style drawn in, each as the model input
 (28x28, after the app's preprocessing of a canvas drawing), scaled up.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mnist_core import writers
-from mnist_core.augment import STROKE_STYLES
+from mnist_core.training import writers
+from mnist_core.training.augment import STROKE_STYLES
 
 TILE = 56       # pixels per 28x28 input in the sheet
 PER_ROW = 8     # digits per style

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_core import writers
-from mnist_core.data import load_dataset, split_validation, to_float
-from mnist_core.registry import REGISTRY
+from mnist_core.training import writers
+from mnist_core.datasets.data import load_dataset, split_validation, to_float
+from mnist_core.artifacts.registry import REGISTRY
 
 
 def main() -> None:

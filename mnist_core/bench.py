@@ -17,14 +17,14 @@ import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .artifacts import load_models
-from .data import load_dataset, to_float
-from .evaluate import time_batch, time_single
-from .handwriting import DEFAULT_DIR as HANDWRITING_DIR
-from .handwriting import dev_sets, sequence_sets
-from .inference import predict_all, read_digits
+from .artifacts.files import load_models
+from .datasets.data import load_dataset, to_float
+from .insight.evaluate import time_batch, time_single
+from .datasets.handwriting import DEFAULT_DIR as HANDWRITING_DIR
+from .datasets.handwriting import dev_sets, sequence_sets
+from .reading.inference import predict_all, read_digits
 from .preprocess import NoDigitError, preprocess
-from .views import predict_views
+from .models.views import predict_views
 
 
 def _rss_mb() -> float:
@@ -135,7 +135,7 @@ def handwriting_scores(models: dict, directory: str | Path = HANDWRITING_DIR,
 
 
 def sequence_scores(models: dict, directory: str | Path = HANDWRITING_DIR, n: int = 200) -> dict:
-    """How well rows of several digits are read (:func:`~mnist_core.handwriting.sequence_sets`).
+    """How well rows of several digits are read (:func:`~mnist_core.datasets.handwriting.sequence_sets`).
 
     Returns ``{set: {"n", "ms_per_row", "count": share of rows split into the right
     number of digits, "exact": {model: share of rows read exactly}, "digits": {model:
@@ -218,7 +218,7 @@ def _handwriting_table(scores: dict, names: list[str]) -> list[str]:
 
 def _writers_table(models: dict, names: list[str]) -> list[str]:
     """Held-out writers of handwriting-train (never trained on), per writer."""
-    from . import writers
+    from .training import writers
 
     try:
         inputs = writers.held_out_inputs()

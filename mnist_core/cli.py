@@ -8,12 +8,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from .artifacts import (DEFAULT_DIR, ArtifactError, load_models, manifest_or_empty, write_json,
+from .artifacts.files import (DEFAULT_DIR, ArtifactError, load_models, manifest_or_empty, write_json,
                         write_manifest)
-from .data import DATASETS, DataError, load_dataset
-from . import writers
-from .evaluate import evaluate_model
-from .registry import DEFAULT_MODELS, REGISTRY
+from .datasets.data import DATASETS, DataError, load_dataset
+from .training import writers
+from .insight.evaluate import evaluate_model
+from .artifacts.registry import DEFAULT_MODELS, REGISTRY
 
 
 def _models_arg(text: str | None, default=DEFAULT_MODELS) -> list[str]:
@@ -31,7 +31,7 @@ def _models_arg(text: str | None, default=DEFAULT_MODELS) -> list[str]:
 
 def cmd_train(args) -> int:
     from .package import train_and_package
-    from .train import ProgressBar
+    from .training.train import ProgressBar
 
     data = load_dataset(args.data, args.dataset)
     # Real writers join models of MNIST itself (its full test set), or when asked for.
@@ -58,7 +58,7 @@ def _handwriting_arg(args, data) -> Path | None:
     """The dev-set folder for calibration's real-handwriting curves: ``--handwriting``
     (``''``: none), else the shared one when present and ``data`` is MNIST with its full
     test set, else None."""
-    from .handwriting import DEFAULT_DIR as HANDWRITING_DIR
+    from .datasets.handwriting import DEFAULT_DIR as HANDWRITING_DIR
 
     if args.handwriting is not None:
         return Path(args.handwriting) if args.handwriting else None
@@ -74,7 +74,7 @@ def cmd_calibrate(args) -> int:
     """Fit and write the shipped models' temperatures without retraining: each model's own
     validation split (n_val and seed from its manifest entry), curves on MNIST's test set
     and real handwriting, then the manifest re-hashed."""
-    from .calibration import calibrate_models, default_handwriting
+    from .insight.calibration import calibrate_models, default_handwriting
 
     data = load_dataset(args.data, args.dataset)
     out = Path(args.artifacts)
@@ -138,7 +138,7 @@ def cmd_evaluate(args) -> int:
 # ---------------------------------------------------------------------------------------
 
 def cmd_predict(args) -> int:
-    from .inference import read_row
+    from .reading.inference import read_row
     from .preprocess import ImageReadError, NoDigitError, decode_image
 
     models = load_models(args.artifacts, _models_arg(args.models, default=()) or None)
@@ -180,7 +180,7 @@ def cmd_predict(args) -> int:
 
 def cmd_embed(args) -> int:
     """Model maps (mnist_core/embedding.py) of the shipped models; re-hashes the manifest."""
-    from .embedding import manifest_entry, write_maps
+    from .insight.embedding import manifest_entry, write_maps
 
     data = load_dataset(args.data, args.dataset)
     out = Path(args.artifacts)

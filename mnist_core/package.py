@@ -21,13 +21,13 @@ from typing import Callable
 
 import numpy as np
 
-from .architectures import Architecture, to_manifest
-from .artifacts import load_models, manifest_or_empty, write_json, write_manifest
-from .data import DataError, Dataset, load_dataset, to_float
-from .evaluate import evaluate_model
-from .model import Model
-from .registry import REGISTRY, ModelSpec
-from .train import Callback, EpochLog, StopFlag, TrainConfig
+from .models.architectures import Architecture, to_manifest
+from .artifacts.files import load_models, manifest_or_empty, write_json, write_manifest
+from .datasets.data import DataError, Dataset, load_dataset, to_float
+from .insight.evaluate import evaluate_model
+from .models.model import Model
+from .artifacts.registry import REGISTRY, ModelSpec
+from .training.train import Callback, EpochLog, StopFlag, TrainConfig
 
 GALLERY_SAMPLES = 200   # random test digits shipped for the "show me a test digit" button
 GALLERY_ERRORS = 300    # at most this many digits some model got wrong
@@ -67,7 +67,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
     ``"evaluate"`` (``{"model": Model}``) before the test set is scored. ``stop`` ends the
     training in progress after a batch and trains no further model. ``log`` receives one
     line per stage (the CLI prints them). ``engine``: what trains the Keras architectures
-    (:meth:`Model.fit <mnist_core.model.Model.fit>`): ``"tensorflow"`` (the CLI) or
+    (:meth:`Model.fit <mnist_core.models.model.Model.fit>`): ``"tensorflow"`` (the CLI) or
     ``"numpy"`` (the app's worker: no TensorFlow).
 
     With ``out``, writes each model's weights, ``.history.json`` and ``.metrics.json`` as
@@ -133,11 +133,11 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
 def map_trained(trained: dict[str, Trained], data: Dataset, out: str | Path, info: dict,
                 log: Log | None = None, preds: dict[str, np.ndarray] | None = None) -> None:
     """Write each newly trained model's map of the test digits (``<name>.map.npz`` and
-    ``digits.map.npz``, :mod:`mnist_core.embedding`) into ``out`` and record how it was
+    ``digits.map.npz``, :mod:`mnist_core.insight.embedding`) into ``out`` and record how it was
     made in its manifest entry (``info[name]["map"]``); the manifest written afterwards
     hashes them. ``preds``: each model's answers on the test set, already scored. What
     ``python -m mnist_core embed`` writes for shipped models."""
-    from .embedding import manifest_entry, write_maps
+    from .insight.embedding import manifest_entry, write_maps
 
     if not trained:
         return
@@ -156,9 +156,9 @@ def calibrate_trained(trained: dict[str, Trained], data: Dataset, out: str | Pat
     ``seed``) and write its ``"calibration"`` record (with reliability curves on MNIST's
     test set and, when the dev set is there, real handwriting) into ``<name>.metrics.json`` in ``out``; the manifest
     written afterwards hashes them. What ``python -m mnist_core calibrate`` writes for
-    shipped models (:mod:`mnist_core.calibration`); ``handwriting_dir`` None leaves out the
+    shipped models (:mod:`mnist_core.insight.calibration`); ``handwriting_dir`` None leaves out the
     real-handwriting curves (a minute of preprocessing)."""
-    from .calibration import calibrate_models, default_handwriting
+    from .insight.calibration import calibrate_models, default_handwriting
 
     if not trained:
         return
@@ -196,7 +196,7 @@ def predicted_labels(models: dict[str, Model], data: Dataset) -> dict[str, np.nd
 
 def score_and_write(model: Model, data: Dataset, train_seconds: float | None,
                     out: Path | None = None, log: Log | None = None) -> tuple[dict, np.ndarray]:
-    """:func:`~mnist_core.evaluate.evaluate_model`, written to ``<name>.metrics.json`` in
+    """:func:`~mnist_core.insight.evaluate.evaluate_model`, written to ``<name>.metrics.json`` in
     ``out`` when given (``file_bytes``: the weights file's size there, else the size of
     ``to_bytes()``); returns ``(metrics, test-set probabilities)``."""
     size = ((out / f"{model.name}{model.file_ext}").stat().st_size if out is not None
@@ -238,7 +238,7 @@ def write_gallery(out: Path, data: Dataset, preds: dict[str, np.ndarray]) -> Pat
 # The app never imports TensorFlow: its ~600 MB would stay in the server for good, and in
 # a worker it would put server and worker together over the budget while a model trains
 # (benchmarks/MEMORY.md). Train live and Teach run train_and_package with the NumPy engine
-# (mnist_core.keras_numpy_train: the Keras architectures trained in NumPy, saved as real
+# (training.train.train_network: the Keras architectures trained in NumPy, saved as real
 # .keras files) in a fresh Python process (`python -c`, not multiprocessing:
 # a spawned multiprocessing child re-imports the parent's main script, which for `streamlit
 # run` is Streamlit itself) that streams the training's events back through its stdout and
@@ -266,15 +266,15 @@ def train_in_worker(name: str, data: Dataset, *, train_cfg: TrainConfig,
                     stop: StopFlag | None = None, engine: str = "numpy") -> Trained:
     """:func:`train_and_package` for one registry model, without a folder, run in a fresh
     Python process; the result is the same :class:`Trained`, its model read back from its
-    file (:meth:`Model.from_bytes <mnist_core.model.Model.from_bytes>`).
+    file (:meth:`Model.from_bytes <mnist_core.models.model.Model.from_bytes>`).
 
     ``callback`` hears the same ``"batch"``, ``"epoch"`` (``{"log": EpochLog}``) and
     ``"evaluate"`` (``{}``: the model is still in the worker) events, on the calling
     thread. ``stop`` (set from any thread) ends the training after its batch; the model is
     still scored and returned. The model's temperature (:attr:`Model.temperature
-    <mnist_core.model.Model.temperature>`) is fitted in the worker after training on the
+    <mnist_core.models.model.Model.temperature>`) is fitted in the worker after training on the
     run's own validation split, the images its history's validation rows were scored on
-    (:func:`mnist_core.calibration.validation_record`), and recorded in its metrics under
+    (:func:`mnist_core.insight.calibration.validation_record`), and recorded in its metrics under
     ``"calibration"``; the test-set metrics are the untempered network's, as the shipped
     models' are. ``engine``: what trains a Keras architecture, ``"numpy"``
     (the app: the worker never imports TensorFlow) or ``"tensorflow"`` (to compare
@@ -304,17 +304,17 @@ def train_in_worker(name: str, data: Dataset, *, train_cfg: TrainConfig,
 
 
 def load_dataset_in_worker(where: str | Path | None = None) -> Dataset:
-    """:func:`~mnist_core.data.load_dataset` in a worker process: without a local copy it
+    """:func:`~mnist_core.datasets.data.load_dataset` in a worker process: without a local copy it
     downloads through ``keras.datasets``, whose TensorFlow then stays out of the caller.
-    Raises :class:`~mnist_core.data.DataError` as the loader does."""
+    Raises :class:`~mnist_core.datasets.data.DataError` as the loader does."""
     return _run_worker({"op": "load", "where": where}, lambda event, info: None, None)
 
 
 def submission_in_worker(model: Model, images: np.ndarray,
                          progress: Callable[[float], None] | None = None) -> str:
-    """:func:`mnist_core.kaggle.submission_csv` of ``model`` over ``(N, 28, 28) uint8``
+    """:func:`mnist_core.classroom.kaggle.submission_csv` of ``model`` over ``(N, 28, 28) uint8``
     ``images``, run in a worker process: a Kaggle file's batch goes through ONNX Runtime
-    there (:mod:`mnist_core.onnx_batch`), whose library and session (about 80 MB that a
+    there (:mod:`mnist_core.engine.onnx_graph`), whose library and session (about 80 MB that a
     process keeps once it has them, benchmarks/MEMORY.md) then never enter the server.
     ``progress`` hears the fraction done, on the calling thread. Raises
     :class:`WorkerError`."""
@@ -461,8 +461,8 @@ def _worker_main() -> None:
 
 
 def _kaggle_one(request: dict, progress: Callable[[float], None]) -> str:
-    from . import kaggle
-    from .model import KerasModel, NumpyModel
+    from .classroom import kaggle
+    from .models.model import KerasModel, NumpyModel
 
     kinds = {cls.__name__: cls for cls in (KerasModel, NumpyModel)}
     model = kinds[request["kind"]].from_bytes(request["file"])
@@ -478,7 +478,7 @@ def _train_one(request: dict, stop: StopFlag, emit: Callable[[str, dict], None])
             _release_free_memory()  # the training's buffers, before scoring makes its own
         emit(event, info)
 
-    from .calibration import validation_record
+    from .insight.calibration import validation_record
 
     name, cfg = request["name"], request["train_cfg"]
     trained = train_and_package([name], request["data"], train_cfg=cfg,

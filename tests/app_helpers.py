@@ -56,7 +56,7 @@ def render_digit(digit: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def synthetic_dataset(n_train: int = 3000, n_test: int = 600, seed: int = 0):
-    from mnist_core.data import Dataset
+    from mnist_core.datasets.data import Dataset
 
     rng = np.random.default_rng(seed)
 
@@ -73,7 +73,7 @@ def synthetic_dataset(n_train: int = 3000, n_test: int = 600, seed: int = 0):
 
 def small_dataset(n_train: int = 5000, n_test: int = 600):
     """A few thousand real MNIST digits when available, else synthetic ones."""
-    from mnist_core.data import Dataset, load_dataset
+    from mnist_core.datasets.data import Dataset, load_dataset
 
     path = mnist_path()
     if path is None:
@@ -93,7 +93,7 @@ def small_dataset(n_train: int = 5000, n_test: int = 600):
 def build_artifacts(out: Path, data, names=FIXTURE_MODELS) -> Path:
     """Train ``names`` for one short epoch and write a complete, hashed artifacts folder,
     with the same function ``python -m mnist_core train`` uses."""
-    from mnist_core.augment import NONE
+    from mnist_core.training.augment import NONE
     from mnist_core.package import train_and_package
 
     train_and_package(names, data, out, command="tests/app_helpers.py build_artifacts",

@@ -16,7 +16,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from mnist_core import class_store as cs
+from mnist_core.classroom import class_store as cs
 
 PG_ENV = "CLASSROOM_TEST_PG_URL"
 BACKENDS = ("sqlite", "postgresql")

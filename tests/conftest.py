@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mnist_core.data import DATASETS, ENV_VAR, Dataset
+from mnist_core.datasets.data import DATASETS, ENV_VAR, Dataset
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_ARTIFACTS = REPO / "artifacts"
@@ -182,20 +182,20 @@ def draw_digit(digit: int, size: int = 280) -> np.ndarray:
 
 def tiny_train_config(**overrides):
     """A TrainConfig that trains in a second or two on :func:`make_dataset` data."""
-    from mnist_core.augment import NONE
-    from mnist_core.train import TrainConfig
+    from mnist_core.training.augment import NONE
+    from mnist_core.training.train import TrainConfig
     base = dict(epochs=2, batch_size=32, lr=3e-3, n_val=100, augment=NONE, warmup_epochs=0.1)
     return TrainConfig(**{**base, **overrides})
 
 
 def tiny_numpy_arch():
-    from mnist_core.train import NumpyConfig
+    from mnist_core.training.train import NumpyConfig
     return NumpyConfig(hidden=(32,), dropout=0.0)
 
 
 @pytest.fixture(scope="session")
 def tiny_numpy_result(tiny_dataset):
-    from mnist_core.registry import train_model
+    from mnist_core.artifacts.registry import train_model
     return train_model("numpy", tiny_dataset, train_cfg=tiny_train_config(),
                        arch=tiny_numpy_arch())
 
@@ -203,7 +203,7 @@ def tiny_numpy_result(tiny_dataset):
 @pytest.fixture(scope="session")
 def tiny_keras_result(tiny_dataset):
     """LeNet-5 trained for one epoch on a few hundred synthetic images."""
-    from mnist_core.registry import train_model
+    from mnist_core.artifacts.registry import train_model
     return train_model("lenet5", tiny_dataset, train_cfg=tiny_train_config(epochs=1))
 
 
@@ -216,11 +216,11 @@ class TinyArtifacts:
 
 def write_artifacts(directory: Path, results: dict, data: Dataset) -> Path:
     """Save trained models with history, metrics and manifest, the way ``train`` does."""
-    from mnist_core.artifacts import save_model, write_json, write_manifest
-    from mnist_core.data import to_float
-    from mnist_core.evaluate import score
-    from mnist_core.keras_models import fast_predict_fn
-    from mnist_core.registry import REGISTRY
+    from mnist_core.artifacts.files import save_model, write_json, write_manifest
+    from mnist_core.datasets.data import to_float
+    from mnist_core.insight.evaluate import score
+    from mnist_core.models.keras_tf import fast_predict_fn
+    from mnist_core.artifacts.registry import REGISTRY
 
     for name, result in results.items():
         save_model(result.model, name, directory)
@@ -287,5 +287,5 @@ def artifacts(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(artifacts):
-    from mnist_core.artifacts import load_models
+    from mnist_core.artifacts.files import load_models
     return load_models(artifacts)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from conftest import SHIPPED_ARTIFACTS
 
-from mnist_core import adversarial
-from mnist_core.architectures import NumpyConfig
-from mnist_core.artifacts import load_gallery, load_models
-from mnist_core.data import to_float
-from mnist_core.registry import REGISTRY
+from mnist_core.insight import adversarial
+from mnist_core.models.architectures import NumpyConfig
+from mnist_core.artifacts.files import load_gallery, load_models
+from mnist_core.datasets.data import to_float
+from mnist_core.artifacts.registry import REGISTRY
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
-from mnist_core.artifacts import load_gallery, load_models
-from mnist_core.model import Model
+from mnist_core.artifacts.files import load_gallery, load_models
+from mnist_core.models.model import Model
 from mnist_core.numpy_net import NumpyMLP
 from test_app_draw import FakeCanvas
 from test_app_pages import TIMEOUT, open_page

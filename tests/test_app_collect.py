@@ -16,9 +16,9 @@ from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
 from test_app_draw import FakeCanvas as DrawFakeCanvas
-from mnist_core import class_store as cs
-from mnist_core.artifacts import load_gallery
-from mnist_core.data import load_dataset
+from mnist_core.classroom import class_store as cs
+from mnist_core.artifacts.files import load_gallery
+from mnist_core.datasets.data import load_dataset
 from ui import class_data
 
 TIMEOUT = 180
@@ -240,7 +240,7 @@ def test_teacher_pin_unlocks_export_import_and_delete(db, gallery, tmp_path):
     at.text_input(key="dashboard-pin").input("4321").run()
     ok(at)
     assert at.get("download_button")
-    # The export the button serves, read back by mnist_core.data.
+    # The export the button serves, read back by mnist_core.datasets.data.
     zipfile.ZipFile(io.BytesIO(cs.export_zip(cs.load_class(db, "7b"), "7b"))).extractall(tmp_path / "e")
     ds = load_dataset(tmp_path / "e")
     assert len(ds.x_train) + len(ds.x_test) == 12

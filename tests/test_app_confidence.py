@@ -9,7 +9,7 @@ import shutil
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
-from mnist_core.artifacts import load_models, manifest_or_empty, write_json, write_manifest
+from mnist_core.artifacts.files import load_models, manifest_or_empty, write_json, write_manifest
 
 TIMEOUT = 180
 PAGE = "app_pages/confidence.py"

@@ -10,10 +10,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
-from mnist_core.artifacts import load_gallery
-from mnist_core.data import to_float
-from mnist_core.inference import read_digits, read_input
-from mnist_core.views import DEFAULT_VIEWS
+from mnist_core.artifacts.files import load_gallery
+from mnist_core.datasets.data import to_float
+from mnist_core.reading.inference import read_digits, read_input
+from mnist_core.models.views import DEFAULT_VIEWS
 from ui.digit_picker import TEST_ROW_KEY
 
 VIEW_CAPTIONS = ["as is", "↺ 8°", "↻ 8°", "×0.9", "×1.1"]

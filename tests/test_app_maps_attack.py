@@ -13,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
-from mnist_core.artifacts import load_gallery, load_models, read_manifest, write_manifest
+from mnist_core.artifacts.files import load_gallery, load_models, read_manifest, write_manifest
 from test_app_draw import FakeCanvas
 from test_app_pages import TIMEOUT, open_page
 

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
-from mnist_core.artifacts import load_models, read_manifest, write_manifest
+from mnist_core.artifacts.files import load_models, read_manifest, write_manifest
 
 TIMEOUT = 180
 PAGES = tuple(sorted(f"app_pages/{p.name}" for p in (h.REPO / "app_pages").glob("*.py")))

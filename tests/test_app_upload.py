@@ -11,8 +11,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
-from mnist_core.artifacts import load_gallery
-from mnist_core.inference import read_digits
+from mnist_core.artifacts.files import load_gallery
+from mnist_core.reading.inference import read_digits
 from mnist_core.preprocess import MAX_BYTES, decode_image
 from ui import pictures
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import keras_optimizer_traces, run_cli, write_idx_folder
 
-from mnist_core.artifacts import (MANIFEST, ArtifactError, load_gallery, load_model, load_models,
+from mnist_core.artifacts.files import (MANIFEST, ArtifactError, load_gallery, load_model, load_models,
                                   read_manifest, sha256, write_manifest)
-from mnist_core.data import to_float
+from mnist_core.datasets.data import to_float
 
 REBUILD = "python -m mnist_core train"
 

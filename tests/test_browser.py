@@ -29,7 +29,7 @@ STEP_TIMEOUT = 60_000
 def artifacts(tmp_path_factory):
     """``$MNIST_STUDIO_ARTIFACTS`` if set, else the repository's trained ``artifacts/`` when
     they exist, else the tiny fixture models."""
-    from mnist_core.artifacts import ArtifactError, read_manifest, verified_path
+    from mnist_core.artifacts.files import ArtifactError, read_manifest, verified_path
     chosen = os.environ.get("MNIST_STUDIO_ARTIFACTS")
     directory = Path(chosen) if chosen else h.real_artifacts()
     if directory is None:
@@ -46,14 +46,14 @@ def artifacts(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(artifacts) -> bool:
     """Whether these are fully trained models (not the one-epoch test fixture)."""
-    from mnist_core.artifacts import read_manifest
+    from mnist_core.artifacts.files import read_manifest
     return not read_manifest(artifacts).get("command", "").startswith("tests/app_helpers.py")
 
 
 @pytest.fixture(scope="module")
 def titles(artifacts):
-    from mnist_core.artifacts import read_manifest
-    from mnist_core.registry import REGISTRY
+    from mnist_core.artifacts.files import read_manifest
+    from mnist_core.artifacts.registry import REGISTRY
     listed = read_manifest(artifacts)["models"]
     return {n: REGISTRY[n].title for n in REGISTRY if n in listed}
 
@@ -215,7 +215,7 @@ def test_both_themes_follow_the_system_setting(browser, server, titles, scheme):
 def test_upload_reads_good_files_and_flags_bad_ones(page, server, titles, tmp_path, artifacts):
     from playwright.sync_api import expect
 
-    from mnist_core.artifacts import load_gallery
+    from mnist_core.artifacts.files import load_gallery
     gallery = load_gallery(artifacts)
     digit = gallery.images[int(np.flatnonzero(gallery.sample)[0])]
     good, bad = tmp_path / "digit.png", tmp_path / "broken.png"

@@ -84,7 +84,7 @@ def test_digit_pages_render(page, server, path, name, ready):
 def test_kaggle_upload_gives_a_submission(page, server, artifacts, tmp_path):
     from playwright.sync_api import expect
 
-    from mnist_core.artifacts import load_gallery
+    from mnist_core.artifacts.files import load_gallery
     images = load_gallery(artifacts).images[:50].reshape(50, -1).astype(int)
     csv = tmp_path / "test.csv"
     csv.write_text(",".join(f"pixel{i}" for i in range(784)) + "\n"

@@ -10,7 +10,7 @@ import json
 import pytest
 
 import app_helpers as h
-from mnist_core import class_store as cs
+from mnist_core.classroom import class_store as cs
 from test_browser import (LOAD_TIMEOUT, SHOTS, artifacts, assert_no_exception,  # noqa: F401
                           browser, open_page, settle)
 from ui.class_data import DB_ENV

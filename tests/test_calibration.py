@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 import app_helpers as h
-from mnist_core import calibration as cal
-from mnist_core.artifacts import (ArtifactError, load_model, load_models, manifest_or_empty,
+from mnist_core.insight import calibration as cal
+from mnist_core.artifacts.files import (ArtifactError, load_model, load_models, manifest_or_empty,
                                   write_json, write_manifest)
 from mnist_core.cli import main
-from mnist_core.data import load_dataset, to_float
-from mnist_core.model import temper
+from mnist_core.datasets.data import load_dataset, to_float
+from mnist_core.models.model import temper
 
 from conftest import SHIPPED_ARTIFACTS
 
@@ -79,8 +79,8 @@ def test_reliability_bins_count_confidence_and_accuracy():
 
 
 def test_view_probs_average_as_the_app_reads(artifacts):
-    from mnist_core.inference import read_input
-    from mnist_core.views import DEFAULT_VIEWS
+    from mnist_core.reading.inference import read_input
+    from mnist_core.models.views import DEFAULT_VIEWS
 
     models = load_models(artifacts)
     x = to_float(np.load(artifacts / "gallery.npz")["images"][:6])

@@ -1,6 +1,6 @@
-"""mnist_core.class_store on SQLite and on a real PostgreSQL (tests/class_db.py): schema
+"""mnist_core.classroom.class_store on SQLite and on a real PostgreSQL (tests/class_db.py): schema
 migrations, idempotent saves (also 10 threads at once), queries, deletes, export read back
-by mnist_core.data, import all-or-nothing, and database failures as readable errors."""
+by mnist_core.datasets.data, import all-or-nothing, and database failures as readable errors."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 import app_helpers as h
 from class_db import pg_url, store_engine, store_url  # noqa: F401  (fixtures)
-from mnist_core import class_store as cs
-from mnist_core.data import load_dataset
+from mnist_core.classroom import class_store as cs
+from mnist_core.datasets.data import load_dataset
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -365,10 +365,10 @@ def test_postgres_env_points_at_a_live_server_when_set():
         assert conn.exec_driver_sql("select 1").scalar() == 1
 
 
-# -- teaching: the writer split and the training mix (mnist_core.finetune) -----------------
+# -- teaching: the writer split and the training mix (mnist_core.classroom.finetune) -----------------
 
 def test_finetune_split_never_puts_a_writer_on_both_sides():
-    from mnist_core.finetune import FinetuneConfig, split_by_writer
+    from mnist_core.classroom.finetune import FinetuneConfig, split_by_writer
     rng = np.random.default_rng(3)
     for n_writers in (2, 3, 5, 12, 30):
         writers = [f"w{int(i)}" for i in rng.integers(0, n_writers, 400)]
@@ -387,7 +387,7 @@ def test_finetune_split_never_puts_a_writer_on_both_sides():
 
 
 def test_finetune_needs_two_writers():
-    from mnist_core.finetune import NotEnoughWriters, split_by_writer
+    from mnist_core.classroom.finetune import NotEnoughWriters, split_by_writer
     with pytest.raises(NotEnoughWriters, match="at least 2 writers"):
         split_by_writer(["solo"] * 20)
 
@@ -395,7 +395,7 @@ def test_finetune_needs_two_writers():
 def test_finetune_training_set_mixes_class_and_replay_and_tests_on_held_out():
     from conftest import make_dataset
 
-    from mnist_core.finetune import FinetuneConfig, split_by_writer, training_set
+    from mnist_core.classroom.finetune import FinetuneConfig, split_by_writer, training_set
     mnist = make_dataset(n_train=500, n_test=50)
     writers = ["ana"] * 10 + ["ben"] * 10 + ["cy"] * 10
     images = np.stack([image(i) for i in range(30)])
@@ -416,8 +416,8 @@ def test_warm_arch_builds_the_trained_network(tiny_artifacts):
     trained network itself, not a fresh one."""
     import pickle
 
-    from mnist_core.artifacts import load_models
-    from mnist_core.finetune import warm_arch
+    from mnist_core.artifacts.files import load_models
+    from mnist_core.classroom.finetune import warm_arch
     models = load_models(tiny_artifacts.directory)
     arch = pickle.loads(pickle.dumps(warm_arch(models["numpy"])))
     x = np.random.default_rng(0).random((5, 784)).astype(np.float32)

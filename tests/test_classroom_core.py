@@ -9,9 +9,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from mnist_core import explain, kaggle, stress
-from mnist_core.data import DataError
-from mnist_core.model import NumpyModel
+from mnist_core.insight import explain
+from mnist_core.classroom import kaggle
+from mnist_core.reading import stress
+from mnist_core.datasets.data import DataError
+from mnist_core.models.model import NumpyModel
 from mnist_core.numpy_net import NumpyMLP
 
 

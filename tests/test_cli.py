@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import draw_digit, make_dataset, run_cli, write_idx_folder
 
-from mnist_core.artifacts import MANIFEST, load_gallery, load_models, read_manifest, sha256
+from mnist_core.artifacts.files import MANIFEST, load_gallery, load_models, read_manifest, sha256
 
 NAMES = ["numpy", "lenet5"]  # the models in the tiny artifacts folder
 

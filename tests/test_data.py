@@ -10,7 +10,7 @@ import pytest
 from conftest import (IDX_NAMES, csv_text, digit_recognizer_header, idx_bytes, make_dataset,
                       make_images, write_idx_folder)
 
-from mnist_core.data import (ENV_VAR, DataError, load_csv, load_dataset, load_idx_folder,
+from mnist_core.datasets.data import (ENV_VAR, DataError, load_csv, load_dataset, load_idx_folder,
                              load_npz, parse_csv, parse_idx, split_validation, to_float)
 
 

@@ -13,8 +13,8 @@ import pytest
 from conftest import SHIPPED_ARTIFACTS, draw_digit
 from PIL import Image
 
-from mnist_core.artifacts import load_models
-from mnist_core.inference import read_digit
+from mnist_core.artifacts.files import load_models
+from mnist_core.reading.inference import read_digit
 from mnist_core.preprocess import MAX_PIXELS, ImageReadError, decode_image
 from mnist_core.preprocess.decode import MIN_SIDE
 from mnist_core.preprocess.ink import DEFAULT_INK

@@ -10,10 +10,10 @@ import pytest
 from conftest import SHIPPED_ARTIFACTS
 
 import app_helpers as h
-from mnist_core import embedding
-from mnist_core.artifacts import ArtifactError, load_models, read_manifest, write_manifest
+from mnist_core.insight import embedding
+from mnist_core.artifacts.files import ArtifactError, load_models, read_manifest, write_manifest
 from mnist_core.cli import main
-from mnist_core.data import load_dataset, to_float
+from mnist_core.datasets.data import load_dataset, to_float
 from mnist_core.numpy_net import softmax
 
 

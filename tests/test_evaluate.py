@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mnist_core.evaluate import (confusion_matrix, log_loss, per_class_scores, score,
+from mnist_core.insight.evaluate import (confusion_matrix, log_loss, per_class_scores, score,
                                  time_batch, time_single)
 
 Y_TRUE = np.array([0, 0, 1, 1, 1, 2])

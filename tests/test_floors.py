@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from conftest import SHIPPED_ARTIFACTS, keras_optimizer_traces
 
-from mnist_core.artifacts import ArtifactError, load_models
-from mnist_core.data import load_dataset, to_float
-from mnist_core.registry import REGISTRY
+from mnist_core.artifacts.files import ArtifactError, load_models
+from mnist_core.datasets.data import load_dataset, to_float
+from mnist_core.artifacts.registry import REGISTRY
 
 FLOORS = {"numpy": 0.989, "dense": 0.989, "cnn": 0.996, "lenet5": 0.990}  # issue #11
 # Issue #11: all four models trained in at most 40 minutes on 2 cores. Checked on the CPU
@@ -72,7 +72,7 @@ def test_metrics_json_matches_fresh_accuracy(name, mnist_test):
 
 
 def test_training_time_recorded_and_within_budget(mnist_test):
-    from mnist_core.artifacts import read_manifest
+    from mnist_core.artifacts.files import read_manifest
 
     seconds = {n: m.metrics.get("train_seconds") for n, m in shipped_models().items()}
     for name, value in seconds.items():
@@ -103,7 +103,7 @@ WRITER_FLOORS = {"numpy": 0.97, "dense": 0.97, "cnn": 0.985}
 @pytest.fixture(scope="module")
 def held_out_writers():
     from mnist_core import writers
-    from mnist_core.artifacts import read_manifest
+    from mnist_core.artifacts.files import read_manifest
 
     try:
         inputs = writers.held_out_inputs()

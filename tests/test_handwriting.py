@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_core import handwriting as hw
-from mnist_core.artifacts import DEFAULT_DIR, load_models
+from mnist_core.datasets import handwriting as hw
+from mnist_core.artifacts.files import DEFAULT_DIR, load_models
 import cv2
 
 from mnist_core.bench import handwriting_scores, misses_sheet, naive_input, sequence_scores

@@ -12,8 +12,8 @@ import pytest
 
 import app_helpers as h
 from mnist_core import preprocess as P
-from mnist_core.artifacts import DEFAULT_DIR, load_models
-from mnist_core.inference import read_digit, read_digits, read_input
+from mnist_core.artifacts.files import DEFAULT_DIR, load_models
+from mnist_core.reading.inference import read_digit, read_digits, read_input
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_the_split_judge_reads_with_the_networks_own_softmax(monkeypatch, models
         sharp[name].temperature = 3.0   # far from 1 either way: the judge must not care
     with pytest.raises(P.NoDigitError):
         read_digits(np.zeros((50, 50), np.uint8), sharp)
-    from mnist_core.calibration import untempered
+    from mnist_core.insight.calibration import untempered
 
     own = np.mean([untempered(m).predict_proba(x) for m in models.values()], 0)
     tempered = np.mean([m.predict_proba(x) for m in sharp.values()], 0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import SHIPPED_ARTIFACTS
 
-from mnist_core.model import KerasModel, _keras_bytes
+from mnist_core.models.model import KerasModel, _keras_bytes
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -41,8 +41,8 @@ def assert_close_gradients(mine: np.ndarray, ref: np.ndarray, rel: float = 1e-4)
 
 
 def digits(n: int = 3) -> list[np.ndarray]:
-    from mnist_core.artifacts import load_gallery
-    from mnist_core.data import to_float
+    from mnist_core.artifacts.files import load_gallery
+    from mnist_core.datasets.data import to_float
     gallery = load_gallery(SHIPPED_ARTIFACTS)
     return [to_float(gallery.images[i]) for i in range(n)]
 
@@ -53,7 +53,7 @@ def digits(n: int = 3) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module", params=["dense", "cnn", "lenet5"])
 def shipped(request):
-    from mnist_core.registry import REGISTRY
+    from mnist_core.artifacts.registry import REGISTRY
     path = SHIPPED_ARTIFACTS / f"{request.param}.keras"
     model = KerasModel.load(path, REGISTRY[request.param])
     net = keras.models.load_model(path, compile=False, safe_mode=True)
@@ -224,7 +224,7 @@ def test_importing_the_gradients_loads_no_tensorflow():
 
     from conftest import REPO
     code = ("import sys, numpy as np, mnist_core.keras_numpy_grad; "
-            "from mnist_core.artifacts import load_models; "
+            "from mnist_core.artifacts.files import load_models; "
             "ms = load_models('artifacts'); x = np.zeros((28, 28), np.float32); "
             "[m.input_gradient(x, 1) for m in ms.values()]; "
             "[m.feature_maps(x) if m.family == 'conv' else m.hidden_activations(x) "

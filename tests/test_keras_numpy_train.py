@@ -19,20 +19,20 @@ import pytest
 from conftest import SHIPPED_ARTIFACTS, numeric_grad, tiny_train_config
 
 from mnist_core import package
-from mnist_core.architectures import CNNConfig, DenseConfig, LeNet5Config
-from mnist_core.augment import NONE
-from mnist_core.data import load_dataset, to_float
+from mnist_core.models.architectures import CNNConfig, DenseConfig, LeNet5Config
+from mnist_core.training.augment import NONE
+from mnist_core.datasets.data import load_dataset, to_float
 from mnist_core.keras_numpy import KerasNumpyModel
 from mnist_core.keras_numpy_train import (AdamW, Builder, KerasNet, loss_and_grads,
                                           train_keras_numpy, update_moving_stats)
-from mnist_core.model import KerasModel, _keras_bytes
-from mnist_core.registry import REGISTRY
-from mnist_core.train import TrainConfig
+from mnist_core.models.model import KerasModel, _keras_bytes
+from mnist_core.artifacts.registry import REGISTRY
+from mnist_core.training.train import TrainConfig
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from mnist_core.keras_models import build_cnn, build_dense, build_lenet5  # noqa: E402
+from mnist_core.models.keras_tf import build_cnn, build_dense, build_lenet5  # noqa: E402
 
 # Small versions of every architecture (dropout 0: Keras's masks cannot be reproduced).
 SMALL = [(build_dense, DenseConfig(hidden=(32, 16), dropout=0.0)),
@@ -74,7 +74,7 @@ def without_sharing_ids(value):
 
 def images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` shipped gallery digits: ``(n, 28, 28, 1) float32`` and their labels."""
-    from mnist_core.artifacts import load_gallery
+    from mnist_core.artifacts.files import load_gallery
     gallery = load_gallery(SHIPPED_ARTIFACTS)
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(gallery.images), n, replace=False)
@@ -300,9 +300,9 @@ def test_fine_tuning_starts_from_the_shipped_weights():
         assert net.config == json.loads(z.read("config.json"))
     for a, b in zip(net.layers, shipped.fast.layers):
         assert all(np.array_equal(u, v) for u, v in zip(a.weights, b.weights))
-    from mnist_core.artifacts import load_gallery
+    from mnist_core.artifacts.files import load_gallery
     gallery = load_gallery(SHIPPED_ARTIFACTS)
-    from mnist_core.data import Dataset
+    from mnist_core.datasets.data import Dataset
     data = Dataset("mnist", tuple("0123456789"), gallery.images[:300], gallery.labels[:300],
                    gallery.images[300:], gallery.labels[300:], "gallery")
     cfg = tiny_train_config(epochs=1, batch_size=64, lr=2e-4, n_val=60)
@@ -347,8 +347,8 @@ def test_teach_fine_tunes_a_shipped_keras_model_in_the_worker_without_tensorflow
     """Teach's path: the shipped dense network's file rides in its warm architecture to
     the worker, which fine-tunes it in NumPy."""
     from mnist_core import finetune
-    from mnist_core.artifacts import load_gallery
-    from mnist_core.data import Dataset
+    from mnist_core.artifacts.files import load_gallery
+    from mnist_core.datasets.data import Dataset
     payloads = worker_payloads
     shipped = KerasModel.load(SHIPPED_ARTIFACTS / "dense.keras", REGISTRY["dense"])
     gallery = load_gallery(SHIPPED_ARTIFACTS)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 from conftest import real_mnist_dir, tiny_train_config
 
-from mnist_core.architectures import CNNConfig
-from mnist_core.augment import NONE
-from mnist_core.data import load_dataset
+from mnist_core.models.architectures import CNNConfig
+from mnist_core.training.augment import NONE
+from mnist_core.datasets.data import load_dataset
 from mnist_core.keras_numpy_train import (DEFAULT_ENGINE, _precise_bn_sample, cnn_builder,
                                           layer_forward, precise_batchnorm, train_keras_numpy)
-from mnist_core.registry import REGISTRY
-from mnist_core.train import StopFlag, TrainConfig, _prepare
+from mnist_core.artifacts.registry import REGISTRY
+from mnist_core.training.train import StopFlag, TrainConfig, _prepare
 
 SMALL_CNN = CNNConfig(filters=(4, 8), dense=16, dropout=0.25, bn_momentum=0.9)
 

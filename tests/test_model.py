@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from conftest import REPO, SHIPPED_ARTIFACTS
 
-from mnist_core.architectures import (ARCHITECTURES, CNNConfig, DenseConfig, LeNet5Config,
+from mnist_core.models.architectures import (ARCHITECTURES, CNNConfig, DenseConfig, LeNet5Config,
                                       NumpyConfig, from_manifest, to_manifest)
-from mnist_core.model import KerasModel, Model, NumpyModel
-from mnist_core.registry import REGISTRY
+from mnist_core.models.model import KerasModel, Model, NumpyModel
+from mnist_core.artifacts.registry import REGISTRY
 
 TINY = {  # registry model -> a tiny architecture of its kind
     "numpy": NumpyConfig(hidden=(16,), dropout=0.0),
@@ -139,8 +139,8 @@ def test_renamed_shares_the_network_not_the_metrics():
 
 
 def test_importing_the_interface_loads_no_tensorflow():
-    code = ("import sys, mnist_core.model, mnist_core.registry, mnist_core.architectures, "
-            "mnist_core.package, mnist_core.explain, mnist_core.artifacts; "
+    code = ("import sys, mnist_core.models.model, mnist_core.artifacts.registry, mnist_core.models.architectures, "
+            "mnist_core.package, mnist_core.insight.explain, mnist_core.artifacts.files; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout

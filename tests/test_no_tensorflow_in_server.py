@@ -5,7 +5,7 @@ Every page runs under AppTest in a fresh Python process (this one may have impor
 TensorFlow in other tests): Look inside with each shipped model picked, and a Train live
 run of a Keras model, which trains in its worker process. Then that process lists which of
 ``tensorflow`` and ``keras`` it imported, and ``onnxruntime``, which only a batch of a
-thousand images or more loads (mnist_core.onnx_batch): the Kaggle page, given 1,100 rows,
+thousand images or more loads (mnist_core.engine.onnx_graph): the Kaggle page, given 1,100 rows,
 predicts them in a worker process.
 """
 

@@ -13,10 +13,10 @@ from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
 from conftest import SHIPPED_ARTIFACTS
-from mnist_core import novelty
-from mnist_core.artifacts import load_models
-from mnist_core.data import load_dataset, to_float
-from mnist_core.inference import read_input
+from mnist_core.reading import novelty
+from mnist_core.artifacts.files import load_models
+from mnist_core.datasets.data import load_dataset, to_float
+from mnist_core.reading.inference import read_input
 from mnist_core.preprocess import preprocess
 
 
@@ -73,7 +73,7 @@ def test_real_mnist_digits_are_not_flagged(shipped, mnist_dir):
 
 
 def test_real_handwriting_on_the_canvas_is_not_flagged(shipped):
-    from mnist_core.handwriting import DEFAULT_DIR, load_strokes, render_canvas
+    from mnist_core.datasets.handwriting import DEFAULT_DIR, load_strokes, render_canvas
 
     path = DEFAULT_DIR / "chars74k_digits_strokes.jsonl"
     if not path.is_file():

@@ -16,11 +16,11 @@ from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
 from conftest import SHIPPED_ARTIFACTS
-from mnist_core import novelty
-from mnist_core.artifacts import load_models
-from mnist_core.data import load_dataset, split_validation, to_float
-from mnist_core.embedding import load_digits
-from mnist_core.inference import read_digits, read_input
+from mnist_core.reading import novelty
+from mnist_core.artifacts.files import load_models
+from mnist_core.datasets.data import load_dataset, split_validation, to_float
+from mnist_core.insight.embedding import load_digits
+from mnist_core.reading.inference import read_digits, read_input
 from mnist_core.preprocess import preprocess
 
 

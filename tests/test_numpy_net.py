@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import make_images, numeric_grad
 
-from mnist_core.data import to_float
+from mnist_core.datasets.data import to_float
 from mnist_core.numpy_net import SGD, Adam, NumpyMLP, cross_entropy, softmax
 
 SMALL = (12, 7, 5, 4)  # input, two hidden layers, four classes: cheap to difference

@@ -1,4 +1,4 @@
-"""Large batches through ONNX Runtime (mnist_core.onnx_batch) give the NumPy plan's answers,
+"""Large batches through ONNX Runtime (mnist_core.engine.onnx_graph) give the NumPy plan's answers,
 and without ONNX Runtime the NumPy plan answers them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from mnist_core import onnx_batch
+from mnist_core.engine import onnx_graph
 from mnist_core.keras_numpy import KerasNumpyModel, Layer, apply_layer
 
 pytest.importorskip("onnxruntime")

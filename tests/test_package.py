@@ -11,12 +11,12 @@ import pytest
 from conftest import tiny_train_config
 
 from mnist_core import package
-from mnist_core.architectures import from_manifest
-from mnist_core.artifacts import load_gallery, load_models, read_manifest, sha256
-from mnist_core.data import to_float
-from mnist_core.model import KerasModel, Model, NumpyModel
-from mnist_core.registry import REGISTRY
-from mnist_core.train import EpochLog, StopFlag
+from mnist_core.models.architectures import from_manifest
+from mnist_core.artifacts.files import load_gallery, load_models, read_manifest, sha256
+from mnist_core.datasets.data import to_float
+from mnist_core.models.model import KerasModel, Model, NumpyModel
+from mnist_core.artifacts.registry import REGISTRY
+from mnist_core.training.train import EpochLog, StopFlag
 
 NAMES = ["numpy", "lenet5"]
 
@@ -212,7 +212,7 @@ def test_train_in_worker_errors_are_one_line(tiny_dataset):
 
 
 def test_load_dataset_in_worker(tmp_path, tiny_dataset):
-    from mnist_core.data import DataError
+    from mnist_core.datasets.data import DataError
     path = tmp_path / "mnist.npz"
     np.savez(path, x_train=tiny_dataset.x_train, y_train=tiny_dataset.y_train,
              x_test=tiny_dataset.x_test, y_test=tiny_dataset.y_test)
@@ -235,10 +235,10 @@ def test_a_stop_before_the_worker_starts_still_gives_a_model(tiny_dataset):
 def test_train_in_worker_fits_the_temperature_on_the_runs_validation_split(tiny_dataset, name):
     """Train live's and Teach's models are tempered as the shipped ones are: T fitted in
     the worker on the images the history's validation rows were scored on."""
-    from mnist_core.artifacts import metrics_problem
-    from mnist_core.calibration import fit_temperature, untempered, validation_split
-    from mnist_core.evaluate import log_loss
-    from mnist_core.model import temper
+    from mnist_core.artifacts.files import metrics_problem
+    from mnist_core.insight.calibration import fit_temperature, untempered, validation_split
+    from mnist_core.insight.evaluate import log_loss
+    from mnist_core.models.model import temper
 
     cfg = tiny_train_config(epochs=2)
     record = package.train_in_worker(name, tiny_dataset, train_cfg=cfg,

@@ -12,10 +12,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
-from mnist_core import share
-from mnist_core.artifacts import load_gallery, load_models
-from mnist_core.data import to_float
-from mnist_core.inference import read_input
+from mnist_core.reading import share
+from mnist_core.artifacts.files import load_gallery, load_models
+from mnist_core.datasets.data import to_float
+from mnist_core.reading.inference import read_input
 
 TIMEOUT = 180
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import make_images, tiny_numpy_arch, tiny_train_config
 
-from mnist_core.augment import NONE, AugmentConfig, augment, style_variants
-from mnist_core.data import to_float
+from mnist_core.training.augment import NONE, AugmentConfig, augment, style_variants
+from mnist_core.datasets.data import to_float
 from mnist_core.numpy_net import NumpyMLP
-from mnist_core.registry import REGISTRY, train_model
-from mnist_core.train import EpochLog, ProgressBar, StopFlag, TrainConfig, lr_at
+from mnist_core.artifacts.registry import REGISTRY, train_model
+from mnist_core.training.train import EpochLog, ProgressBar, StopFlag, TrainConfig, lr_at
 
 
 def train_tiny(data, callback=None, stop=None, **cfg):
@@ -196,7 +196,7 @@ def test_some_zeros_get_a_slash_through_them_and_other_digits_do_not():
 # ---------------------------------------------------------------------------------------
 
 def test_keras_training_and_fast_predict(tiny_keras_result, tiny_dataset):
-    from mnist_core.keras_models import fast_predict_fn
+    from mnist_core.models.keras_tf import fast_predict_fn
 
     history = tiny_keras_result.history
     assert len(history) == 1 and history[0].val_accuracy > 0.3

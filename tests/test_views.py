@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from mnist_core.preprocess import normalise_crop
-from mnist_core.views import (DEFAULT_VIEWS, NO_VIEWS, ViewConfig, named_views, narrowed,
+from mnist_core.models.views import (DEFAULT_VIEWS, NO_VIEWS, ViewConfig, named_views, narrowed,
                               predict_views, views)
 
 

@@ -1,5 +1,5 @@
 """Real writers in training: loading, the writer split, the stroke styles, rendering into
-model inputs, the per-epoch mix and the per-writer scores (:mod:`mnist_core.writers`)."""
+model inputs, the per-epoch mix and the per-writer scores (:mod:`mnist_core.training.writers`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from mnist_core import augment, writers
-from mnist_core.train import TrainConfig, _EpochFeeder
+from mnist_core.training import augment
+from mnist_core.training import writers
+from mnist_core.training.train import TrainConfig, _EpochFeeder
 
 
 def _circle(n: int = 40, cx: float = 100, cy: float = 150, rx: float = 60, ry: float = 100):

@@ -349,7 +349,7 @@ def reliability_figure(before: Mapping, after: Mapping, color: str, title: str,
     """A reliability diagram: each confidence bin's accuracy against its mean confidence,
     before (grey, dashed) and after (``color``) temperature scaling, with the diagonal a
     perfectly calibrated model would follow. ``before``/``after``: the bins of
-    :func:`mnist_core.calibration.reliability` (``count``, ``confidence``, ``accuracy``;
+    :func:`mnist_core.insight.calibration.reliability` (``count``, ``confidence``, ``accuracy``;
     empty bins are None and left out). Markers grow with the share of digits in the bin."""
     traces = [{"type": "scatter", "mode": "lines", "x": [0, 1], "y": [0, 1],
                "name": "perfectly calibrated", "hoverinfo": "skip",

@@ -1,7 +1,7 @@
 """The class's own digits, as the pages see them: the database connection, the class code,
 the writer, the teacher PIN and the "Wrong? It was a ..." button (issue #12).
 
-Storage is :mod:`mnist_core.class_store`; this module only wires it to Streamlit. The engine
+Storage is :mod:`mnist_core.classroom.class_store`; this module only wires it to Streamlit. The engine
 comes from ``st.connection("classroom", type="sql")``: the URL in ``.streamlit/secrets.toml``
 ``[connections.classroom]`` when there is one (PostgreSQL for several replicas, or for a
 host whose disk is not persistent), else ``$MNIST_STUDIO_DB_URL`` (deploy/compose.yaml sets
@@ -24,7 +24,7 @@ import numpy as np
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from mnist_core import class_store as cs
+from mnist_core.classroom import class_store as cs
 
 CONN_NAME = "classroom"                  # st.connection name and secrets section
 DB_ENV = "MNIST_STUDIO_CLASS_DB"         # SQLite file path when no URL is configured

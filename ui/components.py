@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mnist_core.artifacts import Gallery
-from mnist_core.inference import Reading, agreement
-from mnist_core.model import Model
-from mnist_core.novelty import check as novelty_check
-from mnist_core.novelty import references as novelty_references
+from mnist_core.artifacts.files import Gallery
+from mnist_core.reading.inference import Reading, agreement
+from mnist_core.models.model import Model
+from mnist_core.reading.novelty import check as novelty_check
+from mnist_core.reading.novelty import references as novelty_references
 from mnist_core.preprocess import Stages
-from mnist_core.views import named_views
+from mnist_core.models.views import named_views
 
 from . import data, pictures
 from .charts import PLOTLY_CONFIG, probability_figure
@@ -64,7 +64,7 @@ def stages_view(stages: Stages, side: int = 140) -> None:
 
 
 def views_section(final: np.ndarray, models: Mapping[str, Model], side: int = 56) -> None:
-    """The test-time views of the model input (:mod:`mnist_core.views`) and which models
+    """The test-time views of the model input (:mod:`mnist_core.models.views`) and which models
     average over which of them."""
     groups: dict[object, list[str]] = {}
     for m in models.values():
@@ -116,7 +116,7 @@ def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, Model
     ``probs``: model name -> ``(10,)`` probabilities. With ``true_label`` each card also
     says whether the model was right. All bars go into one figure. ``cards=False`` (one
     digit of several) leaves out the answer cards and the "all agree" note. ``image``: the
-    ``(28, 28)`` model input, so the not-a-digit check (:mod:`mnist_core.novelty`) can
+    ``(28, 28)`` model input, so the not-a-digit check (:mod:`mnist_core.reading.novelty`) can
     look at its ink and at how far it lies from the digits each model learned; a flagged
     input is said not to look like a digit, and its cards show the answers as guesses.
     """

@@ -2,7 +2,7 @@
 
 Every loader is keyed on the artifacts folder and the manifest's modification time, so
 artifacts rebuilt while the app runs are picked up on the next rerun. A missing or damaged
-artifact shows ``st.error`` with :class:`~mnist_core.artifacts.ArtifactError`'s message
+artifact shows ``st.error`` with :class:`~mnist_core.artifacts.files.ArtifactError`'s message
 (which names the file by its folder's name, never the server's path, and the rebuild
 command) and stops the page.
 """
@@ -18,11 +18,11 @@ from typing import NoReturn, TypeVar
 import streamlit as st
 from streamlit import runtime
 
-from mnist_core import novelty
-from mnist_core.artifacts import (DEFAULT_DIR, MANIFEST, ArtifactError, Gallery, load_gallery,
+from mnist_core.reading import novelty
+from mnist_core.artifacts.files import (DEFAULT_DIR, MANIFEST, ArtifactError, Gallery, load_gallery,
                                   load_models, manifest_stamp, read_manifest, rebuild_hint,
                                   shown)
-from mnist_core.model import Model
+from mnist_core.models.model import Model
 
 ENV_VAR = "MNIST_STUDIO_ARTIFACTS"
 DIGITS = tuple(str(d) for d in range(10))

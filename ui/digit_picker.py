@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from mnist_core.data import to_float
+from mnist_core.datasets.data import to_float
 from mnist_core.preprocess import NoDigitError, preprocess
 
 from . import canvas, data

@@ -5,7 +5,7 @@ Page title, icon, layout and navigation are set once, in ``app.py``.
 
 from __future__ import annotations
 
-from mnist_core.model import Model
+from mnist_core.models.model import Model
 
 from . import data, user_model
 

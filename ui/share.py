@@ -1,5 +1,5 @@
 """Share a digit by link: ``?digit=v1....`` carries the exact 28x28 model input
-(:mod:`mnist_core.share`).
+(:mod:`mnist_core.reading.share`).
 
 Opening such a link (on Draw, Look inside or Stress test) keeps its digit for the session,
 so the other pages offer it too (:mod:`ui.digit_picker`). A malformed or oversized link
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from mnist_core import share
+from mnist_core.reading import share
 
 SHARED_KEY = "shared_digit"         # session: the (28, 28) float32 digit a link brought
 SHARED_TEXT_KEY = "shared_digit_text"  # session: the link value it was decoded from

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import streamlit as st
 
-from mnist_core.model import Model
+from mnist_core.models.model import Model
 
 USER = "yours"                 # the user's model's key beside the shipped ones
 USER_TITLE = "Your model"

@@ -1,0 +1,107 @@
+"""The models this project ships: one entry each, with its class, architecture and training.
+
+Adding a model is one architecture config (:mod:`mnist_core.models.architectures`: a
+frozen config and its layer list) plus one :class:`ModelSpec` here. Nothing else asks which kind a model is: the
+spec names its :class:`~mnist_core.models.model.Model` class once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..models.architectures import (Architecture, CNNConfig, DenseConfig, LeNet5Config,
+                                    NumpyConfig, build_net)
+from ..training.augment import AugmentConfig
+from ..models.model import KerasModel, Model, NumpyModel
+from ..training.train import StopFlag, TrainConfig, TrainResult
+from ..models.views import ASPECT_VIEWS, DEFAULT_VIEWS, ViewConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str                  # key used on the command line, in artifacts and in the app
+    title: str                 # what the app calls it
+    backend: type[Model]       # the Model class that trains, runs, saves, loads and explains
+                               # it: NumpyModel (no TensorFlow) or KerasModel
+    train: TrainConfig         # how the shipped model is trained
+    arch: Architecture         # the shipped model's full architecture
+    live_arch: Architecture    # the architecture a short classroom run (Train live: a few
+                               # thousand images, a few epochs) starts from; the page
+                               # changes only what its widgets set
+    blurb: str = ""            # one line for the app
+    views: ViewConfig = ASPECT_VIEWS  # test-time views averaged when reading real input;
+                                      # the MLPs (not shift-invariant) measured worse with
+                                      # turned and resized views, the convnets better
+
+    @property
+    def filename(self) -> str:
+        """The weights file inside ``artifacts/``."""
+        return self.name + self.backend.file_ext
+
+    @property
+    def kind(self) -> str:
+        """``"numpy"`` or ``"keras"`` (for messages and tests; code uses :attr:`backend`)."""
+        return self.backend.kind
+
+    def build(self, arch: Architecture | None = None) -> Model:
+        """A fresh, untrained model of ``arch`` (default: the shipped architecture)."""
+        arch = arch if arch is not None else self.arch
+        return self.backend.from_net(build_net(arch, self.train.seed), self, arch=arch)
+
+
+# Share of each training epoch drawn from real writers' renderings (handwriting-train,
+# :mod:`.writers`), chosen on held-out writers (benchmarks/WRITERS_MIX.md).
+WRITERS_SHARE = 0.15
+
+REGISTRY: dict[str, ModelSpec] = {
+    "numpy": ModelSpec(
+        "numpy", "NumPy MLP", NumpyModel,
+        TrainConfig(epochs=15, batch_size=128, lr=1.5e-3, weight_decay=0.02,
+                    writers_share=WRITERS_SHARE),
+        NumpyConfig(hidden=(800, 800), dropout=0.2),
+        # No dropout: a short run on few images underfits rather than overfits.
+        NumpyConfig(hidden=(128,), dropout=0.0),
+        "Two hidden layers written from scratch in NumPy: forward, backward, Adam."),
+    "dense": ModelSpec(
+        "dense", "Keras dense", KerasModel,
+        TrainConfig(epochs=15, batch_size=128, lr=1e-3, weight_decay=0.02,
+                    augment=AugmentConfig(hooked_nines=0.3), writers_share=WRITERS_SHARE),
+        DenseConfig(hidden=(1024, 1024), dropout=0.3),
+        DenseConfig(hidden=(128,), dropout=0.1),
+        "Keras multilayer perceptron: Dense + ReLU + Dropout blocks."),
+    "cnn": ModelSpec(
+        "cnn", "Keras CNN", KerasModel,
+        TrainConfig(epochs=18, batch_size=128, lr=2e-3, weight_decay=0.01,
+                    writers_share=WRITERS_SHARE),
+        CNNConfig(filters=(32, 64), dense=256, dropout=0.25, bn_momentum=0.99),
+        # BatchNorm statistics must settle within a few dozen batches.
+        CNNConfig(filters=(16, 32), dense=128, dropout=0.25, bn_momentum=0.9),
+        "Convolutional network with BatchNorm and Dropout, trained on distorted digits.",
+        DEFAULT_VIEWS),
+    "lenet5": ModelSpec(
+        "lenet5", "LeNet-5", KerasModel,
+        TrainConfig(epochs=12, batch_size=128, lr=2e-3, weight_decay=0.01,
+                    writers_share=WRITERS_SHARE),
+        LeNet5Config(), LeNet5Config(),
+        "LeCun's 1998 classic, as a reference architecture.", DEFAULT_VIEWS),
+}
+
+DEFAULT_MODELS = ("numpy", "dense", "cnn", "lenet5")
+
+
+def train_model(name: str, data, callback=None, stop: StopFlag | None = None,
+                epochs: int | None = None, train_cfg: TrainConfig | None = None,
+                arch: Architecture | None = None) -> TrainResult:
+    """Train registry model ``name`` on ``data`` (a :class:`~mnist_core.datasets.data.Dataset`);
+    the result holds the bare network (``Model.from_net`` wraps it).
+
+    ``epochs``/``train_cfg``/``arch`` override the shipped hyperparameters (the app's
+    live training uses them). :func:`mnist_core.package.train_and_package` also
+    evaluates, packages and (optionally) writes the models.
+    """
+    spec = REGISTRY[name]
+    cfg = train_cfg or spec.train
+    if epochs is not None:
+        cfg = replace(cfg, epochs=epochs)
+    return spec.backend.fit(data, cfg, arch if arch is not None else spec.arch, callback, stop)
+

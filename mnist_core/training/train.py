@@ -1,0 +1,436 @@
+"""Train the registered models: hyperparameters, the training loops and progress output.
+
+Each model is one :class:`~mnist_core.artifacts.registry.ModelSpec` in the registry, whose
+:class:`~mnist_core.models.model.Model` class picks the loop here (``Model.fit``). Both loops feed freshly augmented data every epoch (prepared on a worker
+thread while the previous epoch trains), keep a fixed validation split for monitoring,
+and report through a callback so the CLI prints bars and the app draws live curves.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .. import tuning
+from ..datasets.data import Dataset, split_validation, to_float
+from ..engine.layers import Context
+from ..engine.optim import SGD, AdamConfig, AdamW
+from ..models.architectures import build_net
+from .augment import NONE, AugmentConfig, augment, style_variants
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one model is trained (its architecture is a config in :mod:`.architectures`)."""
+
+    epochs: int = 10               # passes over the (augmented) training split
+    batch_size: int = 128          # examples per gradient step
+    lr: float = 1e-3               # peak learning rate; cosine-decayed to lr_final_frac * lr
+    lr_final_frac: float = 0.02    # the schedule's floor, as a fraction of lr
+    warmup_epochs: float = 0.3     # linear warm-up avoids early BatchNorm/Adam blow-ups
+    weight_decay: float = 1e-4     # decoupled (AdamW-style) weight decay
+    label_smoothing: float = 0.05  # softer targets, better-calibrated probability bars
+    augment: AugmentConfig = AugmentConfig()  # NONE to train on raw MNIST
+    n_val: int = 5000              # validation images carved from train (test is never used)
+    n_train: int | None = None     # cap on training images (None = all); the app uses this
+    writers_share: float = 0.0     # share of each epoch's images drawn from the dataset's
+                                   # extra images (real writers' renderings), when it has
+                                   # any; MNIST stays the majority
+    seed: int = 0                  # seeds weights, shuffling, augmentation and the split
+
+
+@dataclass
+class EpochLog:
+    """One row of training history."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+    lr: float
+
+
+@dataclass
+class TrainResult:
+    model: object                 # the bare network: an engine Sequential, or a keras.Model
+                                  # from train_keras (Model.from_net wraps either)
+    history: list[EpochLog]
+    seconds: float
+    stopped_early: bool = False
+    cpu_seconds: float = 0.0      # CPU time of the whole process (all threads) while
+                                  # training: unlike wall time, not inflated by other work
+                                  # sharing the machine
+
+
+Callback = Callable[[str, dict], None]  # (event, info): "batch" or "epoch"
+
+
+@dataclass
+class StopFlag:
+    """Set from another thread (the app's Stop button) to end training after a batch."""
+
+    _event: threading.Event = field(default_factory=threading.Event)
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until set or ``timeout`` seconds pass; whether it is set."""
+        return self._event.wait(timeout)
+
+
+def lr_at(cfg: TrainConfig, progress: float) -> float:
+    """Learning rate at ``progress`` in [0, 1] of training: warm-up then cosine decay."""
+    warm = cfg.warmup_epochs / max(cfg.epochs, 1)
+    if progress < warm:
+        return cfg.lr * (0.1 + 0.9 * progress / warm)
+    t = (progress - warm) / max(1e-9, 1 - warm)
+    floor = cfg.lr * cfg.lr_final_frac
+    return floor + 0.5 * (cfg.lr - floor) * (1 + np.cos(np.pi * min(1.0, t)))
+
+
+def prepare(data: Dataset, cfg: TrainConfig, as_float: bool = True):
+    """``(x, y, x_val, y_val)``: the training images (float32 in [0, 1], or as stored,
+    uint8, when not ``as_float``: a quarter of the memory, for a loop that converts each
+    batch with :func:`to_float`), int64 labels, the validation split (float32)."""
+    # Small datasets (a user's own CSV) still get a validation split: at most a fifth.
+    n_val = max(1, min(cfg.n_val, len(data.x_train) // 5))
+    split = split_validation(data.x_train, data.y_train, n_val, cfg.seed)
+    x, y = split.x_train, split.y_train
+    if cfg.n_train is not None and cfg.n_train < len(x):
+        idx = np.random.default_rng(cfg.seed + 1).permutation(len(x))[:cfg.n_train]
+        x, y = x[idx], y[idx]
+    return (to_float(x) if as_float else x), y.astype(np.int64), to_float(split.x_val), \
+        split.y_val.astype(np.int64)
+
+
+def _extra_pool(data: Dataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """The extra images to mix into each epoch, as float ``(M, 28, 28)`` and labels, or
+    None when there are none or the config asks for none."""
+    if cfg.writers_share <= 0 or data.x_extra is None or not len(data.x_extra):
+        return None
+    return to_float(data.x_extra), np.asarray(data.y_extra).astype(np.int64)
+
+
+class _Shuffled:
+    """An epoch's shuffled images without copying them: ``x[order]``, gathered slice by
+    slice (``epoch[a:b]`` is ``x[order[a:b]]``, an array) or whole by ``np.asarray``. A
+    copy of 20,000 training images is 63 MB, and the feeder holds two (this epoch's and
+    the next): a third of the app's training worker's memory."""
+
+    def __init__(self, x: np.ndarray, order: np.ndarray):
+        self.x, self.order = x, order
+        self.shape = (len(order), *x.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.x[self.order[index]]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.x[self.order]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+class _EpochFeeder:
+    """Produces each epoch's shuffled, augmented copy of the training set one epoch ahead
+    (without augmentation or extra images, a :class:`_Shuffled` order of it, in the
+    training images' own dtype; otherwise float32)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
+                 extra: tuple[np.ndarray, np.ndarray] | None = None):
+        self.x, self.y, self.cfg, self.extra = x, y, cfg, extra
+        self.n_extra = self.extra_count(len(x), cfg, extra)
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.next = self.pool.submit(self._make, 0)
+
+    @staticmethod
+    def extra_count(n: int, cfg: TrainConfig, extra) -> int:
+        """Extra images per epoch beside ``n`` of the dataset's, so that they make up
+        ``cfg.writers_share`` of it (at most all of them)."""
+        if extra is None:
+            return 0
+        share = min(cfg.writers_share, 0.9)
+        return min(len(extra[0]), int(round(n * share / (1 - share))))
+
+    def _make(self, epoch: int):
+        rng = np.random.default_rng((self.cfg.seed, epoch))
+        x, y = self.x, self.y
+        if x.dtype == np.uint8 and (self.n_extra or self.cfg.augment != NONE):
+            x = to_float(x)  # augmentation and the extra images work in float32
+        if self.n_extra:
+            pick = rng.choice(len(self.extra[0]), self.n_extra, replace=False)
+            x = np.concatenate([x, self.extra[0][pick]])
+            y = np.concatenate([y, self.extra[1][pick]])
+        order = rng.permutation(len(x))
+        if self.cfg.augment == NONE and not self.n_extra:
+            return _Shuffled(x, order), y[order]
+        x, y = x[order], y[order]
+        if self.cfg.augment != NONE:
+            x = style_variants(x, y, rng, self.cfg.augment.styles, self.cfg.augment.hooked_nines)
+            x = augment(x, rng, self.cfg.augment)
+        return x, y
+
+    def get(self, epoch: int):
+        batch = self.next.result()
+        if epoch + 1 < self.cfg.epochs:
+            self.next = self.pool.submit(self._make, epoch + 1)
+        return batch
+
+    def close(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Progress output
+# ---------------------------------------------------------------------------------------
+
+class ProgressBar:
+    """A one-line-per-epoch text progress bar with loss, accuracy and ETA (for the CLI)."""
+
+    def __init__(self, name: str, epochs: int, stream=sys.stderr, width: int = 24):
+        self.name, self.epochs, self.stream, self.width = name, epochs, stream, width
+        self.start = time.perf_counter()
+
+    def __call__(self, event: str, info: dict) -> None:
+        if event == "batch":
+            frac = info["step"] / info["steps"]
+            elapsed = time.perf_counter() - info["epoch_start"]
+            eta = elapsed / max(frac, 1e-9) * (1 - frac)
+            filled = int(self.width * frac)
+            self.stream.write(f"\r{self.name} {info['epoch'] + 1}/{self.epochs} "
+                              f"[{'=' * filled}{'.' * (self.width - filled)}] "
+                              f"loss {info['loss']:.4f} acc {info['accuracy']:.4f} "
+                              f"ETA {eta:4.0f}s ")
+        elif event == "epoch":
+            log: EpochLog = info["log"]
+            self.stream.write(f"\r{self.name} {log.epoch}/{self.epochs} "
+                              f"loss {log.loss:.4f} acc {log.accuracy:.4f} "
+                              f"val_loss {log.val_loss:.4f} val_acc {log.val_accuracy:.4f} "
+                              f"{log.seconds:.1f}s{' ' * 20}\n")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------------------------------
+# The NumPy loop: every architecture, on the engine
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the NumPy loop computes (not what it learns: that is the TrainConfig)."""
+
+    adam: AdamConfig = AdamConfig()  # AdamW's constants: Keras's defaults, as train_keras
+    chunk_bytes: int = Context().chunk_bytes  # im2col columns built per chunk of images
+    blas_threads: int | None = 1  # BLAS threads while training (None: as the process
+                                  # has it). One: a live-CNN step of 128 images took
+                                  # 159 ms with one and 589 ms with two on this 2-core
+                                  # machine shared with other work (OpenBLAS's threads
+                                  # spin and thrash on these small products)
+    bn_images: int = 4096         # "precise BN": after training (and after a stop), every
+                                  # BatchNorm's moving mean and variance are re-estimated
+                                  # exactly over up to this many training images (0: keep
+                                  # the moving averages). Those averages (momentum 0.9-0.99)
+                                  # have barely left their initial 0 and 1 after a few dozen
+                                  # batches while the weights have: live CNN, 1,000 images,
+                                  # one epoch, validation 11% with them, 80-85% re-estimated
+    bn_batch: int | None = None   # images per batch of that pass, each normalised by its own
+                                  # statistics as in training (None: the training's batch)
+
+
+DEFAULT_ENGINE = EngineConfig()
+
+# Streams of the SeedSequence(cfg.seed) tree, beside the weights' (architectures) and the
+# feeder's (seed, epoch) ones.
+_DROPOUT_STREAM, _BN_STREAM = 1, 2
+
+
+def precise_bn_sample(x: np.ndarray, cfg: TrainConfig, engine: EngineConfig) -> np.ndarray:
+    """Up to ``engine.bn_images`` of the training images ``x`` (not augmented: the images
+    the network is then asked about look like them), drawn from the seed's own stream."""
+    n = min(len(x), max(0, engine.bn_images))
+    if n >= len(x):
+        return x
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(_BN_STREAM,)))
+    return x[np.sort(rng.choice(len(x), n, replace=False))]
+
+
+def train_network(data: Dataset, cfg: TrainConfig, arch, callback: Callback | None = None,
+                  stop: StopFlag | None = None, engine: EngineConfig = DEFAULT_ENGINE
+                  ) -> TrainResult:
+    """Train a network of ``arch`` (an architecture config; one carrying a trained file
+    starts from it) on ``data`` with ``cfg``, in NumPy, as Keras would train it: the NumPy
+    MLP, and the Keras architectures in the app's worker (no TensorFlow). Mini-batches of
+    freshly augmented data each epoch, AdamW (or SGD, where the architecture asks) on the
+    cosine schedule, label-smoothed cross-entropy, BatchNorm's moving statistics moved
+    each step and re-estimated exactly before the last validation row
+    (:meth:`~mnist_core.engine.network.Sequential.precise_batchnorm`). The result's
+    ``model`` is the :class:`~mnist_core.engine.network.Sequential`."""
+    c0 = time.process_time()
+    # The training images stay uint8 (converted a batch at a time, to the same floats):
+    # 20,000 of them are 16 MB instead of 63 MB in the worker.
+    x, y, x_val, y_val = prepare(data, cfg, as_float=False)
+    net = build_net(arch, cfg.seed)
+    extra = _extra_pool(data, cfg)
+    steps = int(np.ceil((len(x) + _EpochFeeder.extra_count(len(x), cfg, extra)) / cfg.batch_size))
+    params = net.params()
+    optimizer = (SGD(params, cfg.weight_decay) if getattr(arch, "optimizer", "adam") == "sgd"
+                 else AdamW(params, cfg.weight_decay, engine.adam))
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(_DROPOUT_STREAM,)))
+    ctx = Context(train=True, rng=rng, chunk_bytes=engine.chunk_bytes)
+    feeder, t0 = _EpochFeeder(x, y, cfg, extra), time.perf_counter()
+
+    def step(xb: np.ndarray, yb: np.ndarray, lr: float) -> tuple[float, np.ndarray]:
+        xb = net.batch(to_float(xb) if xb.dtype == np.uint8 else xb)
+        loss, logits, grads, caches = net.loss_and_grads(xb, yb, cfg.label_smoothing, ctx)
+        net.update_moving_stats(caches)
+        del caches  # ~60 MB for the live CNN at 128 images: freed before the next batch
+        optimizer.step(grads, lr)
+        return loss, logits
+
+    def before_validation(last: bool) -> None:
+        if last and engine.bn_images > 0:
+            net.precise_batchnorm(precise_bn_sample(x, cfg, engine),
+                                  engine.bn_batch or cfg.batch_size, ctx)
+
+    blas = tuning.blas_limit(engine.blas_threads)
+    try:
+        history, stopped = run_epochs(cfg, feeder, steps, step, lambda xv: net.folded().predict_proba(xv), x_val,
+                                      y_val, callback, stop, before_validation, net)
+    finally:
+        feeder.close()
+        blas.unregister()
+    return TrainResult(net, history, time.perf_counter() - t0, stopped, time.process_time() - c0)
+
+
+def run_epochs(cfg: TrainConfig, feeder: "_EpochFeeder", steps: int,
+               step: Callable[[np.ndarray, np.ndarray, float], tuple[float, np.ndarray]],
+               predict: Callable[[np.ndarray], np.ndarray], x_val: np.ndarray,
+               y_val: np.ndarray, callback: Callback | None, stop: StopFlag | None,
+               before_validation: Callable[[bool], None] | None = None, net=None
+               ) -> tuple[list[EpochLog], bool]:
+    """The epochs of a hand-written training loop (the NumPy MLP's, and the Keras
+    architectures' in NumPy): ``steps`` batches an epoch from ``feeder``, each trained by
+    ``step(xb, yb, lr)`` (the feeder's rows as they are, the learning rate of the cosine
+    schedule :func:`lr_at`), which returns the batch's mean loss and its ``(B, 10)``
+    logits; ``"batch"`` events every 20 steps and at the epoch's end, then
+    ``before_validation(last)`` (``last``: the final epoch, or stopped), the validation row
+    from ``predict(x_val)`` and an ``"epoch"`` event carrying ``net``. ``stop`` ends the training
+    after its batch. Returns ``(history, stopped)``."""
+    history: list[EpochLog] = []
+    stopped, lr = False, cfg.lr
+    for epoch in range(cfg.epochs):
+        xe, ye = feeder.get(epoch)
+        e0, losses, correct, seen = time.perf_counter(), 0.0, 0, 0
+        for i in range(steps):
+            lr = lr_at(cfg, (epoch + i / steps) / cfg.epochs)
+            yb = ye[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            loss, logits = step(xe[i * cfg.batch_size:(i + 1) * cfg.batch_size], yb, lr)
+            losses += loss * len(yb)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(yb)
+            if callback and (i % 20 == 0 or i == steps - 1):
+                callback("batch", dict(epoch=epoch, step=i + 1, steps=steps, loss=losses / seen,
+                                       accuracy=correct / seen, epoch_start=e0))
+            if stop is not None and stop.is_set():
+                stopped = True
+                break
+        if before_validation is not None:
+            before_validation(stopped or epoch == cfg.epochs - 1)
+        log = epoch_log(epoch, losses, correct, seen, predict(x_val), y_val, e0, lr)
+        history.append(log)
+        if callback:
+            callback("epoch", dict(log=log, model=net))
+        if stopped:
+            break
+    return history, stopped
+
+
+def epoch_log(epoch: int, losses: float, correct: int, seen: int, p_val: np.ndarray,
+              y_val: np.ndarray, started: float, lr: float) -> EpochLog:
+    """The history row of epoch ``epoch`` (0-based) of a hand-written loop: ``losses`` and
+    ``correct`` summed over the ``seen`` training images, the validation split's ``(n, 10)``
+    probabilities ``p_val`` against ``y_val``, the epoch's ``perf_counter`` start and the
+    learning rate it ended on."""
+    return EpochLog(epoch + 1, losses / max(seen, 1), correct / max(seen, 1),
+                    _nll(p_val, y_val), float((p_val.argmax(1) == y_val).mean()),
+                    time.perf_counter() - started, float(lr))
+
+
+def _nll(p: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean())
+
+
+# ---------------------------------------------------------------------------------------
+# Keras loop
+# ---------------------------------------------------------------------------------------
+
+def train_keras(data: Dataset, cfg: TrainConfig, build: Callable[[], object],
+                callback: Callback | None = None, stop: StopFlag | None = None) -> TrainResult:
+    """Train a Keras model built by ``build()`` with AdamW, per-epoch augmentation and a
+    per-batch cosine schedule; reports the same history as :func:`train_network`."""
+    import keras
+
+    from ..models.keras_tf import fast_predict_fn
+
+    keras.utils.set_random_seed(cfg.seed)
+    c0 = time.process_time()
+    x, y, x_val, y_val = prepare(data, cfg)
+    model = build()
+    extra = _extra_pool(data, cfg)
+    steps = int(np.ceil((len(x) + _EpochFeeder.extra_count(len(x), cfg, extra)) / cfg.batch_size))
+    optimizer = keras.optimizers.AdamW(learning_rate=cfg.lr, weight_decay=cfg.weight_decay)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                  metrics=["accuracy"])
+    state = dict(epoch=0, e0=0.0, stopped=False)
+
+    class _Hook(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            progress = (state["epoch"] + batch / steps) / cfg.epochs
+            self.model.optimizer.learning_rate.assign(lr_at(cfg, progress))
+
+        def on_train_batch_end(self, batch, logs=None):
+            if callback and (batch % 20 == 0 or batch == steps - 1):
+                callback("batch", dict(epoch=state["epoch"], step=batch + 1, steps=steps,
+                                       loss=float(logs["loss"]), accuracy=float(logs["accuracy"]),
+                                       epoch_start=state["e0"]))
+            if stop is not None and stop.is_set():
+                state["stopped"] = True
+                self.model.stop_training = True
+
+    feeder, history, t0 = _EpochFeeder(x, y, cfg, extra), [], time.perf_counter()
+    eye = np.eye(10, dtype=np.float32)
+    try:
+        for epoch in range(cfg.epochs):
+            state.update(epoch=epoch, e0=time.perf_counter())
+            xe, ye = feeder.get(epoch)
+            fit = model.fit(np.asarray(xe)[..., None], eye[ye], batch_size=cfg.batch_size,
+                            epochs=1, verbose=0, shuffle=False, callbacks=[_Hook()])
+            predict = fast_predict_fn(model)
+            p_val = predict(x_val)
+            log = EpochLog(epoch + 1, float(fit.history["loss"][-1]),
+                           float(fit.history["accuracy"][-1]), _nll(p_val, y_val),
+                           float((p_val.argmax(1) == y_val).mean()),
+                           time.perf_counter() - state["e0"],
+                           float(model.optimizer.learning_rate.numpy()))
+            history.append(log)
+            if callback:
+                callback("epoch", dict(log=log, model=model))
+            if state["stopped"]:
+                break
+    finally:
+        feeder.close()
+    return TrainResult(model, history, time.perf_counter() - t0, state["stopped"],
+                       time.process_time() - c0)
