@@ -243,9 +243,11 @@ def command(prefix: str = ".venv/bin/python", argv: list[str] | None = None) -> 
                        *(sys.argv[1:] if argv is None else argv)])
 
 
-def measured(cmd: str, *libs: str, load_before: tuple | None = None) -> str:
-    """The machine line: ``Measured by `cmd` on DATE TIME UTC: machine.``"""
-    return (f"Measured by `{cmd}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: "
+def measured(cmd: str | None, *libs: str, load_before: tuple | None = None) -> str:
+    """The machine line: ``Measured by `cmd` on DATE TIME UTC: machine.`` (without ``by``
+    where the report shows the command elsewhere)."""
+    return (f"Measured {f'by `{cmd}` ' if cmd else ''}on "
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: "
             f"{machine(*libs, load_before=load_before)}.")
 
 
