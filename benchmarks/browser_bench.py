@@ -88,18 +88,10 @@ RECORD_POINTER_UP = """() => {
 }"""
 
 
-def real_artifacts() -> Path | None:
-    """The repository's trained artifacts, once they exist."""
-    path = REPO / "artifacts"
-    return path if (path / "manifest.json").is_file() else None
-
-
 def pick_artifacts(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    if os.environ.get("MNIST_STUDIO_ARTIFACTS"):
-        return Path(os.environ["MNIST_STUDIO_ARTIFACTS"])
-    return real_artifacts() or Path("/tmp/art")
+    real = REPO / "artifacts"
+    return Path(arg or os.environ.get("MNIST_STUDIO_ARTIFACTS")
+                or (real if (real / "manifest.json").is_file() else "/tmp/art"))
 
 
 def run(artifacts: Path, strokes: int) -> dict:
@@ -193,9 +185,8 @@ def summary(values: list[float]) -> str:
 
 
 def write_report(result: dict, out: Path, command: str, note: str = "") -> str:
-    real = real_artifacts()
     which = ("the repository's trained artifacts (`artifacts/`)"
-             if real and Path(result["artifacts"]).resolve() == real.resolve()
+             if Path(result["artifacts"]).resolve() == (REPO / "artifacts").resolve()
              else f"`{result['artifacts']}`")
     lines = [
         h.measured(None, "Streamlit", "Playwright", "chromium",

@@ -13,11 +13,10 @@ import argparse
 import statistics
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import harness as h
-from kaggle_speed import KAGGLE_ROWS, kaggle_csv
+from kaggle_speed import KAGGLE_ROWS, kaggle_zip
 
 
 def main() -> None:
@@ -30,10 +29,8 @@ def main() -> None:
 
     from mnist_core.data import load_dataset
 
-    folder = Path(tempfile.mkdtemp(prefix="kaggle-page-"))
-    upload = folder / "test.csv.zip"
-    with zipfile.ZipFile(upload, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("test.csv", kaggle_csv(load_dataset(args.data).x_test, KAGGLE_ROWS))
+    upload = kaggle_zip(Path(tempfile.mkdtemp(prefix="kaggle-page-")) / "test.csv.zip",
+                        load_dataset(args.data).x_test, KAGGLE_ROWS)
     proc, url = h.start_server()
     times = []
     try:

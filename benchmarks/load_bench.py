@@ -74,13 +74,8 @@ async def session(browser, url: str, digits: int, timeout_s: float, start: async
             # 30 headless pages parsing at once on this machine's 2 cores took over a
             # minute to do, while the server's part was done in seconds.
             before = await page.evaluate(PLOT_SIGNATURE)
-            canvas = page.locator("canvas.upper-canvas")
-            box = await canvas.bounding_box()
-            await page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.15 * box["height"])
-            await page.mouse.down()
-            await page.mouse.move(box["x"] + 0.5 * box["width"],
-                                  box["y"] + 0.85 * box["height"], steps=12)
-            await page.mouse.up()
+            await h.draw_stroke_async(page, page.locator("canvas.upper-canvas"),
+                                      [(0.5, 0.15), (0.5, 0.85)], steps=12)
             await page.wait_for_function(BARS_CHANGED, arg=before,
                                          timeout=WARM_UP_TIMEOUTS * timeout_s * 1000)
         except Exception as exc:  # noqa: BLE001 - a page that never loads is an error
@@ -111,14 +106,7 @@ async def session(browser, url: str, digits: int, timeout_s: float, start: async
                 step = "drawing"
                 before = await page.evaluate(PLOT_SIGNATURE)
                 ended = asyncio.ensure_future(page.evaluate(STROKE_END))
-                box = await canvas.bounding_box()
-                xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-                      for fx, fy in points]
-                await page.mouse.move(*xy[0])
-                await page.mouse.down()
-                for x, y in xy[1:]:
-                    await page.mouse.move(x, y, steps=12)
-                await page.mouse.up()
+                await h.draw_stroke_async(page, canvas, points, steps=12)
                 stroke_end = await ended
                 step = "waiting for the answer"
                 await page.wait_for_function(BARS_CHANGED, arg=before, timeout=timeout_s * 1000)
@@ -175,7 +163,7 @@ async def run(url: str, server_pid: int, sessions: int, digits: int, timeout_s: 
         "sessions": sessions, "digits": sessions * digits, "answered": len(latencies),
         "errors": errors, "wall_s": wall,
         "median_ms": statistics.median(latencies) if latencies else float("nan"),
-        "p90_ms": h.nearest_rank(latencies, 0.9),
+        "p90_ms": latencies[int(0.9 * (len(latencies) - 1))] if latencies else float("nan"),
         "max_ms": latencies[-1] if latencies else float("nan"),
         "server_cpu_s": server_cpu, "others_cpu_s": machine_cpu - server_cpu,
         "cpu_per_digit_ms": 1000 * server_cpu / max(1, len(latencies)),
@@ -348,7 +336,7 @@ async def run_photos(url: str, server_pid: int, learners: int, n: int, photos: l
                                                             for e in r["errors"]],
         "wall_s": wall,
         "median_ms": statistics.median(latencies) if latencies else float("nan"),
-        "p90_ms": h.nearest_rank(latencies, 0.9),
+        "p90_ms": latencies[int(0.9 * (len(latencies) - 1))] if latencies else float("nan"),
         "max_ms": latencies[-1] if latencies else float("nan"),
         "cpu_per_photo_ms": 1000 * server_cpu / max(1, len(latencies)),
         "server_cpu_s": server_cpu, "others_cpu_s": machine_cpu - server_cpu,

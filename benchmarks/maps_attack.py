@@ -28,7 +28,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 
@@ -48,8 +47,9 @@ LOAD_TIMEOUT = 120_000  # ms
 
 
 def ms(values) -> str:
+    values = sorted(values)
     return (f"median {statistics.median(values):.1f} ms, p95 "
-            f"{h.nearest_rank(values, 0.95):.1f} ms, max {max(values):.1f} ms")
+            f"{values[int(0.95 * (len(values) - 1))]:.1f} ms, max {values[-1]:.1f} ms")
 
 
 # ---------------------------------------------------------------------------------------
@@ -113,15 +113,10 @@ def import_cost(module: str, path: str | None = None) -> dict:
     # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across exec. Read
     # by hand, not with harness.peak_rss_mb: importing the harness (psutil) would add to it.
     code = ("import re, time; t = time.perf_counter(); import " + module + "; "
-            "print(time.perf_counter() - t, re.search(r'VmHWM:\\s+(\\d+)', "
-            "open('/proc/self/status').read()).group(1))")
-    env = {**os.environ, **({"PYTHONPATH": path} if path else {})}
-    runs = []
-    for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env=env, check=True).stdout.split()
-        runs.append((float(out[0]), int(out[1]) / 1024))
-    best = min(runs)
+            "print([time.perf_counter() - t, int(re.search(r'VmHWM:\\s+(\\d+)', "
+            "open('/proc/self/status').read()).group(1)) / 1024])")
+    best = min(h.run_json([sys.executable, "-c", code], {"PYTHONPATH": path} if path else None)
+               for _ in range(2))
     return {"import_s": round(best[0], 2), "peak_rss_mb": round(best[1])}
 
 

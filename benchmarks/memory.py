@@ -33,11 +33,11 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import harness as h
+from kaggle_speed import KAGGLE_ROWS, kaggle_zip
 
 REPO = h.REPO
 RESULTS = REPO / "benchmarks" / "memory.json"
@@ -45,7 +45,6 @@ REPORT = REPO / "benchmarks" / "MEMORY.md"
 BUDGET_MB = 700
 LOAD_TIMEOUT = 300_000   # ms
 TRAIN_TIMEOUT = 600_000  # ms
-KAGGLE_ROWS = 28_000     # Kaggle's test.csv
 
 
 # ---------------------------------------------------------------------------------------
@@ -104,7 +103,6 @@ def set_slider_to_min(page, label: str) -> None:
 
 def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
           train: tuple[str, ...]) -> None:
-    import numpy as np
     from playwright.sync_api import expect, sync_playwright
 
     from mnist_core.artifacts import load_gallery, read_manifest
@@ -117,12 +115,7 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
     png.write_bytes(paper_png(digit))
     # A Kaggle-size file, zipped as the page asks (its 51 MB are over the upload limit):
     # 28,000 rows, the gallery's digits tiled. Predicting it loads ONNX Runtime.
-    csv = tmp / "test.csv.zip"
-    rows = np.resize(gallery.images.reshape(len(gallery.images), -1), (KAGGLE_ROWS, 784))
-    text = (",".join(f"pixel{i}" for i in range(784)) + "\n"
-            + "\n".join(",".join(map(str, r)) for r in rows.astype(int).tolist()) + "\n")
-    with zipfile.ZipFile(csv, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("test.csv", text)
+    csv = kaggle_zip(tmp / "test.csv.zip", gallery.images, KAGGLE_ROWS)
     sampler = Sampler(pid)
 
     def record(page_name: str, what: str, t0: float, page=None) -> None:
@@ -408,16 +401,14 @@ def options(python: str, names: list[str]) -> dict:
     """Each option in a fresh process of ``python`` (one with the option's packages)."""
     found = {}
     for name in names:
-        res = subprocess.run([python, "-c", _PROBE, OPTION_CODE[name]], cwd=REPO,
-                             capture_output=True, text=True,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-                                  "PYTHONPATH": str(REPO)})
-        if res.returncode == 0:
-            found[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in
-                           json.loads(res.stdout.strip().splitlines()[-1]).items()}
-            print(f"{name}: {found[name]}", flush=True)
-        else:
-            print(f"{name}: failed: {res.stderr.strip().splitlines()[-1]}", flush=True)
+        try:
+            out = h.run_json([python, "-c", _PROBE, OPTION_CODE[name]],
+                             {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)})
+        except RuntimeError as exc:
+            print(f"{name}: failed: {str(exc).strip().splitlines()[-1]}", flush=True)
+            continue
+        found[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+        print(f"{name}: {found[name]}", flush=True)
     return found
 
 
