@@ -61,7 +61,7 @@ def start_server(artifacts: Path | str | None = None, app: Path | str = "app.py"
             time.sleep(0.2)
     stop_server(proc)
     log.seek(0)
-    raise RuntimeError(f"streamlit did not answer within {timeout:.0f} s:\n{log.read()}")
+    raise RuntimeError(f"streamlit exited or did not answer within {timeout:.0f} s:\n{log.read()}")
 
 
 def stop_server(proc: subprocess.Popen, timeout: float = 20.0) -> None:
