@@ -15,37 +15,29 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from mnist_core.artifacts.files import load_models  # noqa: E402
-from mnist_core.classroom.kaggle import submission_csv  # noqa: E402
-
-
-def status_mb(field: str) -> int:
-    return int(Path("/proc/self/status").read_text().split(f"{field}:")[1].split()[0]) // 1024
+import harness as h
+from mnist_core.artifacts.files import load_models
+from mnist_core.classroom.kaggle import submission_csv
 
 
 def main() -> None:
-    models = load_models(ROOT / "artifacts")
+    models = load_models(h.REPO / "artifacts")
     x = (np.random.default_rng(0).random((28_000, 28, 28)) * 255).astype(np.uint8)
     cnn = models["cnn"]
     cnn.predict_proba(np.zeros((1, 28, 28), np.float32))
     engine = os.environ.get("MNIST_STUDIO_BATCH_ENGINE") or "default (ONNX Runtime if installed)"
-    print(f"engine {engine}; RSS before {status_mb('VmRSS')} MB")
+    print(f"engine {engine}; RSS before {h.rss_mb():.0f} MB")
     for i in range(2):
         t = time.perf_counter()
         submission_csv(cnn.predict_proba, x)
         dt = time.perf_counter() - t
         gc.collect()
-        print(f"run {i + 1}: {dt:.2f} s, RSS after {status_mb('VmRSS')} MB, "
-              f"peak {status_mb('VmHWM')} MB")
+        print(f"run {i + 1}: {dt:.2f} s, RSS after {h.rss_mb():.0f} MB, "
+              f"peak {h.peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

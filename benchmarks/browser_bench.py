@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
-import shlex
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
+import harness as h
 
-import app_helpers as h  # noqa: E402
+REPO = h.REPO
 
 # Single-stroke digits, as fractions of the canvas: (name, points).
 SHAPES = [
@@ -94,18 +89,9 @@ RECORD_POINTER_UP = """() => {
 
 
 def pick_artifacts(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    if os.environ.get("MNIST_STUDIO_ARTIFACTS"):
-        return Path(os.environ["MNIST_STUDIO_ARTIFACTS"])
-    return h.real_artifacts() or Path("/tmp/art")
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
+    real = REPO / "artifacts"
+    return Path(arg or os.environ.get("MNIST_STUDIO_ARTIFACTS")
+                or (real if (real / "manifest.json").is_file() else "/tmp/art"))
 
 
 def run(artifacts: Path, strokes: int) -> dict:
@@ -115,13 +101,13 @@ def run(artifacts: Path, strokes: int) -> dict:
 
     manifest = read_manifest(artifacts)
     result: dict = {"artifacts": str(artifacts), "models": list(manifest["models"]),
-                    "load_before": load_average()}
+                    "load_before": os.getloadavg()}
     t_launch = time.perf_counter()
     proc, url = h.start_server(artifacts)
     result["server_up_s"] = time.perf_counter() - t_launch
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=h.chromium_path(), args=h.CHROMIUM_ARGS)
+            browser = h.launch_chromium(p)
             context = browser.new_context(viewport={"width": 1280, "height": 1400})
             context.add_init_script(WATCH_SENDS)
             page = context.new_page()
@@ -131,7 +117,7 @@ def run(artifacts: Path, strokes: int) -> dict:
             expect(page.get_by_text("Draw a digit from 0 to 9")).to_be_visible(timeout=300_000)
             result["cold_usable_s"] = time.perf_counter() - t_launch
             home = page.locator("canvas.upper-canvas").bounding_box()
-            result["rss_idle_mb"] = h.vm_rss_mb(proc.pid)
+            result["rss_idle_mb"] = h.rss_mb(proc.pid)
 
             latencies, settled_ms, sent_ms, after_send_ms = [], [], [], []
             server_ms, read_ms = [], []
@@ -176,7 +162,7 @@ def run(artifacts: Path, strokes: int) -> dict:
             result["after_send_ms"] = after_send_ms
             result["server_page_ms"] = server_ms
             result["server_read_ms"] = read_ms
-            result["rss_mb"] = h.vm_rss_mb(proc.pid)
+            result["rss_mb"] = h.rss_mb(proc.pid)
 
             # Warm load: a new tab on the running server, until the Draw page is usable.
             tab = browser.new_page(viewport={"width": 1280, "height": 1400})
@@ -187,7 +173,6 @@ def run(artifacts: Path, strokes: int) -> dict:
             browser.close()
     finally:
         h.stop_server(proc)
-    result["load_after"] = load_average()
     return result
 
 
@@ -199,42 +184,36 @@ def summary(values: list[float]) -> str:
             f"max {max(values):.0f}; n={len(values)})")
 
 
-def write_report(result: dict, out: Path, command: str, note: str = "") -> None:
-    real = h.real_artifacts()
+def write_report(result: dict, out: Path, command: str, note: str = "") -> str:
     which = ("the repository's trained artifacts (`artifacts/`)"
-             if real and Path(result["artifacts"]).resolve() == real.resolve()
+             if Path(result["artifacts"]).resolve() == (REPO / "artifacts").resolve()
              else f"`{result['artifacts']}`")
     lines = [
-        "# Browser benchmark",
+        h.measured(None, "Streamlit", "Playwright", "chromium",
+                   load_before=result["load_before"])
+        + " Other work was running on the machine, so these are pessimistic.",
         "",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in headless Chromium "
-        f"(`{h.chromium_path()}`) against {which}: models "
+        f"In headless Chromium (`{h.chromium_path()}`) against {which}: models "
         f"{', '.join(result['models'])}." + (f" {note}" if note else ""),
         "",
-        f"Machine: {os.cpu_count()} CPU cores, {platform.machine()}, Python "
-        f"{platform.python_version()}; load average {result['load_before']} before and "
-        f"{result['load_after']} after (other work was running on the machine, so these "
-        "are pessimistic).",
-        "",
-        "| What | Result |",
-        "| --- | --- |",
-        f"| Stroke end (mouse up) to new probability bars drawn | {summary(result['stroke_ms'])} |",
-        f"| Stroke end to the whole page updated (28x28 view, stages, no stale element) "
-        f"| {summary(result['settled_ms'])} |",
-        f"| of which mouse-up to the canvas sending the drawing (its fixed 200 ms debounce) "
-        f"| {summary(result['sent_ms'])} |",
-        f"| of which drawing sent to new bars drawn (network, server, rendering) "
-        f"| {summary(result['after_send_ms'])} |",
-        f"| Server time of that rerun (whole Draw page script) "
-        f"| {summary(result['server_page_ms'])} |",
-        f"| of which preprocessing + every model's prediction "
-        f"| {summary(result['server_read_ms'])} |",
-        f"| Cold start: `streamlit run` to server listening | {result['server_up_s']:.1f} s |",
-        f"| Cold start: `streamlit run` to Draw page usable (models loaded) | "
-        f"{result['cold_usable_s']:.1f} s |",
-        f"| Warm page load in a new tab until usable | {result['warm_usable_s']:.2f} s |",
-        f"| Server RSS, models loaded, page idle | {result['rss_idle_mb']:.0f} MB |",
-        f"| Server RSS after the strokes | {result['rss_mb']:.0f} MB |",
+        *h.table(["What", "Result"], [
+            ("Stroke end (mouse up) to new probability bars drawn", summary(result["stroke_ms"])),
+            ("Stroke end to the whole page updated (28x28 view, stages, no stale element)",
+             summary(result["settled_ms"])),
+            ("of which mouse-up to the canvas sending the drawing (its fixed 200 ms debounce)",
+             summary(result["sent_ms"])),
+            ("of which drawing sent to new bars drawn (network, server, rendering)",
+             summary(result["after_send_ms"])),
+            ("Server time of that rerun (whole Draw page script)",
+             summary(result["server_page_ms"])),
+            ("of which preprocessing + every model's prediction",
+             summary(result["server_read_ms"])),
+            ("Cold start: `streamlit run` to server answering", f"{result['server_up_s']:.1f} s"),
+            ("Cold start: `streamlit run` to Draw page usable (models loaded)",
+             f"{result['cold_usable_s']:.1f} s"),
+            ("Warm page load in a new tab until usable", f"{result['warm_usable_s']:.2f} s"),
+            ("Server RSS, models loaded, page idle", f"{result['rss_idle_mb']:.0f} MB"),
+            ("Server RSS after the strokes", f"{result['rss_mb']:.0f} MB")]),
         "",
         "Each stroke is one single-stroke digit drawn with Playwright's mouse (15 steps per "
         "segment) on a canvas just cleared with the Clear button; the clock starts at the "
@@ -262,9 +241,8 @@ def write_report(result: dict, out: Path, command: str, note: str = "") -> None:
         "```",
         command,
         "```",
-        "",
     ]
-    out.write_text("\n".join(lines))
+    return h.write_report(out, "Browser benchmark", lines)
 
 
 def main() -> int:
@@ -279,10 +257,7 @@ def main() -> int:
         return 2
     artifacts = pick_artifacts(args.artifacts)
     result = run(artifacts, max(20, args.strokes))
-    command = ".venv/bin/python benchmarks/browser_bench.py " + " ".join(
-        shlex.quote(a) for a in sys.argv[1:])
-    write_report(result, Path(args.out), command.strip(), args.note)
-    print(Path(args.out).read_text())
+    print(write_report(result, Path(args.out), h.command(), args.note))
     return 0
 
 

@@ -14,8 +14,6 @@ retried once (a double click: must not duplicate). All start together on a barri
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,14 +21,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mnist_core import class_store as cs  # noqa: E402
+import harness as h
+from mnist_core.classroom import class_store as cs
 
 
 @dataclass(frozen=True)
@@ -94,13 +91,13 @@ def run(url: str, cfg: BenchConfig) -> dict:
             "mean": statistics.fmean(latencies) if latencies else float("nan"), "wall": wall}
 
 
-def table(results: list[dict], cfg: BenchConfig) -> str:
-    head = ("| backend | saves | rows afterwards | missing | duplicated | errors | p50 ms | "
-            "p95 ms | p99 ms | max ms | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|")
-    rows = [f"| {r['backend']} | {r['saves']} of {r['expected']} | {r['rows']} | {r['missing']} "
-            f"| {r['duplicated']} | {r['errors']} | {r['p50']:.1f} | {r['p95']:.1f} | "
-            f"{r['p99']:.1f} | {r['max']:.1f} | {r['wall']:.2f} |" for r in results]
-    return "\n".join([head, *rows])
+def table(results: list[dict]) -> list[str]:
+    ms = ("p50", "p95", "p99", "max")
+    return h.table(["backend", "saves", "rows afterwards", "missing", "duplicated", "errors",
+                    *(f"{k} ms" for k in ms), "wall s"],
+                   [(r["backend"], f"{r['saves']} of {r['expected']}", r["rows"], r["missing"],
+                     r["duplicated"], r["errors"], *(f"{r[k]:.1f}" for k in ms),
+                     f"{r['wall']:.2f}") for r in results])
 
 
 def main() -> None:
@@ -117,25 +114,20 @@ def main() -> None:
     for r in results:
         if r["first_error"]:
             print(f"{r['backend']}: first error: {r['first_error']}", file=sys.stderr)
-    out = table(results, cfg)
-    print(out)
+    out = table(results)
+    print("\n".join(out))
     if args.write:
-        load = os.getloadavg()
-        command = "benchmarks/class_save_bench.py" + (" --pg URL" if args.pg else "")
-        Path(args.write).write_text(
-            f"# 30 learners saving at once\n\n"
-            f"Measured by `.venv/bin/python {command}` (URL from `bash scripts/postgres.sh`: "
-            f"PostgreSQL {pg_version(args.pg) if args.pg else 'not run'} on 127.0.0.1, same "
-            f"machine) on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-            f"{platform.machine()}, {os.cpu_count()} CPU cores shared with other work (load "
-            f"average {load[0]:.1f} at the end), Python {platform.python_version()}, "
-            f"SQLAlchemy {sa.__version__}.\n\n"
+        postgres = (f"PostgreSQL {pg_version(args.pg)} on 127.0.0.1, same machine (URL from "
+                    "`bash scripts/postgres.sh`)." if args.pg else "PostgreSQL not run.")
+        h.write_report(args.write, "30 learners saving at once", [
+            h.measured(h.command(argv=["--pg", "URL"] if args.pg else []), "SQLAlchemy")
+            + " " + postgres, "",
             f"{cfg.sessions} threads, each with its own engine, start together and each save "
             f"{cfg.digits} digits through `class_store.save_digit` (what the Collect page calls), "
             f"every save sent {1 + cfg.retries} times with the same client id. Latency is the "
             f"first attempt of each save (connect from the pool, one transaction, commit). "
             f"'rows afterwards' counts the class's rows; 'missing' / 'duplicated' check every "
-            f"id saved.\n\n{out}\n")
+            f"id saved.", "", *out])
 
 
 def pg_version(url: str) -> str:

@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
-
-import app_helpers as h  # noqa: E402
-from kaggle_speed import KAGGLE_ROWS, kaggle_csv  # noqa: E402
+import harness as h
+from kaggle_speed import KAGGLE_ROWS, kaggle_zip
 
 
 def main() -> None:
@@ -35,16 +29,14 @@ def main() -> None:
 
     from mnist_core.datasets.data import load_dataset
 
-    folder = Path(tempfile.mkdtemp(prefix="kaggle-page-"))
-    upload = folder / "test.csv.zip"
-    with zipfile.ZipFile(upload, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("test.csv", kaggle_csv(load_dataset(args.data).x_test, KAGGLE_ROWS))
-    proc, url = h.start_server(REPO / "artifacts")
+    upload = kaggle_zip(Path(tempfile.mkdtemp(prefix="kaggle-page-")) / "test.csv.zip",
+                        load_dataset(args.data).x_test, KAGGLE_ROWS)
+    proc, url = h.start_server()
     times = []
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=h.chromium_path(), args=h.CHROMIUM_ARGS)
-            rss_before = h.vm_rss_mb(proc.pid)
+            browser = h.launch_chromium(p)
+            rss_before = h.rss_mb(proc.pid)
             for _ in range(args.rounds):
                 page = browser.new_page(viewport={"width": 1280, "height": 1100})
                 page.goto(f"{url}/Kaggle")
@@ -59,7 +51,7 @@ def main() -> None:
                 assert not page.get_by_test_id("stException").count()
                 page.screenshot(path=args.shot, full_page=True)
                 page.close()
-            rss_after = h.vm_rss_mb(proc.pid)
+            rss_after = h.rss_mb(proc.pid)
             browser.close()
     finally:
         h.stop_server(proc)

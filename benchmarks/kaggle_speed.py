@@ -29,17 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness as h
+
+ROOT = h.REPO
 KAGGLE_ROWS = 28_000
 ZIP_ROWS = 100_000
 MODELS = ("numpy", "dense", "cnn", "lenet5")
@@ -60,16 +59,21 @@ def kaggle_csv(images, rows: int) -> bytes:
     return "\n".join([header] + [lines[i % len(lines)] for i in range(rows)]).encode() + b"\n"
 
 
+def kaggle_zip(path: Path, images, rows: int) -> Path:
+    """:func:`kaggle_csv` zipped as ``test.csv`` (how the Kaggle page takes a file over its
+    upload limit) into ``path``."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("test.csv", kaggle_csv(images, rows))
+    return path
+
+
 def build_files(data: str, folder: Path) -> dict[str, Path]:
     from mnist_core.datasets.data import load_dataset
 
     x_test = load_dataset(data).x_test
     csv = folder / "test.csv"
     csv.write_bytes(kaggle_csv(x_test, KAGGLE_ROWS))
-    big = folder / "test-100k.zip"
-    with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("test.csv", kaggle_csv(x_test, ZIP_ROWS))
-    return {"csv": csv, "zip": big}
+    return {"csv": csv, "zip": kaggle_zip(folder / "test-100k.zip", x_test, ZIP_ROWS)}
 
 
 def read_csv_bytes(path: Path) -> bytes:
@@ -90,15 +94,6 @@ def _timed(fn):
     return out, time.perf_counter() - t0, time.process_time() - c0
 
 
-def _status_kb(field: str) -> int:
-    """A ``/proc/self/status`` figure in kB: ``VmRSS`` (now) or ``VmHWM`` (peak). Not
-    ``ru_maxrss``: a child's counts the parent's peak from before the fork."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def worker_memory(path: Path) -> dict:
     """Peak memory of parsing ``path``, alone in this process."""
     import tracemalloc
@@ -106,14 +101,14 @@ def worker_memory(path: Path) -> dict:
     from mnist_core import kaggle
 
     raw = read_csv_bytes(path)
-    rss = _status_kb("VmRSS")
+    rss = h.rss_mb()
     kaggle.read_test_csv(raw)
-    grew = _status_kb("VmHWM") - rss
+    grew = h.peak_rss_mb() - rss
     tracemalloc.start()
     kaggle.read_test_csv(raw)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return {"rss_growth_mb": grew / 1024, "tracemalloc_mb": peak / 2**20}
+    return {"rss_growth_mb": grew, "tracemalloc_mb": peak / 2**20}
 
 
 class _Chosen:
@@ -256,12 +251,8 @@ def worker_profile(data: str, artifacts: Path) -> dict:
 
 
 def run_worker(code: Path, mode: str, args: list[str], extra_env: dict | None = None) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(code), **(extra_env or {})}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        sys.exit(f"worker failed ({code}, {mode}):\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return h.run_json([sys.executable, str(Path(__file__).resolve()), "--worker", mode, *args],
+                      {"PYTHONPATH": str(code), **(extra_env or {})})
 
 
 # ---------------------------------------------------------------------------------------
@@ -271,16 +262,6 @@ def run_worker(code: Path, mode: str, args: list[str], extra_env: dict | None = 
 def _median(runs: list[dict], key: str) -> float | None:
     values = [r[key] for r in runs if key in r]
     return statistics.median(values) if values else None
-
-
-def _machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    import numpy as np
-    return (f"{platform.machine()}, {cpu}, {os.cpu_count()} CPU cores, "
-            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
-            f"Python {platform.python_version()}, NumPy {np.__version__}")
 
 
 # Written by hand (2026-11-29, issue #14 item 4); the measured tables above it are not.
@@ -371,7 +352,8 @@ reported 4,374 ms for the 10,000 test images in this session (load average 4.6).
 
 
 def report(versions: dict[str, dict], command: str, repeats: int,
-           big_repeats: int) -> str:
+           big_repeats: int) -> list[str]:
+    """The report below its title."""
     names = list(versions)
 
     def row(label: str, key: str, scale: float = 1.0, fmt: str = "{:.2f}", cpu: bool = False):
@@ -395,9 +377,7 @@ def report(versions: dict[str, dict], command: str, repeats: int,
     head = "| measurement | " + " | ".join(names) + (" | speed-up |" if len(names) == 2 else " |")
     rule = "|---|" + "---|" * len(names) + ("---|" if len(names) == 2 else "")
     lines = [
-        "# Kaggle batch speed",
-        "",
-        f"Measured by `{command}` on {date.today().isoformat()}: {_machine()}.",
+        h.measured(command),
         "",
         f"Median of {repeats} rounds (the {ZIP_ROWS:,}-row file: of the first "
         f"{big_repeats}), the versions alternating; wall time, with the process's CPU time "
@@ -455,13 +435,11 @@ def report(versions: dict[str, dict], command: str, repeats: int,
         lines += [f"{name}: one core's peak (a 2048x2048 float32 product) "
                   f"{prof['peak_gflops']:.0f} GFLOP/s; the plan {total:.0f} us an image, so "
                   f"{KAGGLE_ROWS:,} images on 2 cores at best {total * KAGGLE_ROWS / 2e6:.1f} s.",
-                  "", "| step | batch | us / image | GFLOP / image (direct) | "
-                  "GFLOP/s (direct-equivalent) |", "|---|---|---|---|---|"]
-        for st in prof["steps"]:
-            rate = f"{st['gflop'] / st['us'] * 1e6:.0f}" if st["gflop"] else ""
-            lines.append(f"| {st['name']} | {st['batch']} | {st['us']:.1f} | "
-                         f"{st['gflop']:.4f} | {rate} |")
-        lines.append("")
+                  "", *h.table(["step", "batch", "us / image", "GFLOP / image (direct)",
+                                "GFLOP/s (direct-equivalent)"],
+                               [(st["name"], st["batch"], f"{st['us']:.1f}", f"{st['gflop']:.4f}",
+                                 f"{st['gflop'] / st['us'] * 1e6:.0f}" if st["gflop"] else "")
+                                for st in prof["steps"]]), ""]
     if len(names) == 2:
         first = versions[names[0]]["speed"][0]
         second = versions[names[1]]["speed"][0]
@@ -493,7 +471,7 @@ def report(versions: dict[str, dict], command: str, repeats: int,
             f"below), so two free cores give "
             f"{plan_us * 2 / (cpu / KAGGLE_ROWS * 1e6):.1f}x one core, not 2x; at 2x the "
             f"layer-by-layer time would give {parse + plan_us * KAGGLE_ROWS / 2e6:.1f} s.")
-    return "\n".join(lines) + "\n\n" + NOTES
+    return lines + ["", NOTES]
 
 
 def main() -> None:
@@ -520,8 +498,7 @@ def main() -> None:
         return
     if not args.data:
         p.error("give --data or set MNIST_DATA")
-    command = "python benchmarks/kaggle_speed.py " + " ".join(sys.argv[1:])
-    sys.path.insert(0, str(ROOT))
+    command = h.command("python")
     codes = {"before": args.before.resolve()} if args.before else {}
     codes["after"] = ROOT
     envs = {"before": dict(kv.split("=", 1) for kv in args.before_env), "after": {}}
@@ -543,9 +520,9 @@ def main() -> None:
                       f"CNN {versions[name]['speed'][-1]['predict_s']:.2f} s", flush=True)
         for name, code in codes.items():
             versions[name]["profile"] = run_worker(code, "profile", common, envs[name])
-    text = report(versions, command, args.repeats, min(args.big_repeats, args.repeats))
-    args.out.write_text(text)
-    print(text)
+    print(h.write_report(args.out, "Kaggle batch speed",
+                         report(versions, command, args.repeats,
+                                min(args.big_repeats, args.repeats))))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ stroke. The counted strokes of all sessions start together. Reported per run:
   no answer within ``--timeout`` seconds);
 * latency from the stroke's mouse-up to the new bars drawn (median, p90, max), which
   includes the canvas component's fixed 200 ms wait after mouse-up;
-* server CPU seconds per answered digit (from ``/proc/PID/stat`` of the server), server
+* server CPU seconds per answered digit (the server process's user + system time), server
   RSS before and after, and the machine's CPU used by everything else (the Chromium
   clients, mostly) over the same time, since clients and server share this machine.
 
@@ -35,24 +35,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
+import harness as h
+from browser_bench import (MARK_OLD_CANVASES, NEW_CANVAS, NEW_CANVAS_IN_PLACE, PLOT_SIGNATURE,
+                           SHAPES, WATCH_SENDS)
 
-import app_helpers as h  # noqa: E402
-from browser_bench import (MARK_OLD_CANVASES, NEW_CANVAS, NEW_CANVAS_IN_PLACE,  # noqa: E402
-                           PLOT_SIGNATURE, SHAPES, WATCH_SENDS)
-
-TICK = os.sysconf("SC_CLK_TCK")
 WARM_UP_TIMEOUTS = 5   # the warm-up stroke may take this many --timeout periods
 BARS_CHANGED = """(previous) => {
     const el = document.querySelector('.js-plotly-plot');
@@ -61,22 +53,6 @@ BARS_CHANGED = """(previous) => {
 }"""
 STROKE_END = """() => new Promise(resolve => document.addEventListener(
     'pointerup', () => resolve(performance.now()), {capture: true, once: true}))"""
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (0.0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def machine_cpu_seconds() -> float:
-    """CPU seconds every core of this machine has spent busy since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values[:8]) - idle) / TICK
 
 
 async def session(browser, url: str, digits: int, timeout_s: float, start: asyncio.Event,
@@ -98,13 +74,8 @@ async def session(browser, url: str, digits: int, timeout_s: float, start: async
             # 30 headless pages parsing at once on this machine's 2 cores took over a
             # minute to do, while the server's part was done in seconds.
             before = await page.evaluate(PLOT_SIGNATURE)
-            canvas = page.locator("canvas.upper-canvas")
-            box = await canvas.bounding_box()
-            await page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.15 * box["height"])
-            await page.mouse.down()
-            await page.mouse.move(box["x"] + 0.5 * box["width"],
-                                  box["y"] + 0.85 * box["height"], steps=12)
-            await page.mouse.up()
+            await h.draw_stroke_async(page, page.locator("canvas.upper-canvas"),
+                                      [(0.5, 0.15), (0.5, 0.85)], steps=12)
             await page.wait_for_function(BARS_CHANGED, arg=before,
                                          timeout=WARM_UP_TIMEOUTS * timeout_s * 1000)
         except Exception as exc:  # noqa: BLE001 - a page that never loads is an error
@@ -135,14 +106,7 @@ async def session(browser, url: str, digits: int, timeout_s: float, start: async
                 step = "drawing"
                 before = await page.evaluate(PLOT_SIGNATURE)
                 ended = asyncio.ensure_future(page.evaluate(STROKE_END))
-                box = await canvas.bounding_box()
-                xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-                      for fx, fy in points]
-                await page.mouse.move(*xy[0])
-                await page.mouse.down()
-                for x, y in xy[1:]:
-                    await page.mouse.move(x, y, steps=12)
-                await page.mouse.up()
+                await h.draw_stroke_async(page, canvas, points, steps=12)
                 stroke_end = await ended
                 step = "waiting for the answer"
                 await page.wait_for_function(BARS_CHANGED, arg=before, timeout=timeout_s * 1000)
@@ -174,8 +138,7 @@ async def run(url: str, server_pid: int, sessions: int, digits: int, timeout_s: 
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=h.chromium_path(),
-                                          args=h.CHROMIUM_ARGS)
+        browser = await h.launch_chromium(p)
         start, ready = asyncio.Event(), []
         tasks = [asyncio.ensure_future(session(browser, url, digits, timeout_s, start, ready, i))
                  for i in range(sessions)]
@@ -186,13 +149,13 @@ async def run(url: str, server_pid: int, sessions: int, digits: int, timeout_s: 
             if len(ready) >= sessions:
                 break
             await asyncio.sleep(0.1)
-        rss_before = h.vm_rss_mb(server_pid)
-        cpu0, machine0, t0 = cpu_seconds(server_pid), machine_cpu_seconds(), time.perf_counter()
+        rss_before = h.rss_mb(server_pid)
+        cpu0, machine0, t0 = h.cpu_seconds(server_pid), h.busy_cpu_seconds(), time.perf_counter()
         start.set()
         results = await asyncio.gather(*tasks)
         wall = time.perf_counter() - t0
-        server_cpu = cpu_seconds(server_pid) - cpu0
-        machine_cpu = machine_cpu_seconds() - machine0
+        server_cpu = h.cpu_seconds(server_pid) - cpu0
+        machine_cpu = h.busy_cpu_seconds() - machine0
         await browser.close()
     latencies = sorted(ms for r in results for ms in r["latencies"])
     errors = [e for r in results for e in r["errors"]]
@@ -204,7 +167,7 @@ async def run(url: str, server_pid: int, sessions: int, digits: int, timeout_s: 
         "max_ms": latencies[-1] if latencies else float("nan"),
         "server_cpu_s": server_cpu, "others_cpu_s": machine_cpu - server_cpu,
         "cpu_per_digit_ms": 1000 * server_cpu / max(1, len(latencies)),
-        "rss_before_mb": rss_before, "rss_after_mb": h.vm_rss_mb(server_pid),
+        "rss_before_mb": rss_before, "rss_after_mb": h.rss_mb(server_pid),
     }
 
 
@@ -338,16 +301,15 @@ async def run_photos(url: str, server_pid: int, learners: int, n: int, photos: l
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=h.chromium_path(),
-                                          args=h.CHROMIUM_ARGS)
+        browser = await h.launch_chromium(p)
         # Every learner's tab reads one photo first, not counted (one tab at a time, so no
         # warm-up waits on another): its chart code loads, the server's stages warm up.
         # Not the photo it uploads next: choosing the file a file input already holds
         # fires no change event, so nothing would be uploaded.
         tabs = [await learner_tab(browser, url, photos[(i + learners) % len(photos)],
                                   timeout_s) for i in range(learners)]
-        rss_before = h.vm_rss_mb(server_pid)
-        cpu0, machine0, t0 = cpu_seconds(server_pid), machine_cpu_seconds(), time.perf_counter()
+        rss_before = h.rss_mb(server_pid)
+        cpu0, machine0, t0 = h.cpu_seconds(server_pid), h.busy_cpu_seconds(), time.perf_counter()
         if bursts:
             barrier = asyncio.Barrier(learners)
             rounds = -(-n // learners)
@@ -362,9 +324,9 @@ async def run_photos(url: str, server_pid: int, learners: int, n: int, photos: l
             results = await asyncio.gather(*[photo_learner(tab, photos, timeout_s, queue)
                                              for tab in tabs])
         wall = time.perf_counter() - t0
-        server_cpu = cpu_seconds(server_pid) - cpu0
-        machine_cpu = machine_cpu_seconds() - machine0
-        rss_after = h.vm_rss_mb(server_pid)
+        server_cpu = h.cpu_seconds(server_pid) - cpu0
+        machine_cpu = h.busy_cpu_seconds() - machine0
+        rss_after = h.rss_mb(server_pid)
         await browser.close()
     await asyncio.sleep(settle_s)  # sessions closed: Streamlit drops them after a moment
     latencies = sorted(ms for r in results for ms in r["latencies"])
@@ -379,7 +341,7 @@ async def run_photos(url: str, server_pid: int, learners: int, n: int, photos: l
         "cpu_per_photo_ms": 1000 * server_cpu / max(1, len(latencies)),
         "server_cpu_s": server_cpu, "others_cpu_s": machine_cpu - server_cpu,
         "rss_before_mb": rss_before, "rss_after_mb": rss_after,
-        "rss_settled_mb": h.vm_rss_mb(server_pid), "settle_s": settle_s,
+        "rss_settled_mb": h.rss_mb(server_pid), "settle_s": settle_s,
     }
 
 
@@ -398,42 +360,37 @@ def photo_lines(rows: list[dict], sizes: list[int]) -> list[str]:
         f"* **back to back**: each of the {learners} uploads its next photo the moment its "
         "answer shows, with no pause, until all the photos are read: a harder, sustained "
         "load than a class gives.", "",
-        "| scenario | photos | answered | errors | choose to answer: median / p90 / max ms | "
-        "server CPU per photo | server CPU s | clients' CPU s (rest of the machine) | server "
-        "RSS: idle before / after the photos / sessions closed + "
-        f"{rows[0]['settle_s']:.0f} s, MB | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {'bursts' if r['bursts'] else 'back to back'} | {r['photos']} | "
-            f"{r['answered']} | {len(r['errors'])} | {r['median_ms']:.0f} / "
-            f"{r['p90_ms']:.0f} / {r['max_ms']:.0f} | {r['cpu_per_photo_ms']:.0f} ms | "
-            f"{r['server_cpu_s']:.1f} | {r['others_cpu_s']:.1f} | "
-            f"{r['rss_before_mb']:.0f} / {r['rss_after_mb']:.0f} / {r['rss_settled_mb']:.0f} | "
-            f"{r['wall_s']:.0f} |")
+        *h.table(["scenario", "photos", "answered", "errors",
+                  "choose to answer: median / p90 / max ms", "server CPU per photo",
+                  "server CPU s", "clients' CPU s (rest of the machine)", "server RSS: idle "
+                  f"before / after the photos / sessions closed + {rows[0]['settle_s']:.0f} s, MB",
+                  "wall s"],
+                 [("bursts" if r["bursts"] else "back to back", r["photos"], r["answered"],
+                   len(r["errors"]), f"{r['median_ms']:.0f} / {r['p90_ms']:.0f} / "
+                   f"{r['max_ms']:.0f}", f"{r['cpu_per_photo_ms']:.0f} ms",
+                   f"{r['server_cpu_s']:.1f}", f"{r['others_cpu_s']:.1f}",
+                   f"{r['rss_before_mb']:.0f} / {r['rss_after_mb']:.0f} / "
+                   f"{r['rss_settled_mb']:.0f}", f"{r['wall_s']:.0f}") for r in rows])]
     return lines + [""]
 
 
 def write(rows: list[dict], out: Path, command: str, rss_idle: float,
           photo_rows: list[dict], sizes: list[int] | None = None) -> None:
     lines = [
-        "# Load benchmark: a class drawing at once", "",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`, "
-        f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}. "
-        "Server and headless Chromium clients share this machine.", "",
+        h.measured(command, "Streamlit", "Playwright", "chromium")
+        + " Server and headless Chromium clients share this machine.", "",
         f"Server RSS at start, before any page loaded the models: {rss_idle:.0f} MB.", "",
-        "| sessions | digits drawn | answered | errors | stroke end to bars: median / p90 / "
-        "max ms | server CPU per answered digit | server CPU s | clients' CPU s (rest of the "
-        "machine) | server RSS before / after MB | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *h.table(["sessions", "digits drawn", "answered", "errors",
+                  "stroke end to bars: median / p90 / max ms", "server CPU per answered digit",
+                  "server CPU s", "clients' CPU s (rest of the machine)",
+                  "server RSS before / after MB", "wall s"],
+                 [(r["sessions"], r["digits"], r["answered"], len(r["errors"]),
+                   f"{r['median_ms']:.0f} / {r['p90_ms']:.0f} / {r['max_ms']:.0f}",
+                   f"{r['cpu_per_digit_ms']:.0f} ms", f"{r['server_cpu_s']:.1f}",
+                   f"{r['others_cpu_s']:.1f}",
+                   f"{r['rss_before_mb']:.0f} / {r['rss_after_mb']:.0f}", f"{r['wall_s']:.0f}")
+                  for r in rows]),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['sessions']} | {r['digits']} | {r['answered']} | {len(r['errors'])} | "
-            f"{r['median_ms']:.0f} / {r['p90_ms']:.0f} / {r['max_ms']:.0f} | "
-            f"{r['cpu_per_digit_ms']:.0f} ms | {r['server_cpu_s']:.1f} | "
-            f"{r['others_cpu_s']:.1f} | {r['rss_before_mb']:.0f} / {r['rss_after_mb']:.0f} | "
-            f"{r['wall_s']:.0f} |")
     if photo_rows:
         lines += [""] + photo_lines(photo_rows, sizes or [0])
     errors = sorted({e for r in rows + photo_rows for e in r["errors"]})
@@ -443,8 +400,8 @@ def write(rows: list[dict], out: Path, command: str, rss_idle: float,
               f"{os.cpu_count()} cores; the column 'clients' CPU' is what the browsers (and "
               "anything else running) used while the server worked. Where server and clients "
               "together need more CPU seconds than cores x wall seconds, the answers wait for "
-              "a core, so a server with its own cores answers faster than these figures.", ""]
-    out.write_text("\n".join(lines))
+              "a core, so a server with its own cores answers faster than these figures."]
+    h.write_report(out, "Load benchmark: a class drawing at once", lines)
 
 
 def main() -> int:
@@ -460,7 +417,7 @@ def main() -> int:
                         default=["bursts", "back-to-back"], help="how the learners upload")
     parser.add_argument("--settle", type=float, default=15.0,
                         help="seconds after the photo sessions close before RSS is read")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "LOAD.md"))
+    parser.add_argument("--out", default=str(h.REPO / "benchmarks" / "LOAD.md"))
     args = parser.parse_args()
     photos: list[Path] = []
     if args.photos:
@@ -468,10 +425,9 @@ def main() -> int:
         folder = Path(tempfile.gettempdir()) / "mnist-studio-phone-photos"
         folder.mkdir(exist_ok=True)
         photos = sorted(folder.glob("photo-*.jpg")) or [p for p, _ in synthesise(folder)]
-    artifacts = Path(args.artifacts) if args.artifacts else REPO / "artifacts"
-    proc, url = h.start_server(artifacts)
+    proc, url = h.start_server(args.artifacts)
     try:
-        rss_idle = h.vm_rss_mb(proc.pid)
+        rss_idle = h.rss_mb(proc.pid)
         rows = []
         for n in args.sessions:
             rows.append(asyncio.run(run(url, proc.pid, n, args.digits, args.timeout)))
@@ -489,10 +445,8 @@ def main() -> int:
                   f"{r['p90_ms']:.0f} ms, RSS {r['rss_before_mb']:.0f} -> "
                   f"{r['rss_after_mb']:.0f} -> {r['rss_settled_mb']:.0f} MB", file=sys.stderr)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    command = "python benchmarks/load_bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    write(rows, Path(args.out), command.strip(), rss_idle, photo_rows,
+        h.stop_server(proc)
+    write(rows, Path(args.out), h.command("python"), rss_idle, photo_rows,
           [p.stat().st_size for p in photos])
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

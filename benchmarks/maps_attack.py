@@ -26,23 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
+import numpy as np
 
-import numpy as np  # noqa: E402
+import harness as h
 
-import app_helpers as h  # noqa: E402
-
+REPO = h.REPO
 REPORT = REPO / "benchmarks" / "MAPS_ATTACK.md"
 SHOTS = REPO / "screenshots"
 N_PLACE = 300          # training digits placed one at a time
@@ -117,17 +110,13 @@ def opentsne_transform(model_name: str = "lenet5") -> dict:
 
 
 def import_cost(module: str, path: str | None = None) -> dict:
-    # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across exec.
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across exec. Read
+    # by hand, not with harness.peak_rss_mb: importing the harness (psutil) would add to it.
     code = ("import re, time; t = time.perf_counter(); import " + module + "; "
-            "print(time.perf_counter() - t, re.search(r'VmHWM:\\s+(\\d+)', "
-            "open('/proc/self/status').read()).group(1))")
-    env = {**os.environ, **({"PYTHONPATH": path} if path else {})}
-    runs = []
-    for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env=env, check=True).stdout.split()
-        runs.append((float(out[0]), int(out[1]) / 1024))
-    best = min(runs)
+            "print([time.perf_counter() - t, int(re.search(r'VmHWM:\\s+(\\d+)', "
+            "open('/proc/self/status').read()).group(1)) / 1024])")
+    best = min(h.run_json([sys.executable, "-c", code], {"PYTHONPATH": path} if path else None)
+               for _ in range(2))
     return {"import_s": round(best[0], 2), "peak_rss_mb": round(best[1])}
 
 
@@ -170,37 +159,24 @@ def apptest_times() -> dict:
     return out
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def settle(page) -> None:
-    page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')")
-    page.wait_for_function("!document.querySelector('[data-testid=\"stSpinner\"]')")
-    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
-
-
 def browser() -> dict:
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(exist_ok=True)
-    proc, url = h.start_server(REPO / "artifacts")
+    proc, url = h.start_server()
     out: dict = {}
     try:
         with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=h.chromium_path(), args=h.CHROMIUM_ARGS)
+            b = h.launch_chromium(p)
             ctx = b.new_context(viewport={"width": DESKTOP[0], "height": DESKTOP[1]})
             page = ctx.new_page()
             page.set_default_timeout(LOAD_TIMEOUT)
             t = time.perf_counter()
             page.goto(url)
             page.get_by_role("heading", name="MNIST Studio").first.wait_for()
-            settle(page)
+            h.settle(page)
             out["draw_first_load_s"] = round(time.perf_counter() - t, 2)
-            out["rss_after_draw_mb"] = round(rss_mb(proc.pid))
+            out["rss_after_draw_mb"] = round(h.rss_mb(proc.pid))
             for path, title, ready, rerun, shot in (
                     ("Model_maps", "Model maps", ".js-plotly-plot .main-svg", "Another test digit", "maps"),
                     ("Adversarial_digits", "Adversarial digits", "[data-testid=stMetric]",
@@ -212,19 +188,18 @@ def browser() -> dict:
                 page.goto(f"{url}/{path}")
                 page.get_by_role("heading", name=title).first.wait_for()
                 page.locator(ready).first.wait_for()
-                settle(page)
+                h.settle(page)
                 out[f"{shot}_cold_s"] = round(time.perf_counter() - t, 2)
                 times = []
                 for _ in range(RERUNS if rerun else 0):
                     t = time.perf_counter()
                     page.get_by_role("button", name=rerun).click()
                     page.wait_for_timeout(50)
-                    settle(page)
+                    h.settle(page)
                     times.append((time.perf_counter() - t) * 1e3)
                 out[f"{shot}_rerun"] = ms(times) if times else None
-                out[f"rss_after_{shot}_mb"] = round(rss_mb(proc.pid))
-                if page.get_by_test_id("stException").count():
-                    raise RuntimeError(page.get_by_test_id("stException").first.inner_text())
+                out[f"rss_after_{shot}_mb"] = round(h.rss_mb(proc.pid))
+                h.no_exception(page, path)
                 if shot == "maps":  # click the first digit of the first map: it is shown
                     xy = page.evaluate("""() => {
                         const gd = document.querySelector('.js-plotly-plot');
@@ -236,10 +211,10 @@ def browser() -> dict:
                     page.mouse.click(*xy)
                     shown = page.get_by_text(re.compile(r"^Test digit #\d+, true label"))
                     shown.first.wait_for()
-                    settle(page)
+                    h.settle(page)
                     out["click_shows_digit"] = shown.first.inner_text()
                 page.set_viewport_size({"width": DESKTOP[0], "height": 2000})
-                settle(page)
+                h.settle(page)
                 page.screenshot(path=str(SHOTS / f"{shot}-desktop.png"))
                 page.set_viewport_size({"width": DESKTOP[0], "height": DESKTOP[1]})
                 phone = b.new_context(viewport={"width": PHONE[0], "height": PHONE_SHOT_HEIGHT},
@@ -249,10 +224,10 @@ def browser() -> dict:
                 pp.goto(f"{url}/{path}")
                 pp.get_by_role("heading", name=title).first.wait_for()
                 pp.locator(ready).first.wait_for()
-                settle(pp)
+                h.settle(pp)
                 pp.screenshot(path=str(SHOTS / f"{shot}-phone.png"))
                 phone.close()
-            out["rss_end_mb"] = round(rss_mb(proc.pid))
+            out["rss_end_mb"] = round(h.rss_mb(proc.pid))
             b.close()
     finally:
         h.stop_server(proc)
@@ -263,11 +238,8 @@ def browser() -> dict:
 
 def write_report(res: dict, command: str) -> None:
     lines = [
-        "# Model maps, Adversarial digits and Confidence: measured",
-        "",
-        f"Measured by `{command}` on {res['date']}, {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores (shared with other work: 1-minute load average "
-        f"{res['load']:.1f} at the start), Python {platform.python_version()}.",
+        h.measured(command, "openTSNE", "Streamlit", "Playwright", "chromium",
+                   load_before=res["load"]),
         "",
         "## Placing one digit on a map (server, BLAS at one thread)",
         "",
@@ -275,12 +247,10 @@ def write_report(res: dict, command: str) -> None:
         "last hidden layer, then `ModelMap.place` (PCA, 15 nearest test digits, "
         "perplexity-5 Gaussian weights).",
         "",
-        "| model | features + place | place only | lands in its own cluster |",
-        "|---|---|---|---|",
+        *h.table(["model", "features + place", "place only", "lands in its own cluster"],
+                 [(name, r["features_and_place"], r["place_only"], r["own_cluster"])
+                  for name, r in res["placement"].items()]),
     ]
-    for name, r in res["placement"].items():
-        lines.append(f"| {name} | {r['features_and_place']} | {r['place_only']} | "
-                     f"{r['own_cluster']} |")
     total = sum(r["median_total_ms"] for r in res["placement"].values())
     lines += ["", f"All maps together (what the page does for one digit): {total:.1f} ms "
                   "(sum of the medians). Goal: under 50 ms. 'Lands in its own cluster': the "
@@ -290,9 +260,9 @@ def write_report(res: dict, command: str) -> None:
         lines += [f"openTSNE's own `transform` of one digit into the {o['model']} map "
                   f"(refitted in {o['fit_s']} s): {o['transform_one']}.", ""]
     lines += ["## Libraries (a fresh Python importing each)", "",
-              "| import | seconds | peak RSS MB |", "|---|---|---|"]
-    for name, r in res["imports"].items():
-        lines.append(f"| {name} | {r['import_s']} | {r['peak_rss_mb']} |")
+              *h.table(["import", "seconds", "peak RSS MB"],
+                       [(name, r["import_s"], r["peak_rss_mb"])
+                        for name, r in res["imports"].items()])]
     lines += ["", "## Pages in AppTest (the server's script time)", ""]
     for page, r in res["apptest"].items():
         lines.append(f"- `{page}`: first run after the models are loaded "
@@ -318,10 +288,10 @@ def write_report(res: dict, command: str) -> None:
                   f"~690 MB)", "",
                   "Browser times are wall time from navigation (or click) until no element "
                   "is stale and every image has loaded, on the shared 2-core machine. "
-                  "Chromium runs with `--disable-gpu` (tests/app_helpers.py), so the maps' "
+                  "Chromium runs with `--disable-gpu` (benchmarks/harness.py), so the maps' "
                   "WebGL points (4 x 10,000) are drawn in software; the server's share of a "
                   "maps rerun is the AppTest time above, the rest is the browser."]
-    REPORT.write_text("\n".join(lines) + "\n")
+    h.write_report(REPORT, "Model maps, Adversarial digits and Confidence: measured", lines)
 
 
 def main() -> int:
@@ -333,8 +303,7 @@ def main() -> int:
     args = parser.parse_args()
     from mnist_core.datasets.data import load_dataset
 
-    res: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                 "load": os.getloadavg()[0]}
+    res: dict = {"load": os.getloadavg()}
     data = load_dataset(args.data)
     res["placement"] = placement(data)
     print(json.dumps(res["placement"], indent=1), flush=True)

@@ -1,10 +1,10 @@
 """The server's memory with every page visited, in headless Chromium; writes benchmarks/MEMORY.md.
 
-Starts ``streamlit run app.py`` (``tests/app_helpers.start_server``), then visits every page
+Starts ``streamlit run app.py`` (``harness.start_server``), then visits every page
 as a user would: a drawing on Draw, an upload, Compare models, Training curves, Stress test,
 a Kaggle submission of Kaggle's size (28,000 rows), Look inside with each model picked in turn, three Look inside sessions
 opened at once, and short Train live runs of every live model. After each step it records
-the resident set size (``VmRSS`` from /proc) of the server process and of all its children
+the resident set size (through psutil) of the server process and of all its children
 (a training worker, when there is one), and the peak of both while the step ran (sampled
 every 0.1 s).
 
@@ -28,58 +28,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
+import harness as h
+from kaggle_speed import KAGGLE_ROWS, kaggle_zip
 
-import app_helpers as h  # noqa: E402
-
+REPO = h.REPO
 RESULTS = REPO / "benchmarks" / "memory.json"
 REPORT = REPO / "benchmarks" / "MEMORY.md"
 BUDGET_MB = 700
 LOAD_TIMEOUT = 300_000   # ms
 TRAIN_TIMEOUT = 600_000  # ms
-KAGGLE_ROWS = 28_000     # Kaggle's test.csv
 
 
 # ---------------------------------------------------------------------------------------
 # Memory of a process tree
 # ---------------------------------------------------------------------------------------
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return kids
-
-
-def tree_rss_mb(pid: int) -> tuple[float, float]:
-    """``(server MB, children MB)``: VmRSS of ``pid`` and of all its descendants."""
-    def rss(p: int) -> float:
-        try:
-            return h.vm_rss_mb(p)
-        except (OSError, RuntimeError):
-            return 0.0  # exited meanwhile (or a zombie: no VmRSS)
-    todo, kids = _children(pid), 0.0
-    while todo:
-        p = todo.pop()
-        kids += rss(p)
-        todo += _children(p)
-    return rss(pid), kids
-
 
 class Sampler:
     """Samples the tree's RSS every ``period`` seconds in a thread; ``peak()`` since the
@@ -94,7 +64,7 @@ class Sampler:
 
     def _run(self):
         while not self._stop.is_set():
-            server, kids = tree_rss_mb(self.pid)
+            server, kids = h.tree_rss_mb(self.pid)
             self._peak_server = max(self._peak_server, server)
             self._peak_total = max(self._peak_total, server + kids)
             time.sleep(self.period)
@@ -114,16 +84,15 @@ class Sampler:
 # The visit
 # ---------------------------------------------------------------------------------------
 
-def settle(page) -> None:
-    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
-    page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')")
-    page.wait_for_function("!document.querySelector('[data-testid=\"stSpinner\"]')")
+def paper_png(digit28) -> bytes:
+    """A 28x28 digit as dark ink on light paper, upscaled, as PNG: like a photo or scan."""
+    import cv2
+    import numpy as np
 
-
-def no_exception(page, step: str) -> None:
-    if page.get_by_test_id("stException").count():
-        raise RuntimeError(f"{step}: the page shows an exception:\n"
-                           + page.get_by_test_id("stException").first.inner_text())
+    big = cv2.resize(digit28, (240, 240), interpolation=cv2.INTER_CUBIC)
+    page = np.full((300, 300), 235, np.uint8)
+    page[30:270, 30:270] = 235 - (big.astype(np.int32) * 205 // 255)
+    return cv2.imencode(".png", np.repeat(page[..., None], 3, axis=2))[1].tobytes()
 
 
 def set_slider_to_min(page, label: str) -> None:
@@ -134,7 +103,6 @@ def set_slider_to_min(page, label: str) -> None:
 
 def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
           train: tuple[str, ...]) -> None:
-    import numpy as np
     from playwright.sync_api import expect, sync_playwright
 
     from mnist_core.artifacts.files import load_gallery, read_manifest
@@ -144,22 +112,17 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
     gallery = load_gallery(artifacts)
     digit = gallery.images[0]
     png = tmp / "digit.png"
-    png.write_bytes(h.png_bytes(h.paper_digit(digit)))
+    png.write_bytes(paper_png(digit))
     # A Kaggle-size file, zipped as the page asks (its 51 MB are over the upload limit):
     # 28,000 rows, the gallery's digits tiled. Predicting it loads ONNX Runtime.
-    csv = tmp / "test.csv.zip"
-    rows = np.resize(gallery.images.reshape(len(gallery.images), -1), (KAGGLE_ROWS, 784))
-    text = (",".join(f"pixel{i}" for i in range(784)) + "\n"
-            + "\n".join(",".join(map(str, r)) for r in rows.astype(int).tolist()) + "\n")
-    with zipfile.ZipFile(csv, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("test.csv", text)
+    csv = kaggle_zip(tmp / "test.csv.zip", gallery.images, KAGGLE_ROWS)
     sampler = Sampler(pid)
 
     def record(page_name: str, what: str, t0: float, page=None) -> None:
         seconds = time.perf_counter() - t0
         if page is not None:
-            no_exception(page, what)
-        server, kids = tree_rss_mb(pid)
+            h.no_exception(page, what)
+        server, kids = h.tree_rss_mb(pid)
         peak_server, peak_total = sampler.peak()
         steps.append(dict(page=page_name, what=what, seconds=round(seconds, 2),
                           server_mb=round(server), children_mb=round(kids),
@@ -173,7 +136,7 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
     try:
         record("(server)", "started, no page opened", time.perf_counter())
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=h.chromium_path(), args=h.CHROMIUM_ARGS)
+            browser = h.launch_chromium(p)
             context = browser.new_context(viewport={"width": 1280, "height": 2400})
             page = context.new_page()
             expect.set_options(timeout=120_000)
@@ -184,7 +147,7 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
             expect(canvas).to_be_visible(timeout=LOAD_TIMEOUT)
             h.draw_stroke(page, canvas, h.SEVEN, steps=20)
             expect(page.get_by_text("From drawing to model input")).to_be_visible()
-            settle(page)
+            h.settle(page)
             record("Draw", "a drawn 7 read by every model", t0, page)
 
             t0 = time.perf_counter()
@@ -193,7 +156,7 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
             expect(chooser).to_be_attached(timeout=LOAD_TIMEOUT)
             chooser.set_input_files([png])
             expect(page.get_by_text("what the models see")).to_be_visible()
-            settle(page)
+            h.settle(page)
             record("Upload", "one photo-like PNG", t0, page)
 
             for path, name, ready in (("Compare_models", "Compare models", "Confusion matrix"),
@@ -202,7 +165,7 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
                 t0 = time.perf_counter()
                 page.goto(f"{url}/{path}")
                 expect(page.get_by_text(ready).first).to_be_visible(timeout=LOAD_TIMEOUT)
-                settle(page)
+                h.settle(page)
                 record(name, "rendered", t0, page)
 
             t0 = time.perf_counter()
@@ -218,13 +181,13 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
             t0 = time.perf_counter()
             page.goto(f"{url}/Look_inside")
             expect(page.get_by_text("Occlusion").first).to_be_visible(timeout=LOAD_TIMEOUT)
-            settle(page)
+            h.settle(page)
             record("Look inside", f"first render ({next(iter(titles.values()))})", t0, page)
             for name, title in list(titles.items())[1:]:
                 t0 = time.perf_counter()
                 page.get_by_role("radio", name=title, exact=True).click()
                 expect(page.get_by_text(f"{title} reads")).to_be_visible(timeout=LOAD_TIMEOUT)
-                settle(page)
+                h.settle(page)
                 record("Look inside", f"{title} picked", t0, page)
 
             # Three sessions at once (the issue's 17-19 s measurement).
@@ -236,7 +199,7 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
                 tab.goto(f"{url}/Look_inside", wait_until="commit")
             for tab in tabs:
                 expect(tab.get_by_text("Occlusion").first).to_be_visible(timeout=LOAD_TIMEOUT)
-                settle(tab)
+                h.settle(tab)
             record("Look inside", "three new sessions at once", t0, tabs[-1])
             for c in others:
                 c.close()
@@ -247,14 +210,14 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
                 title = REGISTRY[name].title
                 t0 = time.perf_counter()
                 page.get_by_role("radio", name=title, exact=True).click()
-                settle(page)
+                h.settle(page)
                 set_slider_to_min(page, "Training images")
                 set_slider_to_min(page, "Epochs")
-                settle(page)
+                h.settle(page)
                 page.get_by_role("button", name="Train", exact=True).click()
                 expect(page.get_by_text(f"Your {title} against the shipped one")).to_be_visible(
                     timeout=TRAIN_TIMEOUT)
-                settle(page)
+                h.settle(page)
                 record("Train live", f"{title}: 1,000 images, 1 epoch, scored", t0, page)
 
             t0 = time.perf_counter()
@@ -296,6 +259,8 @@ def _git(*args: str) -> str:
 # The options, measured one by one in fresh processes
 # ---------------------------------------------------------------------------------------
 
+# Reads /proc itself, not through the harness: it runs in `--python`'s interpreter, which
+# may have neither psutil nor this checkout, and the harness's imports would add to its RSS.
 _PROBE = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
@@ -436,16 +401,14 @@ def options(python: str, names: list[str]) -> dict:
     """Each option in a fresh process of ``python`` (one with the option's packages)."""
     found = {}
     for name in names:
-        res = subprocess.run([python, "-c", _PROBE, OPTION_CODE[name]], cwd=REPO,
-                             capture_output=True, text=True,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-                                  "PYTHONPATH": str(REPO)})
-        if res.returncode == 0:
-            found[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in
-                           json.loads(res.stdout.strip().splitlines()[-1]).items()}
-            print(f"{name}: {found[name]}", flush=True)
-        else:
-            print(f"{name}: failed: {res.stderr.strip().splitlines()[-1]}", flush=True)
+        try:
+            out = h.run_json([python, "-c", _PROBE, OPTION_CODE[name]],
+                             {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)})
+        except RuntimeError as exc:
+            print(f"{name}: failed: {str(exc).strip().splitlines()[-1]}", flush=True)
+            continue
+        found[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+        print(f"{name}: {found[name]}", flush=True)
     return found
 
 
@@ -563,11 +526,11 @@ def _train_worker_section(rows: dict, after: dict | None = None) -> str:
 # ---------------------------------------------------------------------------------------
 
 def _table(run: dict) -> list[str]:
-    lines = ["| page | step | s | server RSS MB | children MB | peak, server MB | "
-             "peak, server + children MB |", "|---|---|---|---|---|---|---|"]
-    for s in run["steps"]:
-        lines.append(f"| {s['page']} | {s['what']} | {s['seconds']:.1f} | {s['server_mb']} | "
-                     f"{s['children_mb']} | {s['peak_server_mb']} | {s['peak_total_mb']} |")
+    lines = h.table(["page", "step", "s", "server RSS MB", "children MB", "peak, server MB",
+                     "peak, server + children MB"],
+                    [(s["page"], s["what"], f"{s['seconds']:.1f}", s["server_mb"],
+                      s["children_mb"], s["peak_server_mb"], s["peak_total_mb"])
+                     for s in run["steps"]])
     worst = max(s["peak_server_mb"] for s in run["steps"])
     total = max(s["peak_total_mb"] for s in run["steps"])
     last = run["steps"][-1]
@@ -631,16 +594,14 @@ over the budget for the length of a Keras training (TensorFlow's import alone is
 
 def write_report(results: dict, command: str) -> None:
     lines = [
-        "# Memory with every page visited",
-        "",
         "Written by `benchmarks/memory.py`: a real `streamlit run app.py` server and headless "
         "Chromium visit every page in turn (see the steps below), and after each step the "
-        "resident set size (`VmRSS`) of the server process and of its children is read from "
-        "/proc; the peaks are sampled every 0.1 s while the step runs. Models: "
+        "resident set size of the server process and of its children is read (psutil); "
+        "the peaks are sampled every 0.1 s while the step runs. Models: "
         f"{', '.join(next(iter(results.values()))['models'])} (the shipped `artifacts/`). "
-        f"Machine: {os.cpu_count()} CPU cores, {platform.machine()}, Python "
-        f"{platform.python_version()}. Goal: the server under {BUDGET_MB} MB (Streamlit "
-        "Community Cloud's smallest tier is about 690 MB).",
+        f"Goal: the server under {BUDGET_MB} MB (Streamlit Community Cloud's smallest tier "
+        "is about 690 MB). Machine, as this report was written from `memory.json` (each "
+        f"table says when it was measured): {h.machine('Streamlit', 'Playwright', 'chromium')}.",
         "",
     ]
     for label in ("before", "after"):
@@ -650,8 +611,8 @@ def write_report(results: dict, command: str) -> None:
         lines += _options_section(results), ""
     if "train_worker" in results:
         lines += _train_worker_section(results["train_worker"], results.get("after")), ""
-    lines += ["## Command", "", "```", command, "```", ""]
-    REPORT.write_text("\n".join(lines))
+    lines += ["## Command", "", "```", command, "```"]
+    h.write_report(REPORT, "Memory with every page visited", lines)
 
 
 def main() -> int:

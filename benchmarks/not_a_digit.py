@@ -19,24 +19,20 @@ digits are the maps' own digits, so each is measured against the others (leave o
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from mnist_core import novelty  # noqa: E402
-from mnist_core.artifacts.files import DEFAULT_DIR, load_models  # noqa: E402
-from mnist_core.insight.calibration import handwriting_inputs  # noqa: E402
-from mnist_core.datasets.data import load_dataset, to_float  # noqa: E402
-from mnist_core.reading.inference import read_digits, read_input  # noqa: E402
-from mnist_core.preprocess import NoDigitError, preprocess  # noqa: E402
-from mnist_core.training.writers import WritersMissing, held_out_inputs  # noqa: E402
+import harness as h
+from mnist_core.reading import novelty
+from mnist_core.artifacts.files import DEFAULT_DIR, load_models
+from mnist_core.insight.calibration import handwriting_inputs
+from mnist_core.datasets.data import load_dataset, to_float
+from mnist_core.reading.inference import read_digits, read_input
+from mnist_core.preprocess import NoDigitError, preprocess
+from mnist_core.training.writers import WritersMissing, held_out_inputs
 
 GOAL = 0.005   # the issue's goal: under 0.5% of the dev set's real digits flagged
 
@@ -96,7 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=7, help="seed of the measured non-digits")
     ap.add_argument("--cache", help="npz of the dev set's preprocessed inputs: read if it "
                                     "exists, else written (preprocessing takes minutes)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "NOT_A_DIGIT.md"))
+    ap.add_argument("--out", default=str(h.REPO / "benchmarks" / "NOT_A_DIGIT.md"))
     args = ap.parse_args(argv)
     cfg = novelty.DEFAULT
     t0 = time.perf_counter()
@@ -174,11 +170,7 @@ def main(argv=None) -> int:
         return "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])) or "—"
 
     lines = [
-        "# Not a digit: wrongly flagged real digits, caught non-digits", "",
-        f"Measured by `.venv/bin/python benchmarks/not_a_digit.py "
-        f"{' '.join(sys.argv[1:] if argv is None else argv)}` "
-        f"on {date.today().isoformat()}, {platform.machine()}, Python "
-        f"{platform.python_version()}, shipped models in `artifacts/` with their "
+        h.measured(h.command(argv=argv)) + " Shipped models in `artifacts/` with their "
         f"temperatures ({', '.join(f'{n} {m.temperature:.3f}' for n, m in models.items())}) "
         f"and maps (radius {', '.join(f'{n} {r.radius:.2f}' for n, r in refs.items())}); "
         f"{time.perf_counter() - t0:.0f} s.", "",
@@ -199,17 +191,15 @@ def main(argv=None) -> int:
         f"counted): {cost[0]:.2f} ms before, {cost[1]:.2f} ms after (the far signal runs "
         f"each of the {len(refs)} mapped models' last hidden layers once more, and one "
         "k-NN search in each map). Measured on a shared 2-core machine while other jobs ran.",
-        "", "## Real digits wrongly flagged (goal on the dev set: under 0.5%)", "",
-        "| set | digits | flagged before | after | share after | why (after) |",
-        "|---|---|---|---|---|---|"]
-    for name, n, kb, ka, reasons in rows + chosen_rows + dev_rows:
-        lines.append(f"| {name} | {n:,} | {kb} ({kb / max(n, 1):.2%}) | {ka} | "
-                     f"{ka / max(n, 1):.2%} | {why(reasons)} |")
-    _, n, kb, k, _ = dev_total
-    verdict = "met" if k / max(n, 1) < GOAL else "NOT met"
-    lines += [f"| **dev set, all** | {n:,} | {kb} ({kb / max(n, 1):.2%}) | {k} | "
-              f"**{k / max(n, 1):.2%}** | goal {verdict} |",
-              "", "## Non-digits caught", "",
+        "", "## Real digits wrongly flagged (goal on the dev set: under 0.5%)", ""]
+    _, dn, dkb, dk, _ = dev_total
+    lines += h.table(["set", "digits", "flagged before", "after", "share after", "why (after)"],
+                     [(name, f"{n:,}", f"{kb} ({kb / max(n, 1):.2%})", ka, f"{ka / max(n, 1):.2%}",
+                       why(reasons)) for name, n, kb, ka, reasons in rows + chosen_rows + dev_rows]
+                     + [("**dev set, all**", f"{dn:,}", f"{dkb} ({dkb / max(dn, 1):.2%})", dk,
+                         f"**{dk / max(dn, 1):.2%}**",
+                         f"goal {'met' if dk / max(dn, 1) < GOAL else 'NOT met'}")])
+    lines += ["", "## Non-digits caught", "",
               f"{args.n_per_kind} of each kind (seed {args.seed}), drawn on the 280x280 canvas "
               "(letters from OpenCV's Hershey fonts without the ones also written as digits, "
               "random scribbles, polygon and star outlines, one dot) or photographed "
@@ -217,12 +207,11 @@ def main(argv=None) -> int:
               "one digit. 'no digit' counts those preprocessing already refuses. 'Upload': "
               "photos read as the Upload page reads them (the digit finder may cut one into "
               "several digits), caught when every digit read is flagged (or none is found).",
-              "", "| kind | n | caught before | after | no digit | Upload, after | why (after) |",
-              "|---|---|---|---|---|---|---|"]
-    for kind, n, kb, ka, nd, reasons, upload in caught_rows:
-        up = "—" if upload is None else f"{upload / max(n, 1):.0%}"
-        lines.append(f"| {kind} | {n} | {kb / max(n, 1):.0%} | **{ka / max(n, 1):.0%}** | "
-                     f"{nd} | {up} | {why(reasons)} |")
+              "", *h.table(["kind", "n", "caught before", "after", "no digit", "Upload, after",
+                            "why (after)"],
+                           [(kind, n, f"{kb / max(n, 1):.0%}", f"**{ka / max(n, 1):.0%}**", nd,
+                             "—" if upload is None else f"{upload / max(n, 1):.0%}", why(reasons))
+                            for kind, n, kb, ka, nd, reasons, upload in caught_rows])]
     lines += [
         "", "## Reading these numbers", "",
         "- **The gains are on synthetic non-digits only.** Letters, scribbles and shapes "
@@ -254,7 +243,7 @@ def main(argv=None) -> int:
         "flag real handwriting too. "
         "`--cache` only skips re-running `calibration.handwriting_inputs` (the same "
         "preprocessing of every dev-set rendering), which takes minutes."]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    h.write_report(args.out, "Not a digit: wrongly flagged real digits, caught non-digits", lines)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

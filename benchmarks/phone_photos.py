@@ -33,18 +33,16 @@ import argparse
 import gc
 import json
 import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+import harness as h
+
+REPO = h.REPO
 STROKES = REPO.parent / "shared" / "data" / "handwriting-dev" / "chars74k_digits_strokes.jsonl"
 SIZE = (4000, 3000)       # a 12-megapixel phone photo, landscape as the sensor stores it
 QUALITY = 90              # phones save JPEGs at about this quality
@@ -63,7 +61,6 @@ def synthesise(out: Path, n: int = DISTINCT, seed: int = 0) -> list[tuple[Path, 
     import numpy as np
     from PIL import Image
 
-    sys.path.insert(0, str(REPO))
     from mnist_core.datasets.handwriting import load_strokes
 
     rng = np.random.default_rng(seed)
@@ -126,23 +123,6 @@ def warmup_photo(out: Path) -> Path:
 # Worker: runs inside the measured code tree
 # ---------------------------------------------------------------------------------------
 
-def _status(field: str) -> float:
-    """``VmRSS``/``VmHWM`` of this process in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _reset_peak() -> None:
-    """Hand the heap's free memory back (so a photo cannot hide in what loading the models
-    freed), then start the peak afresh: VmHWM := VmRSS."""
-    import ctypes
-
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    Path("/proc/self/clear_refs").write_text("5")
-
-
 def worker(mode: str, root: str, photos: list[str], labels: list[int], warm: str) -> dict:
     sys.path.insert(0, root)
     os.chdir(root)
@@ -168,12 +148,12 @@ def worker(mode: str, root: str, photos: list[str], labels: list[int], warm: str
 
     read(warm)
     gc.collect()
-    idle = _status("VmRSS")
+    idle = h.rss_mb()
     if mode == "peak":
-        _reset_peak()
-        before = _status("VmRSS")
+        h.reset_peak_rss()  # so a photo cannot hide in what loading the models freed
+        before = h.rss_mb()
         one = read(photos[0])
-        return {**one, "peak_mb": _status("VmHWM") - before, "label": labels[0]}
+        return {**one, "peak_mb": h.peak_rss_mb() - before, "label": labels[0]}
     if mode == "serial":
         rows = [read(p) for p in photos]
     else:  # THREADS at a time, each batch submitted together like simultaneous uploads
@@ -185,18 +165,14 @@ def worker(mode: str, root: str, photos: list[str], labels: list[int], warm: str
                 rows += [{**r, "latency_s": r["end"] - t0} for r in batch]
     gc.collect()
     right = sum(r["answer"] == str(y) for r, y in zip(rows, labels))
-    return {"rows": rows, "idle_mb": idle, "after_mb": _status("VmRSS"), "right": right}
+    return {"rows": rows, "idle_mb": idle, "after_mb": h.rss_mb(), "right": right}
 
 
 def run_worker(mode: str, root: Path, photos: list[tuple[Path, int]], warm: Path,
                env: dict[str, str] | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--worker", mode, "--root", str(root), "--warm", str(warm),
-           "--photo-list", json.dumps([[str(p), y] for p, y in photos])]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
-    if proc.returncode:
-        raise RuntimeError(f"{mode} worker failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return h.run_json([sys.executable, __file__, "--worker", mode, "--root", str(root), "--warm",
+                       str(warm), "--photo-list", json.dumps([[str(p), y] for p, y in photos])],
+                      {"TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
 
 
 # ---------------------------------------------------------------------------------------
@@ -237,8 +213,8 @@ def summary(result: dict) -> dict:
 
 def markdown(summaries: dict[str, dict], photos: list[tuple[Path, int]], args, command: str
              ) -> str:
+    """The report below its title."""
     sizes = [p.stat().st_size / 2**20 for p, _ in photos]
-    loads = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = [
         ("Decoded image (stored orientation)", lambda s: s["decoded"]),
         ("Decode, median ms", lambda s: f"{s['decode_ms']:.0f}"),
@@ -257,19 +233,13 @@ def markdown(summaries: dict[str, dict], photos: list[tuple[Path, int]], args, c
          lambda s: f"{s['thread_latency_s']:.2f} ({s['thread_max_s']:.2f})"),
         ("CNN read the digit right", lambda s: f"{s['right']}/{s['n']}"),
     ]
-    labels = list(summaries)
-    head = "| | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
-    body = "".join(f"| {name} | " + " | ".join(f(summaries[k]) for k in labels) + " |\n"
-                   for name, f in rows)
+    table = "\n".join(h.table(["", *summaries], [(name, *map(f, summaries.values()))
+                                                 for name, f in rows]))
     codes = ", ".join(f"`{k}` = `{root}`" + (" with " if env else "")
                       + " and ".join(f"`{e}={v}`" for e, v in env.items())
                       for k, root, env in args.code)
-    return f"""# Phone photos
-
-What one 12-megapixel phone photo costs the server, measured by `benchmarks/phone_photos.py`
-on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} CPU cores ({_cpu()}),
-{platform.machine()}, Python {platform.python_version()}; load average {loads} at the end
-(other work shared the machine). Code measured: {codes}.
+    return f"""What one 12-megapixel phone photo costs the server (`benchmarks/phone_photos.py`).
+{h.measured(None)} Code measured: {codes}.
 
 Photos: {len(photos)} synthesised {SIZE[0]}x{SIZE[1]} JPEGs at quality {QUALITY}
 ({min(sizes):.1f}-{max(sizes):.1f} MB), a Chars74K digit in pen on unevenly lit paper with
@@ -277,7 +247,8 @@ sensor noise, every other one stored sideways with EXIF orientation 6; cycled th
 {args.photos} photos. Each is read as the Upload page reads it: `decode_image`, then
 `read_digits` with the shipped models (BLAS on one thread, as the server sets it).
 
-{head}{body}
+{table}
+
 Server time is one photo at a time in one process (models loaded, warmed up on a small
 photo). Peak memory is the rise of the process's peak resident set (`VmHWM`, reset through
 `/proc/self/clear_refs` just before the photo, after `malloc_trim(0)` hands the heap's free
@@ -305,13 +276,6 @@ def _code(spec: str) -> tuple[str, str, dict[str, str]]:
     label, rest = spec.split("=", 1)
     root, *env = rest.split(",")
     return label, root, dict(e.split("=", 1) for e in env)
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,9 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             summaries[label] = summary(measure(Path(root).resolve(), env, photos, args.photos,
                                                args.peaks, args.repeats, warm))
             print(json.dumps(summaries[label]), file=sys.stderr, flush=True)
-        argv_shown = sys.argv[1:] if argv is None else argv
-        command = shlex.join([".venv/bin/python", "benchmarks/phone_photos.py", *argv_shown])
-        Path(args.out).write_text(markdown(summaries, photos, args, command))
+        h.write_report(args.out, "Phone photos",
+                       [markdown(summaries, photos, args, h.command(argv=argv))])
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -32,16 +32,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+import harness as h
 
-import app_helpers as h  # noqa: E402
+REPO = h.REPO
 
 VARIANTS = ("none", "html", "plotly", "plotly-static", "plotly-one-axis")
 
@@ -123,17 +121,12 @@ def main() -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="plotly-remount-"))
     (folder / "app.py").write_text(f"REPO = {str(REPO)!r}\n" + APP)
-    port = h.free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(folder / "app.py"),
-                             "--server.port", str(port), "--server.headless", "true",
-                             "--server.fileWatcherType", "none"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, url = h.start_server(app=folder / "app.py")
     results: dict[str, list[float]] = {v: [] for v in VARIANTS}
     kept: dict[str, int] = dict.fromkeys(VARIANTS, 0)
     try:
-        url = f"http://127.0.0.1:{port}"
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=h.chromium_path(), args=h.CHROMIUM_ARGS)
+            browser = h.launch_chromium(p)
             for _ in range(args.rounds):
                 for v in VARIANTS:
                     times, k = run_variant(browser, url, v, args.clicks)
@@ -141,26 +134,18 @@ def main() -> int:
                     kept[v] += k
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    import platform
-    from datetime import datetime, timezone
-
-    command = "python benchmarks/plotly_remount.py " + " ".join(sys.argv[1:])
+        h.stop_server(proc)
     lines = [
-        "# What the probability bars cost the browser per rerun", "",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command.strip()}` in "
-        f"headless Chromium, {os.cpu_count()} CPU cores, {platform.machine()}, Python "
-        f"{platform.python_version()}; load average {load_before[0]:.2f} before, "
-        f"{os.getloadavg()[0]:.2f} after (the server and Chromium of this script included).",
+        h.measured(h.command("python"), "Streamlit", "Plotly", "Playwright", "chromium",
+                   load_before=load_before)
+        + " In headless Chromium; the load includes the server and Chromium of this script.",
         "", __doc__.split("\n\n", 1)[1].split("\n    .venv")[0].strip(), "",
         f"Click to page updated, median of {args.rounds} x {args.clicks - 2} reruns:", "",
-        "| variant | median ms | chart node kept across reruns |", "|---|---|---|"]
-    for v in VARIANTS:
-        n = len(results[v])
-        lines.append(f"| {v} | {statistics.median(results[v]):.0f} | "
-                     f"{f'{kept[v]} of {n}' if v.startswith('plotly') else '—'} |")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+        *h.table(["variant", "median ms", "chart node kept across reruns"],
+                 [(v, f"{statistics.median(results[v]):.0f}",
+                   f"{kept[v]} of {len(results[v])}" if v.startswith("plotly") else "—")
+                  for v in VARIANTS])]
+    h.write_report(args.out, "What the probability bars cost the browser per rerun", lines)
     print("\n".join(lines[-7:]))
     return 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import harness  # noqa: F401 - puts the repository on sys.path
 from mnist_core.training import writers
 from mnist_core.training.augment import STROKE_STYLES
 

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import harness as h
+import mnist_core.keras_numpy as kn
 
-import mnist_core.keras_numpy as kn  # noqa: E402
-
-MODEL = kn.KerasNumpyModel.load(ROOT / "artifacts" / "cnn.keras")
+MODEL = kn.KerasNumpyModel.load(h.REPO / "artifacts" / "cnn.keras")
 X = np.random.default_rng(0).random((28_000, 28, 28), dtype=np.float32)
 CHUNK = 1000  # images a process task takes
 

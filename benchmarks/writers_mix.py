@@ -14,9 +14,6 @@ and the dev sets are not looked at here.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import platform
-import shlex
 import sys
 import time
 from dataclasses import replace
@@ -24,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+import harness as h
 from mnist_core.training import writers
 from mnist_core.datasets.data import load_dataset, split_validation, to_float
 from mnist_core.artifacts.registry import REGISTRY
@@ -62,26 +60,17 @@ def main() -> None:
             file=sys.stderr)
 
     sets = [n for n in rows[0] if n.startswith("writers-")]
-    lines = [
-        f"# Share of real writers in training: {args.model}, {args.epochs} epochs",
-        "",
-        f"Measured by `python benchmarks/{Path(__file__).name} "
-        f"{' '.join(shlex.quote(a) for a in sys.argv[1:])}` on "
-        f"{_dt.date.today().isoformat()} ({platform.machine()}, shared 2-core machine: "
-        "seconds depend on what else ran).",
-        "",
-        f"Held-out writers: {', '.join(writers.split_writers(writers.load(args.writers).writers, mix)[1])} "
-        "(never trained on). Each digit drawn once on the canvas and once as a photo.",
-        "",
-        "| writers' share of each epoch | MNIST validation | " +
-        " | ".join(f"{s}: mean / worst writer" for s in sets) + " | train s |",
-        "|---|---|" + "---|" * len(sets) + "---|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['share']:.2f} | {100 * r['val']:.2f}% | " + " | ".join(
-            f"{100 * r[s]['mean']:.2f}% / {100 * r[s]['worst']:.2f}%" for s in sets) +
-            f" | {r['seconds']:.0f} |")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    held_names = writers.split_writers(writers.load(args.writers).writers, mix)[1]
+    title = f"Share of real writers in training: {args.model}, {args.epochs} epochs"
+    h.write_report(args.out, title, [
+        h.measured(h.command("python")) + " Seconds depend on what else ran.", "",
+        f"Held-out writers: {', '.join(held_names)} "
+        "(never trained on). Each digit drawn once on the canvas and once as a photo.", "",
+        *h.table(["writers' share of each epoch", "MNIST validation",
+                  *(f"{s}: mean / worst writer" for s in sets), "train s"],
+                 [(f"{r['share']:.2f}", f"{100 * r['val']:.2f}%",
+                   *(f"{100 * r[s]['mean']:.2f}% / {100 * r[s]['worst']:.2f}%" for s in sets),
+                   f"{r['seconds']:.0f}") for r in rows])])
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import copy
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from .. import tuning
 from .layers import INFER, Activation, BatchNormalization, Context, Dense, Layer, _Linear, softmax
 
 
@@ -116,30 +118,39 @@ class Sequential:
     # -- inference ------------------------------------------------------------------------
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """``x`` ``(N, ...)`` -> the last layer's outputs ``(N, classes)``, in batches of
-        ``batch_size`` (an im2col conv's columns stay tens of MB)."""
+        """``x`` ``(N, ...)`` -> the last layer's outputs ``(N, classes)``."""
         return self.predict_with_features(x, batch_size)[0]
 
-    def predict_with_features(self, x: np.ndarray, batch_size: int = 256
-                              ) -> tuple[np.ndarray, np.ndarray]:
+    def predict_with_features(self, x: np.ndarray, batch_size: int = 256,
+                              workers: int = tuning.CORES) -> tuple[np.ndarray, np.ndarray]:
         """``(outputs (N, classes), features (N, D))`` from one pass: ``features`` is what
         the last Dense layer reads (the last hidden layer, flattened; Model maps and the
-        not-a-digit check place a digit by it)."""
+        not-a-digit check place a digit by it). Batches of ``batch_size`` (an im2col
+        conv's columns stay tens of MB); more than one batch is spread over ``workers``
+        threads with BLAS held at one thread each (NumPy releases the GIL in its products:
+        whole batches per thread keep the cores busy with no hand-off inside a product,
+        where OpenBLAS's own threads thrash as soon as another process wants a core)."""
         x = self.batch(x)
         head = max((i for i, layer in enumerate(self.layers) if isinstance(layer, Dense)),
                    default=len(self.layers))
-        outs, feats = [], []
-        for start in range(0, len(x), batch_size):
-            h = x[start:start + batch_size]
+
+        def run(start: int) -> tuple[np.ndarray, np.ndarray]:
+            h, feats = x[start:start + batch_size], None
             for i, layer in enumerate(self.layers):
                 if i == head:
-                    feats.append(h.reshape(len(h), -1))
+                    feats = h.reshape(len(h), -1)
                 h = layer(h)
-            outs.append(h)
-        if not outs:
-            n_out = self.shapes()[-1][-1]
-            return np.zeros((0, n_out), x.dtype), np.zeros((0, 0), x.dtype)
-        return np.concatenate(outs), np.concatenate(feats) if feats else np.zeros((len(x), 0))
+            return h, feats if feats is not None else np.zeros((len(h), 0), h.dtype)
+
+        starts = range(0, len(x), batch_size)
+        if not starts:
+            return np.zeros((0, self.shapes()[-1][-1]), x.dtype), np.zeros((0, 0), x.dtype)
+        if workers > 1 and len(starts) > 1:
+            with tuning.blas_limit(1), ThreadPoolExecutor(min(workers, len(starts))) as pool:
+                parts = list(pool.map(run, starts))
+        else:
+            parts = [run(s) for s in starts]
+        return np.concatenate([p for p, _ in parts]), np.concatenate([f for _, f in parts])
 
     def trace(self, image: np.ndarray) -> list[np.ndarray]:
         """Each layer's output for one example, batch axis dropped (as computed)."""
