@@ -189,7 +189,7 @@ def tiny_train_config(**overrides):
 
 
 def tiny_numpy_arch():
-    from mnist_core.training.train import NumpyConfig
+    from mnist_core.models.architectures import NumpyConfig
     return NumpyConfig(hidden=(32,), dropout=0.0)
 
 

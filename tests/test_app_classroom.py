@@ -19,7 +19,8 @@ from streamlit.testing.v1 import AppTest
 import app_helpers as h
 from mnist_core.artifacts.files import load_gallery, load_models
 from mnist_core.models.model import Model
-from mnist_core.numpy_net import NumpyMLP
+from mnist_core.engine.layers import Dense
+from mnist_core.models.model import NumpyModel
 from test_app_draw import FakeCanvas
 from test_app_pages import TIMEOUT, open_page
 from ui import training, user_model as user
@@ -102,7 +103,7 @@ def test_train_live_trains_a_numpy_model_and_puts_it_on_the_draw_page(
     job = wait_for_training(at)
     assert job.status == "done", job.error
     assert len(job.history) == 2 and job.n_train == 1000
-    assert job.model.net.sizes == (784, 64, 10)
+    assert [d.kernel.shape for d in job.model.network.of_kind(Dense)] == [(784, 64), (64, 10)]
     shown = metrics(at)
     assert shown["Your test accuracy"].endswith("%")
     assert 0 < float(shown["Your test accuracy"].rstrip("%")) <= 100
@@ -124,8 +125,8 @@ def test_train_live_trains_a_numpy_model_and_puts_it_on_the_draw_page(
         return real_add(self, data, *args, **kwargs)
     monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
     at.run()
-    net = NumpyMLP.load(io.BytesIO(made["data"]()))
-    assert net.sizes == (784, 64, 10)
+    net = NumpyModel.from_bytes(made["data"]()).network
+    assert [d.kernel.shape for d in net.of_kind(Dense)] == [(784, 64), (64, 10)]
 
     # "Use on the Draw page" puts it in this session only; the Draw page shows it.
     at.button(key="use_model").click().run()

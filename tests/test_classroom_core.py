@@ -14,7 +14,8 @@ from mnist_core.classroom import kaggle
 from mnist_core.reading import stress
 from mnist_core.datasets.data import DataError
 from mnist_core.models.model import NumpyModel
-from mnist_core.numpy_net import NumpyMLP
+from mnist_core.engine.layers import Dense
+from mnist_core.models.architectures import NumpyConfig, build_net
 
 
 def bar_image() -> np.ndarray:
@@ -60,7 +61,7 @@ def test_sweep_returns_one_curve_per_model_over_the_range():
 
 
 def test_numpy_input_gradient_matches_finite_differences():
-    net = NumpyMLP((784, 16, 10), seed=0)
+    net = build_net(NumpyConfig(hidden=(16,), dropout=0.0), seed=0)
     img = np.random.default_rng(0).random((28, 28)).astype(np.float32)
     grad = explain.input_gradient(NumpyModel(net), img, 3)
     eps = 1e-2
@@ -79,10 +80,10 @@ def test_occlusion_map_highlights_the_pixels_the_model_uses():
 
 
 def test_first_layer_templates_and_hidden_activations_of_the_numpy_net():
-    net = NumpyMLP((784, 32, 16, 10), seed=0)
+    net = build_net(NumpyConfig(hidden=(32, 16), dropout=0.0), seed=0)
     t = explain.first_layer_templates(NumpyModel(net), 8)
     assert t.shape == (8, 28, 28)
-    assert np.allclose(t[2].ravel(), net.weights[0][:, 2])
+    assert np.allclose(t[2].ravel(), net.of_kind(Dense)[0].kernel[:, 2])
     acts = explain.hidden_activations(NumpyModel(net), bar_image())
     assert [a.shape for a in acts] == [(32,), (16,)] and all((a >= 0).all() for a in acts)
 
@@ -106,13 +107,6 @@ def test_kaggle_rejects_train_csv_and_malformed_rows():
         kaggle.read_test_csv(b"label,pixel0\n1,0\n")
     with pytest.raises(DataError, match="columns"):
         kaggle.read_test_csv(b"1,2,3\n4,5,6\n")
-
-
-def test_explain_still_accepts_a_bare_network():
-    net = NumpyMLP((784, 16, 10), seed=0)
-    img = bar_image()
-    np.testing.assert_array_equal(explain.input_gradient(net, img, 1),
-                                  NumpyModel(net).input_gradient(img, 1))
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from mnist_core.insight import embedding
 from mnist_core.artifacts.files import ArtifactError, load_models, read_manifest, write_manifest
 from mnist_core.cli import main
 from mnist_core.datasets.data import load_dataset, to_float
-from mnist_core.numpy_net import softmax
+from mnist_core.engine.layers import Dense, softmax
 
 
 def own_cluster_share(m: embedding.ModelMap, placed: np.ndarray, labels: np.ndarray,
@@ -36,11 +36,7 @@ def test_embedding_features_are_what_the_output_layer_reads(models):
     for name, model in models.items():
         feats = model.embedding_features(x)
         assert feats.dtype == np.float32 and feats.ndim == 2 and len(feats) == 16
-        if model.kind == "numpy":
-            w, b = model.net.weights[-1], model.net.biases[-1]
-        else:
-            last = [layer for layer in model.fast.layers if layer.kind == "Dense"][-1]
-            w, b = last.weights
+        w, b = model.network.of_kind(Dense)[-1].weights
         logits = (feats @ w + b) / getattr(model, "temperature", 1.0)
         np.testing.assert_allclose(softmax(logits), model.predict_proba(x), atol=2e-5)
 

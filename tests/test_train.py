@@ -12,7 +12,8 @@ from conftest import make_images, tiny_numpy_arch, tiny_train_config
 
 from mnist_core.training.augment import NONE, AugmentConfig, augment, style_variants
 from mnist_core.datasets.data import to_float
-from mnist_core.numpy_net import NumpyMLP
+from mnist_core.engine.layers import Dense
+from mnist_core.engine.network import Sequential
 from mnist_core.artifacts.registry import REGISTRY, train_model
 from mnist_core.training.train import EpochLog, ProgressBar, StopFlag, TrainConfig, lr_at
 
@@ -31,8 +32,9 @@ def test_numpy_training_learns(tiny_numpy_result):
     assert [h.epoch for h in history] == [1, 2]
     assert history[1].loss < history[0].loss
     assert history[-1].val_accuracy > 0.5  # chance is 0.1
-    assert isinstance(tiny_numpy_result.model, NumpyMLP)
-    assert tiny_numpy_result.model.sizes == (784, 32, 10)
+    net = tiny_numpy_result.model
+    assert isinstance(net, Sequential)
+    assert [d.kernel.shape for d in net.of_kind(Dense)] == [(784, 32), (32, 10)]
     assert not tiny_numpy_result.stopped_early
     assert tiny_numpy_result.seconds >= sum(h.seconds for h in history) * 0.99
 
@@ -71,12 +73,12 @@ def test_same_seed_same_training(tiny_dataset):
     arch = replace(tiny_numpy_arch(), dropout=0.2)  # exercise every random stream
     runs = [train_model("numpy", tiny_dataset, train_cfg=tiny_train_config(**cfg), arch=arch)
             for _ in range(2)]
-    for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters()):
+    for a, b in zip(runs[0].model.params(), runs[1].model.params()):
         np.testing.assert_array_equal(a, b)
     assert runs[0].history[0].loss == runs[1].history[0].loss
     other = train_model("numpy", tiny_dataset, arch=arch,
                         train_cfg=tiny_train_config(**{**cfg, "seed": 4}))
-    assert not np.array_equal(other.model.weights[0], runs[0].model.weights[0])
+    assert not np.array_equal(other.model.params()[0], runs[0].model.params()[0])
 
 
 def test_registry_epochs_override(tiny_dataset):
