@@ -31,7 +31,7 @@ from ..models.architectures import from_manifest
 from ..models.model import Model
 from .registry import REGISTRY
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "artifacts"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "artifacts"
 MANIFEST = "manifest.json"
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "handwriting-dev"
+DEFAULT_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "handwriting-dev"
 
 
 @dataclass(frozen=True)

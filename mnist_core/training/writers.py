@@ -27,7 +27,7 @@ from ..datasets.handwriting import CanvasStyle, PhotoStyle, render_canvas, rende
 
 ENV_VAR = "HANDWRITING_TRAIN"
 FILENAME = "pendigits_train.jsonl"
-DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "handwriting-train"
+DEFAULT_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "handwriting-train"
 CREDIT = ('E. Alpaydin and F. Alimoglu, "Pen-Based Recognition of Handwritten Digits", '
           "UCI Machine Learning Repository (1996), CC BY 4.0")
 CACHE_ENV_VAR = "MNIST_STUDIO_CACHE"
