@@ -3,7 +3,7 @@
 import streamlit as st
 
 from mnist_core.insight import adversarial
-from mnist_core.reading.inference import read_input
+from mnist_core.reading.inference import read
 from ui import components, digit_picker, page, pictures
 
 models, names = page.start(with_user_model=True)
@@ -48,9 +48,9 @@ st.caption(f"Made against **{models[target].title}** to push it away from **{lab
            f"({why}): its loss went from {result.loss_before:.2f} to "
            f"{result.loss_after:.2f}. Below, every model reads the attacked digit as it "
            f"reads any digit, its test-time views included.")
-answers = read_input(result.adversarial, models)
+answers = read(result.adversarial, models, judge_image=False)   # a digit, changed on purpose
 components.prediction_panel(answers, models, names, key="attack", true_label=digit.label)
-fooled = [models[n].title for n, p in answers.items() if int(p.argmax()) != result.label]
+fooled = [models[n].title for n in answers.probs if answers.digit(n) != result.label]
 if epsilon == 0:
     st.caption("Strength 0: the digit is unchanged.")
 elif fooled:

@@ -4,9 +4,9 @@ import time
 
 import streamlit as st
 
-from mnist_core.reading.inference import read_digits, read_input
+from mnist_core.reading.inference import read, read_digits
 from mnist_core.preprocess import NoDigitError
-from ui import canvas, class_data, components, digit_picker, page
+from ui import canvas, class_data, components, data, digit_picker, page
 from ui import share as share_ui
 
 started = time.perf_counter()
@@ -54,8 +54,8 @@ with right:
     if st.session_state.source == "test":
         digit = digit_picker.test_digit()
         st.subheader(f"{digit.source.capitalize()}: true label {names[digit.label]}")
-        components.prediction_panel(read_input(digit.image, models), models, names,
-                                    key="test", true_label=digit.label, image=digit.image)
+        components.prediction_panel(read(digit.image, models, data.far_refs()), models, names,
+                                    key="test", true_label=digit.label)
         components.model_input_view(digit.image,
                                     caption="An MNIST test digit, exactly as the models see it")
         share_ui.share_box(digit.image, "this test digit")
@@ -64,8 +64,8 @@ with right:
     shared = share_ui.shared_digit()
     if st.session_state.source == "shared" and shared is not None:
         st.subheader("A digit shared by link")
-        components.prediction_panel(read_input(shared, models), models, names, key="shared",
-                                    image=shared)
+        components.prediction_panel(read(shared, models, data.far_refs()), models, names,
+                                    key="shared")
         components.model_input_view(shared, caption="The shared digit, exactly as the models "
                                                     "see it")
         st.caption("Draw in the square to read your own digit instead; Look inside and "
@@ -77,7 +77,7 @@ with right:
         st.stop()
     read_started = time.perf_counter()
     try:
-        readings = read_digits(image, models, canvas=True)
+        readings = read_digits(image, models, canvas=True, refs=data.far_refs())
     except NoDigitError:
         st.info(PROMPT, icon=":material/draw:")
         st.stop()
@@ -88,8 +88,7 @@ with right:
         st.subheader(f"{len(readings)} digits")
         components.sequence_panel(readings, models, names, key="draw")
     else:
-        components.prediction_panel(readings[0].probs, models, names, key="draw",
-                                    image=readings[0].stages.final)
+        components.prediction_panel(readings[0], models, names, key="draw")
         class_data.flag_wrong(readings[0].stages.final, readings[0].probs, names, key="draw",
                               source="flag-draw", strokes=class_data.canvas_strokes(
                                   f"canvas-{st.session_state.canvas_round}"))
@@ -105,7 +104,7 @@ if len(readings) == 1:  # below both columns, so a phone shows the answers first
         st.markdown("**From drawing to model input**")
         components.stages_view(readings[0].stages)
         st.caption("The red dot is the centre of mass; MNIST digits have it in the middle.")
-        components.views_section(readings[0].stages.final, models)
+        components.views_section(readings[0], models)
 # Filled in last, so it counts everything this rerun did on the server.
 timing.caption(f"Read by {len(models)} models in {read_ms:.0f} ms; this whole page took "
                f"{1000 * (time.perf_counter() - started):.0f} ms on the server.")

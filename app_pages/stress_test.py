@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from mnist_core.reading import stress
-from mnist_core.reading.inference import read_input
+from mnist_core.reading.inference import read, read_input
 from ui import components, digit_picker, page, pictures
 from ui.charts import PLOTLY_CONFIG, sweep_figure
 
@@ -59,8 +59,9 @@ with pick_col:  # beside the sliders, so every change shows at once
     st.image([pictures.framed(pictures.digit_picture(x, 6)),
               pictures.framed(pictures.digit_picture(moved, 6))], width=180,
              caption=[digit.source, "after the changes: what the models see"])
-components.prediction_panel(read_input(moved, models), models, names, key="stress",
-                            true_label=digit.label)
+# A digit made noisy or thick on purpose: only the models' doubt can flag it.
+components.prediction_panel(read(moved, models, judge_image=False), models, names,
+                            key="stress", true_label=digit.label)
 
 # ---- sweep ------------------------------------------------------------------------------
 st.subheader("Sweep one change")

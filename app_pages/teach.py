@@ -1,23 +1,19 @@
 """Teach the models: train numpy, dense or cnn on the class's digits mixed with MNIST replay,
 split by writer, and compare with the shipped model on the held-out writers and on MNIST."""
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from mnist_core.classroom import class_store as cs
 from mnist_core.classroom import finetune
-from mnist_core.training.augment import NONE
+from mnist_core.classroom.live import KINDS
 from mnist_core.artifacts.registry import REGISTRY
 from ui import class_data, page, training, user_model
 
-KINDS = ("numpy", "dense", "cnn")
 JOB_KEY = "teach_job"       # session state: this session's teaching run
-MNIST_CHECK = 2000          # MNIST test images in the before/after table (bounded cost)
-VAL_SHARE = 5               # one in this many training images validates
+MNIST_CHECK = 2000          # MNIST test images in the before/after scores (bounded cost)
 
 models, names = page.start()
 
@@ -57,15 +53,10 @@ epochs = st.slider("Epochs", 1, 5, 2, key="teach-epochs", disabled=running)
 if st.button("Teach", key="teach-go", type="primary", disabled=running,
              icon=":material/school:"):
     data = finetune.training_set(digits.images, digits.labels, split, mnist)
-    base = REGISTRY[name].train
-    cfg = replace(base, epochs=epochs, augment=NONE, writers_share=0.0, n_train=None,
-                  lr=base.lr * finetune.DEFAULT.lr_scale,
-                  n_val=max(1, len(data.x_train) // VAL_SHARE))
-    # The shipped network's weights when there is one, else Train live's short one, fresh.
-    arch = (finetune.warm_arch(models[name]) if name in models else None) \
-        or REGISTRY[name].live_arch
-    started = training.start_training(name, REGISTRY[name].title, data, cfg, arch,
-                                      {"class": code})
+    started = training.start_training(
+        name, REGISTRY[name].title, data,
+        finetune.train_config(name, epochs, len(data.x_train)),
+        finetune.start_arch(name, models), {"class": code})
     if started is None:
         st.warning("Someone else is training on this server right now (one training at a "
                    "time). Try again in a minute.", icon=":material/schedule:")
@@ -74,43 +65,20 @@ if st.button("Teach", key="teach-go", type="primary", disabled=running,
         st.rerun()
 
 
-@st.fragment(run_every=1.0 if running else None)
-def progress() -> None:
-    job = st.session_state.get(JOB_KEY)
-    if job is None:
-        return
-    if running and job.finished:
-        st.rerun()          # the whole page: the results below
-    text = (f"{job.title}: epoch {min(job.epoch + 1, job.epochs)} of {job.epochs} · "
-            f"{job.elapsed():.0f} s" if not job.finished else f"{job.title}: {job.status}")
-    st.progress(job.fraction, text=text)
-
-
-progress()
-if job is None or not job.finished:
-    st.stop()
-if job.model is None:
-    st.error(f"Training stopped with an error: {job.error}", icon="🚫")
-    st.stop()
-
-taught = job.model.renamed(user_model.CLASS, user_model.CLASS_TITLE)
+training.live_progress(JOB_KEY, running, detailed=False)
+taught = training.finished_model(job).renamed(user_model.CLASS, user_model.CLASS_TITLE)
 held_x, held_y = digits.images[split.held_out], digits.labels[split.held_out]
 pick = np.random.default_rng(0).choice(len(mnist.x_test), min(MNIST_CHECK, len(mnist.x_test)),
                                        replace=False)
-rows = finetune.before_after({job.name: models[job.name]} if job.name in models else {},
-                             {job.name: taught}, held_x, held_y, mnist.x_test[pick],
-                             mnist.y_test[pick])
-st.subheader("Before and after")
-st.dataframe(pd.DataFrame([{
-    "Model": REGISTRY[r["model"]].title,
-    "Held-out writers, shipped": r["held_out_before"],
-    "Held-out writers, taught": r["held_out_after"],
-    f"MNIST test ({len(pick):,}), shipped": r["mnist_before"],
-    f"MNIST test ({len(pick):,}), taught": r["mnist_after"],
-} for r in rows]), hide_index=True, key="teach-results",
-    column_config={c: st.column_config.NumberColumn(format="percent") for c in (
-        "Held-out writers, shipped", "Held-out writers, taught",
-        f"MNIST test ({len(pick):,}), shipped", f"MNIST test ({len(pick):,}), taught")})
+(row,) = finetune.before_after({job.name: models[job.name]} if job.name in models else {},
+                               {job.name: taught}, held_x, held_y, mnist.x_test[pick],
+                               mnist.y_test[pick])
+st.subheader(f"Before and after: {REGISTRY[job.name].title}")
+training.yours_against_shipped([
+    training.Versus("Held-out writers, taught", "Held-out writers, shipped",
+                    row["held_out_after"], row["held_out_before"]),
+    training.Versus(f"MNIST test ({len(pick):,}), taught", f"MNIST test ({len(pick):,}), shipped",
+                    row["mnist_after"], row["mnist_before"])])
 if note := training.temperature_note(taught):
     st.caption(note)
 use, get = st.columns(2)

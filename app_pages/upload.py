@@ -4,7 +4,7 @@ import streamlit as st
 
 from mnist_core.reading.inference import read_digits
 from mnist_core.preprocess import ImageReadError, NoDigitError, decode_image
-from ui import class_data, components, page, pictures
+from ui import class_data, components, data, page, pictures
 
 models, names = page.start()
 
@@ -33,7 +33,7 @@ for number, upload in enumerate(files):
             st.error(f"Could not read {upload.name}: {reason}", icon=":material/broken_image:")
             continue
         try:
-            readings = read_digits(image, models)
+            readings = read_digits(image, models, refs=data.far_refs())
         except NoDigitError as exc:
             st.image(pictures.thumbnail(image), width=160)
             st.warning(f"No digit found in {upload.name} ({exc}). Try a photo with darker "
@@ -51,10 +51,9 @@ for number, upload in enumerate(files):
             components.model_input_view(readings[0].stages.final, caption="what the models see",
                                         scale=6)
         with answers:
-            components.prediction_panel(readings[0].probs, models, names, key=f"upload-{number}",
-                                        image=readings[0].stages.final)
+            components.prediction_panel(readings[0], models, names, key=f"upload-{number}")
             class_data.flag_wrong(readings[0].stages.final, readings[0].probs, names,
                                   key=f"upload-{number}", source="flag-upload")
         with st.expander("How this image was read"):
             components.stages_view(readings[0].stages, side=120)
-            components.views_section(readings[0].stages.final, models)
+            components.views_section(readings[0], models)

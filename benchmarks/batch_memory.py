@@ -7,7 +7,7 @@ run, the resident memory after it and the peak.
         .venv/bin/python benchmarks/batch_memory.py
     # the same with MNIST_STUDIO_BATCH_ENGINE=numpy: the NumPy plan instead of ONNX Runtime
 
-(The two malloc variables are what ``ui.data.return_big_buffers`` sets with ``mallopt`` in
+(The two malloc variables are what ``mnist_core.tuning.return_big_buffers`` sets with ``mallopt`` in
 the server.)
 """
 

@@ -151,7 +151,7 @@ def worker_speed(files: dict[str, Path], data: str, artifacts: Path, big: bool) 
     x = to_float(load_dataset(data).x_test)
     for name, model in models.items():  # first, in a quiet process
         out[f"{name}_single_ms"] = time_single(model.predict_proba, x, SINGLE_REPEATS)
-        with threadpool_limits(1, "blas"):  # as the app runs (ui.data.limit_blas_threads)
+        with threadpool_limits(1, "blas"):  # as the app runs (mnist_core.tuning.limit_blas_threads)
             out[f"{name}_app_ms"] = time_single(model.predict_proba, x, SINGLE_REPEATS)
 
     raw = read_csv_bytes(files["csv"])

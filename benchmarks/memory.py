@@ -280,7 +280,7 @@ def install_mb(*packages):
                 total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
     return total / 2**20
 out = {'python_mb': rss()}
-try:  # BLAS at one thread, as the server holds it (ui.data.limit_blas_threads)
+try:  # BLAS at one thread, as the server holds it (mnist_core.tuning.limit_blas_threads)
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=1, user_api='blas')
 except ImportError:

@@ -260,8 +260,8 @@ answer from its batch's start, in {args.repeats} fresh processes; resident memor
 objects: glibc gives each thread its own arena and keeps the buffers freed there for reuse,
 up to a plateau, and raises its thresholds for handing memory back after any large buffer is
 freed. `MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` fix them from the start: the
-values `ui.data.return_big_buffers` sets with `mallopt` in the app's server before the models
-load.
+values `mnist_core.tuning.return_big_buffers` sets with `mallopt` in the app's server before
+the models load.
 
 Command:
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from . import tuning
 from .artifacts.files import load_models
 from .datasets.data import load_dataset, to_float
 from .insight.evaluate import time_batch, time_single
@@ -188,7 +188,7 @@ def _mnist_table(models: dict, data) -> list[str]:
     for name, m in models.items():
         acc = float((m.predict_proba(x).argmax(1) == y).mean())
         viewed = float((predict_views({name: m}, x)[name].argmax(1) == y).mean())
-        with threadpool_limits(limits=1, user_api="blas"):  # as the app's server runs
+        with tuning.blas_threads():  # as the app's server runs
             single = time_single(m.predict_proba, x)
         slow = f"{time_single(m.slow_predict_fn(), x, 20):.2f}" if m.slow_predict_fn() else "n/a"
         batch = time_batch(m.predict_proba, x)

@@ -139,14 +139,19 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from .reading.inference import read_row
+    from .reading.novelty import references
     from .preprocess import ImageReadError, NoDigitError, decode_image
 
     models = load_models(args.artifacts, _models_arg(args.models, default=()) or None)
+    refs = references(args.artifacts)   # the maps' far signal, as the app judges
 
     def answers(reading) -> dict:
         return {n: {"digit": reading.digit(n),
                     "probabilities": [round(float(p), 6) for p in reading.probs[n]]}
                 for n in models}
+
+    def verdict(reading) -> dict:
+        return {"not_a_digit": reading.flagged, "reasons": list(reading.verdict.reasons)}
 
     for path in args.images:
         line: dict = {"path": path}
@@ -154,12 +159,13 @@ def cmd_predict(args) -> int:
             image = decode_image(Path(path).read_bytes())
             # "models" reads all the ink as one digit: the only digit found, or, for a row
             # of digits, the whole image preprocessed once more as one.
-            whole, parts = read_row(image, models)
+            whole, parts = read_row(image, models, refs=refs)
             line["models"] = answers(whole)
+            line.update(verdict(whole))
             if len(parts) > 1:
                 line["sequence"] = {n: "".join(str(r.digit(n)) for r in parts) for n in models}
-                line["digits"] = [{"box": list(r.stages.box), "models": answers(r)}
-                                  for r in parts]
+                line["digits"] = [{"box": list(r.stages.box), "models": answers(r),
+                                   **verdict(r)} for r in parts]
         except (OSError, ImageReadError, NoDigitError) as exc:
             line = {"path": path, "error": str(exc) or type(exc).__name__}
         if args.json:
@@ -167,10 +173,12 @@ def cmd_predict(args) -> int:
         elif "error" in line:
             print(f"{path}: error: {line['error']}")
         else:
-            answers = ", ".join(f"{n} {v['digit']} ({max(v['probabilities']):.0%})"
-                                for n, v in line["models"].items())
+            said = ", ".join(f"{n} {v['digit']} ({max(v['probabilities']):.0%})"
+                             for n, v in line["models"].items())
             seq = f"  sequence: {line['sequence']}" if "sequence" in line else ""
-            print(f"{path}: {answers}{seq}")
+            odd = (f"  not a digit: {'; '.join(line['reasons'])}" if line["not_a_digit"]
+                   else "")
+            print(f"{path}: {said}{seq}{odd}")
     return 0
 
 

@@ -9,7 +9,6 @@ Without a folder it only trains and evaluates: the models stay in memory.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pickle
 import subprocess
@@ -21,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import tuning
 from .models.architectures import Architecture, to_manifest
 from .artifacts.files import load_models, manifest_or_empty, write_json, write_manifest
 from .datasets.data import DataError, Dataset, load_dataset, to_float
@@ -324,28 +324,10 @@ def submission_in_worker(model: Model, images: np.ndarray,
                        None)
 
 
-# glibc's malloc in the worker keeps freed memory for reuse instead of handing arrays of
-# up to 32 MB (its largest threshold) back to the system and faulting fresh zeroed pages in
-# for the next batch: a NumPy training step allocates the same tens of MB every batch.
-# Live CNN, 128 images a step: 220,000 page faults in 25 steps and 133 ms of CPU a step by
-# default, 16,000 and 102 ms with these. One arena: the validation split's prediction runs
-# on other threads, which otherwise could not reuse what the training step freed (a
-# 1,000-image CNN run: peak 189 MB by default, 225 MB with two arenas, 197 MB with one).
-# Other C libraries ignore these variables.
-_WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
-                  "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20), "MALLOC_ARENA_MAX": "1"}
-
-# BLAS on one thread in the worker, for every engine (the Keras engine also pins it
-# in-process, EngineConfig.blas_threads): OpenBLAS's threads spin waiting for a busy core,
-# and a server with a class on it is busy. Train live's default NumPy MLP run (10,000
-# images, 3 epochs) took 9.4-11.6 s with two BLAS threads while two other processes kept
-# both cores busy, 0.6 s with one.
-_WORKER_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
 def _run_worker(request: dict, on_event: Callable[[str, dict], None],
                 stop: StopFlag | None):
-    env = {**os.environ, **_WORKER_MALLOC, **_WORKER_THREADS,
+    # The worker's malloc and BLAS threads: mnist_core.tuning says why and what they save.
+    env = {**os.environ, **tuning.worker_env(),
            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
            "PYTHONPATH": os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH"))
                                          if p)}
@@ -475,7 +457,7 @@ def _train_one(request: dict, stop: StopFlag, emit: Callable[[str, dict], None])
             info = {"log": asdict(info["log"])}
         elif event == "evaluate":
             info = {}
-            _release_free_memory()  # the training's buffers, before scoring makes its own
+            tuning.trim_malloc()  # the training's buffers, before scoring makes its own
         emit(event, info)
 
     from .insight.calibration import validation_record
@@ -494,24 +476,7 @@ def _train_one(request: dict, stop: StopFlag, emit: Callable[[str, dict], None])
             # benchmarks/memory.py read these; train_in_worker ignores them).
             "imported": sorted(m for m in ("tensorflow", "keras") if m in sys.modules),
             "peak_rss_kb": _peak_rss_kb(), "cpu_seconds": sum(os.times()[:2]),
-            "blas_threads": _blas_threads()}
-
-
-def _blas_threads() -> int:
-    """The most threads any BLAS loaded in this process would use (0: none loaded)."""
-    from threadpoolctl import threadpool_info
-    return max((int(i.get("num_threads") or 0) for i in threadpool_info()
-                if i.get("user_api") == "blas"), default=0)
-
-
-def _release_free_memory() -> None:
-    """Hand the memory malloc keeps for reuse (:data:`_WORKER_MALLOC`) back to the system:
-    scoring allocates other sizes than training did, and would otherwise add to the
-    kept buffers (a 1,000-image CNN run peaked 36 MB higher). glibc only; elsewhere a no-op."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+            "blas_threads": tuning.blas_thread_count()}
 
 
 def _peak_rss_kb() -> int | None:

@@ -328,11 +328,15 @@ def test_teach_trains_compares_and_becomes_the_class_model(monkeypatch, db, gall
     job = at.session_state["teach_job"]
     assert job.finished and job.status == "done", job.error
     ok(at.run())
-    table = at.dataframe[0].value
-    assert list(table["Model"]) == ["NumPy MLP"]
-    for column in table.columns[1:]:
-        assert 0 <= float(table[column].iloc[0]) <= 1, column
-    assert float(table.iloc[0, 4]) > 0.8            # MNIST is not forgotten
+    # Taught against shipped (training.yours_against_shipped, as on Train live).
+    assert "Before and after: NumPy MLP" in [h.value for h in at.subheader]
+    scores = {m.label: float(m.value.rstrip("%")) / 100 for m in at.metric}
+    assert set(scores) == {"Held-out writers, taught", "Held-out writers, shipped",
+                           "MNIST test (2,000), taught", "MNIST test (2,000), shipped"}
+    assert all(0 <= v <= 1 for v in scores.values()), scores
+    assert scores["MNIST test (2,000), taught"] > 0.8    # MNIST is not forgotten
+    taught = next(m for m in at.metric if m.label == "Held-out writers, taught")
+    assert taught.delta.endswith("points vs shipped")
     t = job.model.temperature                       # tempered like the shipped models
     assert t != 1.0 and any(f"tempered with T = {t:.2f}" in c.value for c in at.caption)
     ok(at.button(key="teach-use").click().run())

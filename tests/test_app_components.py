@@ -15,12 +15,16 @@ def one_hot(digit: int, p: float = 0.9) -> np.ndarray:
     return out
 
 
-def panel_app(answers: dict, true_label=None):
-    """Render ``prediction_panel`` for fake models that answer ``answers`` (name -> digit)."""
+def panel_app(answers: dict, true_label=None, reasons=()):
+    """Render ``prediction_panel`` for fake models that answer ``answers`` (name -> digit);
+    ``reasons``: the reading's not-a-digit verdict says these."""
     import types
+    from dataclasses import replace
 
     import numpy as np
 
+    from mnist_core.reading.inference import Reading
+    from mnist_core.reading.novelty import check
     from ui.components import prediction_panel
 
     titles = {"numpy": "NumPy MLP", "cnn": "Keras CNN", "lenet5": "LeNet-5"}
@@ -30,11 +34,15 @@ def panel_app(answers: dict, true_label=None):
         p = np.full(10, 0.1 / 9, np.float32)
         p[d] = 0.9
         probs[n] = p
-    prediction_panel(probs, models, [str(d) for d in range(10)], key="t", true_label=true_label)
+    verdict = replace(check(probs), reasons=tuple(reasons)) if reasons else check(probs)
+    reading = Reading(np.zeros((28, 28), np.float32), probs, verdict=verdict)
+    prediction_panel(reading, models, [str(d) for d in range(10)], key="t",
+                     true_label=true_label)
 
 
-def run_panel(answers, true_label=None) -> AppTest:
-    at = AppTest.from_function(panel_app, kwargs={"answers": answers, "true_label": true_label})
+def run_panel(answers, true_label=None, reasons=()) -> AppTest:
+    at = AppTest.from_function(panel_app, kwargs={"answers": answers, "true_label": true_label,
+                                                  "reasons": reasons})
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     return at
@@ -54,6 +62,16 @@ def test_panel_says_who_said_what_when_models_disagree():
     (warning,) = at.warning
     assert "disagree" in warning.value
     assert "**7**: NumPy MLP, LeNet-5" in warning.value and "**1**: Keras CNN" in warning.value
+
+
+def test_panel_shows_the_readings_verdict_and_answers_as_guesses():
+    """The panel only shows the not-a-digit verdict the reading carries."""
+    at = run_panel({"numpy": 7, "cnn": 7}, reasons=("a solid patch, not pen strokes",))
+    (warning,) = at.warning
+    assert "does not look like a digit" in warning.value and "a solid patch" in warning.value
+    assert [m.value for m in at.metric] == ["?", "?"]
+    assert all(m.delta.startswith("guess 7") for m in at.metric)
+    assert not at.success                        # no "all read 7" for a non-digit
 
 
 def test_panel_marks_right_and_wrong_against_the_true_label():

@@ -427,3 +427,26 @@ def test_warm_arch_builds_the_trained_network(tiny_artifacts):
     fresh = build_net(type(arch).__mro__[1](**{k: getattr(arch, k) for k in ("hidden",)}), 0)
     assert not np.allclose(fresh.predict_proba(x), shipped)
     assert warm_arch(models["lenet5"]) is None          # not one of numpy, dense, cnn
+
+
+def test_finetune_train_config_is_the_shipped_one_in_small_steps():
+    from mnist_core.training.augment import NONE
+    from mnist_core.classroom.finetune import DEFAULT, train_config
+    from mnist_core.artifacts.registry import REGISTRY
+    for name in ("numpy", "dense", "cnn"):
+        cfg, base = train_config(name, 3, 1000), REGISTRY[name].train
+        assert cfg.epochs == 3 and cfg.augment == NONE and cfg.writers_share == 0.0
+        assert cfg.n_train is None and cfg.n_val == 1000 // DEFAULT.val_share
+        assert cfg.lr == pytest.approx(base.lr * DEFAULT.lr_scale)
+        assert (cfg.batch_size, cfg.weight_decay, cfg.seed) == (base.batch_size,
+                                                                base.weight_decay, base.seed)
+    assert train_config("numpy", 1, 3).n_val == 1          # always something to validate on
+
+
+def test_finetune_starts_from_the_shipped_weights_else_the_live_architecture(tiny_artifacts):
+    from mnist_core.artifacts.files import load_models
+    from mnist_core.classroom.finetune import WarmNumpy, start_arch
+    from mnist_core.artifacts.registry import REGISTRY
+    models = load_models(tiny_artifacts.directory)
+    assert isinstance(start_arch("numpy", models), WarmNumpy)
+    assert start_arch("cnn", models) == REGISTRY["cnn"].live_arch     # none shipped here

@@ -182,3 +182,29 @@ def test_predict_preprocesses_a_single_digit_once(tiny_artifacts, tmp_path, monk
     assert_prediction(several, NAMES)
     assert len(several["digits"]) == 2 and all(len(s) == 2 for s in several["sequence"].values())
     assert seen == [("segment", one.shape), ("segment", row.shape), ("preprocess", row.shape)]
+
+
+def test_predict_json_says_when_an_image_does_not_look_like_a_digit(tmp_path, capsys):
+    """The not-a-digit verdict is the app's (``inference.read_row``, the shipped maps'
+    far signal included): a photo of noise is flagged, with its reasons; an MNIST test
+    digit, scanned as dark ink on white, is not; a row reports it for every digit."""
+    from conftest import SHIPPED_ARTIFACTS
+
+    from mnist_core import cli, novelty
+
+    digit = load_gallery(SHIPPED_ARTIFACTS).images[0]          # (28, 28) uint8, white on black
+    scan = 255 - cv2.resize(digit, (280, 280), interpolation=cv2.INTER_LINEAR)
+    noise = novelty.non_digits(1, seed=7, kinds=("noise",))[0][1]
+    cv2.imwrite(str(tmp_path / "digit.png"), scan)
+    cv2.imwrite(str(tmp_path / "noise.png"), noise)
+    cv2.imwrite(str(tmp_path / "row.png"), np.hstack([draw_digit(1), draw_digit(7)]))
+    assert cli.main(["predict", "--json", "--artifacts", str(SHIPPED_ARTIFACTS),
+                     *(str(tmp_path / n) for n in ("digit.png", "noise.png", "row.png"))]) == 0
+    real, noisy, row = json_lines(capsys.readouterr().out)
+    assert real["not_a_digit"] is False and real["reasons"] == []
+    assert noisy["not_a_digit"] is True and noisy["reasons"]
+    assert set(noisy["reasons"]) <= set(novelty.REASONS)
+    assert "digits" not in noisy                 # noise is read whole, never split
+    assert {"not_a_digit", "reasons"} <= set(row) and len(row["digits"]) == 2
+    assert all(d["not_a_digit"] in (True, False) and isinstance(d["reasons"], list)
+               for d in row["digits"])

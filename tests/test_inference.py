@@ -135,3 +135,90 @@ def test_the_split_judge_reads_with_the_networks_own_softmax(monkeypatch, models
     tempered = np.mean([m.predict_proba(x) for m in sharp.values()], 0)
     assert not np.allclose(own, tempered, atol=1e-3)
     np.testing.assert_allclose(seen["judge"], own, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# Whole readings: views, probabilities and the not-a-digit verdict in one call
+# ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def refs():
+    from mnist_core import novelty
+    return novelty.references(DEFAULT_DIR)
+
+
+def test_read_gives_views_probabilities_and_the_verdict_of_a_model_input(models, refs):
+    from mnist_core import novelty
+    from mnist_core.reading.inference import read
+    from mnist_core.models.views import model_config, named_views
+
+    x = read_digit(LONG_SEVEN, models, canvas=True).stages.final
+    reading = read(x, models, refs)
+    assert reading.stages is None and reading.image.shape == (28, 28)
+    for name, m in models.items():
+        np.testing.assert_array_equal(reading.probs[name], read_input(x, models)[name])
+        want = named_views(x, model_config(m))
+        assert [c for c, _ in reading.views[name]] == [c for c, _ in want]
+        for (_, got), (_, img) in zip(reading.views[name], want):
+            np.testing.assert_array_equal(got, img)
+        assert reading.views[name][0][0] == "as is"
+        np.testing.assert_array_equal(reading.views[name][0][1], x)
+    # The verdict is novelty.check's, the far signal of the shipped maps included.
+    alone = novelty.check(reading.probs, x, models=models, refs=refs)
+    assert reading.verdict.reasons == alone.reasons and not reading.flagged
+    assert reading.verdict.far == pytest.approx(dict(alone.far), rel=1e-5)
+    assert set(reading.verdict.far) == set(refs)
+    # Several at once: one reading each, each the same as alone.
+    noise = np.random.default_rng(0).random((28, 28)).astype(np.float32)
+    both = read(np.stack([x, noise]), models, refs)
+    assert [r.flagged for r in both] == [False, True]
+    assert novelty.INK_REASON in both[1].verdict.reasons
+    for name in models:
+        np.testing.assert_allclose(both[0].probs[name], reading.probs[name], atol=1e-5)
+    # Without maps, or judging the models' doubt alone, the far signal does not vote.
+    assert read(x, models).verdict.far == {}
+    doubt_only = read(noise, models, refs, judge_image=False).verdict
+    assert doubt_only.ink is None and doubt_only.far == {}
+    assert set(doubt_only.reasons) <= {novelty.DOUBT_REASON}
+
+
+def test_read_digits_carries_the_verdict_and_the_views_of_every_digit(models, refs):
+    from mnist_core import novelty
+
+    readings = read_digits(TWO_HUNDRED, models, canvas=True, refs=refs)
+    assert len(readings) == 3
+    for r in readings:
+        np.testing.assert_array_equal(r.image, r.stages.final)
+        alone = novelty.check(r.probs, r.image, models=models, refs=refs)
+        assert r.verdict.reasons == alone.reasons and not r.flagged
+        assert set(r.views) == set(models)
+    photo = novelty.non_digits(2, seed=7, kinds=("noise",))[1][1]
+    (whole,) = read_digits(photo, models, refs=refs)
+    assert whole.flagged
+
+
+def test_every_feature_for_the_verdict_comes_from_one_function(monkeypatch, models, refs):
+    """``inference._features`` is the one place the far signal gets model features (the
+    engine may later give them from the same forward pass as the probabilities): one call
+    per voting model for a whole batch of inputs, also through ``novelty``'s API."""
+    from mnist_core import inference, novelty
+
+    calls = []
+    real = inference._features
+
+    def counting(model, x):
+        calls.append(len(x))
+        return real(model, x)
+
+    monkeypatch.setattr(inference, "_features", counting)
+    for name, m in models.items():   # maps checked first: only the verdict's features count
+        assert name not in refs or refs[name].matches(m)
+    x = np.stack([read_digit(LONG_SEVEN, models, canvas=True).stages.final] * 3)
+    inference.read(x, models, refs)
+    assert calls == [3] * len(refs)
+    calls.clear()
+    novelty.check(read_input(x[0], models), x[0], models=models, refs=refs)
+    assert calls == [1] * len(refs)
+    calls.clear()
+    read_digits(TWO_HUNDRED, models, canvas=True, refs=refs)
+    assert calls == [3] * len(refs)

@@ -46,9 +46,35 @@ def test_streamlit_reads_every_setting_as_written(monkeypatch):
 
 
 def test_the_server_hands_big_freed_buffers_back():
-    """ui.data sets glibc's mmap and trim thresholds (benchmarks/PHONE_PHOTOS.md)."""
+    """The server sets glibc's mmap and trim thresholds (benchmarks/PHONE_PHOTOS.md)."""
     import platform
 
-    from ui.data import return_big_buffers
+    from mnist_core.tuning import return_big_buffers, trim_malloc
 
-    assert return_big_buffers() is (platform.libc_ver()[0] == "glibc")
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert return_big_buffers() is glibc
+    assert trim_malloc() is glibc
+
+
+def test_process_tuning_lives_in_one_module():
+    """mnist_core.tuning: one BLAS-thread limit for the server, the worker's environment
+    and the benchmarks, and the worker's malloc settings."""
+    import subprocess
+    import sys
+
+    from mnist_core import tuning
+
+    env = tuning.worker_env()
+    assert {env[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")} \
+        == {str(tuning.BLAS_THREADS)}
+    assert env["MALLOC_ARENA_MAX"] == "1" and int(env["MALLOC_MMAP_THRESHOLD_"]) == 32 << 20
+    # In a fresh process, so this test session's BLAS is left as it was.
+    code = ("import numpy; from mnist_core import tuning; tuning.limit_blas_threads(); "
+            "print(tuning.blas_thread_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=str(REPO))
+    assert out.stdout.strip() == str(tuning.BLAS_THREADS)
+    before = tuning.blas_thread_count()
+    with tuning.blas_threads(1):
+        assert tuning.blas_thread_count() == 1
+    assert tuning.blas_thread_count() == before

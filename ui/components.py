@@ -16,12 +16,9 @@ import streamlit as st
 from mnist_core.artifacts.files import Gallery
 from mnist_core.reading.inference import Reading, agreement
 from mnist_core.models.model import Model
-from mnist_core.reading.novelty import check as novelty_check
-from mnist_core.reading.novelty import references as novelty_references
 from mnist_core.preprocess import Stages
-from mnist_core.models.views import named_views
 
-from . import data, pictures
+from . import pictures
 from .charts import PLOTLY_CONFIG, probability_figure
 
 ACCENT = (251, 191, 36)    # amber: the digit's box drawn on the ink map
@@ -63,24 +60,24 @@ def stages_view(stages: Stages, side: int = 140) -> None:
         st.caption(f"Ink: {stages.polarity.describe()}.")
 
 
-def views_section(final: np.ndarray, models: Mapping[str, Model], side: int = 56) -> None:
-    """The test-time views of the model input (:mod:`mnist_core.models.views`) and which models
-    average over which of them."""
-    groups: dict[object, list[str]] = {}
-    for m in models.values():
-        groups.setdefault(m.views, []).append(m.title)
-    per_config = {cfg: named_views(final, cfg) for cfg in groups}
-    widest = max(per_config, key=lambda cfg: len(per_config[cfg]))
-    if len(per_config[widest]) == 1:
+def views_section(reading: Reading, models: Mapping[str, Model], side: int = 56) -> None:
+    """The test-time views each model read (``reading.views``, as :mod:`mnist_core.models.views`
+    made them) and which models average over which of them."""
+    groups: dict[int, tuple[list, list[str]]] = {}   # models sharing one list of views
+    for name, named in reading.views.items():
+        groups.setdefault(id(named), (named, []))[1].append(_title(models, name))
+    if not groups:
+        return
+    widest = max((named for named, _ in groups.values()), key=len)
+    if len(widest) == 1:
         return  # every model reads this digit once: nothing more to show
-    named = per_config[widest]
     st.markdown("**Read a few ways, answers averaged**")
-    st.image([pictures.framed(pictures.pixels(img, side // 28), margin=4) for _, img in named],
-             width=side + 8, caption=[caption for caption, _ in named])
+    st.image([pictures.framed(pictures.pixels(img, side // 28), margin=4) for _, img in widest],
+             width=side + 8, caption=[caption for caption, _ in widest])
     lines = []
-    for cfg, titles in groups.items():
-        captions = [c for c, _ in per_config[cfg]]
-        which = ("all of them" if len(captions) == len(named) else
+    for named, titles in groups.values():
+        captions = [c for c, _ in named]
+        which = ("all of them" if len(captions) == len(widest) else
                  "as is only" if len(captions) == 1 else ", ".join(captions))
         lines.append(f"{' and '.join(titles)}: {which}")
     st.caption("Turned (↺ ↻) and resized (×) views help the convnets; digits as wide as tall "
@@ -108,27 +105,25 @@ def agreement_note(votes: Mapping[object, list[str]], models: Mapping[str, Model
     st.warning(f"The models disagree. {parts}", icon=":material/call_split:")
 
 
-def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, Model],
+def prediction_panel(reading: Reading, models: Mapping[str, Model],
                      class_names: Sequence[str], key: str, true_label: int | None = None,
-                     cards: bool = True, image: np.ndarray | None = None) -> None:
+                     cards: bool = True) -> None:
     """Each model's answer and confidence, whether they agree, and every model's bars.
 
-    ``probs``: model name -> ``(10,)`` probabilities. With ``true_label`` each card also
-    says whether the model was right. All bars go into one figure. ``cards=False`` (one
-    digit of several) leaves out the answer cards and the "all agree" note. ``image``: the
-    ``(28, 28)`` model input, so the not-a-digit check (:mod:`mnist_core.reading.novelty`) can
-    look at its ink and at how far it lies from the digits each model learned; a flagged
-    input is said not to look like a digit, and its cards show the answers as guesses.
+    ``reading``: the digit as :func:`mnist_core.reading.inference.read` (or ``read_digits``) read
+    it: each model's ``(10,)`` probabilities and the not-a-digit verdict, which this only
+    shows (a flagged input is said not to look like a digit, and its cards show the
+    answers as guesses). With ``true_label`` each card also says whether the model was
+    right. All bars go into one figure. ``cards=False`` (one digit of several) leaves out
+    the answer cards and the "all agree" note.
     """
-    # The far signal: each shipped model's map (read once per artifacts version) tells
-    # whether the input lies far from every digit that model learned.
-    verdict = novelty_check(probs, image, models=models,
-                            refs=novelty_references(data.artifacts_dir()))
-    if verdict.flagged:
-        st.warning(f"**This does not look like a digit** ({'; '.join(verdict.reasons)}). "
-                   "The models still name one, as they must; treat these as guesses.",
+    probs, flagged = reading.probs, reading.flagged
+    if flagged:
+        reasons = "; ".join(reading.verdict.reasons)
+        st.warning(f"**This does not look like a digit** ({reasons}). The models still name "
+                   "one, as they must; treat these as guesses.",
                    icon=":material/help:")
-    if cards and verdict.flagged and true_label is None:
+    if cards and flagged and true_label is None:
         for col, name in zip(st.columns(len(probs)), probs):
             p = np.asarray(probs[name])
             col.metric(_title(models, name), "?",
@@ -147,9 +142,9 @@ def prediction_panel(probs: Mapping[str, np.ndarray], models: Mapping[str, Model
                 color = "green" if right else "red"
             col.metric(_title(models, name), class_names[digit], delta, delta_color=color,
                        delta_arrow="off", border=True)
-    _, votes = agreement(Reading(None, dict(probs)))  # type: ignore[arg-type]
+    _, votes = agreement(reading)
     agreement_note({class_names[d]: names for d, names in votes.items()}, models,
-                   quiet=not cards or verdict.flagged)
+                   quiet=not cards or flagged)
     titles = {n: _title(models, n) for n in probs}
     st.plotly_chart(probability_figure(probs, titles, class_names, height=230 if cards else 190),
                     config=PLOTLY_CONFIG, key=f"{key}-bars")
@@ -173,11 +168,11 @@ def sequence_panel(readings: Sequence[Reading], models: Mapping[str, Model],
     for i, reading in enumerate(readings):
         with st.container(border=True):
             left, right = st.columns([1, 5], vertical_alignment="center")
-            left.image(pictures.pixels(reading.stages.final, 4, grid=True), width=112,
+            left.image(pictures.pixels(reading.image, 4, grid=True), width=112,
                        caption=f"digit {i + 1}, as the models see it")
             with right:
-                prediction_panel(reading.probs, models, class_names, key=f"{key}-{i}",
-                                 cards=False, image=reading.stages.final)
+                prediction_panel(reading, models, class_names, key=f"{key}-{i}",
+                                 cards=False)
 
 
 def gallery_table(gallery: Gallery, rows: np.ndarray, models: Mapping[str, Model],

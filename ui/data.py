@@ -19,6 +19,7 @@ import streamlit as st
 from streamlit import runtime
 
 from mnist_core.reading import novelty
+from mnist_core import tuning
 from mnist_core.artifacts.files import (DEFAULT_DIR, MANIFEST, ArtifactError, Gallery, load_gallery,
                                   load_models, manifest_stamp, read_manifest, rebuild_hint,
                                   shown)
@@ -34,58 +35,24 @@ def artifacts_dir() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR).expanduser()
 
 
-# Freed buffers this large or larger go back to the system at once (see return_big_buffers).
-MMAP_THRESHOLD = 1 << 20
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3   # glibc's mallopt parameters
-
-
-def return_big_buffers(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Have the C heap hand every freed buffer of ``threshold`` bytes or more back to the
-    system, and free space over twice that at a heap's top; True if set (glibc), False
-    elsewhere (macOS, musl: nothing changes).
-
-    Streamlit runs each session's script in a thread of its own; glibc gives threads their
-    own heap arenas, keeps the buffers freed there for reuse, and raises both thresholds
-    (from 128 kB, up to 32 MB and 64 MB) after any large buffer is freed. After photos
-    uploaded five at a time a process kept ~84 MB over idle for good; with these fixed
-    thresholds ~5 MB, for a few ms more per 12-megapixel photo (benchmarks/PHONE_PHOTOS.md).
-    Set before the models load, so what loading frees goes back too.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold)
-                    and libc.mallopt(M_TRIM_THRESHOLD, 2 * threshold))
-    except (OSError, AttributeError):
-        return False
-
-
-def limit_blas_threads(n: int = 1) -> bool:
-    """Cap numpy's BLAS at ``n`` threads for the whole process; True if a BLAS was found.
-
-    The app predicts one 28x28 image at a time: a 1x784 @ 784x800 product is ~0.2 ms on one
-    core, but OpenBLAS hands it to its thread pool, and on a busy 2-core server waking those
-    threads took ~20 ms a drawing (measured while models trained beside the app).
-    """
-    from threadpoolctl import threadpool_limits
-
-    limiter = threadpool_limits(limits=n, user_api="blas")
-    return bool(limiter.get_original_num_threads().get("blas"))
+def far_refs() -> dict[str, novelty.FarReference]:
+    """The shipped models' maps for the not-a-digit verdict's far signal
+    (:func:`mnist_core.reading.novelty.references`: read once per artifacts version, and already
+    when the models load), to pass to :mod:`mnist_core.reading.inference`'s readers."""
+    return novelty.references(artifacts_dir())
 
 
 @st.cache_resource(show_spinner="Loading the models…", max_entries=2)
 def _load_models(directory: str, stamp: int) -> dict[str, Model]:
     server = runtime.exists()  # a real server, not AppTest inside someone else's test session
-    if server:
-        return_big_buffers()
+    if server:   # the process's C heap and BLAS threads: mnist_core.tuning says why
+        tuning.return_big_buffers()
     loaded = load_models(directory)
     # The not-a-digit check's maps (novelty.references, cached there per folder and
     # version) load now, under this spinner, not on the first drawing (~1.4 s).
     novelty.references(directory)
     if server:
-        limit_blas_threads(1)
+        tuning.limit_blas_threads()
         # Streamlit collects garbage after every rerun (runner.postScriptGC): with the app's
         # modules and models loaded a full collection took 60-67 ms here, ~0 once the
         # long-lived objects are frozen, so only new garbage is walked.

@@ -1,5 +1,6 @@
-"""Live training for the Train live page: one training per server at a time, progress
-polled by the page.
+"""Live training for the Train live and Teach pages: one training per server at a time,
+its progress polled by the page (:func:`live_progress`), and the trained model against the
+shipped one (:func:`yours_against_shipped`).
 
 The training itself is :func:`mnist_core.package.train_and_package`, the same function
 ``python -m mnist_core train`` uses, run in a worker process
@@ -12,10 +13,12 @@ model, read back from its file with the NumPy evaluators).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import streamlit as st
@@ -25,6 +28,7 @@ from mnist_core.models.model import Model
 from mnist_core.package import WorkerError, load_dataset_in_worker, train_in_worker
 from mnist_core.training.train import EpochLog, StopFlag, TrainConfig
 
+from .charts import PLOTLY_CONFIG, live_figure
 from .user_model import USER, USER_TITLE
 
 MAX_TRAIN_IMAGES = 20_000
@@ -184,3 +188,111 @@ def temperature_note(model: Model) -> str:
         return ""
     return (f"Its percentages are tempered with T = {model.temperature:.2f}, fitted on its "
             f"{calibration['val']['n']:,} validation images, as the shipped models' are.")
+
+
+# ---------------------------------------------------------------------------------------
+# What Train live and Teach show of a training: its progress, then yours against shipped
+# ---------------------------------------------------------------------------------------
+
+def progress_text(job: TrainJob, detailed: bool = True) -> str:
+    """The words on a job's progress bar: ``detailed`` (Train live) names the batch and
+    each stage; otherwise (Teach) only the epoch, or the status once finished."""
+    if not detailed:
+        return (f"{job.title}: epoch {min(job.epoch + 1, job.epochs)} of {job.epochs} · "
+                f"{job.elapsed():.0f} s" if not job.finished else f"{job.title}: {job.status}")
+    if job.finished:
+        return {"done": f"{job.title} trained in {job.seconds:.0f} s.",
+                "stopped": f"Stopped after {len(job.history)} epoch(s), {job.seconds:.0f} s.",
+                "failed": "Training failed."}[job.status]
+    if job.status == "evaluating":
+        return f"Scoring on the test set… {job.elapsed():.0f} s"
+    if job.stop.is_set():
+        return "Stopping after this batch…"
+    if job.status == "starting":
+        return (f"Starting the training process, preparing {job.n_train:,} images… "
+                f"{job.elapsed():.0f} s")
+    return (f"Training {job.title}: epoch {job.epoch + 1} of {job.epochs}, batch "
+            f"{job.step} of {job.steps} · {job.elapsed():.0f} s")
+
+
+def _stop(job_key: str) -> None:
+    current = st.session_state.get(job_key)
+    if current is not None:
+        current.stop.set()
+
+
+def live_progress(job_key: str, was_running: bool, *, detailed: bool = True,
+                  idle: str | None = None, stop_key: str | None = None,
+                  curves_key: str | None = None) -> None:
+    """The session's job under ``job_key``, polled every second while ``was_running``
+    (a fragment: only it reruns): its progress bar (:func:`progress_text`), a Stop button
+    (``stop_key``) and the live curves (``curves_key``) when given; ``idle`` is shown
+    before any job. When the job finishes the whole page reruns, to show its results."""
+    @st.fragment(run_every=1.0 if was_running else None)
+    def view() -> None:
+        job = st.session_state.get(job_key)
+        if job is None:
+            if idle:
+                st.info(idle, icon=":material/model_training:")
+            return
+        if was_running and job.finished:
+            st.rerun()  # the whole page: unlock the settings and show the results
+        st.progress(job.fraction, text=progress_text(job, detailed))
+        if stop_key and not job.finished:
+            st.button("Stop", key=stop_key, on_click=_stop, args=(job_key,),
+                      icon=":material/stop:", disabled=job.stop.is_set())
+        if curves_key:
+            st.plotly_chart(live_figure(list(job.batches), list(job.history), job.epochs,
+                                        USER), config=PLOTLY_CONFIG, key=curves_key)
+
+    view()
+
+
+def finished_model(job: TrainJob | None) -> Model:
+    """The job's trained model; stops the page while there is none yet (no job, or one
+    still running), and with the error when training failed."""
+    if job is None or not job.finished:
+        st.stop()
+    if job.status == "failed" or job.model is None:
+        st.error(f"Training stopped with an error: {job.error}", icon="🚫")
+        st.stop()
+    return job.model
+
+
+@dataclass(frozen=True)
+class Versus:
+    """One score of your model beside the shipped model's, as two cards."""
+
+    yours_label: str             # your card's label, e.g. "Your test accuracy"
+    shipped_label: str           # the shipped card's, e.g. "Shipped NumPy MLP"
+    yours: float                 # your model's accuracy, in [0, 1]
+    shipped: float | None        # the shipped model's (None or NaN: there is none)
+    shipped_note: str | None = None   # under the shipped score, e.g. how it was trained
+
+
+@dataclass(frozen=True)
+class Card:
+    """A card beside the scores (training time, parameters...)."""
+
+    label: str                   # what it measures
+    value: str                   # the measure, in words
+    note: str | None = None      # under it, in grey
+
+
+def yours_against_shipped(scores: Sequence[Versus], extra: Sequence[Card] = ()) -> None:
+    """Your model against the shipped one, in one row of cards: for each score yours, with
+    its difference in points, then the shipped model's (or "not shipped"); then ``extra``."""
+    cols = iter(st.columns(2 * len(scores) + len(extra)))
+    for s in scores:
+        shipped = s.shipped is not None and not math.isnan(s.shipped)
+        next(cols).metric(s.yours_label, f"{s.yours:.2%}",
+                          f"{100 * (s.yours - s.shipped):+.2f} points vs shipped"
+                          if shipped else None, border=True)
+        if shipped:
+            next(cols).metric(s.shipped_label, f"{s.shipped:.2%}", s.shipped_note,
+                              delta_color="off", delta_arrow="off", border=True)
+        else:
+            next(cols).metric(s.shipped_label, "not shipped", border=True)
+    for card in extra:
+        next(cols).metric(card.label, card.value, card.note, delta_color="off",
+                          delta_arrow="off", border=True)

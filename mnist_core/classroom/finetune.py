@@ -13,13 +13,16 @@ This module never imports streamlit or TensorFlow.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from ..models.architectures import CNNConfig, DenseConfig, NumpyConfig
+from ..models.architectures import Architecture, CNNConfig, DenseConfig, NumpyConfig
+from ..training.augment import NONE
 from ..datasets.data import Dataset, to_float
 from ..models.model import Model
+from ..artifacts.registry import REGISTRY
+from ..training.train import TrainConfig
 from ..models.views import predict_views
 
 
@@ -35,6 +38,8 @@ class FinetuneConfig:
     seed: int = 0                 # which writers are held out, which MNIST images replayed
     lr_scale: float = 0.1         # fine-tuning steps are this fraction of training's: the
                                   # shipped weights are nudged, not thrown away
+    val_share: int = 5            # one in this many training images validates (and fits
+                                  # the taught model's temperature)
 
 
 DEFAULT = FinetuneConfig()
@@ -90,6 +95,24 @@ def training_set(images: np.ndarray, labels: np.ndarray, split: WriterSplit, mni
                    images[split.held_out], labels[split.held_out].astype(np.uint8),
                    f"class digits ({len(split.train_writers)} writers) + {len(replay)} "
                    f"MNIST replay")
+
+
+def train_config(name: str, epochs: int, n_images: int, cfg: FinetuneConfig = DEFAULT
+                 ) -> TrainConfig:
+    """How registry model ``name`` is taught: its shipped training config for ``epochs``
+    over all ``n_images`` of the training set (:func:`training_set`), at ``lr_scale`` x its
+    rate, with no augmentation and no writers' renderings (the class's digits are the real
+    writing), ``1 / val_share`` of the images validating."""
+    base = REGISTRY[name].train
+    return replace(base, epochs=epochs, augment=NONE, writers_share=0.0, n_train=None,
+                   lr=base.lr * cfg.lr_scale, n_val=max(1, n_images // cfg.val_share))
+
+
+def start_arch(name: str, models: Mapping[str, Model]) -> Architecture:
+    """Where teaching model ``name`` starts: the shipped network's weights when ``models``
+    has it (:func:`warm_arch`), else Train live's short architecture, fresh."""
+    warm = warm_arch(models[name]) if name in models else None
+    return warm or REGISTRY[name].live_arch
 
 
 def accuracy(model: Model, x: np.ndarray, y: np.ndarray) -> float:

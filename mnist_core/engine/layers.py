@@ -451,7 +451,7 @@ class BatchNormalization(Layer):
     def forward(self, x, ctx=INFER):
         if not ctx.train:
             scale, shift = (v.astype(x.dtype) for v in self.affine())
-            return x * scale + shift, scale
+            return x * scale + shift, [x, scale]  # a list: training's cache is a tuple
         # Per channel over every other axis: as rows of a (pixels, channels) matrix,
         # which NumPy reduces several times faster than over three axes.
         x2 = x.reshape(-1, x.shape[-1])
@@ -466,8 +466,14 @@ class BatchNormalization(Layer):
         return y.reshape(x.shape), (x_hat, inv, mean, var)
 
     def backward(self, cache, g, need_dx=True):
-        if not isinstance(cache, tuple):  # inference: a per-channel scale
-            return (g * cache if need_dx else None), []
+        if not isinstance(cache, tuple):  # inference: a per-channel affine map
+            x, scale = cache
+            g2 = g.reshape(-1, g.shape[-1])
+            x_hat = (x.reshape(g2.shape) - self.moving_mean) / np.sqrt(
+                self.moving_var.astype(x.dtype) + x.dtype.type(self.epsilon))
+            return (g * scale if need_dx else None), \
+                ([np.einsum("ij,ij->j", g2, x_hat)] if self.scale else []) + \
+                ([g2.sum(axis=0)] if self.center else [])
         x_hat, inv, _, _ = cache
         g2 = g.reshape(-1, g.shape[-1])
         dbeta = g2.sum(axis=0)

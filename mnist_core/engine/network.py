@@ -146,7 +146,7 @@ class Sequential:
         if not starts:
             return np.zeros((0, self.shapes()[-1][-1]), x.dtype), np.zeros((0, 0), x.dtype)
         if workers > 1 and len(starts) > 1:
-            with tuning.blas_limit(1), ThreadPoolExecutor(min(workers, len(starts))) as pool:
+            with tuning.blas_threads(1), ThreadPoolExecutor(min(workers, len(starts))) as pool:
                 parts = list(pool.map(run, starts))
         else:
             parts = [run(s) for s in starts]

@@ -93,25 +93,46 @@ def views(img: np.ndarray, cfg: ViewConfig = DEFAULT_VIEWS) -> np.ndarray:
     return np.stack([v for _, v in named_views(img, cfg)]).astype(np.float32)
 
 
-def predict_views(models: dict, x: np.ndarray, cfg: ViewConfig | None = None
+def model_config(model, cfg: ViewConfig | None = None) -> ViewConfig:
+    """The views ``model`` reads a digit in: ``cfg`` if given, else the model's own
+    (``model.views``, as the registry sets them; a model without one reads it once)."""
+    return cfg if cfg is not None else getattr(model, "views", NO_VIEWS)
+
+
+NamedViews = list[tuple[str, np.ndarray]]   # [(caption, (28, 28) float32), ...], input first
+
+
+def view_sets(x: np.ndarray, configs) -> dict[ViewConfig, list[NamedViews]]:
+    """``(N, 28, 28)`` inputs -> view config -> each input's :func:`named_views`."""
+    x = np.asarray(x, np.float32)
+    return {c: [named_views(img, c) for img in x] for c in dict.fromkeys(configs)}
+
+
+def predict_views(models: dict, x: np.ndarray, cfg: ViewConfig | None = None, *,
+                  named: dict[ViewConfig, list[NamedViews]] | None = None
                   ) -> dict[str, np.ndarray]:
     """``(N, 28, 28)`` inputs -> model name -> ``(N, 10)`` probabilities, each input's
     averaged over its views.
 
-    ``cfg`` None: every model uses its own ``views`` (as the registry sets them; a model
-    without one reads each input once). All views of all inputs go through a model as one
-    batch.
+    ``cfg`` None: every model uses its own ``views`` (:func:`model_config`). All views of
+    all inputs go through a model as one batch. ``named``: the inputs' views already made
+    (:func:`view_sets`, for every config the models use), so a caller that shows them does
+    not make them twice.
     """
     x = np.asarray(x, np.float32)
+    configs = {name: model_config(model, cfg) for name, model in models.items()}
+    if named is None:
+        named = view_sets(x, configs.values())
     batches: dict[ViewConfig, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     out = {}
     for name, model in models.items():
-        view_cfg = cfg if cfg is not None else getattr(model, "views", NO_VIEWS)
+        view_cfg = configs[name]
         if view_cfg not in batches:
-            stacks = [views(img, view_cfg) for img in x]
+            stacks = named[view_cfg]
             owner = np.repeat(np.arange(len(stacks)), [len(s) for s in stacks])
             counts = np.bincount(owner, minlength=len(stacks)).astype(np.float32)[:, None]
-            batches[view_cfg] = (np.concatenate(stacks), owner, counts)
+            batch = np.stack([img for s in stacks for _, img in s]).astype(np.float32)
+            batches[view_cfg] = (batch, owner, counts)
         batch, owner, counts = batches[view_cfg]
         p = np.asarray(model.predict_proba(batch), np.float32)
         total = np.zeros((len(x), p.shape[1]), np.float32)

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import novelty
 from ..insight.calibration import untempered
 from ..preprocess import DEFAULT, PreprocessConfig, Stages, preprocess, segment
-from ..models.views import ViewConfig, predict_views
+from ..models.views import NamedViews, ViewConfig, model_config, predict_views, view_sets
 
 
 @dataclass
 class Reading:
-    """One digit: its preprocessing stages and each model's ``(10,)`` probabilities."""
+    """One digit, read whole: what the pages show and ``predict`` reports.
 
-    stages: Stages
+    ``image`` is the ``(28, 28) float32 in [0, 1]`` model input (white on black);
+    ``stages`` how preprocessing made it (None for an input read as it is: a test digit, a
+    stress-tested or attacked one); ``probs`` model name -> ``(10,)`` float32
+    probabilities, each averaged over that model's ``views`` (model name -> ``[(caption,
+    (28, 28) float32), ...]``, the input itself first: the images the model saw, as
+    :mod:`mnist_core.models.views` makes them; models with the same views share the list);
+    ``verdict`` the not-a-digit check (:func:`mnist_core.reading.novelty.check`): ``flagged`` and
+    its ``reasons``.
+    """
+
+    image: np.ndarray
     probs: dict[str, np.ndarray]
+    views: dict[str, NamedViews] = field(default_factory=dict)
+    verdict: novelty.Verdict | None = None
+    stages: Stages | None = None
 
     def digit(self, model: str) -> int:
         return int(np.argmax(self.probs[model]))
@@ -25,11 +39,23 @@ class Reading:
     def confidence(self, model: str) -> float:
         return float(np.max(self.probs[model]))
 
+    @property
+    def flagged(self) -> bool:
+        """Whether it does not look like a digit (the verdict's reasons are not empty)."""
+        return self.verdict is not None and self.verdict.flagged
+
 
 def predict_all(models: dict, x: np.ndarray) -> dict[str, np.ndarray]:
     """``(N, 28, 28) float32 [0, 1]`` -> model name -> ``(N, 10)`` probabilities."""
     x = np.asarray(x, np.float32)
     return {name: np.asarray(m.predict_proba(x), np.float32) for name, m in models.items()}
+
+
+def _inputs(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    if x.shape[-2:] != (28, 28) or x.ndim not in (2, 3):
+        raise ValueError(f"expected (28, 28) or (N, 28, 28) model input, got {x.shape}")
+    return x
 
 
 def read_input(x: np.ndarray, models: dict, view_cfg: ViewConfig | None = None
@@ -41,48 +67,126 @@ def read_input(x: np.ndarray, models: dict, view_cfg: ViewConfig | None = None
     preprocessing makes them (an MNIST test digit, a stress-tested one, a drawing's
     ``stages.final``). Returns model name -> ``(10,)`` or ``(N, 10)`` probabilities, each
     model's averaged over the digit's test-time views (:func:`~mnist_core.models.views.predict_views`;
-    ``view_cfg`` None: each model's own).
+    ``view_cfg`` None: each model's own). Only the probabilities: :func:`read` also gives
+    the views and the not-a-digit verdict.
     """
-    x = np.asarray(x, np.float32)
-    if x.shape[-2:] != (28, 28) or x.ndim not in (2, 3):
-        raise ValueError(f"expected (28, 28) or (N, 28, 28) model input, got {x.shape}")
+    x = _inputs(x)
     if x.ndim == 2:
         return {k: v[0] for k, v in predict_views(models, x[None], view_cfg).items()}
     return predict_views(models, x, view_cfg)
 
 
+# ---------------------------------------------------------------------------------------
+# Whole readings: views, probabilities and the not-a-digit verdict
+# ---------------------------------------------------------------------------------------
+
+FarRefs = Mapping[str, novelty.FarReference]
+
+
+def _features(model, x: np.ndarray) -> np.ndarray:
+    """``(N, 28, 28) float32 [0, 1]`` -> ``(N, D) float32``: ``model``'s last hidden layer,
+    what its output layer reads (the far signal's input).
+
+    The one place that computes model features for the not-a-digit verdict (:func:`read`,
+    :func:`read_digits`, :func:`read_row`, :func:`far_ratios`, and through it
+    :func:`mnist_core.reading.novelty.far_ratios` and ``novelty.check``): today a second forward
+    pass beside ``predict_proba``; a one-pass forward (probabilities and features from the
+    same pass) replaces it here."""
+    return np.asarray(model.embedding_features(np.asarray(x, np.float32)), np.float32)
+
+
+def far_ratios(models: Mapping, x: np.ndarray, refs: FarRefs,
+               cfg: novelty.NoveltyConfig = novelty.DEFAULT, *, skip_exact: bool = False
+               ) -> dict[str, np.ndarray]:
+    """Each voting model's distance ratio for model inputs ``x`` ``(N, 28, 28)``: model name
+    -> ``(N,) float``. Voting: the model has a map in ``refs`` made from its own weights
+    (:meth:`~mnist_core.reading.novelty.FarReference.matches`); ``skip_exact`` leaves a mapped digit
+    itself out of its neighbours (to measure the mapped digits)."""
+    x = np.asarray(x, np.float32).reshape(-1, 28, 28)
+    out = {}
+    for name, model in models.items():
+        ref = refs.get(name)
+        if ref is None or not ref.matches(model):
+            continue
+        out[name] = ref.ratios(_features(model, x), skip_exact=skip_exact)
+    return out
+
+
+def read(x: np.ndarray, models: dict, refs: FarRefs | None = None,
+         view_cfg: ViewConfig | None = None, *, judge_image: bool = True,
+         novelty_cfg: novelty.NoveltyConfig = novelty.DEFAULT) -> Reading | list[Reading]:
+    """Model inputs read whole: each one's views, every model's probabilities (as
+    :func:`read_input` gives them) and the not-a-digit verdict.
+
+    ``x``: ``(28, 28)`` -> one :class:`Reading`; ``(N, 28, 28)`` -> a list of ``N``
+    (float32 in [0, 1], white on black). ``refs``: the shipped models' maps
+    (:func:`mnist_core.reading.novelty.references`) for the verdict's far signal; None or empty:
+    judged on ink, stroke width and the models' doubt only. ``judge_image`` False: only
+    the models' doubt is judged, for inputs made from a digit on purpose (Stress test's
+    noise and thickening, an adversarial change), which are digits by construction and
+    whose extra ink is the point. All inputs' views go through each model in one batch,
+    and each voting model's features in one more.
+    """
+    x = _inputs(x)
+    if x.ndim == 2:
+        return _whole(x[None], models, refs, view_cfg, novelty_cfg, judge_image=judge_image)[0]
+    return _whole(x, models, refs, view_cfg, novelty_cfg, judge_image=judge_image)
+
+
+def _whole(x: np.ndarray, models: dict, refs: FarRefs | None, view_cfg: ViewConfig | None,
+           cfg: novelty.NoveltyConfig, stages: list[Stages] | None = None, *,
+           judge_image: bool = True) -> list[Reading]:
+    """The one reading path: views made once (shown and averaged over), probabilities,
+    features for the far signal (:func:`_features`) and each input's verdict."""
+    configs = {name: model_config(m, view_cfg) for name, m in models.items()}
+    named = view_sets(x, configs.values())
+    probs = predict_views(models, x, view_cfg, named=named)
+    far = far_ratios(models, x, refs, cfg) if refs and judge_image else {}
+    out = []
+    for i, image in enumerate(x):
+        p = {k: v[i] for k, v in probs.items()}
+        verdict = novelty.check(p, image if judge_image else None, cfg,
+                                far={k: float(v[i]) for k, v in far.items()})
+        out.append(Reading(image, p, {k: named[c][i] for k, c in configs.items()}, verdict,
+                           None if stages is None else stages[i]))
+    return out
+
+
 def read_digit(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT,
-               view_cfg: ViewConfig | None = None, *, canvas: bool = False) -> Reading:
-    """All ink in ``image`` as one digit, read by :func:`read_input`. ``canvas``: an RGBA
-    drawing from the app's canvas, whose alpha is the ink (see
-    :func:`~mnist_core.preprocess.preprocess`). Raises ``NoDigitError`` for a blank image."""
+               view_cfg: ViewConfig | None = None, *, canvas: bool = False,
+               refs: FarRefs | None = None) -> Reading:
+    """All ink in ``image`` as one digit, preprocessed and then read by :func:`read`.
+    ``canvas``: an RGBA drawing from the app's canvas, whose alpha is the ink (see
+    :func:`~mnist_core.preprocess.preprocess`); ``refs`` as for :func:`read`. Raises
+    ``NoDigitError`` for a blank image."""
     stages = preprocess(image, config, canvas=canvas)
-    return Reading(stages, read_input(stages.final, models, view_cfg))
+    return _read([stages], models, view_cfg, refs)[0]
 
 
 def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT,
-                view_cfg: ViewConfig | None = None, *, canvas: bool = False) -> list[Reading]:
-    """Every digit in ``image``, left to right, read by :func:`read_input` (all digits' views
-    go through each model in one batch). Where strokes may be one wide digit or two
-    touching ones, the reading the models are surer of, on average, is kept
+                view_cfg: ViewConfig | None = None, *, canvas: bool = False,
+                refs: FarRefs | None = None) -> list[Reading]:
+    """Every digit in ``image``, left to right, each read whole by :func:`read` (all
+    digits' views go through each model in one batch). Where strokes may be one wide digit
+    or two touching ones, the reading the models are surer of, on average, is kept
     (:func:`~mnist_core.preprocess.segment`). An image whose ink, read as one digit, is a
     solid patch (:func:`mnist_core.reading.novelty.ink_reasons`: noise, a blot) is not split: one
-    reading of all of it. ``canvas`` as for :func:`read_digit`."""
+    reading of all of it. ``canvas`` and ``refs`` as for :func:`read_digit`."""
     parts, _ = _parts(image, models, config, canvas)
-    return _read(parts, models, view_cfg)
+    return _read(parts, models, view_cfg, refs)
 
 
 def read_row(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT,
-             view_cfg: ViewConfig | None = None, *, canvas: bool = False
-             ) -> tuple[Reading, list[Reading]]:
+             view_cfg: ViewConfig | None = None, *, canvas: bool = False,
+             refs: FarRefs | None = None) -> tuple[Reading, list[Reading]]:
     """``(whole, digits)``: :func:`read_digits`'s ``digits``, and ``whole``, all the ink read
     as one digit (:func:`read_digit`): the one digit found, or a row of digits preprocessed
     once more as one, in the same batch through the models."""
     parts, whole = _parts(image, models, config, canvas)
     if whole is parts[0]:
-        readings = _read(parts, models, view_cfg)
+        readings = _read(parts, models, view_cfg, refs)
         return readings[0], readings
-    readings = _read([*parts, whole], models, view_cfg)
+    readings = _read([*parts, whole], models, view_cfg, refs)
     return readings[-1], readings[:-1]
 
 
@@ -110,14 +214,17 @@ def _parts(image: np.ndarray, models: dict, config: PreprocessConfig, canvas: bo
     return ([whole] if novelty.ink_reasons(whole.final)[2] else parts), whole
 
 
-def _read(stages: list[Stages], models: dict, view_cfg: ViewConfig | None) -> list[Reading]:
-    probs = read_input(np.stack([s.final for s in stages]), models, view_cfg)
-    return [Reading(s, {k: v[i] for k, v in probs.items()}) for i, s in enumerate(stages)]
+def _read(stages: list[Stages], models: dict, view_cfg: ViewConfig | None,
+          refs: FarRefs | None) -> list[Reading]:
+    x = np.stack([s.final for s in stages]).astype(np.float32)
+    return _whole(x, models, refs, view_cfg, novelty.DEFAULT, stages)
 
 
-def agreement(reading: Reading) -> tuple[bool, dict[int, list[str]]]:
-    """Whether all models name the same digit, and which models voted for which digit."""
+def agreement(reading: Reading | Mapping[str, np.ndarray]) -> tuple[bool, dict[int, list[str]]]:
+    """Whether all models name the same digit, and which models voted for which digit
+    (of a reading, or of model name -> ``(10,)`` probabilities)."""
+    probs = reading.probs if isinstance(reading, Reading) else reading
     votes: dict[int, list[str]] = {}
-    for name in reading.probs:
-        votes.setdefault(reading.digit(name), []).append(name)
+    for name, p in probs.items():
+        votes.setdefault(int(np.argmax(p)), []).append(name)
     return len(votes) <= 1, votes

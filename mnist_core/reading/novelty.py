@@ -229,15 +229,10 @@ def far_ratios(models: Mapping, x: np.ndarray, refs: Mapping[str, FarReference],
                cfg: NoveltyConfig = DEFAULT, *, skip_exact: bool = False
                ) -> dict[str, np.ndarray]:
     """Each voting model's distance ratio for model inputs ``x`` ``(N, 28, 28)``: model name
-    -> ``(N,)``. Voting: the model has a map in ``refs`` made from its own weights."""
-    x = np.asarray(x, np.float32).reshape(-1, 28, 28)
-    out = {}
-    for name, model in models.items():
-        ref = refs.get(name)
-        if ref is None or not ref.matches(model):
-            continue
-        out[name] = ref.ratios(model.embedding_features(x), skip_exact=skip_exact)
-    return out
+    -> ``(N,)``. Voting: the model has a map in ``refs`` made from its own weights.
+    :func:`mnist_core.reading.inference.far_ratios`, where the models' features are computed."""
+    from .inference import far_ratios as measured  # inference reads with this module
+    return measured(models, x, refs, cfg, skip_exact=skip_exact)
 
 
 def references(directory: str | Path, cfg: NoveltyConfig = DEFAULT

@@ -304,7 +304,7 @@ def train_network(data: Dataset, cfg: TrainConfig, arch, callback: Callback | No
             net.precise_batchnorm(precise_bn_sample(x, cfg, engine),
                                   engine.bn_batch or cfg.batch_size, ctx)
 
-    blas = tuning.blas_limit(engine.blas_threads)
+    blas = tuning.blas_threads(engine.blas_threads)
     try:
         history, stopped = run_epochs(cfg, feeder, steps, step, lambda xv: net.folded().predict_proba(xv), x_val,
                                       y_val, callback, stop, before_validation, net)
