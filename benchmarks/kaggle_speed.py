@@ -98,7 +98,7 @@ def worker_memory(path: Path) -> dict:
     """Peak memory of parsing ``path``, alone in this process."""
     import tracemalloc
 
-    from mnist_core import kaggle
+    from mnist_core.classroom import kaggle
 
     raw = read_csv_bytes(path)
     rss = h.rss_mb()
@@ -141,7 +141,7 @@ def _load_models(artifacts: Path) -> dict:
 def worker_speed(files: dict[str, Path], data: str, artifacts: Path, big: bool) -> dict:
     from threadpoolctl import threadpool_limits
 
-    from mnist_core import kaggle
+    from mnist_core.classroom import kaggle
     from mnist_core.datasets.data import load_dataset, to_float
     from mnist_core.insight.evaluate import time_single
 

@@ -159,7 +159,8 @@ def test_predict_preprocesses_a_single_digit_once(tiny_artifacts, tmp_path, monk
                                                   capsys):
     """One ``read_digits`` call: its one reading is the whole-image answer; a row of
     digits is also read whole, which needs the image preprocessed once more."""
-    from mnist_core import cli, inference
+    from mnist_core import cli
+    from mnist_core.reading import inference
 
     seen = []
 
@@ -190,7 +191,9 @@ def test_predict_json_says_when_an_image_does_not_look_like_a_digit(tmp_path, ca
     digit, scanned as dark ink on white, is not; a row reports it for every digit."""
     from conftest import SHIPPED_ARTIFACTS
 
-    from mnist_core import cli, novelty
+    from mnist_core import cli
+
+    from mnist_core.reading import novelty
 
     digit = load_gallery(SHIPPED_ARTIFACTS).images[0]          # (28, 28) uint8, white on black
     scan = 255 - cv2.resize(digit, (280, 280), interpolation=cv2.INTER_LINEAR)

@@ -238,7 +238,7 @@ def test_csv_plain_and_general_parsers_agree():
 @pytest.fixture
 def tiny_blocks(monkeypatch):
     # A block of ~one row, so checks that span the file cross block edges.
-    from mnist_core import data
+    from mnist_core.datasets import data
     monkeypatch.setattr(data, "CSV_BLOCK_BYTES", 100)
 
 

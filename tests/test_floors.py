@@ -102,7 +102,7 @@ WRITER_FLOORS = {"numpy": 0.97, "dense": 0.97, "cnn": 0.985}
 
 @pytest.fixture(scope="module")
 def held_out_writers():
-    from mnist_core import writers
+    from mnist_core.training import writers
     from mnist_core.artifacts.files import read_manifest
 
     try:
@@ -119,7 +119,7 @@ def held_out_writers():
 
 @pytest.mark.parametrize("name", WRITER_FLOORS)
 def test_held_out_writers_floor(name, held_out_writers):
-    from mnist_core import writers
+    from mnist_core.training import writers
 
     scores = writers.score({name: shipped_models()[name]}, held_out_writers)
     for set_name, per_model in scores.items():

@@ -112,7 +112,7 @@ def test_the_split_judge_reads_with_the_networks_own_softmax(monkeypatch, models
     digits touching strokes hold must not see it, or its margin means something else."""
     import copy
 
-    from mnist_core import inference
+    from mnist_core.reading import inference
 
     x = np.zeros((1, 28, 28), np.float32)
     x[0, 6:22, 12:16] = 1.0
@@ -143,12 +143,12 @@ def test_the_split_judge_reads_with_the_networks_own_softmax(monkeypatch, models
 
 @pytest.fixture(scope="module")
 def refs():
-    from mnist_core import novelty
+    from mnist_core.reading import novelty
     return novelty.references(DEFAULT_DIR)
 
 
 def test_read_gives_views_probabilities_and_the_verdict_of_a_model_input(models, refs):
-    from mnist_core import novelty
+    from mnist_core.reading import novelty
     from mnist_core.reading.inference import read
     from mnist_core.models.views import model_config, named_views
 
@@ -183,7 +183,7 @@ def test_read_gives_views_probabilities_and_the_verdict_of_a_model_input(models,
 
 
 def test_read_digits_carries_the_verdict_and_the_views_of_every_digit(models, refs):
-    from mnist_core import novelty
+    from mnist_core.reading import novelty
 
     readings = read_digits(TWO_HUNDRED, models, canvas=True, refs=refs)
     assert len(readings) == 3
@@ -201,7 +201,7 @@ def test_every_feature_for_the_verdict_comes_from_one_function(monkeypatch, mode
     """``inference._features`` is the one place the far signal gets model features (the
     engine may later give them from the same forward pass as the probabilities): one call
     per voting model for a whole batch of inputs, also through ``novelty``'s API."""
-    from mnist_core import inference, novelty
+    from mnist_core.reading import inference, novelty
 
     calls = []
     real = inference._features
