@@ -65,6 +65,15 @@ ACTIVATIONS: dict[str, tuple[Any, Any]] = {
 _ONNX_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "softmax": "Softmax"}
 
 
+def _onnx_activation(g, name: str, x: str) -> str:
+    """``name``'s node on tensor ``x``; a softmax over the channels, where ``x`` is
+    channels-first (ONNX's default axis would be the width)."""
+    if name == "linear":
+        return x
+    attrs = {"axis": 1} if name == "softmax" and g.is_channels_first(x) else {}
+    return g.op(_ONNX_OPS[name], [x], **attrs)
+
+
 def _check_activation(name: str) -> str:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation {name!r} is not supported")
@@ -234,7 +243,7 @@ class _Linear(Layer):
         raise NotImplementedError
 
     def _onnx_activation(self, g, x: str) -> str:
-        return x if self.activation == "linear" else g.op(_ONNX_OPS[self.activation], [x])
+        return _onnx_activation(g, self.activation, x)
 
     def _bias_or_zeros(self) -> np.ndarray:
         return self.bias if self.bias is not None else np.zeros(self.kernel.shape[-1],
@@ -410,6 +419,7 @@ class BatchNormalization(Layer):
 
     kind = "BatchNormalization"
     built_by_keras = True
+    axis: int = -1  # as a file gives it: -1 or the input's last axis (checked by out_shape)
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, scale: bool = True,
                  center: bool = True):
@@ -434,6 +444,11 @@ class BatchNormalization(Layer):
         self.gamma = w.pop(0) if self.scale else None
         self.beta = w.pop(0) if self.center else None
         self.moving_mean, self.moving_var = w
+
+    def out_shape(self, in_shape):
+        if self.axis not in (-1, len(in_shape)):  # axis counts the batch axis
+            raise ValueError("only BatchNormalization over the last axis is supported")
+        return in_shape
 
     def init(self, in_shape, rng):
         c = in_shape[-1]
@@ -508,10 +523,14 @@ class BatchNormalization(Layer):
 
     @classmethod
     def from_keras(cls, cfg):
-        if cfg.get("axis", -1) not in (-1, 3, [-1], [3], 1, [1]):
+        axis = cfg.get("axis", -1)
+        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+        if axis not in (-1, 1, 2, 3):
             raise ValueError("only BatchNormalization over the last axis is supported")
-        return cls(cfg.get("momentum", 0.99), cfg.get("epsilon", 1e-3), cfg.get("scale", True),
-                   cfg.get("center", True))
+        layer = cls(cfg.get("momentum", 0.99), cfg.get("epsilon", 1e-3), cfg.get("scale", True),
+                    cfg.get("center", True))
+        layer.axis = axis
+        return layer
 
     def onnx(self, g, x):
         scale, shift = self.affine()
@@ -548,7 +567,7 @@ class Activation(Layer):
         return cls(cfg["activation"])
 
     def onnx(self, g, x):
-        return x if self.activation == "linear" else g.op(_ONNX_OPS[self.activation], [x])
+        return _onnx_activation(g, self.activation, x)
 
 
 class ReLU(Activation):

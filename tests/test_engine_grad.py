@@ -1,19 +1,25 @@
-"""Look inside's Keras views in NumPy (mnist_core/keras_numpy_grad.py) against Keras itself:
-input gradients against TensorFlow's GradientTape and central differences, feature maps and
-hidden activations against Keras's own layer outputs, for the shipped models and for small
-random networks holding every layer type the NumPy evaluator reads."""
+"""Input gradients of the engine (``Sequential.input_gradient``, each layer's
+``backward``) against TensorFlow's GradientTape and central differences: the shipped
+models, small random networks holding every layer kind, each layer kind on its own in
+float64; and Look inside's views (feature maps, hidden activations) against Keras's own
+layer outputs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHIPPED_ARTIFACTS
+from conftest import SHIPPED_ARTIFACTS, numeric_grad
 
-from mnist_core.models.model import KerasModel, _keras_bytes
+from mnist_core.engine.layers import (INFER, LAYERS, Activation, AveragePooling2D,
+                                      BatchNormalization, Context, Conv2D, Dense, Dropout,
+                                      Flatten, MaxPooling2D, ReLU)
+from mnist_core.models.model import KerasModel
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 from keras import layers  # noqa: E402
+
+from mnist_core.models.keras_tf import to_bytes  # noqa: E402
 
 
 def tape_gradient(net, image: np.ndarray, target: int) -> np.ndarray:
@@ -99,7 +105,7 @@ def test_shipped_views_match_keras_layer_outputs(shipped):
 
 
 # ---------------------------------------------------------------------------------------
-# Small random networks: every layer type, odd shapes
+# Small random networks: every layer kind, odd shapes
 # ---------------------------------------------------------------------------------------
 
 def randomised(net, seed: int):
@@ -176,7 +182,12 @@ def random_net(request):
     name, seed = request.param
     keras.utils.set_random_seed(seed)
     net = randomised(BUILDERS[name](), seed)
-    return KerasModel.from_bytes(_keras_bytes(net), name=name), net
+    return KerasModel.from_bytes(to_bytes(net), name=name), net
+
+
+def test_the_random_networks_hold_every_layer_kind():
+    kinds = {layer.__class__.__name__ for build in BUILDERS.values() for layer in build().layers}
+    assert kinds == set(LAYERS)
 
 
 def random_images(seed: int, n: int = 2) -> list[np.ndarray]:
@@ -200,8 +211,8 @@ def test_random_network_gradients_match_gradient_tape(random_net):
 
 
 def test_random_network_gradients_match_finite_differences(random_net):
-    """Central differences of the fast path's log-probability (``predict_proba``, float32)
-    at pixels where no max-pooling window or ReLU kink lies within the step."""
+    """Central differences of the predict path's log-probability (``predict_proba``,
+    float32) at pixels where no max-pooling window or ReLU kink lies within the step."""
     model, _ = random_net
     image = random_images(11, 1)[0]
     eps, checked = 1e-2, 0
@@ -218,12 +229,110 @@ def test_random_network_gradients_match_finite_differences(random_net):
     assert checked == 12
 
 
+def test_float64_input_gradient_matches_finite_differences(random_net):
+    """The whole chain in float64, every pixel of a small crop: exact to rounding."""
+    model, _ = random_net
+    net = model.network.copy()
+    for layer in net.layers:
+        layer.set_weights([w.astype(np.float64) for w in layer.weights])
+    image = random_images(13, 1)[0].astype(np.float64)
+    target = 3
+    grad = net.input_gradient(image, target)
+    assert grad.dtype == np.float64 and grad.shape == (28, 28)
+    crop = image[8:14, 9:15].copy()
+
+    def log_p() -> float:
+        x = image.copy()
+        x[8:14, 9:15] = crop
+        return float(np.log(net.predict_proba(x[None])[0, target]))
+
+    numeric = numeric_grad(log_p, crop)
+    assert np.abs(numeric).max() > 1e-6
+    np.testing.assert_allclose(grad[8:14, 9:15], numeric, rtol=1e-5,
+                               atol=1e-7 * np.abs(numeric).max() + 1e-10)
+
+
+# ---------------------------------------------------------------------------------------
+# Each layer kind's backward, float64, inference and training mode
+# ---------------------------------------------------------------------------------------
+
+def _layer_cases():
+    return {
+        "dense-tanh": (Dense(5, "tanh"), (7,)),
+        "dense-softmax": (Dense(5, "softmax"), (7,)),
+        "dense-sigmoid-nobias": (Dense(5, "sigmoid", use_bias=False), (7,)),
+        "conv-same-even": (Conv2D(3, 4, padding="same", activation="tanh"), (6, 5, 2)),
+        "conv-valid": (Conv2D(3, (3, 2), activation="sigmoid"), (6, 5, 2)),
+        "batchnorm-4d": (BatchNormalization(), (4, 3, 3)),
+        "batchnorm-2d-noscale": (BatchNormalization(scale=False), (5,)),
+        "batchnorm-2d-nocenter": (BatchNormalization(center=False), (5,)),
+        "activation-softmax": (Activation("softmax"), (6,)),
+        "activation-sigmoid": (Activation("sigmoid"), (4, 3, 2)),
+        "relu": (ReLU(), (4, 3, 2)),
+        "maxpool-ragged": (MaxPooling2D((2, 3)), (5, 7, 2)),
+        "avgpool-ragged": (AveragePooling2D((3, 2)), (7, 5, 2)),
+        "flatten": (Flatten(), (3, 2, 2)),
+        "dropout": (Dropout(0.4), (6,)),
+    }
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["infer", "train"])
+@pytest.mark.parametrize("case", list(_layer_cases()))
+def test_each_layer_backward_matches_finite_differences(case, train):
+    layer, shape = _layer_cases()[case]
+    rng = np.random.default_rng(3)
+    layer.init(shape, rng)
+    layer.set_weights([w.astype(np.float64) + rng.normal(0, 0.3, w.shape)
+                       if i < layer.n_trainable else
+                       (np.abs(w.astype(np.float64) + rng.normal(0, 0.3, w.shape)) + 0.2)
+                       for i, w in enumerate(layer.weights)])
+    x = rng.normal(0, 1, (4, *shape))
+    weights = rng.normal(0, 1, (4, *layer.out_shape(shape)))  # L = sum(y * weights)
+
+    def ctx():  # the same dropout mask on every pass
+        return Context(train=True, rng=np.random.default_rng(9)) if train else INFER
+
+    def loss() -> float:
+        return float((layer.forward(x, ctx())[0] * weights).sum())
+
+    y, cache = layer.forward(x, ctx())
+    assert y.shape == weights.shape and y.dtype == np.float64
+    dx, dw = layer.backward(cache, weights)
+    numeric = numeric_grad(loss, x)
+    assert np.abs(numeric).max() > 1e-3
+    np.testing.assert_allclose(dx, numeric, rtol=1e-5, atol=1e-8)
+    assert len(dw) == layer.n_trainable
+    for w, g in zip(layer.weights, dw):
+        np.testing.assert_allclose(g, numeric_grad(loss, w), rtol=1e-5, atol=1e-8)
+    # need_dx=False: the same weight gradients, no input gradient.
+    _, cache = layer.forward(x, ctx())
+    none, dw2 = layer.backward(cache, weights, need_dx=False)
+    assert none is None
+    for a, b in zip(dw, dw2):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_max_pooling_routes_a_tie_to_the_first_maximum_as_tensorflow():
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    x[0, 0, 1, 0] = x[0, 1, 0, 0] = 1.0  # two maxima in the first window
+    g = np.ones((1, 2, 2, 1), np.float32)
+    pool = MaxPooling2D(2)
+    mine = pool.backward(pool.forward(x)[1], g)[0]
+    t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        y = tf.nn.max_pool2d(t, 2, 2, "VALID")
+    ref = tape.gradient(y, t, output_gradients=tf.constant(g)).numpy()
+    np.testing.assert_array_equal(mine, ref)
+    assert mine.sum() == 4
+
+
 def test_importing_the_gradients_loads_no_tensorflow():
     import subprocess
     import sys
 
     from conftest import REPO
-    code = ("import sys, numpy as np, mnist_core.keras_numpy_grad; "
+    code = ("import sys, numpy as np; "
             "from mnist_core.artifacts.files import load_models; "
             "ms = load_models('artifacts'); x = np.zeros((28, 28), np.float32); "
             "[m.input_gradient(x, 1) for m in ms.values()]; "
