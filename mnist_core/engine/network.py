@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import tuning
-from .layers import INFER, Activation, BatchNormalization, Context, Dense, Layer, _Linear, softmax
+from .layers import INFER, Activation, BatchNormalization, Context, Dense, Layer, Linear, softmax
 
 
 def snake_case(kind: str) -> str:
@@ -99,7 +99,7 @@ class Sequential:
         layers: list[Layer] = []
         for layer in self.layers:
             last = layers[-1] if layers else None
-            if isinstance(last, _Linear) and last.activation == "linear":
+            if isinstance(last, Linear) and last.activation == "linear":
                 if isinstance(layer, BatchNormalization):
                     last.fold(*layer.affine())
                     continue
@@ -166,7 +166,7 @@ class Sequential:
         exact where ``p_t`` underflows); any other output as ``log(p + 1e-12)``."""
         x = self.batch(image)[:1]
         softmax_head = getattr(self.layers[-1], "activation", "") == "softmax" and \
-            isinstance(self.layers[-1], _Linear)
+            isinstance(self.layers[-1], Linear)
         y, caches = self.forward(x, INFER, logits=softmax_head)
         p = softmax(y) if softmax_head else y
         onehot = np.zeros_like(p)
@@ -210,7 +210,7 @@ class Sequential:
         ``(B,)`` int: ``(mean smoothed cross-entropy, logits (B, classes), grads in
         params() order, caches for update_moving_stats)``."""
         last = self.layers[-1] if self.layers else None
-        if not isinstance(last, _Linear) or last.activation != "softmax":
+        if not isinstance(last, Linear) or last.activation != "softmax":
             raise ValueError("the network must end in a Dense layer with a softmax")
         logits, caches = self.forward(x, ctx, logits=True)
         loss, g = softmax_cross_entropy(logits, y, label_smoothing)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ..engine.layers import (Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+from ..engine.layers import (BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                              Layer, MaxPooling2D, ReLU)
 from ..engine.network import Sequential
 
