@@ -302,12 +302,12 @@ _TRAIN = """
 os.environ['KERAS_BACKEND'] = '@BACKEND@'
 import numpy as np, keras
 from mnist_core.datasets.data import load_dataset, to_float
-from mnist_core.models.keras_tf import build_cnn
+from mnist_core.models.keras_tf import build
 from mnist_core.artifacts.registry import REGISTRY
 data = load_dataset(os.environ['MNIST_DATA'])
 x = to_float(data.x_train[:1000])[..., None]
 y = np.eye(10, dtype=np.float32)[data.y_train[:1000]]
-net = build_cnn(REGISTRY['cnn'].live_arch)
+net = build(REGISTRY['cnn'].live_arch)
 net.compile(optimizer=keras.optimizers.AdamW(3e-3), loss='categorical_crossentropy')
 net.fit(x, y, batch_size=128, epochs=1, verbose=0)
 net.predict(to_float(data.x_test)[..., None], verbose=0, batch_size=512)
@@ -503,7 +503,7 @@ def _train_worker_section(rows: dict, after: dict | None = None) -> str:
     return "\n".join([
         "## Train live without TensorFlow", "",
         "Train live and Teach now train the Keras architectures in NumPy "
-        "(`mnist_core/keras_numpy_train.py`, the `numpy` engine of "
+        "(the engine, `mnist_core/engine/`, through the `numpy` engine of "
         "`package.train_in_worker`): the same layers, initialisation, training-mode "
         "BatchNorm and Dropout, smoothed cross-entropy, Keras's AdamW and cosine schedule, "
         "saved as a real `.keras` file; neither the server nor the worker imports "
@@ -575,13 +575,13 @@ Each measured in a fresh Python process (`--options`); RSS is `VmRSS` after the 
 
 | option | RSS | latency | install | verdict |
 |---|---|---|---|---|
-| **NumPy gradients and layer outputs** (`mnist_core/keras_numpy_grad.py`): Look inside's views of every model in NumPy | {get('numpy', 'loaded_mb')} MB with all 4 models loaded (the process, not added to the server) | every view of all 4 models (4 input gradients, feature maps or activations): {get('numpy', 'views_ms', '{:.1f}')} ms | 0 (NumPy, h5py: already there) | **chosen for Look inside**: exact (the tests hold it to GradientTape within 1e-4 of the largest value), no start-up, no new dependency |
+| **NumPy gradients and layer outputs** (`mnist_core/engine/`): Look inside's views of every model in NumPy | {get('numpy', 'loaded_mb')} MB with all 4 models loaded (the process, not added to the server) | every view of all 4 models (4 input gradients, feature maps or activations): {get('numpy', 'views_ms', '{:.1f}')} ms | 0 (NumPy, h5py: already there) | **chosen for Look inside**: exact (the tests hold it to GradientTape within 1e-4 of the largest value), no start-up, no new dependency |
 | TensorFlow in the server (before) | {get('tensorflow', 'import_mb')} MB after `import tensorflow, keras`, {get('tensorflow', 'loaded_mb')} MB with the 3 Keras networks | 3 GradientTape gradients: {get('tensorflow', 'grads_ms')} ms, after {get('tensorflow', 'seconds', '{:.1f}')} s of import and loading | {get('tensorflow', 'install_mb')} MB (`tensorflow/`) | what pushed the server to 800 MB-1.2 GB; no longer imported by the app |
-| onnxruntime kept for inference | {get('onnxruntime', 'import_mb')} MB after import | n/m (inference only) | {get('onnxruntime', 'install_mb')} MB | rejected for the server's drawings and gradients: predictions already run in NumPy, and ONNX Runtime has no input gradients, so saliency would still need TensorFlow or the NumPy backward pass; later kept for batches of 1,024+ images only (Kaggle, evaluate, bench: mnist_core/onnx_batch.py, KAGGLE_SPEED.md), loaded on the first such batch |
+| onnxruntime kept for inference | {get('onnxruntime', 'import_mb')} MB after import | n/m (inference only) | {get('onnxruntime', 'install_mb')} MB | rejected for the server's drawings and gradients: predictions already run in NumPy, and ONNX Runtime has no input gradients, so saliency would still need TensorFlow or the NumPy backward pass; later kept for batches of 1,024+ images only (Kaggle, evaluate, bench: mnist_core/engine/onnx_graph.py, KAGGLE_SPEED.md), loaded on the first such batch |
 | Keras 3 on the JAX backend | {get('keras-jax', 'import_mb')} MB after import, {get('keras-jax', 'loaded_mb')} MB with the 3 networks, {get('keras-jax', 'rss_mb')} MB after compiling their gradients | 3 `jax.grad` gradients: {get('keras-jax', 'grads_ms', '{:.1f}')} ms, after {get('keras-jax', 'seconds', '{:.1f}')} s of import, loading and compiling | {get('keras-jax', 'install_mb')} MB (jax, jaxlib, scipy) | rejected for the server (still ~{get('keras-jax', 'loaded_mb')} MB); a candidate for the training worker (below) |
 | **Training in a worker process** (`package.train_in_worker`) | server: at most {server} MB on every page (the "after" table); the worker adds, at its peak: {', '.join(f'{k} {v} MB' for k, v in worker.items()) or 'n/m'}, and all of it goes when training ends | first batch after {get('worker', 'numpy_worker_first_batch_s', '{:.1f}')} s (NumPy MLP) and {get('worker', 'dense_worker_first_batch_s', '{:.1f}')} s (Keras dense; 3.4 s while the worker imported TensorFlow); a whole 1,000-image NumPy run {get('worker', 'numpy_worker_s', '{:.2f}')} s in the worker against {get('worker', 'numpy_in_process_s', '{:.2f}')} s in-process | 0 | **chosen for Train live**, for every model: the NumPy MLP too, since its worker costs ~{overhead:.1f} s a training and keeps the training's buffers (the server kept +{kept} MB after one NumPy run before) and its CPU out of the server |
 | the training worker on JAX instead of TensorFlow | CNN, 1,000 images, 1 epoch: peak {get('train-jax', 'peak_mb')} MB on JAX against {get('train-tensorflow', 'peak_mb')} MB on TensorFlow | {get('train-jax', 'seconds', '{:.1f}')} s against {get('train-tensorflow', 'seconds', '{:.1f}')} s | {get('keras-jax', 'install_mb')} MB more (TensorFlow stays for the CLI's `fast_predict_fn`) | rejected: still over the budget beside the server |
-| **the Keras architectures trained in NumPy** (`mnist_core/keras_numpy_train.py`) | the worker's peak at Train live's default (10,000 images) and maximum (20,000) below, "Train live without TensorFlow" | the same section | 0 | **chosen for Train live and Teach**: no TensorFlow in any process of the app |
+| **the Keras architectures trained in NumPy** (`mnist_core/engine/`, `mnist_core/training/train.py`) | the worker's peak at Train live's default (10,000 images) and maximum (20,000) below, "Train live without TensorFlow" | the same section | 0 | **chosen for Train live and Teach**: no TensorFlow in any process of the app |
 
 What the numbers say: the server itself stays under the budget on every page, Look inside
 and Train live included. A worker that imported TensorFlow put server and worker together
