@@ -197,28 +197,34 @@ def test_read_digits_carries_the_verdict_and_the_views_of_every_digit(models, re
     assert whole.flagged
 
 
-def test_every_feature_for_the_verdict_comes_from_one_function(monkeypatch, models, refs):
-    """``inference._features`` is the one place the far signal gets model features (the
-    engine may later give them from the same forward pass as the probabilities): one call
-    per voting model for a whole batch of inputs, also through ``novelty``'s API."""
+def test_a_reading_runs_each_model_once_and_takes_the_features_from_that_pass(
+        monkeypatch, models, refs):
+    """``read`` gives probabilities and, for each model voting on the far signal, its
+    features from one forward pass per model per batch; the verdict is the one features
+    computed on their own give (``inference._features``, through ``novelty``'s API)."""
     from mnist_core.reading import inference, novelty
 
     calls = []
-    real = inference._features
-
-    def counting(model, x):
-        calls.append(len(x))
-        return real(model, x)
-
-    monkeypatch.setattr(inference, "_features", counting)
-    for name, m in models.items():   # maps checked first: only the verdict's features count
+    for name, m in models.items():   # maps checked first: only the reading's passes count
         assert name not in refs or refs[name].matches(m)
+        for method in ("predict_proba", "predict_with_features"):
+            real = getattr(m, method)
+            monkeypatch.setattr(m, method, lambda x, _real=real, _key=(name, method):
+                                (calls.append(_key), _real(x))[1])
+    one_pass = sorted((n, "predict_with_features" if n in refs else "predict_proba")
+                      for n in models)
     x = np.stack([read_digit(LONG_SEVEN, models, canvas=True).stages.final] * 3)
-    inference.read(x, models, refs)
-    assert calls == [3] * len(refs)
     calls.clear()
-    novelty.check(read_input(x[0], models), x[0], models=models, refs=refs)
-    assert calls == [1] * len(refs)
+    readings = inference.read(x, models, refs)
+    assert sorted(calls) == one_pass
+    separate = inference.far_ratios(models, x, refs)
+    assert set(separate) == set(refs)
+    for i, reading in enumerate(readings):
+        alone = novelty.check(reading.probs, x[i], far={k: float(v[i]) for k, v in separate.items()})
+        assert alone.reasons == reading.verdict.reasons
+        assert set(alone.far) == set(reading.verdict.far)
+        for name, ratio in alone.far.items():
+            assert reading.verdict.far[name] == pytest.approx(ratio, rel=1e-4)
     calls.clear()
     read_digits(TWO_HUNDRED, models, canvas=True, refs=refs)
-    assert calls == [3] * len(refs)
+    assert sorted(calls) == one_pass

@@ -109,7 +109,8 @@ def view_sets(x: np.ndarray, configs) -> dict[ViewConfig, list[NamedViews]]:
 
 
 def predict_views(models: dict, x: np.ndarray, cfg: ViewConfig | None = None, *,
-                  named: dict[ViewConfig, list[NamedViews]] | None = None
+                  named: dict[ViewConfig, list[NamedViews]] | None = None,
+                  features: dict[str, np.ndarray | None] | None = None
                   ) -> dict[str, np.ndarray]:
     """``(N, 28, 28)`` inputs -> model name -> ``(N, 10)`` probabilities, each input's
     averaged over its views.
@@ -117,7 +118,9 @@ def predict_views(models: dict, x: np.ndarray, cfg: ViewConfig | None = None, *,
     ``cfg`` None: every model uses its own ``views`` (:func:`model_config`). All views of
     all inputs go through a model as one batch. ``named``: the inputs' views already made
     (:func:`view_sets`, for every config the models use), so a caller that shows them does
-    not make them twice.
+    not make them twice. ``features``: its keys name the models whose last hidden layer is
+    wanted too; each is set to the inputs' own (their first view's) ``(N, D)`` features,
+    from the same forward pass (``Model.predict_with_features``).
     """
     x = np.asarray(x, np.float32)
     configs = {name: model_config(model, cfg) for name, model in models.items()}
@@ -134,7 +137,12 @@ def predict_views(models: dict, x: np.ndarray, cfg: ViewConfig | None = None, *,
             batch = np.stack([img for s in stacks for _, img in s]).astype(np.float32)
             batches[view_cfg] = (batch, owner, counts)
         batch, owner, counts = batches[view_cfg]
-        p = np.asarray(model.predict_proba(batch), np.float32)
+        if features is not None and name in features:
+            p, f = model.predict_with_features(batch)
+            features[name] = f[np.searchsorted(owner, np.arange(len(x)))]  # the inputs
+        else:
+            p = model.predict_proba(batch)
+        p = np.asarray(p, np.float32)
         total = np.zeros((len(x), p.shape[1]), np.float32)
         np.add.at(total, owner, p)
         out[name] = total / counts

@@ -87,11 +87,10 @@ def _features(model, x: np.ndarray) -> np.ndarray:
     """``(N, 28, 28) float32 [0, 1]`` -> ``(N, D) float32``: ``model``'s last hidden layer,
     what its output layer reads (the far signal's input).
 
-    The one place that computes model features for the not-a-digit verdict (:func:`read`,
-    :func:`read_digits`, :func:`read_row`, :func:`far_ratios`, and through it
-    :func:`mnist_core.reading.novelty.far_ratios` and ``novelty.check``): today a second forward
-    pass beside ``predict_proba``; a one-pass forward (probabilities and features from the
-    same pass) replaces it here."""
+    For inputs read on their own (:func:`far_ratios`, and through it
+    :func:`mnist_core.reading.novelty.far_ratios` and ``novelty.check``); a reading
+    (:func:`read`, :func:`read_digits`, :func:`read_row`) takes the features from the same
+    pass as its probabilities (:func:`~mnist_core.models.views.predict_views`)."""
     return np.asarray(model.embedding_features(np.asarray(x, np.float32)), np.float32)
 
 
@@ -125,7 +124,7 @@ def read(x: np.ndarray, models: dict, refs: FarRefs | None = None,
     the models' doubt is judged, for inputs made from a digit on purpose (Stress test's
     noise and thickening, an adversarial change), which are digits by construction and
     whose extra ink is the point. All inputs' views go through each model in one batch,
-    and each voting model's features in one more.
+    which also gives each voting model's features.
     """
     x = _inputs(x)
     if x.ndim == 2:
@@ -136,12 +135,16 @@ def read(x: np.ndarray, models: dict, refs: FarRefs | None = None,
 def _whole(x: np.ndarray, models: dict, refs: FarRefs | None, view_cfg: ViewConfig | None,
            cfg: novelty.NoveltyConfig, stages: list[Stages] | None = None, *,
            judge_image: bool = True) -> list[Reading]:
-    """The one reading path: views made once (shown and averaged over), probabilities,
-    features for the far signal (:func:`_features`) and each input's verdict."""
+    """The one reading path: views made once (shown and averaged over), one forward pass
+    per model giving the probabilities and, for each model voting on the far signal (a
+    map of its own in ``refs``), its features; then each input's verdict."""
     configs = {name: model_config(m, view_cfg) for name, m in models.items()}
     named = view_sets(x, configs.values())
-    probs = predict_views(models, x, view_cfg, named=named)
-    far = far_ratios(models, x, refs, cfg) if refs and judge_image else {}
+    voters = {name for name, m in models.items()
+              if refs and judge_image and name in refs and refs[name].matches(m)}
+    features: dict[str, np.ndarray | None] = dict.fromkeys(voters)
+    probs = predict_views(models, x, view_cfg, named=named, features=features)
+    far = {name: refs[name].ratios(f) for name, f in features.items()}
     out = []
     for i, image in enumerate(x):
         p = {k: v[i] for k, v in probs.items()}
