@@ -226,5 +226,6 @@ def test_a_reading_runs_each_model_once_and_takes_the_features_from_that_pass(
         for name, ratio in alone.far.items():
             assert reading.verdict.far[name] == pytest.approx(ratio, rel=1e-4)
     calls.clear()
-    read_digits(TWO_HUNDRED, models, canvas=True, refs=refs)
-    assert sorted(calls) == one_pass
+    read_digits(TWO_HUNDRED, models, canvas=True, refs=refs)  # the splitter's judge reads too
+    assert sorted(c for c in calls if c[1] == "predict_with_features") == \
+        sorted((n, "predict_with_features") for n in refs)
