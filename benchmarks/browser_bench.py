@@ -1,15 +1,10 @@
-"""Measure the app as a user meets it, in headless Chromium; write benchmarks/BROWSER.md.
+"""The app as a user meets it, in headless Chromium; writes benchmarks/BROWSER.md: cold
+start (``streamlit run`` to Draw usable) and a warm reload, mouse-up to new probability
+bars over ``--strokes`` digits on a cleared canvas (with the server time the page's caption
+gives), and the server's RSS. Artifacts: ``--artifacts``, else ``$MNIST_STUDIO_ARTIFACTS``,
+else ``artifacts/`` when it has a manifest, else /tmp/art.
 
-* cold start: from launching ``streamlit run app.py`` to the Draw page usable (canvas shown,
-  models loaded, prompt visible), and a warm reload in a fresh browser tab;
-* stroke latency: from the mouse-up that ends a stroke (timed in the page) to the new
-  probability bars drawn, median and spread over ``--strokes`` single-stroke digits, each on
-  a cleared canvas; the page's own caption gives the server time of each of those reruns;
-* memory: the server's resident set size (``VmRSS``) with every model loaded, after the strokes.
-
-Usage: ``.venv/bin/python benchmarks/browser_bench.py [--artifacts DIR] [--strokes 24]``.
-Without ``--artifacts`` it uses ``$MNIST_STUDIO_ARTIFACTS``, else ``artifacts/`` when it has a
-manifest, else /tmp/art.
+    .venv/bin/python benchmarks/browser_bench.py --strokes 24
 """
 
 from __future__ import annotations
@@ -156,13 +151,9 @@ def run(artifacts: Path, strokes: int) -> dict:
                 if match:
                     read_ms.append(int(match.group(1)))
                     server_ms.append(int(match.group(2)))
-            result["stroke_ms"] = latencies
-            result["settled_ms"] = settled_ms
-            result["sent_ms"] = sent_ms
-            result["after_send_ms"] = after_send_ms
-            result["server_page_ms"] = server_ms
-            result["server_read_ms"] = read_ms
-            result["rss_mb"] = h.rss_mb(proc.pid)
+            result.update(stroke_ms=latencies, settled_ms=settled_ms, sent_ms=sent_ms,
+                          after_send_ms=after_send_ms, server_page_ms=server_ms,
+                          server_read_ms=read_ms, rss_mb=h.rss_mb(proc.pid))
 
             # Warm load: a new tab on the running server, until the Draw page is usable.
             tab = browser.new_page(viewport={"width": 1280, "height": 1400})
@@ -235,13 +226,7 @@ def write_report(result: dict, out: Path, command: str, note: str = "") -> str:
         "(PLOTLY_REMOUNT.md)); taken from this page's time after the send, that estimates "
         "the bars without plotly at about 95 ms after the send, 300 ms after the stroke, "
         "the debounce being two thirds of it.",
-        "",
-        "Command:",
-        "",
-        "```",
-        command,
-        "```",
-    ]
+        "", *h.code_block(command)]
     return h.write_report(out, "Browser benchmark", lines)
 
 
@@ -252,9 +237,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "BROWSER.md"))
     parser.add_argument("--note", default="", help="a sentence added to the report")
     args = parser.parse_args()
-    if h.chromium_path() is None:
-        print("error: chromium is not installed", file=sys.stderr)
-        return 2
+    h.require_chromium()
     artifacts = pick_artifacts(args.artifacts)
     result = run(artifacts, max(20, args.strokes))
     print(write_report(result, Path(args.out), h.command(), args.note))

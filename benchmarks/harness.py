@@ -12,6 +12,7 @@ import platform
 import shlex
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -188,6 +189,42 @@ def run_json(cmd: list[str], env: dict | None = None, timeout: float = 3600.0):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def spread(values) -> dict:
+    """``{"median_ms", "p90_ms", "max_ms"}`` of ``values`` (NaN when there are none)."""
+    v = sorted(values)
+    nan = float("nan")
+    return {"median_ms": statistics.median(v) if v else nan,
+            "p90_ms": v[int(0.9 * (len(v) - 1))] if v else nan, "max_ms": v[-1] if v else nan}
+
+
+class Clock:
+    """Wall seconds, the CPU seconds of process ``pid`` and the busy CPU seconds of the rest
+    of the machine (clients, other work) since it was made: :meth:`read`."""
+
+    def __init__(self, pid: int):
+        self.pid, self.t0 = pid, time.perf_counter()
+        self.cpu0, self.busy0 = cpu_seconds(pid), busy_cpu_seconds()
+
+    def read(self) -> dict:
+        cpu = cpu_seconds(self.pid) - self.cpu0
+        return {"wall_s": time.perf_counter() - self.t0, "server_cpu_s": cpu,
+                "others_cpu_s": busy_cpu_seconds() - self.busy0 - cpu}
+
+
+def require_chromium() -> None:
+    """Exit with status 2 and a message when Chromium is not installed."""
+    if chromium_path() is None:
+        print("error: chromium is not installed", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def git_commit() -> str:
+    """This checkout's short commit hash, ``?`` when git cannot say."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                          capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else "?"
+
+
 def machine(*libs: str, load_before: tuple | None = None) -> str:
     """CPU, cores, memory, load average (1, 5 and 15 minutes; ``load_before``: from
     ``os.getloadavg()`` at the start), Python, NumPy and ``libs`` (distributions, or
@@ -227,6 +264,11 @@ def table(head: list[str], rows) -> list[str]:
     """A Markdown table's lines: ``head``, then each row's cells."""
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
             *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+
+
+def code_block(command: str) -> list[str]:
+    """``Command:`` and ``command`` in a fenced block, as report lines."""
+    return ["Command:", "", "```", command, "```"]
 
 
 def write_report(path: Path | str, title: str, lines: list[str]) -> str:

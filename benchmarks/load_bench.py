@@ -1,33 +1,21 @@
 """A class at once: N browser sessions drawing on one server; write benchmarks/LOAD.md.
 
-Each session is its own browser page in one headless Chromium (its own Streamlit session
-and websocket), opens the Draw page, draws one warm-up stroke and waits for its answer
-(not counted: it loads the page's chart code), then draws ``--digits`` single-stroke
-digits, each on a cleared canvas, waiting for the new probability bars after every
-stroke. The counted strokes of all sessions start together. Reported per run:
+Each session is its own page in one headless Chromium (its own Streamlit session), opens
+Draw, draws one warm-up stroke (not counted: it loads the chart code), then ``--digits``
+single-stroke digits, each on a cleared canvas; the counted strokes of all sessions start
+together. Per run: strokes answered and errors (an exception shown, or no answer within
+``--timeout`` s); mouse-up to new bars (median, p90, max; includes the canvas's 200 ms
+debounce); server CPU per digit, server RSS before and after, and the CPU of everything
+else (the Chromium clients share this machine).
 
-* answered: strokes whose bars came back, and errors (an exception shown on the page, or
-  no answer within ``--timeout`` seconds);
-* latency from the stroke's mouse-up to the new bars drawn (median, p90, max), which
-  includes the canvas component's fixed 200 ms wait after mouse-up;
-* server CPU seconds per answered digit (the server process's user + system time), server
-  RSS before and after, and the machine's CPU used by everything else (the Chromium
-  clients, mostly) over the same time, since clients and server share this machine.
+``--photos N`` adds ``--photo-sessions`` learners on Upload uploading 12-megapixel JPEGs
+(from ``phone_photos.synthesise``), each replacing the one before, in two scenarios
+(``--photo-scenarios``): ``bursts`` (all choose a photo at once, the next burst once all
+are answered) and ``back-to-back`` (each uploads again as soon as its answer shows).
+Reported: choosing the file to the answer shown, errors, server CPU per photo, and server
+RSS idle before, after the photos and after the sessions closed (goal: within 100 MB of idle).
 
-``--photos N`` adds phone photos: ``--photo-sessions`` learners, each with Upload open
-and one photo already read (not counted: the tab loads its chart code), upload
-12-megapixel JPEGs (4.3-4.8 MB, synthesised by ``benchmarks/phone_photos.py``), each
-replacing the one before, until N photos have been read, in two scenarios
-(``--photo-scenarios``): ``bursts``, every learner choosing a photo at the same moment and
-the next burst once all are answered (a class told "upload now"), and ``back-to-back``,
-each learner uploading again the moment its answer shows. Reported: the time from choosing
-the file to the answer shown (upload over loopback included; seen by a MutationObserver
-in the page, not by polling it), errors, server CPU per photo, and the server's RSS when
-idle before, after the photos, and after every session closed and a pause (the goal: back
-within 100 MB of idle).
-
-Usage: ``.venv/bin/python benchmarks/load_bench.py --sessions 1 10 30 --digits 5 --photos 50``
-(artifacts: ``$MNIST_STUDIO_ARTIFACTS``, else ``artifacts/``).
+    .venv/bin/python benchmarks/load_bench.py --sessions 1 10 30 --digits 5 --photos 50
 """
 
 from __future__ import annotations
@@ -35,10 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import harness as h
@@ -124,9 +110,6 @@ async def session(browser, url: str, digits: int, timeout_s: float, start: async
                     step += (f" (the drawing {'was' if sent else 'was never'} sent; the page "
                              f"{'shows the empty-canvas prompt' if prompt else 'shows no prompt'}"
                              f", {await page.locator('.js-plotly-plot').count()} bar charts)")
-                    if os.environ.get("LOAD_BENCH_SHOTS"):
-                        await page.screenshot(path=f"{os.environ['LOAD_BENCH_SHOTS']}/"
-                                                   f"timeout-{index}-{i}.png")
                 out["errors"].append(f"{step}: {type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0][:100]}")
     finally:
@@ -149,26 +132,16 @@ async def run(url: str, server_pid: int, sessions: int, digits: int, timeout_s: 
             if len(ready) >= sessions:
                 break
             await asyncio.sleep(0.1)
-        rss_before = h.rss_mb(server_pid)
-        cpu0, machine0, t0 = h.cpu_seconds(server_pid), h.busy_cpu_seconds(), time.perf_counter()
+        rss_before, clock = h.rss_mb(server_pid), h.Clock(server_pid)
         start.set()
         results = await asyncio.gather(*tasks)
-        wall = time.perf_counter() - t0
-        server_cpu = h.cpu_seconds(server_pid) - cpu0
-        machine_cpu = h.busy_cpu_seconds() - machine0
+        used = clock.read()
         await browser.close()
-    latencies = sorted(ms for r in results for ms in r["latencies"])
-    errors = [e for r in results for e in r["errors"]]
-    return {
-        "sessions": sessions, "digits": sessions * digits, "answered": len(latencies),
-        "errors": errors, "wall_s": wall,
-        "median_ms": statistics.median(latencies) if latencies else float("nan"),
-        "p90_ms": latencies[int(0.9 * (len(latencies) - 1))] if latencies else float("nan"),
-        "max_ms": latencies[-1] if latencies else float("nan"),
-        "server_cpu_s": server_cpu, "others_cpu_s": machine_cpu - server_cpu,
-        "cpu_per_digit_ms": 1000 * server_cpu / max(1, len(latencies)),
-        "rss_before_mb": rss_before, "rss_after_mb": h.rss_mb(server_pid),
-    }
+    latencies = [ms for r in results for ms in r["latencies"]]
+    return {"sessions": sessions, "digits": sessions * digits, "answered": len(latencies),
+            "errors": [e for r in results for e in r["errors"]], **used, **h.spread(latencies),
+            "cpu_per_digit_ms": 1000 * used["server_cpu_s"] / max(1, len(latencies)),
+            "rss_before_mb": rss_before, "rss_after_mb": h.rss_mb(server_pid)}
 
 
 ANSWER = ".js-plotly-plot .main-svg, [data-testid=stAlertContentWarning], [data-testid=stAlertContentError]"
@@ -189,32 +162,21 @@ ANSWERED = """([selector, timeoutMs]) => new Promise((resolve, reject) => {
 })"""
 
 
-async def open_upload(browser, url: str, timeout_s: float):
-    """A new learner's tab on Upload, ready for a file: ``(context, page)``; raises if the
-    page never loads."""
-    from playwright.async_api import expect
-
-    context = await browser.new_context(viewport={"width": 1100, "height": 1100})
-    page = await context.new_page()
-    try:
-        await page.goto(f"{url}/Upload", timeout=timeout_s * 1000)
-        await expect(page.get_by_text("Choose one or more images")).to_be_visible(
-            timeout=timeout_s * 1000)
-    except Exception:
-        await context.close()
-        raise
-    return context, page
-
-
-async def remove_photo(page, timeout_s: float) -> None:
-    """Back to the prompt: the photo before removed (nothing if there was none)."""
+async def remove_photo(page, timeout_s: float, out: dict) -> bool:
+    """Back to the prompt: the photo before removed (nothing if there was none); False,
+    with the error in ``out["errors"]``, if that failed."""
     from playwright.async_api import expect
 
     remove = page.get_by_role("button", name="Remove ")
-    if await remove.count():
-        await remove.first.click()
-        await expect(page.get_by_text("Choose one or more images")).to_be_visible(
-            timeout=timeout_s * 1000)
+    try:
+        if await remove.count():
+            await remove.first.click()
+            await expect(page.get_by_text("Choose one or more images")).to_be_visible(
+                timeout=timeout_s * 1000)
+        return True
+    except Exception as exc:  # noqa: BLE001 - counted, the run goes on
+        out["errors"].append(f"removing the photo before: {type(exc).__name__}")
+        return False
 
 
 async def upload_photo(page, photo: Path, timeout_s: float, out: dict) -> None:
@@ -245,9 +207,16 @@ async def learner_tab(browser, url: str, photo: Path, timeout_s: float) -> dict:
     """A learner's tab on Upload after one photo, not counted: the tab has loaded the
     chart code, as a learner's has after a first photo. ``{"context", "page", "errors"}``;
     the page is None if it never loaded."""
-    tab: dict = {"context": None, "page": None, "errors": []}
+    from playwright.async_api import expect
+
+    tab: dict = {"context": await browser.new_context(viewport={"width": 1100, "height": 1100}),
+                 "page": None, "errors": []}
     try:
-        tab["context"], tab["page"] = await open_upload(browser, url, timeout_s)
+        page = await tab["context"].new_page()
+        await page.goto(f"{url}/Upload", timeout=timeout_s * 1000)
+        await expect(page.get_by_text("Choose one or more images")).to_be_visible(
+            timeout=timeout_s * 1000)
+        tab["page"] = page
     except Exception as exc:  # noqa: BLE001 - a page that never loads is an error
         tab["errors"].append(f"page did not load: {type(exc).__name__}")
         return tab
@@ -258,41 +227,25 @@ async def learner_tab(browser, url: str, photo: Path, timeout_s: float) -> dict:
 
 
 async def photo_learner(tab: dict, photos: list[Path], timeout_s: float,
-                        queue: asyncio.Queue) -> dict:
-    """One learner, one photo after another (the back-to-back scenario): takes photo
-    numbers off ``queue`` and, for each, removes the photo before it and uploads this one."""
+                        queue: asyncio.Queue | None = None, rounds: int = 0,
+                        barrier: asyncio.Barrier | None = None, index: int = 0) -> dict:
+    """One learner. Back to back (``queue``): takes photo numbers off ``queue``, uploading
+    each the moment the one before is answered. Bursts (``barrier``, ``rounds`` times):
+    removes the photo before, waits for the others, all choose at the same moment, and
+    the next round starts when every learner has its answer (a learner whose page did not
+    load still keeps the rounds' time)."""
     out: dict = {"latencies": [], "errors": []}
-    page = tab["page"]
-    while page is not None and not queue.empty():
-        photo = photos[queue.get_nowait() % len(photos)]
-        try:
-            await remove_photo(page, timeout_s)
-        except Exception as exc:  # noqa: BLE001 - counted, the run goes on
-            out["errors"].append(f"removing the photo before: {type(exc).__name__}")
-            continue
-        await upload_photo(page, photo, timeout_s, out)
-    return out
-
-
-async def burst_learner(tab: dict, photos: list[Path], timeout_s: float, rounds: int,
-                        barrier: asyncio.Barrier, index: int) -> dict:
-    """One learner of a class told "upload your photo now" ``rounds`` times (the bursts
-    scenario): each round every learner removes the photo before, waits for the others,
-    then all choose their photos at the same moment; the next round starts when every
-    learner has its answer. A learner whose page did not load still keeps the rounds' time."""
-    out: dict = {"latencies": [], "errors": []}
-    page = tab["page"]
-    for r in range(rounds):
-        if page is not None:
-            try:
-                await remove_photo(page, timeout_s)
-            except Exception as exc:  # noqa: BLE001
-                out["errors"].append(f"removing the photo before: {type(exc).__name__}")
-        await barrier.wait()
-        if page is not None:
-            await upload_photo(page, photos[(r * barrier.parties + index) % len(photos)],
-                               timeout_s, out)
-        await barrier.wait()
+    page, r = tab["page"], 0
+    while (r < rounds) if barrier is not None else (page is not None and not queue.empty()):
+        i = r * barrier.parties + index if barrier else queue.get_nowait()
+        removed = page is not None and await remove_photo(page, timeout_s, out)
+        if barrier:
+            await barrier.wait()
+        if page is not None and (removed or barrier is not None):
+            await upload_photo(page, photos[i % len(photos)], timeout_s, out)
+        if barrier:
+            await barrier.wait()
+        r += 1
     return out
 
 
@@ -308,13 +261,12 @@ async def run_photos(url: str, server_pid: int, learners: int, n: int, photos: l
         # fires no change event, so nothing would be uploaded.
         tabs = [await learner_tab(browser, url, photos[(i + learners) % len(photos)],
                                   timeout_s) for i in range(learners)]
-        rss_before = h.rss_mb(server_pid)
-        cpu0, machine0, t0 = h.cpu_seconds(server_pid), h.busy_cpu_seconds(), time.perf_counter()
+        rss_before, clock = h.rss_mb(server_pid), h.Clock(server_pid)
         if bursts:
             barrier = asyncio.Barrier(learners)
             rounds = -(-n // learners)
             results = await asyncio.gather(*[
-                burst_learner(tab, photos, timeout_s, rounds, barrier, i)
+                photo_learner(tab, photos, timeout_s, rounds=rounds, barrier=barrier, index=i)
                 for i, tab in enumerate(tabs)])
             n = rounds * learners
         else:
@@ -323,26 +275,16 @@ async def run_photos(url: str, server_pid: int, learners: int, n: int, photos: l
                 queue.put_nowait(i)
             results = await asyncio.gather(*[photo_learner(tab, photos, timeout_s, queue)
                                              for tab in tabs])
-        wall = time.perf_counter() - t0
-        server_cpu = h.cpu_seconds(server_pid) - cpu0
-        machine_cpu = h.busy_cpu_seconds() - machine0
-        rss_after = h.rss_mb(server_pid)
+        used, rss_after = clock.read(), h.rss_mb(server_pid)
         await browser.close()
     await asyncio.sleep(settle_s)  # sessions closed: Streamlit drops them after a moment
-    latencies = sorted(ms for r in results for ms in r["latencies"])
-    return {
-        "learners": learners, "photos": n, "answered": len(latencies), "bursts": bursts,
-        "errors": [e for t in tabs for e in t["errors"]] + [e for r in results
-                                                            for e in r["errors"]],
-        "wall_s": wall,
-        "median_ms": statistics.median(latencies) if latencies else float("nan"),
-        "p90_ms": latencies[int(0.9 * (len(latencies) - 1))] if latencies else float("nan"),
-        "max_ms": latencies[-1] if latencies else float("nan"),
-        "cpu_per_photo_ms": 1000 * server_cpu / max(1, len(latencies)),
-        "server_cpu_s": server_cpu, "others_cpu_s": machine_cpu - server_cpu,
-        "rss_before_mb": rss_before, "rss_after_mb": rss_after,
-        "rss_settled_mb": h.rss_mb(server_pid), "settle_s": settle_s,
-    }
+    latencies = [ms for r in results for ms in r["latencies"]]
+    return {"learners": learners, "photos": n, "answered": len(latencies), "bursts": bursts,
+            "errors": [e for x in tabs + results for e in x["errors"]], **used,
+            **h.spread(latencies),
+            "cpu_per_photo_ms": 1000 * used["server_cpu_s"] / max(1, len(latencies)),
+            "rss_before_mb": rss_before, "rss_after_mb": rss_after,
+            "rss_settled_mb": h.rss_mb(server_pid), "settle_s": settle_s}
 
 
 def photo_lines(rows: list[dict], sizes: list[int]) -> list[str]:

@@ -1,24 +1,11 @@
 """Model maps and Adversarial digits: placement speed, page times, server memory; writes
-benchmarks/MAPS_ATTACK.md.
-
-* placement: one digit placed on each shipped map (its last hidden layer, then
-  ``ModelMap.place``), one at a time with BLAS at one thread as the server runs it, for
-  300 MNIST training digits (never in the maps);
-* openTSNE's own ``transform`` of one digit into the same map (``--opentsne``: refits
-  the t-SNE of one model's map first, a few minutes on 2 cores);
-* libraries: import time and peak RSS of a fresh Python importing openTSNE (and umap,
-  with ``--umap-path`` pointing at a ``pip install --target`` folder);
-* pages in AppTest (server-side script time): the first run of each page after the app
-  has loaded its models, then reruns (another test digit; the attack's model, method and
-  strength);
-* browser: ``streamlit run app.py`` in headless Chromium, each page opened cold and rerun,
-  the server's RSS before and after, screenshots at desktop and phone width into
-  ``screenshots/``.
-
-Usage::
+benchmarks/MAPS_ATTACK.md. Measures placing one digit on each shipped map (300 training
+digits, BLAS at one thread), openTSNE's own ``transform`` (``--opentsne``, refits one map:
+minutes), the import cost of openTSNE (and umap from ``--umap-path``), each page's script
+time in AppTest, and in headless Chromium each page cold and rerun, the server's RSS, and
+screenshots at desktop and phone width into ``screenshots/``.
 
     MNIST_DATA=../shared/data/mnist .venv/bin/python benchmarks/maps_attack.py [--opentsne]
-        [--umap-path /tmp/umap-target]
 """
 
 from __future__ import annotations
@@ -51,8 +38,6 @@ def ms(values) -> str:
     return (f"median {statistics.median(values):.1f} ms, p95 "
             f"{values[int(0.95 * (len(values) - 1))]:.1f} ms, max {values[-1]:.1f} ms")
 
-
-# ---------------------------------------------------------------------------------------
 
 def placement(data) -> dict:
     from threadpoolctl import threadpool_limits
@@ -119,8 +104,6 @@ def import_cost(module: str, path: str | None = None) -> dict:
                for _ in range(2))
     return {"import_s": round(best[0], 2), "peak_rss_mb": round(best[1])}
 
-
-# ---------------------------------------------------------------------------------------
 
 def apptest_times() -> dict:
     from streamlit.testing.v1 import AppTest
@@ -233,8 +216,6 @@ def browser() -> dict:
         h.stop_server(proc)
     return out
 
-
-# ---------------------------------------------------------------------------------------
 
 def write_report(res: dict, command: str) -> None:
     lines = [

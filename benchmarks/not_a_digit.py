@@ -1,17 +1,11 @@
-"""Not-a-digit detector (mnist_core/novelty.py): how many real digits it wrongly flags and
-how many non-digits it catches, written to benchmarks/NOT_A_DIGIT.md.
+"""Not-a-digit detector (``mnist_core.reading.novelty``): real digits wrongly flagged and
+non-digits caught; writes benchmarks/NOT_A_DIGIT.md.
 
-Real digits: MNIST's 10,000 test digits and every rendering of the handwriting dev set
-(mnist_core.datasets.handwriting.dev_sets), each preprocessed and read as the app reads it (the
-shipped models with their temperatures, answers averaged over each model's views).
-Non-digits: synthetic ones (novelty.non_digits: noise, a photographed page of printed
-text, letters, scribbles, shapes, a dot), each as the app would get it (canvas drawing or
-photo); photos also as Upload reads them (read_digits: the digit finder may cut one image
-into several digits). The thresholds were chosen on MNIST validation, the held-out writers
-of handwriting-train and other synthetic non-digits (seed 1); the dev set and these (seed
-7) are only measured. Every set is counted before (ink, blot and doubt only) and after
-the far signal (far from every digit a model learned, the shipped maps); MNIST's test
-digits are the maps' own digits, so each is measured against the others (leave one out).
+Real digits: MNIST's test set (each against the other mapped digits: leave one out) and
+every rendering of the handwriting dev set, read as the app reads them. Non-digits: the
+synthetic ones of ``novelty.non_digits`` (seed 7; thresholds were chosen on seed 1), as a
+canvas drawing or photo, photos also as Upload reads them. Each set before (ink, blot,
+doubt) and after the far signal.
 
     .venv/bin/python benchmarks/not_a_digit.py --data ../shared/data/mnist
 """
@@ -174,7 +168,7 @@ def main(argv=None) -> int:
         f"temperatures ({', '.join(f'{n} {m.temperature:.3f}' for n, m in models.items())}) "
         f"and maps (radius {', '.join(f'{n} {r.radius:.2f}' for n, r in refs.items())}); "
         f"{time.perf_counter() - t0:.0f} s.", "",
-        "Detector: `mnist_core/novelty.py` `NoveltyConfig`: max_ink "
+        "Detector: `mnist_core/reading/novelty.py` `NoveltyConfig`: max_ink "
         f"{cfg.max_ink}, max_half_width {cfg.max_half_width} px at ink level "
         f"{cfg.ink_level}, doubt when mean top probability < {cfg.min_confidence} and at most "
         f"{cfg.max_agreement:.0%} of the models agree; **far** when at least "
@@ -214,35 +208,23 @@ def main(argv=None) -> int:
                             for kind, n, kb, ka, nd, reasons, upload in caught_rows])]
     lines += [
         "", "## Reading these numbers", "",
-        "- **The gains are on synthetic non-digits only.** Letters, scribbles and shapes "
-        "here come from the same generator (`novelty.non_digits`) as the ones the far "
-        "threshold was chosen on, only another seed (7 here, 1 there); there are no real "
-        "drawn letters or scribbles to measure on, so how many a person's letters the far "
-        "signal catches is not known. The false flags on real digits are measured on sets "
-        "never used to choose (the dev set, MNIST test), except the held-out writers' rows.",
-        "- **How far_ratio was chosen, and the dev set.** A first choice of 1.40 (the "
-        "held-out writers' false flags at 0.2%) flagged 0.52% of the dev set (usps and "
-        "semeion, scanned digits of styles none of the tuning sets has), over the goal. It "
-        "was then moved to 1.45, the middle of the range (1.41-1.46) where the tuning sets' "
-        "false flags stay at their lowest (writers 0.1%), using the tuning sets only; but "
-        "that second choice was made after seeing the dev set fail once, so the dev rows "
-        "above are not an untouched measurement of it.",
-        "- **The CNN's map does most of the catching.** One model finding the input far is "
-        "enough to flag; the MLPs' maps barely separate letters from digits, and on the "
-        "tuning sets \"most models far\" caught almost nothing at the same false flags.",
-        "- **Upload and photos of noise.** Before this detector's digit-finder fix "
-        "(`inference.read_digits` now reads an image whole when its ink read as one digit "
-        "is a solid patch), measured once on 2026-11-29 with the same seed-7 photos: 47 of "
-        "the 100 noise photos and 48 of the 100 text pages were cut into several tall "
-        "slices, each read as a digit (mostly a 1) of a pen stroke's width, and only 54% and 53% were caught "
-        "on Upload (every digit read flagged); the 'Upload, after' column is the same "
-        "count now.",
-        "- **Not caught.** Most letters (about 9 in 10), about half the scribbles and 9 in "
-        "10 outlined shapes still pass: in every model's hidden layer they land as near to "
-        "some digits as real, unusual digits do, so a threshold that caught them would "
-        "flag real handwriting too. "
-        "`--cache` only skips re-running `calibration.handwriting_inputs` (the same "
-        "preprocessing of every dev-set rendering), which takes minutes."]
+        "- **The gains are on synthetic non-digits only**, from the same generator "
+        "(`novelty.non_digits`) as the ones the far threshold was chosen on (seed 7 here, 1 "
+        "there); no real drawn letters or scribbles were measured. False flags are measured "
+        "on sets never used to choose (dev set, MNIST test), except the held-out writers.",
+        "- **far_ratio and the dev set.** A first 1.40 flagged 0.52% of the dev set (usps, "
+        "semeion: styles no tuning set has); it was moved to 1.45, the middle of the range "
+        "(1.41-1.46) where the tuning sets' false flags stay lowest, but after seeing the dev "
+        "set fail once, so the dev rows are not an untouched measurement of it.",
+        "- **The CNN's map does most of the catching**: one model finding the input far "
+        "flags it; the MLPs' maps barely separate letters from digits.",
+        "- **Upload**: `inference.read_digits` reads an image whole when its ink read as one "
+        "digit is a solid patch (before that, about half the noise photos and text pages "
+        "were cut into tall slices read as 1s, and only 53-54% were caught on Upload).",
+        "- **Not caught**: most letters, about half the scribbles and 9 in 10 outlined "
+        "shapes land as near to some digits as real, unusual digits do; a threshold that "
+        "caught them would flag real handwriting too. `--cache` only skips re-running "
+        "`calibration.handwriting_inputs` (minutes)."]
     h.write_report(args.out, "Not a digit: wrongly flagged real digits, caught non-digits", lines)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -1,30 +1,15 @@
 """What a phone photo costs the server; writes benchmarks/PHONE_PHOTOS.md.
 
-Synthesises 12-megapixel phone photos (4000x3000 JPEG at quality 90, a Chars74K digit
-written with a pen on unevenly lit paper, sensor noise; every other one stored sideways
-with an EXIF orientation, as phones do) and reads each the way the Upload page does
-(``decode_image``, then ``read_digits`` with the shipped models, BLAS on one thread as the
-app's server sets it). For each code tree given it measures, each in fresh processes:
+Synthesises 12-megapixel JPEGs of Chars74K digits in pen on unevenly lit paper (every
+other one stored sideways with an EXIF orientation) and reads each as Upload does
+(``decode_image``, ``read_digits``, BLAS on one thread), in fresh processes per checkout:
+time per photo (decode, read; wall and CPU), peak memory per photo (``VmHWM`` rise, one
+process per photo), and RSS after ``--photos`` photos one at a time and five at a time in
+threads. Each ``--code LABEL=ROOT[,VAR=VALUE...]`` is a checkout (its ``mnist_core`` and
+``artifacts/``) and the environment of its processes (default ``after=.``):
 
-* time per photo: decoding, and preprocessing + reading, wall and CPU seconds;
-* peak memory per photo: the rise of the process's peak resident set (``VmHWM``, reset
-  through ``/proc/self/clear_refs`` just before the photo, after ``malloc_trim``) over its
-  resident set before it, one fresh process per photo, so no memory freed earlier hides
-  the peak;
-* resident memory (``VmRSS``) after 50 photos against idle (models loaded, warmed up),
-  one photo at a time and five at a time in threads (five uploads at once, as Streamlit
-  runs each session's script in its own thread).
-
-Usage::
-
-    .venv/bin/python benchmarks/phone_photos.py [--code before=/tmp/before] [--code after=.]
-        [--code after+mallopt=.,MALLOC_MMAP_THRESHOLD_=1048576,MALLOC_TRIM_THRESHOLD_=2097152]
-        [--photos 50] [--peaks 5]
-        [--repeats 3] [--out benchmarks/PHONE_PHOTOS.md]
-
-Each ``--code LABEL=ROOT[,VAR=VALUE...]`` is a checkout whose ``mnist_core`` and
-``artifacts/`` are measured, its processes given those environment variables (default:
-this one, as ``after``).
+    .venv/bin/python benchmarks/phone_photos.py --code before=/tmp/before --code after=. \
+        --code after+mallopt=.,MALLOC_MMAP_THRESHOLD_=1048576,MALLOC_TRIM_THRESHOLD_=2097152
 """
 
 from __future__ import annotations
@@ -50,10 +35,6 @@ NOISE = 14                # sensor noise, grey levels (std): what makes a phone 
 DISTINCT = 10             # photos synthesised (one per digit), cycled through for 50
 THREADS = 5               # uploads at a time in the concurrent run
 
-
-# ---------------------------------------------------------------------------------------
-# Photos
-# ---------------------------------------------------------------------------------------
 
 def synthesise(out: Path, n: int = DISTINCT, seed: int = 0) -> list[tuple[Path, int]]:
     """``n`` phone photos of digits 0-9 in ``out``: ``[(path, label)]``."""
@@ -119,10 +100,6 @@ def warmup_photo(out: Path) -> Path:
     return path
 
 
-# ---------------------------------------------------------------------------------------
-# Worker: runs inside the measured code tree
-# ---------------------------------------------------------------------------------------
-
 def worker(mode: str, root: str, photos: list[str], labels: list[int], warm: str) -> dict:
     sys.path.insert(0, root)
     os.chdir(root)
@@ -175,10 +152,6 @@ def run_worker(mode: str, root: Path, photos: list[tuple[Path, int]], warm: Path
                       {"TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
 
 
-# ---------------------------------------------------------------------------------------
-# Measuring and writing
-# ---------------------------------------------------------------------------------------
-
 def measure(root: Path, env: dict[str, str], photos: list[tuple[Path, int]], n: int, peaks: int,
             repeats: int, warm: Path) -> dict:
     cycle = [photos[i % len(photos)] for i in range(n)]
@@ -188,25 +161,21 @@ def measure(root: Path, env: dict[str, str], photos: list[tuple[Path, int]], n: 
     return {"peak": peak, "serial": serial, "threads": threads}
 
 
-def _median(values) -> float:
-    return statistics.median(values)
-
-
 def summary(result: dict) -> dict:
     rows = result["serial"]["rows"]
     return {
         "decoded": "x".join(map(str, rows[0]["decoded"][::-1])),
-        "decode_ms": 1000 * _median(r["decode_s"] for r in rows),
-        "read_ms": 1000 * _median(r["read_s"] for r in rows),
-        "wall_ms": 1000 * _median(r["wall_s"] for r in rows),
-        "cpu_ms": 1000 * _median(r["cpu_s"] for r in rows),
+        "decode_ms": 1000 * statistics.median(r["decode_s"] for r in rows),
+        "read_ms": 1000 * statistics.median(r["read_s"] for r in rows),
+        "wall_ms": 1000 * statistics.median(r["wall_s"] for r in rows),
+        "cpu_ms": 1000 * statistics.median(r["cpu_s"] for r in rows),
         "peak_mb": max(p["peak_mb"] for p in result["peak"]),
-        "peak_median_mb": _median(p["peak_mb"] for p in result["peak"]),
+        "peak_median_mb": statistics.median(p["peak_mb"] for p in result["peak"]),
         "serial_idle": result["serial"]["idle_mb"], "serial_after": result["serial"]["after_mb"],
         "right": result["serial"]["right"], "n": len(rows),
-        "thread_latency_s": _median(r["latency_s"] for t in result["threads"] for r in t["rows"]),
+        "thread_latency_s": statistics.median(r["latency_s"] for t in result["threads"] for r in t["rows"]),
         "thread_max_s": max(r["latency_s"] for t in result["threads"] for r in t["rows"]),
-        "thread_idle": _median(t["idle_mb"] for t in result["threads"]),
+        "thread_idle": statistics.median(t["idle_mb"] for t in result["threads"]),
         "thread_growth": sorted(t["after_mb"] - t["idle_mb"] for t in result["threads"]),
     }
 
@@ -227,7 +196,7 @@ def markdown(summaries: dict[str, dict], photos: list[tuple[Path, int]], args, c
          lambda s: f"{s['serial_idle']:.0f} -> {s['serial_after']:.0f}"),
         (f"RSS growth after {args.photos} photos {THREADS} at a time, MB: median "
          f"(each of {args.repeats} processes)",
-         lambda s: f"+{_median(s['thread_growth']):.0f} ("
+         lambda s: f"+{statistics.median(s['thread_growth']):.0f} ("
                    + ", ".join(f"+{g:.0f}" for g in s["thread_growth"]) + ")"),
         (f"{THREADS} at a time: time to each answer, median (max) s",
          lambda s: f"{s['thread_latency_s']:.2f} ({s['thread_max_s']:.2f})"),
@@ -242,32 +211,21 @@ def markdown(summaries: dict[str, dict], photos: list[tuple[Path, int]], args, c
 {h.measured(None)} Code measured: {codes}.
 
 Photos: {len(photos)} synthesised {SIZE[0]}x{SIZE[1]} JPEGs at quality {QUALITY}
-({min(sizes):.1f}-{max(sizes):.1f} MB), a Chars74K digit in pen on unevenly lit paper with
-sensor noise, every other one stored sideways with EXIF orientation 6; cycled through for
-{args.photos} photos. Each is read as the Upload page reads it: `decode_image`, then
-`read_digits` with the shipped models (BLAS on one thread, as the server sets it).
+({min(sizes):.1f}-{max(sizes):.1f} MB), every other one stored sideways (EXIF orientation 6),
+cycled through for {args.photos} photos, each read as the Upload page reads it.
 
 {table}
 
-Server time is one photo at a time in one process (models loaded, warmed up on a small
-photo). Peak memory is the rise of the process's peak resident set (`VmHWM`, reset through
-`/proc/self/clear_refs` just before the photo, after `malloc_trim(0)` hands the heap's free
-memory back) over its resident set before it, one fresh process per photo.
-"{THREADS} at a time" submits the photos in batches of {THREADS} to {THREADS} threads in one
-process, as {THREADS} simultaneous uploads run in the server, and times each
-answer from its batch's start, in {args.repeats} fresh processes; resident memory is read after
-`gc.collect()`. What stays after photos read {THREADS} at a time is the C heap, not Python
-objects: glibc gives each thread its own arena and keeps the buffers freed there for reuse,
-up to a plateau, and raises its thresholds for handing memory back after any large buffer is
-freed. `MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` fix them from the start: the
-values `mnist_core.tuning.return_big_buffers` sets with `mallopt` in the app's server before
-the models load.
+Server time: one photo at a time in one process (models loaded, warmed up). Peak memory:
+the rise of `VmHWM` (reset after `malloc_trim(0)` just before the photo) over the RSS
+before it, one fresh process per photo. "{THREADS} at a time": batches of {THREADS} photos
+on {THREADS} threads, as simultaneous uploads run in the server, each answer timed from
+its batch's start, in {args.repeats} fresh processes; RSS read after `gc.collect()`. What
+stays is the C heap (glibc's per-thread arenas and raised trim thresholds);
+`MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` fix those from the start, the values
+`mnist_core.tuning.return_big_buffers` sets with `mallopt` in the server.
 
-Command:
-
-```
-{command}
-```
+{chr(10).join(h.code_block(command))}
 """
 
 
