@@ -1,26 +1,13 @@
 """The server's memory with every page visited, in headless Chromium; writes benchmarks/MEMORY.md.
 
-Starts ``streamlit run app.py`` (``harness.start_server``), then visits every page
-as a user would: a drawing on Draw, an upload, Compare models, Training curves, Stress test,
-a Kaggle submission of Kaggle's size (28,000 rows), Look inside with each model picked in turn, three Look inside sessions
-opened at once, and short Train live runs of every live model. After each step it records
-the resident set size (through psutil) of the server process and of all its children
-(a training worker, when there is one), and the peak of both while the step ran (sampled
-every 0.1 s).
-
-Results are kept in ``benchmarks/memory.json`` under ``--label`` (``before`` or ``after``
-a change), so the report shows both; ``benchmarks/MEMORY.md`` is rewritten from that file
-with the comparison of the options that ``--options`` measures, each in a fresh process,
-and Train live's worker on each training engine (``--train-worker``: the Keras dense
-network and CNN at Train live's defaults and at its 20,000 images, trained by TensorFlow
-and by NumPy, through the real worker: its peak memory, time and accuracy).
-
-Usage::
-
-    MNIST_DATA=../shared/data/mnist .venv/bin/python benchmarks/memory.py --label after
-    .venv/bin/python benchmarks/memory.py --options [NAME...] [--python PYTHON]
-    MNIST_DATA=../shared/data/mnist .venv/bin/python benchmarks/memory.py --train-worker \
-        [--models dense cnn] [--images 10000 20000] [--engines tensorflow numpy]
+Starts ``streamlit run app.py`` and visits every page as a user would (Draw, Upload,
+Compare models, Training curves, Stress test, a 28,000-row Kaggle submission, Look inside
+with each model and three sessions at once, short Train live runs); after each step it
+reads the RSS of the server and of its children (a training worker), and their peaks
+while the step ran (sampled every 0.1 s). Runs are kept in ``benchmarks/memory.json``
+under ``--label``; ``--options`` measures the alternatives, each in a fresh process;
+``--train-worker`` runs Train live's worker on each engine (peak memory, time, accuracy).
+The commands are in :data:`COMMAND`.
 """
 
 from __future__ import annotations
@@ -28,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,10 +32,6 @@ BUDGET_MB = 700
 LOAD_TIMEOUT = 300_000   # ms
 TRAIN_TIMEOUT = 600_000  # ms
 
-
-# ---------------------------------------------------------------------------------------
-# Memory of a process tree
-# ---------------------------------------------------------------------------------------
 
 class Sampler:
     """Samples the tree's RSS every ``period`` seconds in a thread; ``peak()`` since the
@@ -79,10 +61,6 @@ class Sampler:
         self._stop.set()
         self._thread.join()
 
-
-# ---------------------------------------------------------------------------------------
-# The visit
-# ---------------------------------------------------------------------------------------
 
 def paper_png(digit28) -> bytes:
     """A 28x28 digit as dark ink on light paper, upscaled, as PNG: like a photo or scan."""
@@ -228,10 +206,15 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
         sampler.close()
 
 
-def measure(artifacts: Path, train: tuple[str, ...]) -> dict:
-    from mnist_core.artifacts.files import read_manifest
+def _mnist_data() -> str:
     if not os.environ.get("MNIST_DATA"):
         raise SystemExit("set MNIST_DATA to a local MNIST copy: Train live needs it")
+    return os.environ["MNIST_DATA"]
+
+
+def measure(artifacts: Path, train: tuple[str, ...]) -> dict:
+    from mnist_core.artifacts.files import read_manifest
+    _mnist_data()
     steps: list[dict] = []
     t0 = time.perf_counter()
     proc, url = h.start_server(artifacts)
@@ -242,22 +225,10 @@ def measure(artifacts: Path, train: tuple[str, ...]) -> dict:
     finally:
         h.stop_server(proc)
     return {"when": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-            "commit": _git("rev-parse", "--short", "HEAD"),
+            "commit": h.git_commit(),
             "models": list(read_manifest(artifacts)["models"]),
             "server_start_s": round(started, 1), "steps": steps}
 
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
-# ---------------------------------------------------------------------------------------
-# The options, measured one by one in fresh processes
-# ---------------------------------------------------------------------------------------
 
 # Reads /proc itself, not through the harness: it runs in `--python`'s interpreter, which
 # may have neither psutil nor this checkout, and the harness's imports would add to its RSS.
@@ -412,10 +383,6 @@ def options(python: str, names: list[str]) -> dict:
     return found
 
 
-# ---------------------------------------------------------------------------------------
-# Train live's worker, TensorFlow against NumPy
-# ---------------------------------------------------------------------------------------
-
 def train_worker(name: str, images: int, engine: str, data, epochs: int = 3) -> dict:
     """One Train live run of registry model ``name`` through the real worker
     (:func:`mnist_core.package.train_in_worker`) at the page's default settings with
@@ -458,15 +425,13 @@ def train_worker(name: str, images: int, engine: str, data, epochs: int = 3) -> 
             "test_accuracy": trained.metrics["accuracy"], "imported": out["imported"],
             "load": round(os.getloadavg()[0], 1),
             "when": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-            "commit": _git("rev-parse", "--short", "HEAD")}
+            "commit": h.git_commit()}
 
 
 def train_workers(models: list[str], images: list[int], engines: list[str],
                   epochs: int = 3) -> dict:
     from mnist_core.datasets.data import load_dataset
-    if not os.environ.get("MNIST_DATA"):
-        raise SystemExit("set MNIST_DATA to a local MNIST copy: Train live needs it")
-    data = load_dataset(os.environ["MNIST_DATA"])
+    data = load_dataset(_mnist_data())
     found = {}
     for name in models:
         for n in images:
@@ -520,10 +485,6 @@ def _train_worker_section(rows: dict, after: dict | None = None) -> str:
         *lines, *verdict, "",
         f"Measured {when[0]} to {when[-1]} (commits {', '.join(commits)}).", ""])
 
-
-# ---------------------------------------------------------------------------------------
-# The report
-# ---------------------------------------------------------------------------------------
 
 def _table(run: dict) -> list[str]:
     lines = h.table(["page", "step", "s", "server RSS MB", "children MB", "peak, server MB",
@@ -639,31 +600,20 @@ def main() -> int:
                         help="the interpreter the options run in (one with their packages)")
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    if args.report:
-        write_report(results, COMMAND)
-        return 0
     if args.train_worker:
-        found = train_workers(args.models, args.images, args.engines, args.epochs)
-        results.setdefault("train_worker", {}).update(found)
+        results.setdefault("train_worker", {}).update(
+            train_workers(args.models, args.images, args.engines, args.epochs))
+    elif args.options is not None:
+        results.setdefault("options", {}).update(
+            options(args.python, args.options or list(OPTION_CODE)))
+    elif not args.report:
+        h.require_chromium()
+        results[args.label] = measure(args.artifacts, tuple(n for n in args.train.split(",") if n))
+    if not args.report:
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-        write_report(results, COMMAND)
-        return 0
-    if args.options is not None:
-        found = options(args.python, args.options or list(OPTION_CODE))
-        results.setdefault("options", {}).update(found)
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-        write_report(results, COMMAND)
-        return 0
-    if h.chromium_path() is None:
-        print("error: chromium is not installed", file=sys.stderr)
-        return 2
-    run = measure(args.artifacts, tuple(n for n in args.train.split(",") if n))
-    results[args.label] = run
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     write_report(results, COMMAND)
     print(REPORT.read_text())
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
