@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mnist_core.classroom import class_store as cs
+from mnist_core.classroom import class_archive, class_engine, class_store as cs
 from mnist_core.datasets.data import to_float
 from mnist_core.insight.evaluate import score
 from mnist_core.models.views import predict_views
@@ -40,7 +40,7 @@ def read(images: np.ndarray, model_keys: tuple, _models) -> dict[str, np.ndarray
 
 try:
     digits = load(code, str(engine.url))
-except cs.ClassStoreError as exc:
+except class_engine.ClassStoreError as exc:
     class_data.show_error(exc)
     st.stop()
 st.caption(class_data.where_stored())
@@ -118,7 +118,7 @@ st.subheader("Teacher")
 if class_data.teacher_unlocked("dashboard-pin"):
     get, put, drop = st.columns(3, gap="large")
     with get:
-        st.download_button(f"Download class {code} (zip)", cs.export_zip(digits, code),
+        st.download_button(f"Download class {code} (zip)", class_archive.export_zip(digits, code),
                            file_name=f"class-{code}.zip", mime="application/zip",
                            key="dashboard-export", icon=":material/download:")
         st.caption("MNIST IDX files (gzip), mnist_train.csv / mnist_test.csv and mnist.npz, "
@@ -129,10 +129,10 @@ if class_data.teacher_unlocked("dashboard-pin"):
                                   key="dashboard-import")
         if upload is not None and st.button("Import", key="dashboard-import-go"):
             try:
-                added, had = cs.import_export(engine, upload.getvalue(), code)
-            except cs.ImportFileError as exc:
+                added, had = class_archive.import_export(engine, upload.getvalue(), code)
+            except class_archive.ImportFileError as exc:
                 st.error(f"{upload.name}: {exc} Nothing was imported.", icon=":material/error:")
-            except cs.ClassStoreError as exc:
+            except class_engine.ClassStoreError as exc:
                 class_data.show_error(exc, f"the digits of {upload.name}")
             else:
                 load.clear()
@@ -145,7 +145,7 @@ if class_data.teacher_unlocked("dashboard-pin"):
                      type="primary", icon=":material/delete_forever:"):
             try:
                 gone = cs.delete_class(engine, code)
-            except cs.ClassStoreError as exc:
+            except class_engine.ClassStoreError as exc:
                 class_data.show_error(exc)
             else:
                 load.clear()

@@ -5,7 +5,7 @@ import random
 
 import streamlit as st
 
-from mnist_core.classroom import class_store as cs
+from mnist_core.classroom import class_engine, class_store as cs
 from mnist_core.reading.inference import read_digit
 from mnist_core.preprocess import NoDigitError
 from ui import canvas, class_data, page
@@ -47,7 +47,7 @@ def undo_last() -> None:
     ident, label = state.collect_saved[-1]
     try:
         cs.delete_digit(class_data.engine(), code, ident)
-    except cs.ClassStoreError as exc:
+    except class_engine.ClassStoreError as exc:
         state.collect_flash = ("error", class_data.failure(exc) + f" **Not undone:** your "
                                         f"last {label} is still saved.")
         return
@@ -80,7 +80,7 @@ if save:
                              class_data.canvas_strokes(canvas_key))
             try:
                 cs.save_digit(class_data.engine(), digit)
-            except cs.ClassStoreError as exc:
+            except class_engine.ClassStoreError as exc:
                 state.collect_flash = ("error", class_data.failure(
                     exc, f"your {names[target]}; it is still on the canvas, press Save again"))
             else:
@@ -97,7 +97,7 @@ with right:
     try:
         mine = cs.count_by_label(class_data.engine(), code, writer)
         everyone = cs.count_by_label(class_data.engine(), code)
-    except cs.ClassStoreError as exc:
+    except class_engine.ClassStoreError as exc:
         class_data.show_error(exc)
         st.stop()
     st.markdown(f"**Your digits** ({sum(mine.values())} saved, class {code}: "

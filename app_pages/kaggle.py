@@ -7,8 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from mnist_core.classroom import kaggle
-from mnist_core import package
-from mnist_core.datasets.data import DataError
+from mnist_core import worker
+from mnist_core.datasets.common import DataError
 from ui import page, pictures
 from ui.charts import PLOTLY_CONFIG, counts_figure
 
@@ -71,7 +71,7 @@ if st.button(f"Predict {len(images):,} digits with {models[name].title}",
     bar = st.progress(0.0, text="Predicting…")
     try:
         # In a worker process: the batch's engine (ONNX Runtime) never enters the server.
-        csv = package.submission_in_worker(
+        csv = worker.submission_in_worker(
             models[name], images,
             progress=lambda f: bar.progress(f, text=f"Predicting… {f:.0%}"))
     except Exception as exc:  # noqa: BLE001 - e.g. out of memory: a message, no traceback

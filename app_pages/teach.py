@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from mnist_core.classroom import class_store as cs
+from mnist_core.classroom import class_engine, class_store as cs
 from mnist_core.classroom import finetune
 from mnist_core.classroom.live import KINDS
 from mnist_core.artifacts.registry import REGISTRY
@@ -31,7 +31,7 @@ if code is None:
 engine = class_data.engine_or_stop()
 try:
     digits = cs.load_class(engine, code)
-except cs.ClassStoreError as exc:
+except class_engine.ClassStoreError as exc:
     class_data.show_error(exc)
     st.stop()
 try:

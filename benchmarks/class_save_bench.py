@@ -27,7 +27,7 @@ import numpy as np
 import sqlalchemy as sa
 
 import harness as h
-from mnist_core.classroom import class_store as cs
+from mnist_core.classroom import class_engine, class_schema, class_store as cs
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def learner(engine, code: str, index: int, cfg: BenchConfig, start: threading.Ba
             t0 = time.perf_counter()
             try:
                 cs.save_digit(engine, d)
-            except cs.ClassStoreError as exc:
+            except class_engine.ClassStoreError as exc:
                 errors.append(f"{exc.kind}: {exc}")
                 continue
             if attempt == 0:
@@ -60,10 +60,10 @@ def learner(engine, code: str, index: int, cfg: BenchConfig, start: threading.Ba
 
 
 def run(url: str, cfg: BenchConfig) -> dict:
-    setup = cs.make_engine(url)
-    cs.migrate(setup)
+    setup = class_engine.make_engine(url)
+    class_schema.migrate(setup)
     code = "bench-" + uuid.uuid4().hex[:8]
-    engines = [cs.make_engine(url) for _ in range(cfg.sessions)]
+    engines = [class_engine.make_engine(url) for _ in range(cfg.sessions)]
     start = threading.Barrier(cfg.sessions)
     latencies: list[float] = []
     ids: list[str] = []
@@ -76,8 +76,8 @@ def run(url: str, cfg: BenchConfig) -> dict:
     wall = time.perf_counter() - t0
     counts = cs.count_ids(setup, ids)
     with setup.connect() as conn:
-        in_class = conn.execute(sa.select(sa.func.count()).select_from(cs.digits_table)
-                                .where(cs.digits_table.c.class_code == code)).scalar_one()
+        in_class = conn.execute(sa.select(sa.func.count()).select_from(class_schema.digits_table)
+                                .where(class_schema.digits_table.c.class_code == code)).scalar_one()
     cs.delete_class(setup, code)
     for e in [setup, *engines]:
         e.dispose()
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--write", help="write the result as Markdown to this file")
     args = parser.parse_args()
     cfg = BenchConfig()
-    urls = [cs.sqlite_url(args.sqlite or Path(tempfile.mkdtemp()) / "bench.sqlite")]
+    urls = [class_engine.sqlite_url(args.sqlite or Path(tempfile.mkdtemp()) / "bench.sqlite")]
     if args.pg:
         urls.append(args.pg)
     results = [run(u, cfg) for u in urls]

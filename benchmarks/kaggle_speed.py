@@ -160,7 +160,7 @@ def _median(runs: list[dict], key: str) -> float | None:
 
 NOTES = """### Notes
 
-Parsing is `kaggle.read_test_csv` (`datasets.data.parse_csv`: a digits-only file read
+Parsing is `kaggle.read_test_csv` (`datasets.csv_digits.parse_csv`: a digits-only file read
 straight from its bytes into uint8, 4 MB at a time). Predicting is `Model.predict_proba`:
 batches of 1,024 images or more go through ONNX Runtime when it is installed
 (`mnist_core.engine.onnx_graph`, the graph built from the model's folded network), smaller

@@ -342,7 +342,8 @@ out['install_mb'] = install_mb('jax', 'jaxlib', 'scipy')
 import os
 from mnist_core.training.augment import NONE
 from mnist_core.datasets.data import load_dataset
-from mnist_core.package import train_and_package, train_in_worker
+from mnist_core.package import train_and_package
+from mnist_core.worker import train_in_worker
 from mnist_core.artifacts.registry import REGISTRY
 from mnist_core.training.train import TrainConfig
 data = load_dataset(os.environ['MNIST_DATA'])
@@ -385,14 +386,14 @@ def options(python: str, names: list[str]) -> dict:
 
 def train_worker(name: str, images: int, engine: str, data, epochs: int = 3) -> dict:
     """One Train live run of registry model ``name`` through the real worker
-    (:func:`mnist_core.package.train_in_worker`) at the page's default settings with
+    (:func:`mnist_core.worker.train_in_worker`) at the page's default settings with
     ``images`` training images, trained by ``engine``: the worker's peak RSS (``VmHWM``,
     which the worker reads itself as it finishes), the call's wall time (worker start,
     training, scoring, the file sent back), the training's and its first epoch's seconds,
     the accuracies, and which of tensorflow and keras the worker imported."""
     from dataclasses import replace
 
-    from mnist_core import package
+    from mnist_core import worker
     from mnist_core.training.augment import NONE
     from mnist_core.artifacts.registry import REGISTRY
     from mnist_core.training.train import TrainConfig
@@ -400,21 +401,21 @@ def train_worker(name: str, images: int, engine: str, data, epochs: int = 3) -> 
     # Train live's widgets as the page opens (app_pages/train_live.py).
     cfg = TrainConfig(epochs=epochs, batch_size=128, lr=3e-3, n_train=10_000, augment=NONE)
     payloads = []
-    real = package._run_worker
+    real = worker._run_worker
 
     def spy(request, on_event, stop):
         out = real(request, on_event, stop)
         payloads.append(out)
         return out
 
-    package._run_worker = spy
+    worker._run_worker = spy
     try:
         t0 = time.perf_counter()
-        trained = package.train_in_worker(name, data, train_cfg=replace(cfg, n_train=images),
-                                          arch=REGISTRY[name].live_arch, engine=engine)
+        trained = worker.train_in_worker(name, data, train_cfg=replace(cfg, n_train=images),
+                                         arch=REGISTRY[name].live_arch, engine=engine)
         wall = time.perf_counter() - t0
     finally:
-        package._run_worker = real
+        worker._run_worker = real
     (out,) = payloads
     return {"model": name, "images": images, "engine": engine, "epochs": cfg.epochs,
             "peak_mb": round(out["peak_rss_kb"] / 1024), "wall_s": round(wall, 1),
@@ -469,7 +470,7 @@ def _train_worker_section(rows: dict, after: dict | None = None) -> str:
         "## Train live without TensorFlow", "",
         "Train live and Teach now train the Keras architectures in NumPy "
         "(the engine, `mnist_core/engine/`, through the `numpy` engine of "
-        "`package.train_in_worker`): the same layers, initialisation, training-mode "
+        "`worker.train_in_worker`): the same layers, initialisation, training-mode "
         "BatchNorm and Dropout, smoothed cross-entropy, Keras's AdamW and cosine schedule, "
         "saved as a real `.keras` file; neither the server nor the worker imports "
         "TensorFlow. `python -m mnist_core train` (the shipped files) still trains with "
@@ -540,7 +541,7 @@ Each measured in a fresh Python process (`--options`); RSS is `VmRSS` after the 
 | TensorFlow in the server (before) | {get('tensorflow', 'import_mb')} MB after `import tensorflow, keras`, {get('tensorflow', 'loaded_mb')} MB with the 3 Keras networks | 3 GradientTape gradients: {get('tensorflow', 'grads_ms')} ms, after {get('tensorflow', 'seconds', '{:.1f}')} s of import and loading | {get('tensorflow', 'install_mb')} MB (`tensorflow/`) | what pushed the server to 800 MB-1.2 GB; no longer imported by the app |
 | onnxruntime kept for inference | {get('onnxruntime', 'import_mb')} MB after import | n/m (inference only) | {get('onnxruntime', 'install_mb')} MB | rejected for the server's drawings and gradients: predictions already run in NumPy, and ONNX Runtime has no input gradients, so saliency would still need TensorFlow or the NumPy backward pass; later kept for batches of 1,024+ images only (Kaggle, evaluate, bench: mnist_core/engine/onnx_graph.py, KAGGLE_SPEED.md), loaded on the first such batch |
 | Keras 3 on the JAX backend | {get('keras-jax', 'import_mb')} MB after import, {get('keras-jax', 'loaded_mb')} MB with the 3 networks, {get('keras-jax', 'rss_mb')} MB after compiling their gradients | 3 `jax.grad` gradients: {get('keras-jax', 'grads_ms', '{:.1f}')} ms, after {get('keras-jax', 'seconds', '{:.1f}')} s of import, loading and compiling | {get('keras-jax', 'install_mb')} MB (jax, jaxlib, scipy) | rejected for the server (still ~{get('keras-jax', 'loaded_mb')} MB); a candidate for the training worker (below) |
-| **Training in a worker process** (`package.train_in_worker`) | server: at most {server} MB on every page (the "after" table); the worker adds, at its peak: {', '.join(f'{k} {v} MB' for k, v in worker.items()) or 'n/m'}, and all of it goes when training ends | first batch after {get('worker', 'numpy_worker_first_batch_s', '{:.1f}')} s (NumPy MLP) and {get('worker', 'dense_worker_first_batch_s', '{:.1f}')} s (Keras dense; 3.4 s while the worker imported TensorFlow); a whole 1,000-image NumPy run {get('worker', 'numpy_worker_s', '{:.2f}')} s in the worker against {get('worker', 'numpy_in_process_s', '{:.2f}')} s in-process | 0 | **chosen for Train live**, for every model: the NumPy MLP too, since its worker costs ~{overhead:.1f} s a training and keeps the training's buffers (the server kept +{kept} MB after one NumPy run before) and its CPU out of the server |
+| **Training in a worker process** (`worker.train_in_worker`) | server: at most {server} MB on every page (the "after" table); the worker adds, at its peak: {', '.join(f'{k} {v} MB' for k, v in worker.items()) or 'n/m'}, and all of it goes when training ends | first batch after {get('worker', 'numpy_worker_first_batch_s', '{:.1f}')} s (NumPy MLP) and {get('worker', 'dense_worker_first_batch_s', '{:.1f}')} s (Keras dense; 3.4 s while the worker imported TensorFlow); a whole 1,000-image NumPy run {get('worker', 'numpy_worker_s', '{:.2f}')} s in the worker against {get('worker', 'numpy_in_process_s', '{:.2f}')} s in-process | 0 | **chosen for Train live**, for every model: the NumPy MLP too, since its worker costs ~{overhead:.1f} s a training and keeps the training's buffers (the server kept +{kept} MB after one NumPy run before) and its CPU out of the server |
 | the training worker on JAX instead of TensorFlow | CNN, 1,000 images, 1 epoch: peak {get('train-jax', 'peak_mb')} MB on JAX against {get('train-tensorflow', 'peak_mb')} MB on TensorFlow | {get('train-jax', 'seconds', '{:.1f}')} s against {get('train-tensorflow', 'seconds', '{:.1f}')} s | {get('keras-jax', 'install_mb')} MB more (TensorFlow stays for the CLI's `fast_predict_fn`) | rejected: still over the budget beside the server |
 | **the Keras architectures trained in NumPy** (`mnist_core/engine/`, `mnist_core/training/train.py`) | the worker's peak at Train live's default (10,000 images) and maximum (20,000) below, "Train live without TensorFlow" | the same section | 0 | **chosen for Train live and Teach**: no TensorFlow in any process of the app |
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .artifacts.files import (DEFAULT_DIR, ArtifactError, load_models, manifest_or_empty, write_json,
                         write_manifest)
-from .datasets.data import DATASETS, DataError, load_dataset
+from .datasets.common import DataError
+from .datasets.data import DATASETS, load_dataset
 from .training import writers
 from .insight.evaluate import evaluate_model
 from .artifacts.registry import DEFAULT_MODELS, REGISTRY

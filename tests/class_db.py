@@ -16,7 +16,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from mnist_core.classroom import class_store as cs
+from mnist_core.classroom import class_engine, class_schema
 
 PG_ENV = "CLASSROOM_TEST_PG_URL"
 BACKENDS = ("sqlite", "postgresql")
@@ -56,7 +56,7 @@ def _drop(admin: sa.Engine, url: str) -> None:
 def store_url(request, tmp_path):
     """A URL to an empty database of each backend (no schema yet)."""
     if request.param == "sqlite":
-        yield cs.sqlite_url(tmp_path / "db" / "classroom.sqlite")
+        yield class_engine.sqlite_url(tmp_path / "db" / "classroom.sqlite")
         return
     url, admin = _pg_database()
     yield url
@@ -66,7 +66,7 @@ def store_url(request, tmp_path):
 @pytest.fixture
 def store_engine(store_url):
     """A migrated engine on each backend."""
-    engine = cs.make_engine(store_url)
-    cs.migrate(engine)
+    engine = class_engine.make_engine(store_url)
+    class_schema.migrate(engine)
     yield engine
     engine.dispose()

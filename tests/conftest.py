@@ -108,13 +108,13 @@ def numeric_grad(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 @pytest.fixture
 def worker_payloads(monkeypatch) -> list:
-    """What each training worker sent back (``package._run_worker``'s results, in order),
+    """What each training worker sent back (``worker._run_worker``'s results, in order),
     with its own report: ``imported``, ``peak_rss_kb``, ``cpu_seconds``, ``blas_threads``."""
-    from mnist_core import package
+    from mnist_core import worker
 
     payloads: list = []
-    real = package._run_worker
-    monkeypatch.setattr(package, "_run_worker",
+    real = worker._run_worker
+    monkeypatch.setattr(worker, "_run_worker",
                         lambda *args: payloads.append(real(*args)) or payloads[-1])
     return payloads
 

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
 from test_app_draw import FakeCanvas as DrawFakeCanvas
-from mnist_core.classroom import class_store as cs
+from mnist_core.classroom import class_archive, class_engine, class_schema, class_store as cs
 from mnist_core.artifacts.files import load_gallery
 from mnist_core.datasets.data import load_dataset
 from ui import class_data
@@ -43,8 +43,8 @@ def db(monkeypatch, tmp_path, artifacts):
     path = tmp_path / "classroom.sqlite"
     monkeypatch.setenv(class_data.DB_ENV, str(path))
     monkeypatch.setenv("MNIST_STUDIO_ARTIFACTS", str(artifacts))
-    engine = cs.make_engine(cs.sqlite_url(path))
-    cs.migrate(engine)
+    engine = class_engine.make_engine(class_engine.sqlite_url(path))
+    class_schema.migrate(engine)
     yield engine
     engine.dispose()
 
@@ -241,7 +241,8 @@ def test_teacher_pin_unlocks_export_import_and_delete(db, gallery, tmp_path):
     ok(at)
     assert at.get("download_button")
     # The export the button serves, read back by mnist_core.datasets.data.
-    zipfile.ZipFile(io.BytesIO(cs.export_zip(cs.load_class(db, "7b"), "7b"))).extractall(tmp_path / "e")
+    export = class_archive.export_zip(cs.load_class(db, "7b"), "7b")
+    zipfile.ZipFile(io.BytesIO(export)).extractall(tmp_path / "e")
     ds = load_dataset(tmp_path / "e")
     assert len(ds.x_train) + len(ds.x_test) == 12
     at.checkbox(key="dashboard-delete-sure").check().run()
@@ -348,11 +349,11 @@ def test_teach_trains_compares_and_becomes_the_class_model(monkeypatch, db, gall
 def test_a_database_url_and_pin_from_the_environment(monkeypatch, db, gallery, tmp_path):
     """deploy/compose.yaml passes the shared database and the PIN as environment variables."""
     other = tmp_path / "from-env.sqlite"
-    monkeypatch.setenv(class_data.URL_ENV, cs.sqlite_url(other))
+    monkeypatch.setenv(class_data.URL_ENV, class_engine.sqlite_url(other))
     monkeypatch.setenv(class_data.PIN_ENV, "2468")
     fill(db, gallery, writers=("ana",), per=2)           # the default file: not used now
-    engine = cs.make_engine(cs.sqlite_url(other))
-    cs.migrate(engine)
+    engine = class_engine.make_engine(class_engine.sqlite_url(other))
+    class_schema.migrate(engine)
     fill(engine, gallery, writers=("env",), per=3)
     at = open_app(DASHBOARD, query={"class": "7b"})
     assert at.subheader[0].value == "3 digits from 1 writer"

@@ -10,7 +10,7 @@ import json
 import pytest
 
 import app_helpers as h
-from mnist_core.classroom import class_store as cs
+from mnist_core.classroom import class_engine, class_store as cs
 from test_browser import (LOAD_TIMEOUT, SHOTS, artifacts, assert_no_exception,  # noqa: F401
                           browser, open_page, settle)
 from ui.class_data import DB_ENV
@@ -88,7 +88,7 @@ def test_three_digits_collected_then_counted_and_scored(page, server, db_path):
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=SHOTS / "collect.png")
 
-    stored = cs.load_class(cs.make_engine(cs.sqlite_url(db_path)), CLASS)
+    stored = cs.load_class(class_engine.make_engine(class_engine.sqlite_url(db_path)), CLASS)
     assert stored.labels.tolist() == drawn and set(stored.sources) == {"collect"}
     assert all(s and json.loads(s).get("objects") for s in stored.strokes), \
         "the canvas's pen strokes are stored with each digit"

@@ -1,6 +1,7 @@
-"""mnist_core.classroom.class_store on SQLite and on a real PostgreSQL (tests/class_db.py): schema
-migrations, idempotent saves (also 10 threads at once), queries, deletes, export read back
-by mnist_core.datasets.data, import all-or-nothing, and database failures as readable errors."""
+"""The class store (mnist_core.classroom: class_schema, class_store, class_archive,
+class_engine) on SQLite and on a real PostgreSQL (tests/class_db.py): schema migrations,
+idempotent saves (also 10 threads at once), queries, deletes, export read back by
+mnist_core.datasets.data, import all-or-nothing, and database failures as readable errors."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 
 import app_helpers as h
 from class_db import pg_url, store_engine, store_url  # noqa: F401  (fixtures)
-from mnist_core.classroom import class_store as cs
+from mnist_core.classroom import class_archive, class_engine, class_schema, class_store as cs
 from mnist_core.datasets.data import load_dataset
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
@@ -45,29 +46,30 @@ def fill(engine, code="7b", writers=("ana", "ben", "cy", "dee", "eli"), per=10) 
 
 def rows(engine) -> int:
     with engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(cs.digits_table)).scalar_one()
+        return conn.execute(sa.select(sa.func.count())
+                            .select_from(class_schema.digits_table)).scalar_one()
 
 
 # -- schema -------------------------------------------------------------------------------
 
 def test_schema_is_created_then_left_alone(store_url):
-    engine = cs.make_engine(store_url)
-    assert cs.schema_version(engine) == 0
-    assert cs.migrate(engine) == cs.LATEST == 2
-    assert cs.schema_version(engine) == cs.LATEST
+    engine = class_engine.make_engine(store_url)
+    assert class_schema.schema_version(engine) == 0
+    assert class_schema.migrate(engine) == class_schema.LATEST == 2
+    assert class_schema.schema_version(engine) == class_schema.LATEST
     assert cs.save_digit(engine, digit(3))
-    assert cs.migrate(engine) == cs.LATEST and rows(engine) == 1
+    assert class_schema.migrate(engine) == class_schema.LATEST and rows(engine) == 1
     engine.dispose()
 
 
 def test_upgrade_from_version_1_keeps_the_rows(store_url):
-    engine = cs.make_engine(store_url)
-    assert cs.migrate(engine, target=1) == 1
+    engine = class_engine.make_engine(store_url)
+    assert class_schema.migrate(engine, target=1) == 1
     with engine.connect() as conn:
         assert "ix_class_digits_class_writer" not in {
             i["name"] for i in sa.inspect(conn).get_indexes("class_digits")}
     cs.save_digit(engine, digit(4))
-    assert cs.migrate(engine) == 2 and cs.schema_version(engine) == 2
+    assert class_schema.migrate(engine) == 2 and class_schema.schema_version(engine) == 2
     with engine.connect() as conn:
         assert "ix_class_digits_class_writer" in {
             i["name"] for i in sa.inspect(conn).get_indexes("class_digits")}
@@ -77,25 +79,25 @@ def test_upgrade_from_version_1_keeps_the_rows(store_url):
 
 def test_a_newer_schema_is_refused(store_engine):
     with store_engine.begin() as conn:
-        conn.execute(cs.schema_table.update().values(version=cs.LATEST + 1))
-    with pytest.raises(cs.ClassStoreError, match="newer than this app") as info:
-        cs.migrate(store_engine)
+        conn.execute(class_schema.schema_table.update().values(version=class_schema.LATEST + 1))
+    with pytest.raises(class_engine.ClassStoreError, match="newer than this app") as info:
+        class_schema.migrate(store_engine)
     assert info.value.kind == "schema"
 
 
 def test_migrating_from_several_threads_at_once(store_url):
-    engines = [cs.make_engine(store_url) for _ in range(4)]
+    engines = [class_engine.make_engine(store_url) for _ in range(4)]
     errors = []
 
     def run(e):
         try:
-            cs.migrate(e)
+            class_schema.migrate(e)
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
     threads = [threading.Thread(target=run, args=(e,)) for e in engines]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    assert not errors and cs.schema_version(engines[0]) == cs.LATEST
+    assert not errors and class_schema.schema_version(engines[0]) == class_schema.LATEST
     for e in engines:
         e.dispose()
 
@@ -213,7 +215,7 @@ def unzip(data: bytes, folder):
 def test_export_is_read_back_by_mnist_core_data(store_engine, tmp_path):
     saved = fill(store_engine, "7b")
     got = cs.load_class(store_engine, "7b")
-    folder = unzip(cs.export_zip(got, "7b"), tmp_path / "export")
+    folder = unzip(class_archive.export_zip(got, "7b"), tmp_path / "export")
     meta = json.loads((folder / "class.json").read_text())
     test_writers = {d["writer"] for d in meta["digits"] if d["split"] == "test"}
     train_writers = {d["writer"] for d in meta["digits"] if d["split"] == "train"}
@@ -235,16 +237,17 @@ def test_export_is_read_back_by_mnist_core_data(store_engine, tmp_path):
 
 def test_single_writer_export_still_has_a_test_split(store_engine, tmp_path):
     fill(store_engine, "7b", writers=("solo",), per=10)
-    ds = load_dataset(unzip(cs.export_zip(cs.load_class(store_engine, "7b"), "7b"), tmp_path / "e"))
+    export = class_archive.export_zip(cs.load_class(store_engine, "7b"), "7b")
+    ds = load_dataset(unzip(export, tmp_path / "e"))
     assert (len(ds.x_train), len(ds.x_test)) == (8, 2)
 
 
 def test_import_into_another_class_once(store_engine):
     fill(store_engine, "7b", writers=("ana", "ben"), per=5)
-    data = cs.export_zip(cs.load_class(store_engine, "7b"), "7b")
-    assert cs.import_export(store_engine, data, "8a") == (10, 0)
-    assert cs.import_export(store_engine, data, "8a") == (0, 10)     # twice: nothing new
-    assert cs.import_export(store_engine, data, "7b") == (0, 10)     # back home: same ids
+    data = class_archive.export_zip(cs.load_class(store_engine, "7b"), "7b")
+    assert class_archive.import_export(store_engine, data, "8a") == (10, 0)
+    assert class_archive.import_export(store_engine, data, "8a") == (0, 10)     # twice: nothing new
+    assert class_archive.import_export(store_engine, data, "7b") == (0, 10)  # back home: same ids
     a, b = cs.load_class(store_engine, "7b"), cs.load_class(store_engine, "8a")
     assert np.array_equal(a.images, b.images) and a.writers == b.writers
     assert not set(a.ids) & set(b.ids) and rows(store_engine) == 20
@@ -281,18 +284,18 @@ def _bad_label(data: bytes) -> bytes:
 ])
 def test_a_corrupt_or_foreign_import_changes_nothing(store_engine, corrupt, message):
     fill(store_engine, "7b", writers=("ana", "ben"), per=5)
-    good = cs.export_zip(cs.load_class(store_engine, "7b"), "7b")
+    good = class_archive.export_zip(cs.load_class(store_engine, "7b"), "7b")
     before = rows(store_engine)
-    with pytest.raises(cs.ImportFileError, match=message):
-        cs.import_export(store_engine, corrupt(good), "8a")
+    with pytest.raises(class_archive.ImportFileError, match=message):
+        class_archive.import_export(store_engine, corrupt(good), "8a")
     assert rows(store_engine) == before and len(cs.load_class(store_engine, "8a")) == 0
 
 
 def test_an_import_over_the_size_limit_is_refused_unread(store_engine):
     from dataclasses import replace
-    with pytest.raises(cs.ImportFileError, match="at most 1 MB"):
-        cs.import_export(store_engine, b"x" * 2_000_000, "8a",
-                         replace(cs.DEFAULT, max_import_bytes=1_000_000))
+    with pytest.raises(class_archive.ImportFileError, match="at most 1 MB"):
+        class_archive.import_export(store_engine, b"x" * 2_000_000, "8a",
+                         replace(class_engine.DEFAULT, max_import_bytes=1_000_000))
 
 
 # -- the database failing -------------------------------------------------------------------
@@ -305,34 +308,34 @@ def closed_port_url(backend: str, tmp_path) -> str:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_an_unreachable_database_says_so(backend, tmp_path):
-    engine = cs.make_engine(closed_port_url(backend, tmp_path))
-    with pytest.raises(cs.ClassStoreError) as info:
-        cs.migrate(engine)
+    engine = class_engine.make_engine(closed_port_url(backend, tmp_path))
+    with pytest.raises(class_engine.ClassStoreError) as info:
+        class_schema.migrate(engine)
     assert info.value.kind == "unreachable" and "cannot be reached" in str(info.value)
-    with pytest.raises(cs.ClassStoreError, match="cannot be reached"):
+    with pytest.raises(class_engine.ClassStoreError, match="cannot be reached"):
         cs.save_digit(engine, digit(1))
 
 
 def test_a_read_only_sqlite_file_says_so(tmp_path):
     path = tmp_path / "c.sqlite"
-    cs.migrate(cs.make_engine(cs.sqlite_url(path)))
+    class_schema.migrate(class_engine.make_engine(class_engine.sqlite_url(path)))
     # mode=ro, not chmod: the tests may run as root, whom file modes do not stop.
-    ro = cs.make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    ro = class_engine.make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
     assert len(cs.load_class(ro, "7b")) == 0            # reading still works
-    with pytest.raises(cs.ClassStoreError, match="read-only") as info:
+    with pytest.raises(class_engine.ClassStoreError, match="read-only") as info:
         cs.save_digit(ro, digit(2))
     assert info.value.kind == "read-only"
 
 
 def test_a_locked_sqlite_file_says_so(tmp_path):
     from dataclasses import replace
-    url = cs.sqlite_url(tmp_path / "c.sqlite")
-    cs.migrate(cs.make_engine(url))
-    holder = cs.make_engine(url)
-    impatient = cs.make_engine(url, replace(cs.DEFAULT, sqlite_busy_ms=200))
+    url = class_engine.sqlite_url(tmp_path / "c.sqlite")
+    class_schema.migrate(class_engine.make_engine(url))
+    holder = class_engine.make_engine(url)
+    impatient = class_engine.make_engine(url, replace(class_engine.DEFAULT, sqlite_busy_ms=200))
     with holder.connect().execution_options(sqlite_immediate=True) as conn:
         conn.begin()                                   # holds the write lock
-        with pytest.raises(cs.ClassStoreError, match="busy") as info:
+        with pytest.raises(class_engine.ClassStoreError, match="busy") as info:
             cs.save_digit(impatient, digit(5))
         assert info.value.kind == "locked"
         conn.rollback()
@@ -340,9 +343,9 @@ def test_a_locked_sqlite_file_says_so(tmp_path):
 
 
 def test_a_full_sqlite_file_says_so(tmp_path):
-    url = cs.sqlite_url(tmp_path / "c.sqlite")
-    engine = cs.make_engine(url)
-    cs.migrate(engine)
+    url = class_engine.sqlite_url(tmp_path / "c.sqlite")
+    engine = class_engine.make_engine(url)
+    class_schema.migrate(engine)
     with engine.connect() as conn:
         pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
 
@@ -350,7 +353,7 @@ def test_a_full_sqlite_file_says_so(tmp_path):
     def cap(dbapi_conn, _):                            # a disk with no room for another page
         dbapi_conn.execute(f"PRAGMA max_page_count = {pages}")
     engine.dispose()
-    with pytest.raises(cs.ClassStoreError, match="full") as info:
+    with pytest.raises(class_engine.ClassStoreError, match="full") as info:
         for k in range(50):
             cs.save_digit(engine, digit(k % 10, seed=k))
     assert info.value.kind == "full"

@@ -12,7 +12,7 @@ import pytest
 from mnist_core.insight import explain
 from mnist_core.classroom import kaggle
 from mnist_core.reading import stress
-from mnist_core.datasets.data import DataError
+from mnist_core.datasets.common import DataError
 from mnist_core.models.model import NumpyModel
 from mnist_core.engine.layers import Dense
 from mnist_core.models.architectures import NumpyConfig, build_net

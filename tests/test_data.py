@@ -10,8 +10,11 @@ import pytest
 from conftest import (IDX_NAMES, csv_text, digit_recognizer_header, idx_bytes, make_dataset,
                       make_images, write_idx_folder)
 
-from mnist_core.datasets.data import (ENV_VAR, DataError, load_csv, load_dataset, load_idx_folder,
-                             load_npz, parse_csv, parse_idx, split_validation, to_float)
+from mnist_core.datasets.common import DataError
+from mnist_core.datasets.csv_digits import load_csv, parse_csv
+from mnist_core.datasets.data import ENV_VAR, load_dataset, split_validation, to_float
+from mnist_core.datasets.idx import load_idx_folder, parse_idx
+from mnist_core.datasets.npz import load_npz
 
 
 @pytest.fixture(scope="module")
@@ -238,8 +241,8 @@ def test_csv_plain_and_general_parsers_agree():
 @pytest.fixture
 def tiny_blocks(monkeypatch):
     # A block of ~one row, so checks that span the file cross block edges.
-    from mnist_core.datasets import data
-    monkeypatch.setattr(data, "CSV_BLOCK_BYTES", 100)
+    from mnist_core.datasets import csv_digits
+    monkeypatch.setattr(csv_digits, "CSV_BLOCK_BYTES", 100)
 
 
 @pytest.mark.parametrize("blocks", ["one block", "tiny blocks"])

@@ -512,13 +512,13 @@ def test_without_precise_batchnorm_the_moving_averages_stay(tiny_dataset):
 @pytest.mark.parametrize("name", ["dense", "cnn"])
 def test_the_worker_trains_keras_models_without_tensorflow(tiny_dataset, name,
                                                            worker_payloads):
-    from mnist_core import package
+    from mnist_core import worker
     payloads = worker_payloads
     events = []
     spec = REGISTRY[name]
-    record = package.train_in_worker(name, tiny_dataset, train_cfg=tiny_train_config(),
-                                     arch=spec.live_arch,
-                                     callback=lambda event, info: events.append(event))
+    record = worker.train_in_worker(name, tiny_dataset, train_cfg=tiny_train_config(),
+                                    arch=spec.live_arch,
+                                    callback=lambda event, info: events.append(event))
     (payload,) = payloads
     assert payload["imported"] == []  # neither tensorflow nor keras, in the worker
     assert payload["peak_rss_kb"] > 0
@@ -535,12 +535,12 @@ def test_teach_fine_tunes_a_shipped_keras_model_in_the_worker_without_tensorflow
         worker_payloads):
     """Teach's path: the shipped dense network's file rides in its warm architecture to
     the worker, which fine-tunes it in NumPy."""
-    from mnist_core import package
+    from mnist_core import worker
     from mnist_core.classroom import finetune
     payloads = worker_payloads
     shipped = KerasModel.load(SHIPPED_ARTIFACTS / "dense.keras", REGISTRY["dense"])
     data = gallery_dataset()
-    record = package.train_in_worker(
+    record = worker.train_in_worker(
         "dense", data, arch=finetune.warm_arch(shipped),
         train_cfg=tiny_train_config(epochs=1, batch_size=64, lr=1e-4, n_val=60))
     assert payloads[0]["imported"] == []

@@ -145,7 +145,8 @@ def test_renamed_shares_the_network_not_the_metrics():
 
 def test_importing_the_interface_loads_no_tensorflow():
     code = ("import sys, mnist_core.models.model, mnist_core.artifacts.registry, mnist_core.models.architectures, "
-            "mnist_core.package, mnist_core.insight.explain, mnist_core.artifacts.files; "
+            "mnist_core.package, mnist_core.worker, mnist_core.insight.explain, "
+            "mnist_core.artifacts.files; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout

@@ -189,13 +189,13 @@ def test_the_graph_is_a_valid_onnx_model_with_named_input_and_output():
 
 
 def test_a_kaggle_file_is_predicted_in_a_worker_as_it_would_be_in_process(shipped):
-    from mnist_core import package
+    from mnist_core import worker
     from mnist_core.classroom import kaggle
 
     model = shipped["cnn"]
     images = (np.random.default_rng(5).random((onnx_graph.DEFAULT.min_batch + 76, 28, 28))
               * 255).astype(np.uint8)
     seen: list[float] = []
-    got = package.submission_in_worker(model, images, progress=seen.append)
+    got = worker.submission_in_worker(model, images, progress=seen.append)
     assert got == kaggle.submission_csv(model.predict_proba, images)
     assert seen and seen[-1] == 1.0

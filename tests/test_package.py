@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import tiny_train_config
 
-from mnist_core import package
+from mnist_core import package, worker
 from mnist_core.models.architectures import from_manifest
 from mnist_core.artifacts.files import load_gallery, load_models, read_manifest, sha256
 from mnist_core.datasets.data import to_float
@@ -164,7 +164,7 @@ def test_models_not_retrained_keep_their_entries_and_gallery_answers(tmp_path, t
 def test_train_in_worker_streams_events_and_returns_the_model(tiny_dataset, name):
     events = []
     spec = REGISTRY[name]
-    record = package.train_in_worker(name, tiny_dataset, train_cfg=tiny_train_config(),
+    record = worker.train_in_worker(name, tiny_dataset, train_cfg=tiny_train_config(),
                                      arch=spec.live_arch,
                                      callback=lambda event, info: events.append((event, info)))
     kinds = [e for e, _ in events]
@@ -186,7 +186,7 @@ def test_train_in_worker_streams_events_and_returns_the_model(tiny_dataset, name
 def test_the_worker_keeps_blas_on_one_thread(tiny_dataset, name, worker_payloads):
     """OpenBLAS's threads spin waiting for a busy core: with both cores busy, Train live's
     default NumPy MLP run took 9-12 s on two BLAS threads and 0.6 s on one."""
-    package.train_in_worker(name, tiny_dataset, train_cfg=tiny_train_config(),
+    worker.train_in_worker(name, tiny_dataset, train_cfg=tiny_train_config(),
                             arch=REGISTRY[name].live_arch)
     assert worker_payloads[0]["blas_threads"] == 1
 
@@ -198,7 +198,7 @@ def test_train_in_worker_stops_when_asked_and_still_scores(tiny_dataset):
         if event == "batch":
             stop.set()
 
-    record = package.train_in_worker("numpy", tiny_dataset, stop=stop, callback=callback,
+    record = worker.train_in_worker("numpy", tiny_dataset, stop=stop, callback=callback,
                                      train_cfg=tiny_train_config(epochs=50, batch_size=8),
                                      arch=REGISTRY["numpy"].live_arch)
     assert record.stopped_early and 1 <= len(record.history) < 50
@@ -206,26 +206,26 @@ def test_train_in_worker_stops_when_asked_and_still_scores(tiny_dataset):
 
 
 def test_train_in_worker_errors_are_one_line(tiny_dataset):
-    with pytest.raises(package.WorkerError, match=r"^ZeroDivisionError: .*division by zero$"):
-        package.train_in_worker("numpy", tiny_dataset, arch=REGISTRY["numpy"].live_arch,
+    with pytest.raises(worker.WorkerError, match=r"^ZeroDivisionError: .*division by zero$"):
+        worker.train_in_worker("numpy", tiny_dataset, arch=REGISTRY["numpy"].live_arch,
                                 train_cfg=tiny_train_config(batch_size=0))
 
 
 def test_load_dataset_in_worker(tmp_path, tiny_dataset):
-    from mnist_core.datasets.data import DataError
+    from mnist_core.datasets.common import DataError
     path = tmp_path / "mnist.npz"
     np.savez(path, x_train=tiny_dataset.x_train, y_train=tiny_dataset.y_train,
              x_test=tiny_dataset.x_test, y_test=tiny_dataset.y_test)
-    data = package.load_dataset_in_worker(path)
+    data = worker.load_dataset_in_worker(path)
     np.testing.assert_array_equal(data.x_train, tiny_dataset.x_train)
     with pytest.raises(DataError, match="nowhere"):
-        package.load_dataset_in_worker(tmp_path / "nowhere")
+        worker.load_dataset_in_worker(tmp_path / "nowhere")
 
 
 def test_a_stop_before_the_worker_starts_still_gives_a_model(tiny_dataset):
     stop = StopFlag()
     stop.set()
-    record = package.train_in_worker("numpy", tiny_dataset, stop=stop,
+    record = worker.train_in_worker("numpy", tiny_dataset, stop=stop,
                                      train_cfg=tiny_train_config(epochs=5),
                                      arch=REGISTRY["numpy"].live_arch)
     assert record.stopped_early and len(record.history) == 1
@@ -241,7 +241,7 @@ def test_train_in_worker_fits_the_temperature_on_the_runs_validation_split(tiny_
     from mnist_core.models.model import temper
 
     cfg = tiny_train_config(epochs=2)
-    record = package.train_in_worker(name, tiny_dataset, train_cfg=cfg,
+    record = worker.train_in_worker(name, tiny_dataset, train_cfg=cfg,
                                      arch=REGISTRY[name].live_arch)
     model, calibration = record.model, record.metrics["calibration"]
     assert model.temperature == calibration["temperature"] != 1.0

@@ -1,7 +1,9 @@
 """The class's own digits, as the pages see them: the database connection, the class code,
 the writer, the teacher PIN and the "Wrong? It was a ..." button (issue #12).
 
-Storage is :mod:`mnist_core.classroom.class_store`; this module only wires it to Streamlit. The engine
+Storage is :mod:`mnist_core.classroom.class_store` (its tables
+:mod:`~mnist_core.classroom.class_schema`, its engines and errors
+:mod:`~mnist_core.classroom.class_engine`); this module only wires it to Streamlit. The engine
 comes from ``st.connection("classroom", type="sql")``: the URL in ``.streamlit/secrets.toml``
 ``[connections.classroom]`` when there is one (PostgreSQL for several replicas, or for a
 host whose disk is not persistent), else ``$MNIST_STUDIO_DB_URL`` (deploy/compose.yaml sets
@@ -24,7 +26,7 @@ import numpy as np
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from mnist_core.classroom import class_store as cs
+from mnist_core.classroom import class_engine, class_schema, class_store as cs
 
 CONN_NAME = "classroom"                  # st.connection name and secrets section
 DB_ENV = "MNIST_STUDIO_CLASS_DB"         # SQLite file path when no URL is configured
@@ -93,7 +95,7 @@ def where_stored() -> str:
 def _migrated(url_key: str, _engine: Engine) -> int:
     # Once per database per server process; a failure is not cached, so the next rerun
     # tries again once the database is back.
-    return cs.migrate(_engine)
+    return class_schema.migrate(_engine)
 
 
 def engine() -> Engine:
@@ -101,22 +103,22 @@ def engine() -> Engine:
     url = configured_url()
     try:
         if url is None:
-            url = cs.sqlite_url(sqlite_path())
+            url = class_engine.sqlite_url(sqlite_path())
         if url == "from-parts":
             dialect = str(_conn_section()["dialect"])
-            conn = st.connection(CONN_NAME, type="sql", **cs.engine_kwargs(dialect))
+            conn = st.connection(CONN_NAME, type="sql", **class_engine.engine_kwargs(dialect))
         else:   # the URL passed on: it wins over secrets, and keys the cached connection
-            conn = st.connection(CONN_NAME, type="sql", url=url, **cs.engine_kwargs(url))
-        eng = cs.prepare_engine(conn.engine)
-    except cs.ClassStoreError:
+            conn = st.connection(CONN_NAME, type="sql", url=url, **class_engine.engine_kwargs(url))
+        eng = class_engine.prepare_engine(conn.engine)
+    except class_engine.ClassStoreError:
         raise
     except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a folder we cannot create
-        raise cs.classify(exc) from exc
+        raise class_engine.classify(exc) from exc
     _migrated(str(eng.url), eng)
     return eng
 
 
-def failure(exc: cs.ClassStoreError, not_saved: str | None = None) -> str:
+def failure(exc: class_engine.ClassStoreError, not_saved: str | None = None) -> str:
     """What a database failure means for a person: what happened, what was not saved, and
     that the rest of the app still works."""
     lost = f" **Not saved:** {not_saved}." if not_saved else ""
@@ -124,7 +126,7 @@ def failure(exc: cs.ClassStoreError, not_saved: str | None = None) -> str:
             f"in a moment.")
 
 
-def show_error(exc: cs.ClassStoreError, not_saved: str | None = None) -> None:
+def show_error(exc: class_engine.ClassStoreError, not_saved: str | None = None) -> None:
     st.error(failure(exc, not_saved), icon=":material/database:")
 
 
@@ -132,7 +134,7 @@ def engine_or_stop(not_saved: str | None = None) -> Engine:
     """:func:`engine`, or the error on the page and the page stopped."""
     try:
         return engine()
-    except cs.ClassStoreError as exc:
+    except class_engine.ClassStoreError as exc:
         show_error(exc, not_saved)
         st.stop()
 
@@ -171,8 +173,8 @@ def class_code_picker(key: str) -> str | None:
     can be shared with the class."""
     raw = st.query_params.get(QUERY_PARAM)
     if raw and len(raw) > UI.max_query_len:
-        st.error(f"The class code in the address is too long (at most {cs.DEFAULT.max_class_len}"
-                 f" characters).", icon=":material/error:")
+        st.error(f"The class code in the address is too long (at most "
+                 f"{class_engine.DEFAULT.max_class_len} characters).", icon=":material/error:")
     elif raw and not st.session_state.get(CODE_KEY):
         try:
             cs.check_class_code(raw)
@@ -181,7 +183,7 @@ def class_code_picker(key: str) -> str | None:
     code = current_class_code()
     if key not in st.session_state and code:
         st.session_state[key] = code
-    st.text_input("Class code", key=key, max_chars=cs.DEFAULT.max_class_len,
+    st.text_input("Class code", key=key, max_chars=class_engine.DEFAULT.max_class_len,
                   placeholder="for example 7b", on_change=_set_code_from_input, args=(key,),
                   help="Keeps your class's digits apart from other classes'. Lower-case "
                        "letters, digits and '-'.", width=220)
@@ -217,7 +219,7 @@ def _set_nickname(key: str) -> None:
 def writer_picker(key: str) -> str:
     """An optional nickname box; returns the writer id in use."""
     current = writer_id()
-    st.text_input("Nickname (optional)", key=key, max_chars=cs.DEFAULT.max_writer_len,
+    st.text_input("Nickname (optional)", key=key, max_chars=class_engine.DEFAULT.max_writer_len,
                   placeholder=current, on_change=_set_nickname, args=(key,), width=220,
                   help="Only to tell your digits apart on the dashboard; no real names "
                        "needed. Without one you are " + current + ".")
@@ -280,7 +282,7 @@ def canvas_strokes(canvas_key: str) -> str | None:
     if not raw:
         return None
     text = json.dumps(raw, separators=(",", ":"))
-    return text if len(text) <= cs.DEFAULT.max_strokes_bytes else None
+    return text if len(text) <= class_engine.DEFAULT.max_strokes_bytes else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -307,7 +309,7 @@ def _save_flag(widget: str, x: np.ndarray, answers: dict[str, int], source: str,
                      x, answers, strokes)
     try:
         cs.save_digit(engine(), digit)
-    except cs.ClassStoreError as exc:
+    except class_engine.ClassStoreError as exc:
         st.session_state[result_key] = ("error", failure(
             exc, f"this digit as a {label} (pick it again to retry)"))
         st.session_state[widget] = None

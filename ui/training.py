@@ -4,7 +4,7 @@ shipped one (:func:`yours_against_shipped`).
 
 The training itself is :func:`mnist_core.package.train_and_package`, the same function
 ``python -m mnist_core train`` uses, run in a worker process
-(:func:`mnist_core.package.train_in_worker`) whose memory goes when training ends; the
+(:func:`mnist_core.worker.train_in_worker`) whose memory goes when training ends; the
 worker trains the Keras architectures in NumPy (:func:`mnist_core.training.train.train_network`), so
 TensorFlow loads neither in the server nor in the worker. A background thread per job
 hears the worker's progress and keeps what the page shows (progress, curves, the finished
@@ -23,10 +23,11 @@ from dataclasses import dataclass, field, replace
 
 import streamlit as st
 
-from mnist_core.datasets.data import ENV_VAR, DataError, Dataset, load_dataset
+from mnist_core.datasets.common import DataError
+from mnist_core.datasets.data import ENV_VAR, Dataset, load_dataset
 from mnist_core.models.model import Model
-from mnist_core.package import WorkerError, load_dataset_in_worker, train_in_worker
 from mnist_core.training.train import EpochLog, StopFlag, TrainConfig
+from mnist_core.worker import WorkerError, load_dataset_in_worker, train_in_worker
 
 from .charts import PLOTLY_CONFIG, live_figure
 from .user_model import USER, USER_TITLE

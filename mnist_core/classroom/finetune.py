@@ -4,7 +4,7 @@ and the before/after table on the held-out writers and on the MNIST test set.
 
 Images are ``(N, 28, 28) uint8 in [0, 255]`` as :mod:`mnist_core.datasets.data` keeps them; the
 training set this builds is a :class:`~mnist_core.datasets.data.Dataset` that
-:func:`mnist_core.package.train_in_worker` takes as it is (its test split is the held-out
+:func:`mnist_core.worker.train_in_worker` takes as it is (its test split is the held-out
 writers, so the worker's own scoring already measures them).
 
 This module never imports streamlit or TensorFlow.

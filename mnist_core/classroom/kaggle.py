@@ -15,7 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..datasets.data import DataError, parse_csv, to_float
+from ..datasets.common import DataError
+from ..datasets.csv_digits import parse_csv
+from ..datasets.data import to_float
 
 MAX_ROWS = 100_000  # Kaggle's test.csv has 28,000; anything far larger is not that file
 MAX_CSV_BYTES = 200 * 1024 * 1024  # unpacked; Kaggle's test.csv is 51 MB
@@ -26,7 +28,7 @@ def read_test_csv(data: bytes, name: str = "test.csv") -> np.ndarray:
 
     Expects 784 pixel columns per row (header ``pixel0..pixel783`` optional); a labeled
     file (785 columns) is refused with a message, since a submission needs unlabeled rows.
-    Raises :class:`~mnist_core.datasets.data.DataError` with the file name and the problem.
+    Raises :class:`~mnist_core.datasets.common.DataError` with the file name and the problem.
     """
     if data.count(b"\n") > MAX_ROWS + 1:
         raise DataError(f"{name}: more than {MAX_ROWS:,} rows; Kaggle's test.csv has 28,000")

@@ -47,7 +47,7 @@ class LiveSettings:
 
 @dataclass(frozen=True)
 class LiveRun:
-    """One live training, ready for :func:`mnist_core.package.train_in_worker`."""
+    """One live training, ready for :func:`mnist_core.worker.train_in_worker`."""
 
     arch: Architecture           # the registry's live architecture with the widgets' values
     train: TrainConfig           # epochs, batch, rate, images and augmentation chosen

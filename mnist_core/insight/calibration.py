@@ -251,7 +251,7 @@ def validation_record(model: Model, data: Dataset, n_val: int, seed: int,
     Returns a ``"calibration"`` record without reliability curves (``sets`` empty):
     ``temperature``, ``n_bins``, ``fit_on``, ``val`` (``n``, NLL and ECE before and
     after). What the app's worker fits for a model trained live
-    (:func:`mnist_core.package.train_in_worker`); :func:`calibration_record` adds the
+    (:func:`mnist_core.worker.train_in_worker`); :func:`calibration_record` adds the
     curves the shipped models' records hold. Values rounded to ``cfg.digits`` decimals."""
     return _rounded(_validation_fit(model, data, n_val, seed, cfg), cfg.digits)
 

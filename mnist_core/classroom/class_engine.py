@@ -1,0 +1,141 @@
+"""Reaching a class's SQL database (SQLAlchemy): SQLite by default, PostgreSQL (or any
+SQLAlchemy URL) for a deployment with several replicas.
+
+Here: the store's limits (:class:`StoreConfig`), engines made ready for a class saving at
+once, and every database failure raised as :class:`ClassStoreError`, whose ``kind`` says
+what happened (unreachable, locked, full, read-only) and whose message a learner can read.
+
+This module never imports streamlit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Limits on what one saved digit and one import may hold."""
+
+    max_class_len: int = 16          # class codes are typed by children: short
+    max_writer_len: int = 24         # a nickname or "w-" + a short random id
+    max_strokes_bytes: int = 200_000  # canvas JSON of a busy digit is ~5-30 kB
+    max_import_bytes: int = 50_000_000  # one export zip; ~20 bytes per pixel row in CSV
+    max_import_digits: int = 100_000   # rows in one import
+    sqlite_busy_ms: int = 30_000     # how long a SQLite writer waits for the lock
+    test_every: int = 5              # single-writer exports: every 5th digit goes to test
+    test_writer_share: float = 0.2   # several writers: about this share of writers to test
+    pg_connect_timeout_s: int = 5    # a dead PostgreSQL fails a save in seconds, not minutes
+    id_chunk: int = 500              # ids per IN (...) query: under SQLite's parameter limit
+
+
+DEFAULT = StoreConfig()
+
+
+class ClassStoreError(RuntimeError):
+    """The database could not do what was asked. ``kind``: ``unreachable``, ``locked``,
+    ``full``, ``read-only``, ``schema`` or ``error``; the message is for a person."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+# ---------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------
+
+_KINDS = (  # (kind, words in the driver's message, what a person is told)
+    ("locked", ("database is locked", "lock timeout", "deadlock"),
+     "The class database is busy (locked by another save)."),
+    ("full", ("disk is full", "database or disk is full", "no space left", "disk full"),
+     "The class database's disk is full."),
+    ("read-only", ("readonly database", "read-only", "read only", "attempt to write a readonly"),
+     "The class database is read-only here."),
+    ("unreachable", ("unable to open database", "connection refused", "could not connect",
+                     "connection failed", "timeout expired", "server closed",
+                     "name or service not known", "could not translate host",
+                     "connection is closed", "terminating connection"),
+     "The class database cannot be reached."),
+)
+
+
+def classify(exc: BaseException) -> ClassStoreError:
+    """A driver or SQLAlchemy error as a :class:`ClassStoreError` with a readable kind."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    for kind, words, message in _KINDS:
+        if any(w in text for w in words):
+            return ClassStoreError(kind, message)
+    return ClassStoreError("error", f"The class database failed: {type(exc).__name__}.")
+
+
+class database_errors:
+    """``with database_errors():`` turns SQLAlchemy/driver/OS errors into ClassStoreError."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        if exc is None or isinstance(exc, ClassStoreError):
+            return False
+        if isinstance(exc, (sa.exc.SQLAlchemyError, OSError)):
+            raise classify(exc) from exc
+        return False
+
+
+# ---------------------------------------------------------------------------------------
+# Engines
+# ---------------------------------------------------------------------------------------
+
+def sqlite_url(path: str | Path) -> str:
+    """A SQLAlchemy URL for a SQLite file (its folder is created on first use)."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def engine_kwargs(url: str, cfg: StoreConfig = DEFAULT) -> dict:
+    """``create_engine`` keyword arguments for ``url``: SQLite waits ``sqlite_busy_ms`` for
+    the write lock instead of failing at once."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": cfg.sqlite_busy_ms / 1000}}
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": cfg.pg_connect_timeout_s}}
+
+
+def prepare_engine(engine: Engine, cfg: StoreConfig = DEFAULT) -> Engine:
+    """Make a SQLite engine fit for a class saving at once: WAL (readers never block the
+    writer), a busy timeout, and a plain BEGIN per transaction. Other dialects unchanged.
+    Idempotent: the listener is attached once per engine."""
+    if engine.dialect.name != "sqlite" or getattr(engine, "_class_store_ready", False):
+        return engine
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None   # SQLAlchemy's BEGIN below, not pysqlite's guess
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {int(cfg.sqlite_busy_ms)}")
+            cur.execute("PRAGMA journal_mode = WAL")
+        except Exception:  # noqa: BLE001 - a read-only file: reads still work, writes say why
+            pass
+        finally:
+            cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # IMMEDIATE takes the write lock up front (migrations): no upgrade from a read lock
+        # that could fail half-way with "database is locked".
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    engine._class_store_ready = True  # type: ignore[attr-defined]
+    return engine
+
+
+def make_engine(url: str, cfg: StoreConfig = DEFAULT) -> Engine:
+    """A ready engine for ``url`` (SQLite prepared by :func:`prepare_engine`)."""
+    return prepare_engine(sa.create_engine(url, **engine_kwargs(url, cfg)), cfg)
