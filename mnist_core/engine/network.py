@@ -117,11 +117,11 @@ class Sequential:
 
     # -- inference ------------------------------------------------------------------------
 
-    def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict_proba(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """``x`` ``(N, ...)`` -> the last layer's outputs ``(N, classes)``."""
         return self.predict_with_features(x, batch_size)[0]
 
-    def predict_with_features(self, x: np.ndarray, batch_size: int = 256,
+    def predict_with_features(self, x: np.ndarray, batch_size: int = 64,
                               workers: int = tuning.CORES) -> tuple[np.ndarray, np.ndarray]:
         """``(outputs (N, classes), features (N, D))`` from one pass: ``features`` is what
         the last Dense layer reads (the last hidden layer, flattened; Model maps and the
@@ -200,8 +200,8 @@ class Sequential:
             layer = self.layers[i]
             g, layer_grads = layer.backward(caches[i], g, need_dx=need_dx or i > 0)
             grads.append(layer_grads)
-            if not isinstance(layer, BatchNormalization):
-                caches[i] = None
+            stats = caches[i] if isinstance(layer, BatchNormalization) else None
+            caches[i] = (None, None, *stats[2:]) if isinstance(stats, tuple) else None
         return g, [w for layer_grads in reversed(grads) for w in layer_grads]
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, label_smoothing: float,
