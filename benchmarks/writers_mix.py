@@ -23,6 +23,7 @@ import numpy as np
 
 import harness as h
 from mnist_core.training import writers
+from mnist_core.training.train import fit
 from mnist_core.datasets.data import load_dataset, split_validation, to_float
 from mnist_core.artifacts.registry import REGISTRY
 
@@ -47,7 +48,7 @@ def main() -> None:
     for share in args.shares:
         cfg = replace(spec.train, epochs=args.epochs, writers_share=share)
         t0 = time.perf_counter()
-        model = spec.backend.from_net(spec.backend.fit(data, cfg, spec.arch).model, spec)
+        model = spec.backend.from_net(fit(data, cfg, spec.arch).model, spec)
         seconds = time.perf_counter() - t0
         val_acc = float((model.predict_proba(to_float(val.x_val)).argmax(1) == val.y_val).mean())
         scores = writers.score({args.model: model}, held)

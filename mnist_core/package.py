@@ -22,7 +22,7 @@ from .datasets.data import Dataset, to_float
 from .insight.evaluate import evaluate_model
 from .models.model import Model
 from .artifacts.registry import REGISTRY, ModelSpec
-from .training.train import Callback, EpochLog, StopFlag, TrainConfig
+from .training.train import Callback, EpochLog, StopFlag, TrainConfig, fit
 
 GALLERY_SAMPLES = 200   # random test digits shipped for the "show me a test digit" button
 GALLERY_ERRORS = 300    # at most this many digits some model got wrong
@@ -62,7 +62,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
     ``"evaluate"`` (``{"model": Model}``) before the test set is scored. ``stop`` ends the
     training in progress after a batch and trains no further model. ``log`` receives one
     line per stage (the CLI prints them). ``engine``: what trains the Keras architectures
-    (:meth:`Model.fit <mnist_core.models.model.Model.fit>`): ``"tensorflow"`` (the CLI) or
+    (:func:`mnist_core.training.train.fit`): ``"tensorflow"`` (the CLI) or
     ``"numpy"`` (the app's worker: no TensorFlow).
 
     With ``out``, writes each model's weights, ``.history.json`` and ``.metrics.json`` as
@@ -91,7 +91,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
         model_arch = _per_model(arch, spec, spec.arch)
         log(f"== {name}: {spec.title}, {cfg.epochs} epochs")
         callback = callback_for(name, cfg) if callback_for is not None else None
-        result = spec.backend.fit(data, cfg, model_arch, callback, stop, engine=engine)
+        result = fit(data, cfg, model_arch, callback, stop, engine=engine)
         model = spec.backend.from_net(result.model, spec, arch=model_arch,
                                       history=[asdict(e) for e in result.history])
         if out is not None:

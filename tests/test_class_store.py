@@ -422,11 +422,12 @@ def test_warm_arch_builds_the_trained_network(tiny_artifacts):
     from mnist_core.artifacts.files import load_models
     from mnist_core.classroom.finetune import warm_arch
     from mnist_core.models.architectures import build_net
+    from mnist_core.training.train import start_net
     models = load_models(tiny_artifacts.directory)
     arch = pickle.loads(pickle.dumps(warm_arch(models["numpy"])))
     x = np.random.default_rng(0).random((5, 784)).astype(np.float32)
     shipped = models["numpy"].network.predict_proba(x)
-    assert np.array_equal(build_net(arch, 0).predict_proba(x), shipped)
+    assert np.array_equal(start_net(arch, 0).predict_proba(x), shipped)
     fresh = build_net(type(arch).__mro__[1](**{k: getattr(arch, k) for k in ("hidden",)}), 0)
     assert not np.allclose(fresh.predict_proba(x), shipped)
     assert warm_arch(models["lenet5"]) is None          # not one of numpy, dense, cnn

@@ -32,6 +32,7 @@ from mnist_core.models.architectures import (CNNConfig, DenseConfig, LeNet5Confi
 from mnist_core.models.model import KerasModel
 from mnist_core.training.augment import NONE
 from mnist_core.training.train import (DEFAULT_ENGINE, EngineConfig, StopFlag, TrainConfig,
+                                       start_net,
                                        precise_bn_sample, prepare, train_network)
 
 keras = pytest.importorskip("keras")
@@ -373,7 +374,7 @@ def test_fine_tuning_starts_from_the_shipped_weights():
     from mnist_core.classroom import finetune
     shipped = KerasModel.load(SHIPPED_ARTIFACTS / "cnn.keras", REGISTRY["cnn"])
     warm = finetune.warm_arch(shipped)
-    net = build_net(warm, seed=0)
+    net = start_net(warm, seed=0)
     with zipfile.ZipFile(SHIPPED_ARTIFACTS / "cnn.keras") as z:
         shipped_config = json.loads(z.read("config.json"))
     assert keras_file.model_config(net) == without_sharing_ids(shipped_config)

@@ -201,7 +201,7 @@ def test_a_reading_runs_each_model_once_and_takes_the_features_from_that_pass(
         monkeypatch, models, refs):
     """``read`` gives probabilities and, for each model voting on the far signal, its
     features from one forward pass per model per batch; the verdict is the one features
-    computed on their own give (``inference._features``, through ``novelty``'s API)."""
+    computed in a pass of their own give (``novelty.far_ratios``)."""
     from mnist_core.reading import inference, novelty
 
     calls = []
@@ -217,7 +217,7 @@ def test_a_reading_runs_each_model_once_and_takes_the_features_from_that_pass(
     calls.clear()
     readings = inference.read(x, models, refs)
     assert sorted(calls) == one_pass
-    separate = inference.far_ratios(models, x, refs)
+    separate = novelty.far_ratios(models, x, refs)
     assert set(separate) == set(refs)
     for i, reading in enumerate(readings):
         alone = novelty.check(reading.probs, x[i], far={k: float(v[i]) for k, v in separate.items()})

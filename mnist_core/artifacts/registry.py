@@ -13,7 +13,7 @@ from ..models.architectures import (Architecture, CNNConfig, DenseConfig, LeNet5
                                     NumpyConfig, build_net)
 from ..training.augment import AugmentConfig
 from ..models.model import KerasModel, Model, NumpyModel
-from ..training.train import StopFlag, TrainConfig, TrainResult
+from ..training.train import StopFlag, TrainConfig, TrainResult, fit
 from ..models.views import ASPECT_VIEWS, DEFAULT_VIEWS, ViewConfig
 
 
@@ -103,5 +103,5 @@ def train_model(name: str, data, callback=None, stop: StopFlag | None = None,
     cfg = train_cfg or spec.train
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
-    return spec.backend.fit(data, cfg, arch if arch is not None else spec.arch, callback, stop)
+    return fit(data, cfg, arch if arch is not None else spec.arch, callback, stop)
 

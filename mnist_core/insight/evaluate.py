@@ -89,8 +89,3 @@ def evaluate_model(model, data, train_seconds: float | None = None,
     if slow is not None:
         metrics["latency_single_predict_ms"] = time_single(slow, x_test, 20)
     return metrics, probs
-
-
-def keras_predict_fn(model) -> Predict:
-    """Plain ``model.predict`` (the slow path), to compare against the fast path."""
-    return lambda x: model.predict(np.asarray(x, np.float32)[..., None], verbose=0)

@@ -123,13 +123,7 @@ INIT_STREAM = 0
 
 
 def build_net(arch: Architecture, seed: int = 0) -> Sequential:
-    """A fresh network of ``arch``, weights drawn from ``seed``'s own stream; an
-    architecture carrying a trained file (:mod:`mnist_core.training.finetune`'s warm
-    configs: a non-empty ``weights`` field) starts from that file's weights instead."""
-    trained = getattr(arch, "weights", b"")
-    if trained:
-        from .model import model_from_bytes
-        return model_from_bytes(trained, arch).network.copy()
+    """A fresh network of ``arch``, weights drawn from ``seed``'s own stream."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(INIT_STREAM,)))
     return Sequential.build(arch.layers(), arch.input_shape, arch.keras_name, rng)
 

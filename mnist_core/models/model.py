@@ -106,17 +106,6 @@ class Model:
         """A model around a network just built or trained."""
         return cls(net, **cls._meta(spec, **meta))
 
-    @classmethod
-    def fit(cls, data, cfg, arch, callback=None, stop=None, engine: str = "tensorflow"):
-        """Train a fresh network of ``arch`` on ``data`` with ``cfg`` (a
-        :class:`~mnist_core.training.train.TrainConfig`): a
-        :class:`~mnist_core.training.train.TrainResult` holding the bare network.
-        ``engine``: what trains a Keras architecture, ``"tensorflow"`` (Keras itself: the
-        CLI, whose files ship) or ``"numpy"`` (:func:`~mnist_core.training.train.train_network`,
-        no TensorFlow: the app's worker); the NumPy MLP trains in NumPy either way."""
-        from ..training.train import train_network
-        return train_network(data, cfg, arch, callback, stop)
-
     @staticmethod
     def read_network(data: bytes) -> Sequential:
         raise NotImplementedError
@@ -321,16 +310,6 @@ class KerasModel(Model):
         data = to_bytes(net)
         return cls(keras_file.read(data), source=data, keras_net=net, **cls._meta(spec, **meta))
 
-    @classmethod
-    def fit(cls, data, cfg, arch, callback=None, stop=None, engine="tensorflow"):
-        if engine == "numpy":
-            return super().fit(data, cfg, arch, callback, stop)
-        if engine != "tensorflow":
-            raise ValueError(f"unknown training engine {engine!r}: 'tensorflow' or 'numpy'")
-        from ..training.train import train_keras
-        from .keras_tf import build
-        return train_keras(data, cfg, lambda: build(arch), callback, stop)
-
     def to_bytes(self):
         if self._source is None:
             self._source = keras_file.write(self.network)
@@ -347,8 +326,8 @@ class KerasModel(Model):
     def slow_predict_fn(self):
         if not self._time_keras:
             return None
-        from ..insight.evaluate import keras_predict_fn
-        return keras_predict_fn(self.keras_net)
+        net = self.keras_net
+        return lambda x: net.predict(np.asarray(x, np.float32)[..., None], verbose=0)
 
 
 BACKENDS: tuple[type[Model], ...] = (NumpyModel, KerasModel)

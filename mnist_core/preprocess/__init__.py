@@ -20,12 +20,12 @@ Images flow as ``(H, W) float32 in [0, 1]``, white ink on black, from the ink ma
 intermediate stage is kept on :class:`Stages` for display.
 """
 
-from .common import INK_LEVEL, NoDigitError, Stages
+from .common import INK_LEVEL, NoDigitError, Polarity, Stages
 from .decode import MAX_BYTES, MAX_PIXELS, ImageReadError, decode_image
 from .geometry import (GeometryConfig, centre_by_mass, centre_of_mass, fit_box, normalise_crop,
                        paste_centre, stroke_width)
-from .ink import (InkConfig, Polarity, PolarityConfig, flatten_alpha, ink_from_canvas,
-                  ink_from_paper, polarity)
+from .ink import (InkConfig, PolarityConfig, flatten_alpha, ink_from_canvas, ink_from_paper,
+                  polarity)
 from .page import (LightingConfig, RulingConfig, SheetConfig, fit_paper, isolate_sheet,
                    paper_pixels, remove_ruling)
 from .pipeline import (DEFAULT, PreprocessConfig, ink_map, photo_ink, preprocess,

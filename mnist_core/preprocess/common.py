@@ -1,21 +1,39 @@
 """What the preprocessing stages share: the "is ink" level, the per-digit record of every
-stage, the error for an image without a digit, and shrinking an image to a working side."""
+stage and of which side was ink, the error for an image without a digit, and shrinking an
+image to a working side."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:
-    from .ink import Polarity
 
 # An ink map pixel this strong or stronger is ink: it joins components, bounds crops, and
 # spans a column's height when touching digits are cut. Weaker ones are anti-aliased
 # fringe or noise left over from the paper.
 INK_LEVEL = 0.25
+
+
+@dataclass(frozen=True)
+class Polarity:
+    """Which side of a picture is ink: the decision, the paper level and the reasons.
+
+    ``paper_mask``: the ``(h, w) bool`` pixels taken for paper while deciding, at the vote's
+    resolution, handed on to the lighting fit so the paper is not fitted twice (None when
+    the decision needed no fit); left out of comparisons and ``repr``.
+    """
+
+    light_ink: bool             # True: ink is lighter than the paper (a canvas's white
+                                # strokes, chalk); False: dark ink on light paper
+    paper_level: float          # the paper's grey level, 0-255, where it was judged
+    reasons: tuple[str, ...]    # each witness and what it said, in words, for display
+    paper_mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def describe(self) -> str:
+        """One line: the decision, then the reasons."""
+        side = "light ink on dark paper" if self.light_ink else "dark ink on light paper"
+        return f"{side} (paper grey {self.paper_level:.0f}): " + "; ".join(self.reasons)
 
 
 class NoDigitError(ValueError):
@@ -34,7 +52,7 @@ class Stages:
     ``(28, 28) float32 [0, 1]``, what the models see. ``stroke_width``: the crop's stroke
     width in pixels at the normalising resolution, before it was normalised.
     ``polarity``: which side of the input was taken for ink, and why
-    (:class:`~mnist_core.preprocess.ink.Polarity`).
+    (:class:`Polarity`, decided by :func:`mnist_core.preprocess.ink.polarity`).
     """
 
     ink: np.ndarray

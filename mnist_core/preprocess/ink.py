@@ -10,12 +10,12 @@ background colour.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from .common import as_uint8, resize_max
+from .common import Polarity, as_uint8, resize_max
 from .page import DEFAULT_LIGHTING, LightingConfig, paper_pixels
 
 # ---------------------------------------------------------------------------------------
@@ -49,27 +49,6 @@ class PolarityConfig:
 
 
 DEFAULT_POLARITY = PolarityConfig()
-
-
-@dataclass(frozen=True)
-class Polarity:
-    """Which side of a picture is ink: the decision, the paper level and the reasons.
-
-    ``paper_mask``: the ``(h, w) bool`` pixels taken for paper while deciding, at the vote's
-    resolution, handed on to the lighting fit so the paper is not fitted twice (None when
-    the decision needed no fit); left out of comparisons and ``repr``.
-    """
-
-    light_ink: bool             # True: ink is lighter than the paper (a canvas's white
-                                # strokes, chalk); False: dark ink on light paper
-    paper_level: float          # the paper's grey level, 0-255, where it was judged
-    reasons: tuple[str, ...]    # each witness and what it said, in words, for display
-    paper_mask: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    def describe(self) -> str:
-        """One line: the decision, then the reasons."""
-        side = "light ink on dark paper" if self.light_ink else "dark ink on light paper"
-        return f"{side} (paper grey {self.paper_level:.0f}): " + "; ".join(self.reasons)
 
 
 # A canvas drawing is light strokes over a known background (transparent or the canvas's

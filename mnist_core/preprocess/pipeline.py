@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import Stages, as_uint8, resize_max
+from .common import Polarity, Stages, as_uint8, resize_max
 from .geometry import DEFAULT_GEOMETRY, GeometryConfig
-from .ink import (CANVAS_POLARITY, DEFAULT_INK, DEFAULT_POLARITY, InkConfig, Polarity,
-                  PolarityConfig, flatten_alpha, ink_from_canvas, ink_from_paper, polarity,
+from .ink import (CANVAS_POLARITY, DEFAULT_INK, DEFAULT_POLARITY, InkConfig, PolarityConfig,
+                  flatten_alpha, ink_from_canvas, ink_from_paper, polarity,
                   transparent_background)
 from .page import (DEFAULT_LIGHTING, DEFAULT_RULING, DEFAULT_SHEET, LightingConfig,
                    RulingConfig, SheetConfig, fit_paper, isolate_sheet, remove_ruling)

@@ -83,34 +83,6 @@ def read_input(x: np.ndarray, models: dict, view_cfg: ViewConfig | None = None
 FarRefs = Mapping[str, novelty.FarReference]
 
 
-def _features(model, x: np.ndarray) -> np.ndarray:
-    """``(N, 28, 28) float32 [0, 1]`` -> ``(N, D) float32``: ``model``'s last hidden layer,
-    what its output layer reads (the far signal's input).
-
-    For inputs read on their own (:func:`far_ratios`, and through it
-    :func:`mnist_core.reading.novelty.far_ratios` and ``novelty.check``); a reading
-    (:func:`read`, :func:`read_digits`, :func:`read_row`) takes the features from the same
-    pass as its probabilities (:func:`~mnist_core.models.views.predict_views`)."""
-    return np.asarray(model.embedding_features(np.asarray(x, np.float32)), np.float32)
-
-
-def far_ratios(models: Mapping, x: np.ndarray, refs: FarRefs,
-               cfg: novelty.NoveltyConfig = novelty.DEFAULT, *, skip_exact: bool = False
-               ) -> dict[str, np.ndarray]:
-    """Each voting model's distance ratio for model inputs ``x`` ``(N, 28, 28)``: model name
-    -> ``(N,) float``. Voting: the model has a map in ``refs`` made from its own weights
-    (:meth:`~mnist_core.reading.novelty.FarReference.matches`); ``skip_exact`` leaves a mapped digit
-    itself out of its neighbours (to measure the mapped digits)."""
-    x = np.asarray(x, np.float32).reshape(-1, 28, 28)
-    out = {}
-    for name, model in models.items():
-        ref = refs.get(name)
-        if ref is None or not ref.matches(model):
-            continue
-        out[name] = ref.ratios(_features(model, x), skip_exact=skip_exact)
-    return out
-
-
 def read(x: np.ndarray, models: dict, refs: FarRefs | None = None,
          view_cfg: ViewConfig | None = None, *, judge_image: bool = True,
          novelty_cfg: novelty.NoveltyConfig = novelty.DEFAULT) -> Reading | list[Reading]:

@@ -229,10 +229,14 @@ def far_ratios(models: Mapping, x: np.ndarray, refs: Mapping[str, FarReference],
                cfg: NoveltyConfig = DEFAULT, *, skip_exact: bool = False
                ) -> dict[str, np.ndarray]:
     """Each voting model's distance ratio for model inputs ``x`` ``(N, 28, 28)``: model name
-    -> ``(N,)``. Voting: the model has a map in ``refs`` made from its own weights.
-    :func:`mnist_core.reading.inference.far_ratios`, where the models' features are computed."""
-    from .inference import far_ratios as measured  # inference reads with this module
-    return measured(models, x, refs, cfg, skip_exact=skip_exact)
+    -> ``(N,) float``. Voting: the model has a map in ``refs`` made from its own weights
+    (:meth:`FarReference.matches`); ``skip_exact`` leaves a mapped digit itself out of its
+    neighbours (to measure the mapped digits). The features come from a pass of their own:
+    a reading (:mod:`mnist_core.reading.inference`) takes them from the pass that gives its
+    probabilities instead."""
+    x = np.asarray(x, np.float32).reshape(-1, 28, 28)
+    return {name: refs[name].ratios(model.embedding_features(x), skip_exact=skip_exact)
+            for name, model in models.items() if name in refs and refs[name].matches(model)}
 
 
 def references(directory: str | Path, cfg: NoveltyConfig = DEFAULT

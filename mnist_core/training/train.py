@@ -1,9 +1,10 @@
-"""Train the registered models: hyperparameters, the training loops and progress output.
+"""Train a network: the configuration, the training loops and progress output.
 
-Each model is one :class:`~mnist_core.artifacts.registry.ModelSpec` in the registry, whose
-:class:`~mnist_core.models.model.Model` class picks the loop here (``Model.fit``). Both loops feed freshly augmented data every epoch (prepared on a worker
-thread while the previous epoch trains), keep a fixed validation split for monitoring,
-and report through a callback so the CLI prints bars and the app draws live curves.
+:func:`fit` picks the loop: :func:`train_network` (NumPy, on the engine's layers: every
+architecture) or :func:`train_keras` (Keras itself, for the ``train`` command). Both feed
+freshly augmented data every epoch (prepared on a worker thread while the previous epoch
+trains), keep a fixed validation split for monitoring, and report through a callback so
+the CLI prints bars and the app draws live curves.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..datasets.data import Dataset, split_validation, to_float
 from ..engine.layers import Context
 from ..engine.optim import SGD, AdamConfig, AdamW
 from ..models.architectures import build_net
+from ..models.model import model_from_bytes
 from .augment import NONE, AugmentConfig, augment, style_variants
 
 
@@ -266,6 +268,32 @@ def precise_bn_sample(x: np.ndarray, cfg: TrainConfig, engine: EngineConfig) -> 
     return x[np.sort(rng.choice(len(x), n, replace=False))]
 
 
+def fit(data: Dataset, cfg: TrainConfig, arch, callback: Callback | None = None,
+        stop: StopFlag | None = None, engine: str = "tensorflow") -> TrainResult:
+    """Train a network of ``arch`` on ``data`` with ``cfg``: the one place that picks the
+    loop. ``engine``: what trains a Keras architecture, ``"tensorflow"`` (Keras itself,
+    built from the same layer list: the ``train`` command, whose files ship) or
+    ``"numpy"`` (:func:`train_network`: the app's worker, no TensorFlow); the NumPy MLP
+    (no Keras name) trains in NumPy either way."""
+    if engine not in ("tensorflow", "numpy"):
+        raise ValueError(f"unknown training engine {engine!r}: 'tensorflow' or 'numpy'")
+    if engine == "numpy" or not arch.keras_name:
+        return train_network(data, cfg, arch, callback, stop)
+    from ..models.keras_tf import build
+    return train_keras(data, cfg, lambda: build(arch), callback, stop)
+
+
+def start_net(arch, seed: int = 0):
+    """The network a training starts from: a fresh one of ``arch``
+    (:func:`~mnist_core.models.architectures.build_net`), or, for an architecture carrying
+    a trained file (:mod:`mnist_core.classroom.finetune`'s warm configs: a non-empty
+    ``weights`` field), a copy of that file's network."""
+    trained = getattr(arch, "weights", b"")
+    if trained:
+        return model_from_bytes(trained, arch).network.copy()
+    return build_net(arch, seed)
+
+
 def train_network(data: Dataset, cfg: TrainConfig, arch, callback: Callback | None = None,
                   stop: StopFlag | None = None, engine: EngineConfig = DEFAULT_ENGINE
                   ) -> TrainResult:
@@ -281,7 +309,7 @@ def train_network(data: Dataset, cfg: TrainConfig, arch, callback: Callback | No
     # The training images stay uint8 (converted a batch at a time, to the same floats):
     # 20,000 of them are 16 MB instead of 63 MB in the worker.
     x, y, x_val, y_val = prepare(data, cfg, as_float=False)
-    net = build_net(arch, cfg.seed)
+    net = start_net(arch, cfg.seed)
     extra = _extra_pool(data, cfg)
     steps = int(np.ceil((len(x) + _EpochFeeder.extra_count(len(x), cfg, extra)) / cfg.batch_size))
     params = net.params()
