@@ -345,7 +345,7 @@ from mnist_core.datasets.data import load_dataset
 from mnist_core.package import train_and_package
 from mnist_core.worker import train_in_worker
 from mnist_core.artifacts.registry import REGISTRY
-from mnist_core.training.train import TrainConfig
+from mnist_core.training.config import TrainConfig
 data = load_dataset(os.environ['MNIST_DATA'])
 cfg = TrainConfig(epochs=1, n_train=1000, augment=NONE)
 for name in ('numpy', 'dense'):
@@ -396,7 +396,7 @@ def train_worker(name: str, images: int, engine: str, data, epochs: int = 3) -> 
     from mnist_core import worker
     from mnist_core.training.augment import NONE
     from mnist_core.artifacts.registry import REGISTRY
-    from mnist_core.training.train import TrainConfig
+    from mnist_core.training.config import TrainConfig
 
     # Train live's widgets as the page opens (app_pages/train_live.py).
     cfg = TrainConfig(epochs=epochs, batch_size=128, lr=3e-3, n_train=10_000, augment=NONE)

@@ -22,7 +22,8 @@ from .datasets.data import Dataset, to_float
 from .insight.evaluate import evaluate_model
 from .models.model import Model
 from .artifacts.registry import REGISTRY, ModelSpec
-from .training.train import Callback, EpochLog, StopFlag, TrainConfig, fit
+from .training.config import Callback, EpochLog, StopFlag, TrainConfig
+from .training.train import fit
 
 GALLERY_SAMPLES = 200   # random test digits shipped for the "show me a test digit" button
 GALLERY_ERRORS = 300    # at most this many digits some model got wrong

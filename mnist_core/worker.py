@@ -25,7 +25,7 @@ from .datasets.data import Dataset, load_dataset
 from .models.architectures import Architecture
 from .models.model import Model
 from .package import Trained, train_and_package
-from .training.train import Callback, EpochLog, StopFlag, TrainConfig
+from .training.config import Callback, EpochLog, StopFlag, TrainConfig
 
 # The app never imports TensorFlow: its ~600 MB would stay in the server for good, and in
 # a worker it would put server and worker together over the budget while a model trains

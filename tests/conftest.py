@@ -183,7 +183,7 @@ def draw_digit(digit: int, size: int = 280) -> np.ndarray:
 def tiny_train_config(**overrides):
     """A TrainConfig that trains in a second or two on :func:`make_dataset` data."""
     from mnist_core.training.augment import NONE
-    from mnist_core.training.train import TrainConfig
+    from mnist_core.training.config import TrainConfig
     base = dict(epochs=2, batch_size=32, lr=3e-3, n_val=100, augment=NONE, warmup_epochs=0.1)
     return TrainConfig(**{**base, **overrides})
 

@@ -31,9 +31,9 @@ from mnist_core.models.architectures import (CNNConfig, DenseConfig, LeNet5Confi
                                              build_net)
 from mnist_core.models.model import KerasModel
 from mnist_core.training.augment import NONE
-from mnist_core.training.train import (DEFAULT_ENGINE, EngineConfig, StopFlag, TrainConfig,
-                                       start_net,
-                                       precise_bn_sample, prepare, train_network)
+from mnist_core.training.train import (DEFAULT_ENGINE, EngineConfig, start_net, precise_bn_sample, train_network)
+from mnist_core.training.config import StopFlag, TrainConfig
+from mnist_core.training.feed import prepare
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")

@@ -11,7 +11,7 @@ import pytest
 from mnist_core.classroom import live
 from mnist_core.training.augment import NONE, AugmentConfig
 from mnist_core.artifacts.registry import REGISTRY
-from mnist_core.training.train import TrainConfig
+from mnist_core.training.config import TrainConfig
 
 
 def test_the_widgets_start_at_the_registrys_short_run():

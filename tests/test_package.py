@@ -16,7 +16,7 @@ from mnist_core.artifacts.files import load_gallery, load_models, read_manifest,
 from mnist_core.datasets.data import to_float
 from mnist_core.models.model import KerasModel, Model, NumpyModel
 from mnist_core.artifacts.registry import REGISTRY
-from mnist_core.training.train import EpochLog, StopFlag
+from mnist_core.training.config import EpochLog, StopFlag
 
 NAMES = ["numpy", "lenet5"]
 

@@ -15,7 +15,8 @@ from mnist_core.datasets.data import to_float
 from mnist_core.engine.layers import Dense
 from mnist_core.engine.network import Sequential
 from mnist_core.artifacts.registry import REGISTRY, train_model
-from mnist_core.training.train import EpochLog, ProgressBar, StopFlag, TrainConfig, lr_at
+from mnist_core.training.config import EpochLog, StopFlag, TrainConfig, lr_at
+from mnist_core.training.train import ProgressBar
 
 
 def train_tiny(data, callback=None, stop=None, **cfg):

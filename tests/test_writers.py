@@ -10,7 +10,8 @@ import pytest
 
 from mnist_core.training import augment
 from mnist_core.training import writers
-from mnist_core.training.train import TrainConfig, _EpochFeeder
+from mnist_core.training.config import TrainConfig
+from mnist_core.training.feed import EpochFeeder
 
 
 def _circle(n: int = 40, cx: float = 100, cy: float = 150, rx: float = 60, ry: float = 100):
@@ -147,7 +148,7 @@ def test_each_epoch_mixes_in_the_writers_share():
     y = np.zeros(800, np.int64)
     extra = (np.ones((1000, 28, 28), np.float32), np.full(1000, 7, np.int64))
     cfg = TrainConfig(epochs=2, writers_share=0.2, augment=augment.NONE)
-    feeder = _EpochFeeder(x, y, cfg, extra)
+    feeder = EpochFeeder(x, y, cfg, extra)
     try:
         xe, ye = feeder.get(0)
         assert len(xe) == 1000 and (ye == 7).sum() == 200       # 20% of the epoch
@@ -156,7 +157,7 @@ def test_each_epoch_mixes_in_the_writers_share():
         assert not np.array_equal(ye, ye1)                       # shuffled afresh each epoch
     finally:
         feeder.close()
-    alone = _EpochFeeder(x, y, TrainConfig(epochs=1, augment=augment.NONE), extra)
+    alone = EpochFeeder(x, y, TrainConfig(epochs=1, augment=augment.NONE), extra)
     try:
         assert len(alone.get(0)[0]) == 800                      # writers_share 0: MNIST only
     finally:

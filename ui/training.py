@@ -26,7 +26,7 @@ import streamlit as st
 from mnist_core.datasets.common import DataError
 from mnist_core.datasets.data import ENV_VAR, Dataset, load_dataset
 from mnist_core.models.model import Model
-from mnist_core.training.train import EpochLog, StopFlag, TrainConfig
+from mnist_core.training.config import EpochLog, StopFlag, TrainConfig
 from mnist_core.worker import WorkerError, load_dataset_in_worker, train_in_worker
 
 from .charts import PLOTLY_CONFIG, live_figure

@@ -13,7 +13,8 @@ from ..models.architectures import (Architecture, CNNConfig, DenseConfig, LeNet5
                                     NumpyConfig, build_net)
 from ..training.augment import AugmentConfig
 from ..models.model import KerasModel, Model, NumpyModel
-from ..training.train import StopFlag, TrainConfig, TrainResult, fit
+from ..training.config import StopFlag, TrainConfig, TrainResult
+from ..training.train import fit
 from ..models.views import ASPECT_VIEWS, DEFAULT_VIEWS, ViewConfig
 
 

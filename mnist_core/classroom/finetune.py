@@ -22,7 +22,7 @@ from ..training.augment import NONE
 from ..datasets.data import Dataset, to_float
 from ..models.model import Model
 from ..artifacts.registry import REGISTRY
-from ..training.train import TrainConfig
+from ..training.config import TrainConfig
 from ..models.views import predict_views
 
 

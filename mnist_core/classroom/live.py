@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from ..models.architectures import Architecture
 from ..training.augment import NONE, AugmentConfig
 from ..artifacts.registry import REGISTRY
-from ..training.train import TrainConfig
+from ..training.config import TrainConfig
 
 KINDS = ("numpy", "dense", "cnn")                 # the models a live run can train
 MLPS = ("numpy", "dense")                         # set by hidden layers; the rest by filters

@@ -10,7 +10,7 @@ on held-out data by minimising the negative log-likelihood: ``T > 1`` softens an
 overconfident model, ``T < 1`` sharpens an underconfident one (label smoothing, which the
 shipped models train with, makes them underconfident). The answer (argmax) never changes.
 ``T`` is fitted on the validation split the model was trained beside (the same images
-:func:`mnist_core.training.train.prepare` holds out, never the test set) and stored in
+:func:`mnist_core.training.feed.prepare` holds out, never the test set) and stored in
 ``<name>.metrics.json`` under ``"calibration"``, with the reliability curves before and
 after on MNIST's test set and on real handwriting, so the app draws them without work;
 :class:`~mnist_core.models.model.Model` applies ``T`` in ``predict_proba``
@@ -219,7 +219,7 @@ def handwriting_inputs(directory: str | Path | None = None, log: Log | None = No
 
 def validation_split(data: Dataset, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The validation images a model trained with ``n_val``/``seed`` held out, exactly as
-    :func:`mnist_core.training.train.prepare` carves them: ``(n, 28, 28) float32``, ``(n,) int64``."""
+    :func:`mnist_core.training.feed.prepare` carves them: ``(n, 28, 28) float32``, ``(n,) int64``."""
     n_val = max(1, min(n_val, len(data.x_train) // 5))
     split = split_validation(data.x_train, data.y_train, n_val, seed)
     return to_float(split.x_val), split.y_val.astype(np.int64)

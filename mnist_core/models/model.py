@@ -57,7 +57,7 @@ class Model:
     what the app calls it; ``views``: the test-time views averaged when it reads real input
     (:mod:`mnist_core.models.views`); ``arch``: its architecture config
     (:mod:`mnist_core.models.architectures`); ``metrics``: test-set metrics; ``history``:
-    per-epoch training rows (dicts of :class:`~mnist_core.training.train.EpochLog` fields).
+    per-epoch training rows (dicts of :class:`~mnist_core.training.config.EpochLog` fields).
     ``family`` says what Look inside can show: ``"mlp"`` (first-layer templates, hidden
     activations) or ``"conv"`` (filters, feature maps).
     """

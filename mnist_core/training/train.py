@@ -10,189 +10,20 @@ the CLI prints bars and the app draws live curves.
 from __future__ import annotations
 
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from .. import tuning
-from ..datasets.data import Dataset, split_validation, to_float
+from ..datasets.data import Dataset, to_float
 from ..engine.layers import Context
 from ..engine.optim import SGD, AdamConfig, AdamW
 from ..models.architectures import build_net
 from ..models.model import model_from_bytes
-from .augment import NONE, AugmentConfig, augment, style_variants
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How one model is trained (its architecture is a config in :mod:`.architectures`)."""
-
-    epochs: int = 10               # passes over the (augmented) training split
-    batch_size: int = 128          # examples per gradient step
-    lr: float = 1e-3               # peak learning rate; cosine-decayed to lr_final_frac * lr
-    lr_final_frac: float = 0.02    # the schedule's floor, as a fraction of lr
-    warmup_epochs: float = 0.3     # linear warm-up avoids early BatchNorm/Adam blow-ups
-    weight_decay: float = 1e-4     # decoupled (AdamW-style) weight decay
-    label_smoothing: float = 0.05  # softer targets, better-calibrated probability bars
-    augment: AugmentConfig = AugmentConfig()  # NONE to train on raw MNIST
-    n_val: int = 5000              # validation images carved from train (test is never used)
-    n_train: int | None = None     # cap on training images (None = all); the app uses this
-    writers_share: float = 0.0     # share of each epoch's images drawn from the dataset's
-                                   # extra images (real writers' renderings), when it has
-                                   # any; MNIST stays the majority
-    seed: int = 0                  # seeds weights, shuffling, augmentation and the split
-
-
-@dataclass
-class EpochLog:
-    """One row of training history."""
-
-    epoch: int
-    loss: float
-    accuracy: float
-    val_loss: float
-    val_accuracy: float
-    seconds: float
-    lr: float
-
-
-@dataclass
-class TrainResult:
-    model: object                 # the bare network: an engine Sequential, or a keras.Model
-                                  # from train_keras (Model.from_net wraps either)
-    history: list[EpochLog]
-    seconds: float
-    stopped_early: bool = False
-    cpu_seconds: float = 0.0      # CPU time of the whole process (all threads) while
-                                  # training: unlike wall time, not inflated by other work
-                                  # sharing the machine
-
-
-Callback = Callable[[str, dict], None]  # (event, info): "batch" or "epoch"
-
-
-@dataclass
-class StopFlag:
-    """Set from another thread (the app's Stop button) to end training after a batch."""
-
-    _event: threading.Event = field(default_factory=threading.Event)
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until set or ``timeout`` seconds pass; whether it is set."""
-        return self._event.wait(timeout)
-
-
-def lr_at(cfg: TrainConfig, progress: float) -> float:
-    """Learning rate at ``progress`` in [0, 1] of training: warm-up then cosine decay."""
-    warm = cfg.warmup_epochs / max(cfg.epochs, 1)
-    if progress < warm:
-        return cfg.lr * (0.1 + 0.9 * progress / warm)
-    t = (progress - warm) / max(1e-9, 1 - warm)
-    floor = cfg.lr * cfg.lr_final_frac
-    return floor + 0.5 * (cfg.lr - floor) * (1 + np.cos(np.pi * min(1.0, t)))
-
-
-def prepare(data: Dataset, cfg: TrainConfig, as_float: bool = True):
-    """``(x, y, x_val, y_val)``: the training images (float32 in [0, 1], or as stored,
-    uint8, when not ``as_float``: a quarter of the memory, for a loop that converts each
-    batch with :func:`to_float`), int64 labels, the validation split (float32)."""
-    # Small datasets (a user's own CSV) still get a validation split: at most a fifth.
-    n_val = max(1, min(cfg.n_val, len(data.x_train) // 5))
-    split = split_validation(data.x_train, data.y_train, n_val, cfg.seed)
-    x, y = split.x_train, split.y_train
-    if cfg.n_train is not None and cfg.n_train < len(x):
-        idx = np.random.default_rng(cfg.seed + 1).permutation(len(x))[:cfg.n_train]
-        x, y = x[idx], y[idx]
-    return (to_float(x) if as_float else x), y.astype(np.int64), to_float(split.x_val), \
-        split.y_val.astype(np.int64)
-
-
-def _extra_pool(data: Dataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray] | None:
-    """The extra images to mix into each epoch, as float ``(M, 28, 28)`` and labels, or
-    None when there are none or the config asks for none."""
-    if cfg.writers_share <= 0 or data.x_extra is None or not len(data.x_extra):
-        return None
-    return to_float(data.x_extra), np.asarray(data.y_extra).astype(np.int64)
-
-
-class _Shuffled:
-    """An epoch's shuffled images without copying them: ``x[order]``, gathered slice by
-    slice (``epoch[a:b]`` is ``x[order[a:b]]``, an array) or whole by ``np.asarray``. A
-    copy of 20,000 training images is 63 MB, and the feeder holds two (this epoch's and
-    the next): a third of the app's training worker's memory."""
-
-    def __init__(self, x: np.ndarray, order: np.ndarray):
-        self.x, self.order = x, order
-        self.shape = (len(order), *x.shape[1:])
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __getitem__(self, index) -> np.ndarray:
-        return self.x[self.order[index]]
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = self.x[self.order]
-        return out if dtype is None else out.astype(dtype, copy=False)
-
-
-class _EpochFeeder:
-    """Produces each epoch's shuffled, augmented copy of the training set one epoch ahead
-    (without augmentation or extra images, a :class:`_Shuffled` order of it, in the
-    training images' own dtype; otherwise float32)."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
-                 extra: tuple[np.ndarray, np.ndarray] | None = None):
-        self.x, self.y, self.cfg, self.extra = x, y, cfg, extra
-        self.n_extra = self.extra_count(len(x), cfg, extra)
-        self.pool = ThreadPoolExecutor(max_workers=1)
-        self.next = self.pool.submit(self._make, 0)
-
-    @staticmethod
-    def extra_count(n: int, cfg: TrainConfig, extra) -> int:
-        """Extra images per epoch beside ``n`` of the dataset's, so that they make up
-        ``cfg.writers_share`` of it (at most all of them)."""
-        if extra is None:
-            return 0
-        share = min(cfg.writers_share, 0.9)
-        return min(len(extra[0]), int(round(n * share / (1 - share))))
-
-    def _make(self, epoch: int):
-        rng = np.random.default_rng((self.cfg.seed, epoch))
-        x, y = self.x, self.y
-        if x.dtype == np.uint8 and (self.n_extra or self.cfg.augment != NONE):
-            x = to_float(x)  # augmentation and the extra images work in float32
-        if self.n_extra:
-            pick = rng.choice(len(self.extra[0]), self.n_extra, replace=False)
-            x = np.concatenate([x, self.extra[0][pick]])
-            y = np.concatenate([y, self.extra[1][pick]])
-        order = rng.permutation(len(x))
-        if self.cfg.augment == NONE and not self.n_extra:
-            return _Shuffled(x, order), y[order]
-        x, y = x[order], y[order]
-        if self.cfg.augment != NONE:
-            x = style_variants(x, y, rng, self.cfg.augment.styles, self.cfg.augment.hooked_nines)
-            x = augment(x, rng, self.cfg.augment)
-        return x, y
-
-    def get(self, epoch: int):
-        batch = self.next.result()
-        if epoch + 1 < self.cfg.epochs:
-            self.next = self.pool.submit(self._make, epoch + 1)
-        return batch
-
-    def close(self):
-        self.pool.shutdown(wait=False, cancel_futures=True)
+from .config import Callback, EpochLog, StopFlag, TrainConfig, TrainResult, lr_at
+from .feed import EpochFeeder, extra_pool, prepare
 
 
 # ---------------------------------------------------------------------------------------
@@ -310,14 +141,14 @@ def train_network(data: Dataset, cfg: TrainConfig, arch, callback: Callback | No
     # 20,000 of them are 16 MB instead of 63 MB in the worker.
     x, y, x_val, y_val = prepare(data, cfg, as_float=False)
     net = start_net(arch, cfg.seed)
-    extra = _extra_pool(data, cfg)
-    steps = int(np.ceil((len(x) + _EpochFeeder.extra_count(len(x), cfg, extra)) / cfg.batch_size))
+    extra = extra_pool(data, cfg)
+    steps = int(np.ceil((len(x) + EpochFeeder.extra_count(len(x), cfg, extra)) / cfg.batch_size))
     params = net.params()
     optimizer = (SGD(params, cfg.weight_decay) if getattr(arch, "optimizer", "adam") == "sgd"
                  else AdamW(params, cfg.weight_decay, engine.adam))
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(_DROPOUT_STREAM,)))
     ctx = Context(train=True, rng=rng, chunk_bytes=engine.chunk_bytes)
-    feeder, t0 = _EpochFeeder(x, y, cfg, extra), time.perf_counter()
+    feeder, t0 = EpochFeeder(x, y, cfg, extra), time.perf_counter()
 
     def step(xb: np.ndarray, yb: np.ndarray, lr: float) -> tuple[float, np.ndarray]:
         xb = net.batch(to_float(xb) if xb.dtype == np.uint8 else xb)
@@ -342,7 +173,7 @@ def train_network(data: Dataset, cfg: TrainConfig, arch, callback: Callback | No
     return TrainResult(net, history, time.perf_counter() - t0, stopped, time.process_time() - c0)
 
 
-def run_epochs(cfg: TrainConfig, feeder: "_EpochFeeder", steps: int,
+def run_epochs(cfg: TrainConfig, feeder: "EpochFeeder", steps: int,
                step: Callable[[np.ndarray, np.ndarray, float], tuple[float, np.ndarray]],
                predict: Callable[[np.ndarray], np.ndarray], x_val: np.ndarray,
                y_val: np.ndarray, callback: Callback | None, stop: StopFlag | None,
@@ -416,8 +247,8 @@ def train_keras(data: Dataset, cfg: TrainConfig, build: Callable[[], object],
     c0 = time.process_time()
     x, y, x_val, y_val = prepare(data, cfg)
     model = build()
-    extra = _extra_pool(data, cfg)
-    steps = int(np.ceil((len(x) + _EpochFeeder.extra_count(len(x), cfg, extra)) / cfg.batch_size))
+    extra = extra_pool(data, cfg)
+    steps = int(np.ceil((len(x) + EpochFeeder.extra_count(len(x), cfg, extra)) / cfg.batch_size))
     optimizer = keras.optimizers.AdamW(learning_rate=cfg.lr, weight_decay=cfg.weight_decay)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -438,7 +269,7 @@ def train_keras(data: Dataset, cfg: TrainConfig, build: Callable[[], object],
                 state["stopped"] = True
                 self.model.stop_training = True
 
-    feeder, history, t0 = _EpochFeeder(x, y, cfg, extra), [], time.perf_counter()
+    feeder, history, t0 = EpochFeeder(x, y, cfg, extra), [], time.perf_counter()
     eye = np.eye(10, dtype=np.float32)
     try:
         for epoch in range(cfg.epochs):
