@@ -63,7 +63,7 @@ def test_sweep_returns_one_curve_per_model_over_the_range():
 def test_numpy_input_gradient_matches_finite_differences():
     net = build_net(NumpyConfig(hidden=(16,), dropout=0.0), seed=0)
     img = np.random.default_rng(0).random((28, 28)).astype(np.float32)
-    grad = explain.input_gradient(NumpyModel(net), img, 3)
+    grad = NumpyModel(net).input_gradient(img, 3)
     eps = 1e-2
     for (r, c) in [(5, 5), (14, 14), (20, 3)]:
         up, down = img.copy(), img.copy()
@@ -81,10 +81,10 @@ def test_occlusion_map_highlights_the_pixels_the_model_uses():
 
 def test_first_layer_templates_and_hidden_activations_of_the_numpy_net():
     net = build_net(NumpyConfig(hidden=(32, 16), dropout=0.0), seed=0)
-    t = explain.first_layer_templates(NumpyModel(net), 8)
+    t = NumpyModel(net).first_layer_templates(8)
     assert t.shape == (8, 28, 28)
     assert np.allclose(t[2].ravel(), net.of_kind(Dense)[0].kernel[:, 2])
-    acts = explain.hidden_activations(NumpyModel(net), bar_image())
+    acts = NumpyModel(net).hidden_activations(bar_image())
     assert [a.shape for a in acts] == [(32,), (16,)] and all((a >= 0).all() for a in acts)
 
 
