@@ -19,7 +19,7 @@ from mnist_core.models.model import Model
 from mnist_core.preprocess import Stages
 
 from . import pictures
-from .charts import PLOTLY_CONFIG, probability_figure
+from .charts import probability_bars
 
 ACCENT = (251, 191, 36)    # amber: the digit's box drawn on the ink map
 
@@ -114,8 +114,9 @@ def prediction_panel(reading: Reading, models: Mapping[str, Model],
     it: each model's ``(10,)`` probabilities and the not-a-digit verdict, which this only
     shows (a flagged input is said not to look like a digit, and its cards show the
     answers as guesses). With ``true_label`` each card also says whether the model was
-    right. All bars go into one figure. ``cards=False`` (one digit of several) leaves out
-    the answer cards and the "all agree" note.
+    right. All bars go into one row of panels (:func:`ui.charts.probability_bars`), in a
+    container keyed ``{key}-bars``. ``cards=False`` (one digit of several) leaves out the
+    answer cards and the "all agree" note.
     """
     probs, flagged = reading.probs, reading.flagged
     if flagged:
@@ -146,8 +147,8 @@ def prediction_panel(reading: Reading, models: Mapping[str, Model],
     agreement_note({class_names[d]: names for d, names in votes.items()}, models,
                    quiet=not cards or flagged)
     titles = {n: _title(models, n) for n in probs}
-    st.plotly_chart(probability_figure(probs, titles, class_names, height=230 if cards else 190),
-                    config=PLOTLY_CONFIG, key=f"{key}-bars")
+    with st.container(key=f"{key}-bars"):
+        st.html(probability_bars(probs, titles, class_names, height=130 if cards else 100))
 
 
 def sequence_panel(readings: Sequence[Reading], models: Mapping[str, Model],
