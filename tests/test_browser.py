@@ -157,6 +157,52 @@ def test_drawing_a_seven_gets_every_models_answer(page, server, titles, trained)
     expect(page.get_by_test_id("stMetric")).to_have_count(0)
 
 
+# Keeps the text of every message the server sends the page (protobuf, its strings as UTF-8).
+WATCH_RECEIVED = """
+window.__received = [];
+const PageWebSocket = window.WebSocket;
+window.WebSocket = function (...args) {
+    const ws = new PageWebSocket(...args);
+    ws.addEventListener('message', (e) => {
+        if (e.data instanceof ArrayBuffer) {
+            window.__received.push(new TextDecoder('utf-8', {fatal: false}).decode(e.data));
+        }
+    });
+    return ws;
+};
+window.WebSocket.prototype = PageWebSocket.prototype;
+Object.assign(window.WebSocket, PageWebSocket);
+"""
+
+
+def test_a_stroke_reruns_only_the_drawing_board(browser, server):
+    """The canvas and what is read from it are a fragment: after a stroke the server sends
+    the drawing board again and nothing of the page above it (title, caption)."""
+    from playwright.sync_api import expect
+    context, page = open_page(browser, 1500)
+    try:
+        context.add_init_script(WATCH_RECEIVED)
+        canvas = open_draw_page(page, server)
+        received = "() => window.__received.join('\\n')"
+        assert "models read your handwriting" in page.evaluate(received)  # the whole page
+        h.draw_stroke(page, canvas, h.SEVEN, steps=20)
+        expect(page.get_by_text("this rerun of the drawing board")).to_be_visible()
+        settle(page)
+        page.evaluate("() => { window.__received = []; }")
+        bars = page.locator(BARS).get_attribute("data-bars")
+        h.draw_stroke(page, canvas, [(0.5, 0.15), (0.5, 0.85)], steps=20)  # a 1 over the 7
+        page.wait_for_function(f"() => document.querySelector({BARS!r})?.dataset.bars "
+                               f"!== {bars!r}")
+        settle(page)
+        after = page.evaluate(received)
+        assert "this rerun of the drawing board" in after and "From drawing to model" in after
+        assert "models read your handwriting" not in after and "MNIST Studio" not in after
+        expect(page.get_by_role("heading", name="MNIST Studio")).to_be_visible()
+        assert_no_exception(page)
+    finally:
+        context.close()
+
+
 def test_test_digit_button_then_drawing_again(page, server, titles):
     from playwright.sync_api import expect
     canvas = open_draw_page(page, server)
