@@ -1,7 +1,9 @@
 """Draw: write a digit (or a number) and every model reads it as you draw."""
 
+import hashlib
 import time
 
+import numpy as np
 import streamlit as st
 
 from mnist_core.reading.inference import read, read_digits
@@ -34,6 +36,24 @@ def show_test_digit() -> None:
     st.session_state.source = "test"
 
 
+def remembered(what: str, image: np.ndarray, reader):
+    """``reader()``, the reading of ``image``, or the one this session last made of the
+    same picture by the same models: a rerun that leaves the drawing alone (the brush, the
+    "Wrong? It was a …" pills, the class code) need not preprocess it and run every
+    model again. One reading is kept, in the session."""
+    image = np.ascontiguousarray(image)
+    digest = hashlib.blake2b(repr((what, image.shape, image.dtype.str)).encode(),
+                             digest_size=16)
+    digest.update(image.data)
+    key = (digest.digest(), tuple((name, id(m)) for name, m in models.items()))
+    last = st.session_state.get("draw_last_reading")
+    if last is not None and last[0] == key:
+        return last[1]
+    reading = reader()
+    st.session_state.draw_last_reading = (key, reading)
+    return reading
+
+
 PROMPT = ("Draw a digit from 0 to 9 in the black square. Make it fill most of the square; "
           "write a few digits side by side to read a number.")
 
@@ -63,8 +83,10 @@ def board() -> None:
         if st.session_state.source == "test":
             digit = digit_picker.test_digit()
             st.subheader(f"{digit.source.capitalize()}: true label {names[digit.label]}")
-            components.prediction_panel(read(digit.image, models, data.far_refs()), models,
-                                        names, key="test", true_label=digit.label)
+            reading = remembered("test", digit.image,
+                                 lambda: read(digit.image, models, data.far_refs()))
+            components.prediction_panel(reading, models, names, key="test",
+                                        true_label=digit.label)
             components.model_input_view(digit.image, caption="An MNIST test digit, exactly as "
                                                              "the models see it")
             share_ui.share_box(digit.image, "this test digit")
@@ -73,8 +95,8 @@ def board() -> None:
         shared = share_ui.shared_digit()
         if st.session_state.source == "shared" and shared is not None:
             st.subheader("A digit shared by link")
-            components.prediction_panel(read(shared, models, data.far_refs()), models, names,
-                                        key="shared")
+            reading = remembered("shared", shared, lambda: read(shared, models, data.far_refs()))
+            components.prediction_panel(reading, models, names, key="shared")
             components.model_input_view(shared, caption="The shared digit, exactly as the "
                                                         "models see it")
             st.caption("Draw in the square to read your own digit instead; Look inside and "
@@ -86,7 +108,8 @@ def board() -> None:
             return
         read_started = time.perf_counter()
         try:
-            readings = read_digits(image, models, canvas=True, refs=data.far_refs())
+            readings = remembered("canvas", image, lambda: read_digits(
+                image, models, canvas=True, refs=data.far_refs()))
         except NoDigitError:
             st.info(PROMPT, icon=":material/draw:")
             return

@@ -137,3 +137,21 @@ def test_curves_figure_train_dashed_validation_solid():
     dashes = {(t.name, t.yaxis, t.line.dash) for t in lines}
     assert ("A", "y", "dash") in dashes and ("A", "y", "solid") in dashes
     assert ("B", "y2", "dash") in dashes and ("B", "y2", "solid") in dashes
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (30, 40, 3), (20, 20, 4)])
+def test_png_is_the_picture_and_encoded_once(shape):
+    import io
+
+    from PIL import Image
+
+    from ui import pictures
+
+    img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    data = pictures.png(img)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), img)  # lossless
+    assert pictures.png(img.copy()) is data                 # the same picture: not again
+    other = img.copy()
+    other[0, 0] ^= 1
+    assert pictures.png(other) != data                       # one pixel off: its own PNG
+    assert pictures.png(img.reshape(shape[0] // 2, shape[1] * 2, *shape[2:])) != data  # same bytes

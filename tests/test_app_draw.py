@@ -215,6 +215,28 @@ def test_the_drawing_board_reruns_without_the_page(draw):
     assert (at.session_state.draw_page_runs, at.session_state.draw_board_runs) == (2, 5)
 
 
+def test_a_rerun_that_leaves_the_drawing_alone_does_not_read_it_again(draw, monkeypatch):
+    """The brush, "Wrong? It was a …" and the like rerun the board with the same drawing:
+    the page keeps its reading (and shows the same answers); a new drawing is read anew."""
+    from mnist_core.reading import inference
+
+    calls = []
+    real = inference.read_digits
+    monkeypatch.setattr(inference, "read_digits",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    at, fake = draw(h.one_stroke())
+    before = shown(at)
+    assert len(calls) == 1
+    at.slider(key="brush").set_value(30)
+    rerun_fragment(at)
+    assert len(calls) == 1 and shown(at) == before and len(bars(at)) == 1
+    captions = [c for image in at.image for c in image.captions]
+    assert "What the models see" in captions and "5 · centred by mass" in captions
+    fake.image = h.canvas_rgba([[(60, 60), (220, 60), (120, 240)]])  # a 7, drawn anew
+    rerun_fragment(at)
+    assert len(calls) == 2 and shown(at) != before
+
+
 def test_every_widget_has_a_key(draw):
     at, _ = draw(h.one_stroke())
     widgets = [w for kind in ("button", "slider", "segmented_control", "multiselect", "toggle",
