@@ -140,7 +140,8 @@ def test_curves_figure_train_dashed_validation_solid():
 
 
 @pytest.mark.parametrize("shape", [(28, 28), (30, 40, 3), (20, 20, 4)])
-def test_png_is_the_picture_and_encoded_once(shape):
+def test_png_url_is_the_picture_and_encoded_once(shape):
+    import base64
     import io
 
     from PIL import Image
@@ -148,10 +149,13 @@ def test_png_is_the_picture_and_encoded_once(shape):
     from ui import pictures
 
     img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
-    data = pictures.png(img)
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), img)  # lossless
-    assert pictures.png(img.copy()) is data                 # the same picture: not again
+    url = pictures.png_url(img)
+    head, data = url.split(",", 1)
+    assert head == "data:image/png;base64"
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+    assert np.array_equal(shown, img)                       # lossless
+    assert pictures.png_url(img.copy()) is url              # the same picture: not again
     other = img.copy()
     other[0, 0] ^= 1
-    assert pictures.png(other) != data                       # one pixel off: its own PNG
-    assert pictures.png(img.reshape(shape[0] // 2, shape[1] * 2, *shape[2:])) != data  # same bytes
+    assert pictures.png_url(other) != url                   # one pixel off: its own PNG
+    assert pictures.png_url(img.reshape(shape[0] // 2, shape[1] * 2, *shape[2:])) != url

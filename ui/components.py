@@ -31,7 +31,7 @@ ACCENT = (251, 191, 36)    # amber: the digit's box drawn on the ink map
 def model_input_view(final: np.ndarray, caption: str = "What the models see: 28×28 pixels",
                      scale: int = 8) -> None:
     """The 28x28 model input, blown up with a faint pixel grid."""
-    st.image(pictures.png(pictures.pixels(final, scale, grid=True)), caption=caption,
+    st.image(pictures.png_url(pictures.pixels(final, scale, grid=True)), caption=caption,
              width=28 * scale)
 
 
@@ -54,7 +54,7 @@ def stages_view(stages: Stages, side: int = 140) -> None:
     images = [pictures.square(ink, side), pictures.square(stages.cropped, side),
               pictures.pixels(fitted, side // 20), pictures.mark_centre(stages.boxed, side // 28),
               pictures.mark_centre(stages.final, side // 28)]
-    st.image([pictures.png(pictures.framed(img)) for img in images], width=side + 12, caption=[
+    st.image([pictures.png_url(pictures.framed(img)) for img in images], width=side + 12, caption=[
         "1 · ink and its box", "2 · cropped", "3 · fitted into 20×20", "4 · pasted in 28×28",
         "5 · centred by mass"])
     if stages.polarity is not None:
@@ -73,7 +73,7 @@ def views_section(reading: Reading, models: Mapping[str, Model], side: int = 56)
     if len(widest) == 1:
         return  # every model reads this digit once: nothing more to show
     st.markdown("**Read a few ways, answers averaged**")
-    st.image([pictures.png(pictures.framed(pictures.pixels(img, side // 28), margin=4))
+    st.image([pictures.png_url(pictures.framed(pictures.pixels(img, side // 28), margin=4))
               for _, img in widest], width=side + 8, caption=[caption for caption, _ in widest])
     lines = []
     for named, titles in groups.values():
@@ -170,7 +170,7 @@ def sequence_panel(readings: Sequence[Reading], models: Mapping[str, Model],
     for i, reading in enumerate(readings):
         with st.container(border=True):
             left, right = st.columns([1, 5], vertical_alignment="center")
-            left.image(pictures.png(pictures.pixels(reading.image, 4, grid=True)), width=112,
+            left.image(pictures.png_url(pictures.pixels(reading.image, 4, grid=True)), width=112,
                        caption=f"digit {i + 1}, as the models see it")
             with right:
                 prediction_panel(reading, models, class_names, key=f"{key}-{i}",
