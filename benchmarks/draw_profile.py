@@ -19,7 +19,6 @@ import sys
 import time
 import types
 from functools import partial
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -66,7 +65,7 @@ def main() -> int:
 
     at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=300).run()
     assert not at.exception, [e.message for e in at.exception]
-    fragments = list(getattr(at, "_fragment_storage")._fragments)
+    fragments = list(at._fragment_storage._fragments)
     if fragments:  # a stroke reruns the drawing board only, as the browser asks for it
         local_script_runner.RerunData = partial(local_script_runner.RerunData,
                                                 fragment_id_queue=fragments[:1])
@@ -101,8 +100,9 @@ def main() -> int:
     if args.profile_out:
         stats.dump_stats(args.profile_out)
     print(out.getvalue())
+    what = "reruns of one drawing" if args.same else "strokes"
     print(f"commit {h.git_commit()}; {'fragment' if fragments else 'whole page'} reruns over "
-          f"{len(times)} {'reruns of one drawing' if args.same else 'strokes'}, cProfile on: the script median "
+          f"{len(times)} {what}, cProfile on: the script median "
           f"{statistics.median(script_ms):.1f} ms (p90 {h.spread(script_ms)['p90_ms']:.1f}); "
           f"AppTest's whole run median {statistics.median(times):.1f} ms")
     return 0

@@ -17,6 +17,11 @@ It reports, per variant, the median time from the click to the page updated (the
 drawn with the new probabilities, nothing stale) over ``--clicks`` reruns, variants
 interleaved over ``--rounds``, and whether the bars' DOM node survived the rerun.
 
+Chosen by this measurement: ``html-bars``, a few ms over no bars at all. The keyed
+Vega-Lite chart does update in place in Streamlit 1.67 (its node survives every rerun), but
+Vega draws the new data for most of what plotly's new chart costs; ``st.html`` has no
+identity to keep, and swapping its few kB of HTML is nearly free.
+
 Measured before and dropped (2026-11-29): plotly with ``staticPlot`` (9 ms faster than
 plotly), the four models grouped on one plotly axis (25 ms faster), static SVG in
 ``st.html`` (as fast as no chart). Also tried and dropped: giving keyed plotly charts a

@@ -239,7 +239,8 @@ def test_phone_layout(browser, server, titles):
         assert len({round(p["y"]) for p in panels}) == 1, "one row, not stacked"
         for label, panel in zip(bars.locator(".mb-v").all(), panels):
             box = label.bounding_box()
-            assert box["x"] >= panel["x"] - 1 and box["x"] + box["width"] <= panel["x"] + panel["width"] + 1
+            assert panel["x"] - 1 <= box["x"]
+            assert box["x"] + box["width"] <= panel["x"] + panel["width"] + 1
         settle(page)
         page.screenshot(path=SHOTS / "draw-phone.png")
     finally:

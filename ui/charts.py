@@ -45,8 +45,8 @@ def probability_bars(probs: Mapping[str, np.ndarray], titles: Mapping[str, str],
     ``probs``: model name -> ``(10,)`` probabilities. Each model's top class is drawn in the
     model's colour with its percentage over it; the rest are muted. Plain HTML, not a
     chart: Streamlit swaps it in place on a rerun, where a plotly chart with new numbers is
-    mounted anew (``benchmarks/PLOTLY_REMOUNT.md``). Text takes the theme's colour; hovering a bar
-    shows its probability. ``height``: the bars' area in pixels.
+    mounted anew (``benchmarks/PLOTLY_REMOUNT.md``). Text takes the theme's colour;
+    hovering a bar shows its probability. ``height``: the bars' area in pixels.
     """
     panels = []
     for i, name in enumerate(probs):
@@ -86,10 +86,11 @@ _BARS_STYLE = """<style>
 .mb-m{flex:1 1 0;min-width:0}
 .mb-t{font-weight:600;font-size:0.9rem;text-align:center;white-space:nowrap;overflow:hidden;
 text-overflow:ellipsis;margin-bottom:1.25rem}
-.mb-p{position:relative;display:flex;align-items:flex-end;gap:2px;border-bottom:1px solid rgba(128,128,128,.5);
-border-top:1px solid rgba(128,128,128,.15);
-background:linear-gradient(to top,transparent calc(50% - .5px),rgba(128,128,128,.18) calc(50% - .5px),
-rgba(128,128,128,.18) calc(50% + .5px),transparent calc(50% + .5px))}
+.mb-p{position:relative;display:flex;align-items:flex-end;gap:2px;
+border-bottom:1px solid rgba(128,128,128,.5);border-top:1px solid rgba(128,128,128,.15);
+background:linear-gradient(to top,transparent calc(50% - .5px),
+rgba(128,128,128,.18) calc(50% - .5px),rgba(128,128,128,.18) calc(50% + .5px),
+transparent calc(50% + .5px))}
 .mb-c{flex:1 1 0;height:100%;display:flex;align-items:flex-end}
 .mb-b{width:100%;min-height:1px;border-radius:2px 2px 0 0;background:rgba(148,163,184,.55)}
 .mb-v{position:absolute;margin-bottom:2px;font-size:0.8rem;font-weight:700;white-space:nowrap;
