@@ -1,28 +1,32 @@
-"""What the probability bars cost the browser on each rerun, and why (benchmarks/BROWSER.md).
+"""The probability bars in the browser: what each way of drawing them costs a rerun
+(benchmarks/PLOTLY_REMOUNT.md).
 
 Streamlit 1.67 gives every ``st.plotly_chart`` an element id hashed from its figure, so a
 rerun with new probabilities mounts a new chart (``Plotly.newPlot``) instead of updating the
 old one in place (streamlit/streamlit PR #16052, open, changes this for keyed charts).
-This script measures it in isolation: a minimal app whose button reruns it with new random
-probabilities, shown as
+This script measures the bars in isolation: a minimal app whose button reruns it with new
+random probabilities for four models, shown as
 
-* ``none``: no chart (the rerun itself: click, websocket, script, React);
-* ``html``: the same 40 bars as a static SVG in ``st.html``;
-* ``plotly``: the app's own figure (``ui.charts.probability_figure``, four panels);
-* ``plotly-static``: the same with ``staticPlot`` (no hover or event layers);
-* ``plotly-one-axis``: the four models' bars grouped on one axis.
+* ``none``: no bars (the rerun itself: click, websocket, script, React);
+* ``html-bars``: the app's bars since issue 21, ``ui.charts.probability_bars`` in ``st.html``;
+* ``altair-keyed``: the same bars as a keyed Vega-Lite chart (``st.altair_chart(key=...)``,
+  one facet per model), which keeps its identity and swaps its data in place;
+* ``plotly``: the bars before issue 21 (``benchmarks/plotly_bars.py``, four panels).
 
-It reports, per variant, the median time from the click to the page updated (the chart
+It reports, per variant, the median time from the click to the page updated (the bars
 drawn with the new probabilities, nothing stale) over ``--clicks`` reruns, variants
-interleaved over ``--rounds``, and whether the chart's DOM node survived the rerun.
+interleaved over ``--rounds``, and whether the bars' DOM node survived the rerun.
 
-Tried and dropped: giving keyed charts a key-only id, as PR #16052 does on the server
-(``compute_and_register_element_id`` called with ``key_as_main_identity=True``, patched in).
-The chart node then survives every rerun and the rerun costs what ``none`` costs, but the
-bars never change: Streamlit 1.67's frontend keeps the figure it first drew for an id and
-ignores a new spec (the PR changes the frontend for that too), so the page waits forever
-for the new probabilities. On the Draw page it would not help anyway: each digit is drawn
-on a cleared canvas, where the bars are gone, so its chart is always a new one.
+Chosen by this measurement: ``html-bars``, a few ms over no bars at all. The keyed
+Vega-Lite chart does update in place in Streamlit 1.67 (its node survives every rerun), but
+Vega draws the new data for most of what plotly's new chart costs; ``st.html`` has no
+identity to keep, and swapping its few kB of HTML is nearly free.
+
+Measured before and dropped (2026-11-29): plotly with ``staticPlot`` (9 ms faster than
+plotly), the four models grouped on one plotly axis (25 ms faster), static SVG in
+``st.html`` (as fast as no chart). Also tried and dropped: giving keyed plotly charts a
+key-only id, as PR #16052 does on the server: Streamlit 1.67's frontend then keeps the
+figure it first drew and never shows the new probabilities.
 
     .venv/bin/python benchmarks/plotly_remount.py --rounds 3 --clicks 12
 """
@@ -41,46 +45,66 @@ import harness as h
 
 REPO = h.REPO
 
-VARIANTS = ("none", "html", "plotly", "plotly-static", "plotly-one-axis")
+VARIANTS = ("none", "html-bars", "altair-keyed", "plotly")
 
 APP = textwrap.dedent('''
     import sys
     import numpy as np
-    import plotly.graph_objects as go
+    import pandas as pd
     import streamlit as st
     sys.path.insert(0, REPO)
-    from ui.charts import PLOTLY_CONFIG, model_color, probability_figure
+    sys.path.insert(0, REPO + "/benchmarks")
+    from ui.charts import PLOTLY_CONFIG, model_color, probability_bars
+    from plotly_bars import probability_figure
 
     variant = st.query_params.get("v", "plotly")
     st.session_state.setdefault("n", 0)
     if st.button("next", key="next"):
         st.session_state.n += 1
     rng = np.random.default_rng(st.session_state.n)
-    probs = {n: rng.dirichlet(np.ones(10) * 0.3) for n in ("numpy", "dense", "cnn", "lenet5")}
-    if variant == "html":
-        bars = "".join(
-            f'<rect x="{i * 12 + k * 130}" y="{100 - 100 * v:.1f}" width="10" '
-            f'height="{100 * v:.1f}" fill="{model_color(n)}"/>'
-            for k, (n, p) in enumerate(probs.items()) for i, v in enumerate(p))
-        st.html(f'<svg width="100%" height="230" viewBox="0 0 520 110">{bars}</svg>')
-    elif variant == "plotly-one-axis":
-        fig = go.Figure([go.Bar(x=[str(i) for i in range(10)], y=p, name=n,
-                                marker_color=model_color(n)) for n, p in probs.items()],
-                        layout=dict(height=230, barmode="group", showlegend=False,
-                                    margin=dict(l=40, r=8, t=20, b=28)))
-        st.plotly_chart(fig, config=PLOTLY_CONFIG, key="bars")
-    elif variant != "none":
-        config = dict(PLOTLY_CONFIG, staticPlot=variant == "plotly-static")
-        st.plotly_chart(probability_figure(probs, {n: n for n in probs},
-                                           [str(i) for i in range(10)]),
-                        config=config, key="bars")
+    names = ("numpy", "dense", "cnn", "lenet5")
+    probs = {n: rng.dirichlet(np.ones(10) * 0.3) for n in names}
+    digits = [str(i) for i in range(10)]
+    if variant == "html-bars":
+        st.html(probability_bars(probs, {n: n for n in probs}, digits))
+    elif variant == "altair-keyed":
+        import altair as alt
+        df = pd.DataFrame([{"model": n, "digit": d, "p": float(v), "top": bool(v == p.max()),
+                            "label": f"{v:.0%}" if v == p.max() else ""}
+                           for n, p in probs.items() for d, v in zip(digits, p)])
+        scale = alt.Scale(domain=list(names), range=[model_color(n) for n in names])
+        base = alt.Chart().encode(x=alt.X("digit:O", title=None, axis=alt.Axis(labelAngle=0)),
+                                  y=alt.Y("p:Q", scale=alt.Scale(domain=[0, 1]), title=None,
+                                          axis=alt.Axis(format="%", values=[0, 0.5, 1])))
+        bars = base.mark_bar().encode(color=alt.condition("datum.top",
+                                      alt.Color("model:N", scale=scale, legend=None),
+                                      alt.value("#cbd5e1")))
+        text = base.mark_text(dy=-8).encode(text="label:N")
+        chart = alt.layer(bars, text, data=df).properties(width=110, height=150).facet(
+            column=alt.Column("model:N", title=None, sort=list(names)))
+        st.altair_chart(chart, key="bars")
+    elif variant == "plotly":
+        st.plotly_chart(probability_figure(probs, {n: n for n in probs}, digits),
+                        config=PLOTLY_CONFIG, key="bars")
     st.write(f"n={st.session_state.n}")
 ''')
 
-# The chart counts as updated once it holds the new probabilities, not merely when drawn.
-TAG = ("() => { const g = document.querySelector('.js-plotly-plot'); if (g) g.dataset.tag = '1'; "
-       "window.__bars = g && g.data ? JSON.stringify(g.data.map(t => t.y)) : ''; }")
-KEPT = "() => !!document.querySelector('.js-plotly-plot[data-tag]')"
+# What identifies the bars on the page, and a signature of what they show now: the bars
+# count as updated once the signature changes, not merely when something is drawn.
+NODE = {"html-bars": ".mb", "altair-keyed": '[data-testid="stVegaLiteChart"]',
+        "plotly": ".js-plotly-plot"}
+SIGNATURE = {
+    "html-bars": "(el) => el.dataset.bars",
+    "altair-keyed": ("(el) => { const c = el.querySelector('canvas'); if (c) return c.toDataURL(); "
+                     "const s = el.querySelector('svg'); return s ? s.outerHTML : null; }"),
+    "plotly": ("(el) => el._fullLayout && el.querySelector('.main-svg') && el.data ? "
+               "JSON.stringify(el.data.map(t => t.y)) : null"),
+}
+
+
+def signature_js(variant: str) -> str:
+    return (f"(() => {{ const el = document.querySelector({NODE[variant]!r}); "
+            f"return el ? ({SIGNATURE[variant]})(el) : null; }})()")
 
 
 def run_variant(browser, url: str, variant: str, clicks: int) -> tuple[list[float], int]:
@@ -89,23 +113,27 @@ def run_variant(browser, url: str, variant: str, clicks: int) -> tuple[list[floa
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{url}/?v={variant}")
     expect(page.get_by_text("n=0")).to_be_visible(timeout=60_000)
-    chart = variant.startswith("plotly")
+    chart = variant != "none"
+    if chart:
+        page.wait_for_function(f"() => {signature_js(variant)}", timeout=60_000)
     times, kept = [], 0
     for i in range(clicks):
-        page.evaluate(TAG)
+        if chart:
+            page.evaluate(f"() => {{ document.querySelector({NODE[variant]!r}).dataset.tag = '1';"
+                          f" window.__bars = {signature_js(variant)}; }}")
         t0 = page.evaluate("performance.now()")
         page.get_by_role("button", name="next").click()
         ready = (f"document.body.innerText.includes('n={i + 1}') && "
                  "!document.querySelector('[data-stale=\"true\"]')")
         if chart:
-            ready += (" && (() => { const el = document.querySelector('.js-plotly-plot'); "
-                      "return el && el._fullLayout && el.querySelector('.main-svg') && el.data && "
-                      "JSON.stringify(el.data.map(t => t.y)) !== window.__bars; })()")
+            ready += (f" && (() => {{ const s = {signature_js(variant)}; "
+                      "return s && s !== window.__bars; })()")
         t1 = page.wait_for_function(f"() => ({ready}) ? performance.now() : false",
                                     polling="raf").json_value()
         if i >= 2:  # the first reruns load the chart's code
             times.append(t1 - t0)
-            kept += bool(chart and page.evaluate(KEPT))
+            kept += bool(chart and page.evaluate(
+                f"() => !!document.querySelector({(NODE[variant] + '[data-tag]')!r})"))
     page.close()
     return times, kept
 
@@ -136,17 +164,18 @@ def main() -> int:
     finally:
         h.stop_server(proc)
     lines = [
-        h.measured(h.command("python"), "Streamlit", "Plotly", "Playwright", "chromium",
+        h.measured(h.command("python"), "Streamlit", "Plotly", "altair", "Playwright", "chromium",
                    load_before=load_before)
         + " In headless Chromium; the load includes the server and Chromium of this script.",
         "", __doc__.split("\n\n", 1)[1].split("\n    .venv")[0].strip(), "",
         f"Click to page updated, median of {args.rounds} x {args.clicks - 2} reruns:", "",
-        *h.table(["variant", "median ms", "chart node kept across reruns"],
+        *h.table(["variant", "median ms", "p90 ms", "bars' node kept across reruns"],
                  [(v, f"{statistics.median(results[v]):.0f}",
-                   f"{kept[v]} of {len(results[v])}" if v.startswith("plotly") else "—")
+                   f"{h.spread(results[v])['p90_ms']:.0f}",
+                   f"{kept[v]} of {len(results[v])}" if v != "none" else "—")
                   for v in VARIANTS])]
     h.write_report(args.out, "What the probability bars cost the browser per rerun", lines)
-    print("\n".join(lines[-7:]))
+    print("\n".join(lines[-(len(VARIANTS) + 3):]))
     return 0
 
 

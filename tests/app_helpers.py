@@ -276,3 +276,27 @@ def draw_stroke(page, canvas, points, steps: int = 15) -> None:
 
 
 SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.42, 0.85)]   # a top bar, then the diagonal down
+
+
+def probability_bars(at) -> list[dict[str, dict]]:
+    """Every set of probability bars an AppTest shows (``ui.charts.probability_bars`` in
+    ``st.html``), in page order: model title -> ``{"heights": [10 bar heights, 0-1],
+    "top": index of the coloured bar, "label": the percentage written over it}``."""
+    import re
+
+    out = []
+    for element in at.get("html"):
+        if 'class="mb"' not in element.proto.body:
+            continue
+        bars = {}
+        for panel in element.proto.body.split('<div class="mb-m"')[1:]:
+            title = re.search(r'<div class="mb-t">(.*?)</div>', panel).group(1)
+            columns = panel.split('<div class="mb-c"')[1:]
+            heights = [float(re.search(r'class="mb-b" style="height:([\d.]+)%', c).group(1)) / 100
+                       for c in columns]
+            tops = [k for k, c in enumerate(columns) if "mb-v" in c]
+            labels = re.findall(r'<span class="mb-v[^"]*"[^>]*>([^<]*)</span>', panel)
+            bars[title] = {"heights": heights, "top": tops[0] if len(tops) == 1 else tops,
+                           "label": labels[0] if len(labels) == 1 else labels}
+        out.append(bars)
+    return out

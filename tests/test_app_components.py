@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ui.charts import CONFUSION_MODES, confusion_figure, curves_figure, probability_figure
+import app_helpers as h
+from ui.charts import CONFUSION_MODES, confusion_figure, curves_figure, probability_bars
 
 
 def one_hot(digit: int, p: float = 0.9) -> np.ndarray:
@@ -53,7 +54,9 @@ def test_panel_says_when_all_models_agree():
     assert [m.value for m in at.metric] == ["7", "7", "7"]
     assert any("All 3 models read **7**" in s.value for s in at.success)
     assert not at.warning
-    assert len(at.get("plotly_chart")) == 1
+    (bars,) = h.probability_bars(at)
+    assert {t: (b["top"], b["label"]) for t, b in bars.items()} == {
+        "NumPy MLP": (7, "90%"), "Keras CNN": (7, "90%"), "LeNet-5": (7, "90%")}
 
 
 def test_panel_says_who_said_what_when_models_disagree():
@@ -80,20 +83,31 @@ def test_panel_marks_right_and_wrong_against_the_true_label():
     assert deltas["NumPy MLP"].endswith("right") and deltas["Keras CNN"].endswith("wrong")
 
 
-def test_probability_figure_one_panel_per_model_on_one_scale():
+def test_probability_bars_one_panel_per_model_on_one_scale():
     probs = {"numpy": one_hot(3), "dense": one_hot(3, 0.5), "cnn": one_hot(8), "lenet5": one_hot(3)}
-    fig = probability_figure(probs, {n: n.upper() for n in probs}, [str(d) for d in range(10)])
-    assert [t.type for t in fig.data] == ["bar"] * 4
-    layout = fig.to_plotly_json()["layout"]
-    y_axes = [v for k, v in layout.items() if k.startswith("yaxis")]
-    assert len(y_axes) == 4 and all(a["range"] == [0, 1] for a in y_axes)
-    domains = [layout[k]["domain"] for k in sorted(k for k in layout if k.startswith("xaxis"))]
-    assert all(a[1] <= b[0] for a, b in zip(domains, domains[1:]))  # side by side, no overlap
-    texts = [a["text"] for a in layout["annotations"]]
-    assert texts == ["<b>NUMPY</b>", "<b>DENSE</b>", "<b>CNN</b>", "<b>LENET5</b>"]
-    # Only each model's answer is labelled with its percentage.
-    assert [[t for t in trace.text if t] for trace in fig.data] == [["90%"], ["50%"], ["90%"],
-                                                                    ["90%"]]
+    body = probability_bars(probs, {n: n.upper() for n in probs}, [str(d) for d in range(10)])
+
+    class Shown:  # what h.probability_bars reads from an AppTest: its st.html bodies
+        @staticmethod
+        def get(kind):
+            return [type("E", (), {"proto": type("P", (), {"body": body})})()]
+    (bars,) = h.probability_bars(Shown)
+    assert list(bars) == ["NUMPY", "DENSE", "CNN", "LENET5"]     # side by side, in order
+    for title, name in zip(bars, probs):                          # one 0-1 scale for all
+        assert np.allclose(bars[title]["heights"], probs[name], atol=6e-4)
+    # Only each model's answer is coloured and labelled with its percentage.
+    assert [(b["top"], b["label"]) for b in bars.values()] == [(3, "90%"), (3, "50%"),
+                                                               (8, "90%"), (3, "90%")]
+    assert body.count("background:#") == 4 and "#4f46e5" in body  # the CNN's colour
+
+
+def test_probability_bars_escape_titles_and_label_the_edges():
+    body = probability_bars({"x": one_hot(0), "y": one_hot(9)}, {"x": "<b>&", "y": "Y"},
+                            [str(d) for d in range(10)])
+    assert "<b>&" not in body and "&lt;b&gt;&amp;" in body
+    # The first and last bars' labels are slid inside the panel, not centred over the edge.
+    assert "left:5%;transform:translateX(-5%)" in body
+    assert "left:95%;transform:translateX(-95%)" in body
 
 
 @pytest.mark.parametrize("mode", CONFUSION_MODES)
@@ -123,3 +137,25 @@ def test_curves_figure_train_dashed_validation_solid():
     dashes = {(t.name, t.yaxis, t.line.dash) for t in lines}
     assert ("A", "y", "dash") in dashes and ("A", "y", "solid") in dashes
     assert ("B", "y2", "dash") in dashes and ("B", "y2", "solid") in dashes
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (30, 40, 3), (20, 20, 4)])
+def test_png_url_is_the_picture_and_encoded_once(shape):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from ui import pictures
+
+    img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    url = pictures.png_url(img)
+    head, data = url.split(",", 1)
+    assert head == "data:image/png;base64"
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+    assert np.array_equal(shown, img)                       # lossless
+    assert pictures.png_url(img.copy()) is url              # the same picture: not again
+    other = img.copy()
+    other[0, 0] ^= 1
+    assert pictures.png_url(other) != url                   # one pixel off: its own PNG
+    assert pictures.png_url(img.reshape(shape[0] // 2, shape[1] * 2, *shape[2:])) != url

@@ -60,8 +60,8 @@ def shown(at) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def plotly_charts(at) -> list:
-    return at.get("plotly_chart")
+def bars(at) -> list[dict]:
+    return h.probability_bars(at)
 
 
 def test_canvas_is_configured_for_mnist_drawing(draw):
@@ -84,7 +84,7 @@ def test_canvas_is_configured_for_mnist_drawing(draw):
 def test_blank_canvas_prompts_and_predicts_nothing(draw, image):
     at, _ = draw(image)
     assert any("Draw a digit" in i.value for i in at.info)
-    assert not at.metric and not plotly_charts(at)
+    assert not at.metric and not bars(at)
     assert not at.error
 
 
@@ -97,7 +97,13 @@ def test_drawn_one_is_read_by_every_model(draw, models):
     assert shown(at) == titles
     # A clear vertical stroke is a 1 for any model trained on digits.
     assert set(shown(at).values()) == {"1"}
-    assert len(plotly_charts(at)) == 1  # every model's bars in one figure
+    (shown_bars,) = bars(at)                      # every model's bars in one row
+    assert list(shown_bars) == [m.title for m in models.values()]
+    for name, m in models.items():
+        p = expected[0].probs[name]
+        assert shown_bars[m.title]["top"] == int(p.argmax()) == 1
+        assert shown_bars[m.title]["label"] == f"{p.max():.0%}"
+        assert np.allclose(shown_bars[m.title]["heights"], p, atol=6e-4)
     captions = " ".join(c for image in at.image for c in image.captions)
     assert "What the models see" in captions      # the 28x28 input
     for stage in ("cropped", "fitted into 20×20", "centred by mass"):
@@ -132,7 +138,11 @@ def test_several_digits_show_the_sequence(draw, models, artifacts):
     sequences = {m.title: "".join(str(r.digit(n)) for r in expected) for n, m in models.items()}
     assert shown(at) == sequences
     assert any(s.value == "4 digits" for s in at.subheader)
-    assert len(plotly_charts(at)) == 4  # one figure per digit, all models in each
+    shown_bars = bars(at)                          # one row per digit, all models in each
+    assert len(shown_bars) == 4
+    for digit_bars, reading in zip(shown_bars, expected):
+        assert {t: b["top"] for t, b in digit_bars.items()} == {
+            m.title: reading.digit(n) for n, m in models.items()}
 
 
 def test_test_digit_button_shows_a_gallery_digit_with_its_label(draw, artifacts, models):
@@ -151,7 +161,8 @@ def test_test_digit_button_shows_a_gallery_digit_with_its_label(draw, artifacts,
     assert shown(at) == said
     for metric in at.metric:
         assert ("right" in metric.delta) == (metric.value == str(label))
-    assert len(plotly_charts(at)) == 1
+    (shown_bars,) = bars(at)
+    assert {t: str(b["top"]) for t, b in shown_bars.items()} == said
 
 
 def test_clear_gives_a_new_empty_canvas(draw):
@@ -162,6 +173,68 @@ def test_clear_gives_a_new_empty_canvas(draw):
     at.button(key="clear").click().run()
     assert fake.calls[-1]["key"] != first
     assert at.session_state.source == "canvas"
+
+
+def rerun_fragment(at) -> None:
+    """Rerun ``at`` as the browser reruns a fragment one of whose widgets changed (a stroke
+    on the canvas, the brush, a button): with the page's one fragment's id in the rerun
+    request. AppTest 1.67 always reruns the whole script; its runner takes the request."""
+    from functools import partial
+
+    from streamlit.testing.v1 import local_script_runner
+
+    (fragment_id,) = at._fragment_storage._fragments  # the Draw page has one fragment
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(local_script_runner, "RerunData",
+                      partial(local_script_runner.RerunData, fragment_id_queue=[fragment_id]))
+        at.run()
+
+
+def test_the_drawing_board_reruns_without_the_page(draw):
+    """The canvas, its buttons, the brush and the answers are one fragment: using them
+    reruns it alone, and the page body (title, navigation) does not run again."""
+    at, fake = draw(h.one_stroke())
+    assert (at.session_state.draw_page_runs, at.session_state.draw_board_runs) == (1, 1)
+    before = shown(at)
+    at.slider(key="brush").set_value(30)
+    rerun_fragment(at)
+    assert not at.exception
+    assert (at.session_state.draw_page_runs, at.session_state.draw_board_runs) == (1, 2)
+    assert fake.calls[-1]["stroke_width"] == 30
+    assert shown(at) == before and len(bars(at)) == 1  # the board is all still there
+    assert not at.title  # the title was not sent again (this run's tree holds what it sent)
+    at.button(key="test_digit").click()
+    rerun_fragment(at)
+    assert (at.session_state.draw_page_runs, at.session_state.draw_board_runs) == (1, 3)
+    assert any("true label" in s.value for s in at.subheader)
+    at.button(key="clear").click()
+    rerun_fragment(at)
+    assert (at.session_state.draw_page_runs, at.session_state.draw_board_runs) == (1, 4)
+    assert shown(at) == before                        # the drawing is read again
+    at.run()                                          # a full rerun runs both
+    assert (at.session_state.draw_page_runs, at.session_state.draw_board_runs) == (2, 5)
+
+
+def test_a_rerun_that_leaves_the_drawing_alone_does_not_read_it_again(draw, monkeypatch):
+    """The brush, "Wrong? It was a …" and the like rerun the board with the same drawing:
+    the page keeps its reading (and shows the same answers); a new drawing is read anew."""
+    from mnist_core.reading import inference
+
+    calls = []
+    real = inference.read_digits
+    monkeypatch.setattr(inference, "read_digits",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    at, fake = draw(h.one_stroke())
+    before = shown(at)
+    assert len(calls) == 1
+    at.slider(key="brush").set_value(30)
+    rerun_fragment(at)
+    assert len(calls) == 1 and shown(at) == before and len(bars(at)) == 1
+    captions = [c for image in at.image for c in image.captions]
+    assert "What the models see" in captions and "5 · centred by mass" in captions
+    fake.image = h.canvas_rgba([[(60, 60), (220, 60), (120, 240)]])  # a 7, drawn anew
+    rerun_fragment(at)
+    assert len(calls) == 2 and shown(at) != before
 
 
 def test_every_widget_has_a_key(draw):

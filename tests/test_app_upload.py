@@ -67,13 +67,17 @@ def test_good_files_are_read_and_bad_ones_explained(page, models, good_digit):
     assert len(warnings) == 1 and "blank.png" in warnings[0] and "No digit" in warnings[0]
 
     # Both good files are still read, each model's answer as mnist_core gives it.
-    expected = []
+    expected, expected_readings = [], []
     for data in (png, jpg):
         reading = read_digits(decode_image(data), models)
         assert len(reading) == 1
         expected += [(m.title, str(reading[0].digit(n))) for n, m in models.items()]
+        expected_readings.append(reading[0])
     assert [(m.label, m.value) for m in at.metric] == expected
-    assert len(at.get("plotly_chart")) == 2
+    shown_bars = h.probability_bars(at)                  # each good file's bars
+    assert [{t: b["top"] for t, b in bars.items()} for bars in shown_bars] == [
+        {m.title: int(reading.digit(n)) for n, m in models.items()}
+        for reading in expected_readings]
     captions = [c for image in at.image for c in image.captions]
     assert captions.count("what the models see") == 2
     # Each single digit also shows how it was read: the ink found, down to the model input.

@@ -108,6 +108,14 @@ def metric_values(page, titles) -> dict[str, str]:
     return values
 
 
+BARS = "[data-testid=stHtml] .mb"   # ui.charts.probability_bars, one row per digit
+
+
+def bar_labels(page) -> list[str]:
+    """The percentages written over the models' winning bars, left to right."""
+    return [t.strip() for t in page.locator(f"{BARS} .mb-v").all_inner_texts()]
+
+
 def settle(page) -> None:
     """Wait until every image has loaded and no Streamlit element is still stale."""
     page.wait_for_function("Array.from(document.images).every(i => i.complete)")
@@ -125,8 +133,13 @@ def test_drawing_a_seven_gets_every_models_answer(page, server, titles, trained)
     canvas = open_draw_page(page, server)
     h.draw_stroke(page, canvas, h.SEVEN, steps=20)
     expect(page.get_by_text("From drawing to model input")).to_be_visible()
-    expect(page.locator(".js-plotly-plot")).to_have_count(1)
+    expect(page.locator(BARS)).to_have_count(1)
     values = metric_values(page, titles)
+    # One panel per model, its winning bar labelled with the percentage its card gives.
+    expect(page.locator(f"{BARS} .mb-m")).to_have_count(len(titles))
+    assert bar_labels(page) == [
+        page.get_by_test_id("stMetric").filter(has_text=t).get_by_test_id("stMetricDelta")
+        .inner_text().split()[0] for t in titles.values()]
     assert all(v in [str(d) for d in range(10)] for v in values.values()), values
     if trained and "cnn" in values:
         assert values["cnn"] == "7", values
@@ -142,6 +155,52 @@ def test_drawing_a_seven_gets_every_models_answer(page, server, titles, trained)
     page.get_by_role("button", name="Clear").click()
     expect(page.get_by_text("Draw a digit from 0 to 9")).to_be_visible()
     expect(page.get_by_test_id("stMetric")).to_have_count(0)
+
+
+# Keeps the text of every message the server sends the page (protobuf, its strings as UTF-8).
+WATCH_RECEIVED = """
+window.__received = [];
+const PageWebSocket = window.WebSocket;
+window.WebSocket = function (...args) {
+    const ws = new PageWebSocket(...args);
+    ws.addEventListener('message', (e) => {
+        if (e.data instanceof ArrayBuffer) {
+            window.__received.push(new TextDecoder('utf-8', {fatal: false}).decode(e.data));
+        }
+    });
+    return ws;
+};
+window.WebSocket.prototype = PageWebSocket.prototype;
+Object.assign(window.WebSocket, PageWebSocket);
+"""
+
+
+def test_a_stroke_reruns_only_the_drawing_board(browser, server):
+    """The canvas and what is read from it are a fragment: after a stroke the server sends
+    the drawing board again and nothing of the page above it (title, caption)."""
+    from playwright.sync_api import expect
+    context, page = open_page(browser, 1500)
+    try:
+        context.add_init_script(WATCH_RECEIVED)
+        canvas = open_draw_page(page, server)
+        received = "() => window.__received.join('\\n')"
+        assert "models read your handwriting" in page.evaluate(received)  # the whole page
+        h.draw_stroke(page, canvas, h.SEVEN, steps=20)
+        expect(page.get_by_text("this rerun of the drawing board")).to_be_visible()
+        settle(page)
+        page.evaluate("() => { window.__received = []; }")
+        bars = page.locator(BARS).get_attribute("data-bars")
+        h.draw_stroke(page, canvas, [(0.5, 0.15), (0.5, 0.85)], steps=20)  # a 1 over the 7
+        page.wait_for_function(f"() => document.querySelector({BARS!r})?.dataset.bars "
+                               f"!== {bars!r}")
+        settle(page)
+        after = page.evaluate(received)
+        assert "this rerun of the drawing board" in after and "From drawing to model" in after
+        assert "models read your handwriting" not in after and "MNIST Studio" not in after
+        expect(page.get_by_role("heading", name="MNIST Studio")).to_be_visible()
+        assert_no_exception(page)
+    finally:
+        context.close()
 
 
 def test_test_digit_button_then_drawing_again(page, server, titles):
@@ -171,7 +230,17 @@ def test_phone_layout(browser, server, titles):
         expect(page.get_by_text("From drawing to model input")).to_be_visible()
         metric_values(page, titles)
         expect(page.get_by_text("centred by mass")).to_be_visible()
-        expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+        bars = page.locator(BARS)
+        expect(bars).to_be_visible()
+        # The four panels side by side within the screen, the labels inside them.
+        panels = [b.bounding_box() for b in bars.locator(".mb-m").all()]
+        assert len(panels) == len(titles)
+        assert all(p["x"] >= 0 and p["x"] + p["width"] <= 390 for p in panels), panels
+        assert len({round(p["y"]) for p in panels}) == 1, "one row, not stacked"
+        for label, panel in zip(bars.locator(".mb-v").all(), panels):
+            box = label.bounding_box()
+            assert panel["x"] - 1 <= box["x"]
+            assert box["x"] + box["width"] <= panel["x"] + panel["width"] + 1
         settle(page)
         page.screenshot(path=SHOTS / "draw-phone.png")
     finally:
@@ -202,10 +271,11 @@ def test_both_themes_follow_the_system_setting(browser, server, titles, scheme):
         h.draw_stroke(page, canvas, h.SEVEN, steps=20)
         expect(page.get_by_text("centred by mass")).to_be_visible()
         metric_values(page, titles)
-        # Chart text takes the theme's colour: light on the dark page, dark on the light.
-        tick = page.locator(".js-plotly-plot .xtick text").first
-        text = luminance(tick.evaluate("e => getComputedStyle(e).fill"))
-        assert abs(text - background) > 100, (text, background)
+        # The bars' text takes the theme's colour: light on the dark page, dark on the light.
+        for part in (".mb-t", ".mb-v", ".mb-x span"):
+            text = luminance(page.locator(f"{BARS} {part}").first.evaluate(
+                "e => getComputedStyle(e).color"))
+            assert abs(text - background) > 100, (part, text, background)
         settle(page)
         page.screenshot(path=SHOTS / f"draw-{scheme}.png")
     finally:
@@ -228,7 +298,7 @@ def test_upload_reads_good_files_and_flags_bad_ones(page, server, titles, tmp_pa
     expect(page.get_by_text("not a readable image")).to_be_visible()
     expect(page.get_by_text("what the models see")).to_be_visible()
     assert len(metric_values(page, titles)) == len(titles)
-    expect(page.locator(".js-plotly-plot")).to_have_count(1)
+    expect(page.locator(BARS)).to_have_count(1)
     assert_no_exception(page)
     settle(page)
     page.screenshot(path=SHOTS / "upload.png")

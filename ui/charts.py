@@ -1,4 +1,5 @@
-"""Plotly figures for the app, built from plain dicts.
+"""The app's charts: the probability bars as HTML (:func:`probability_bars`), and plotly
+figures built from plain dicts for everything else.
 
 ``make_subplots`` and validated ``go.Bar`` objects cost ~30 ms per figure; these builders
 write the figure JSON directly and wrap it in ``go.Figure(..., _validate=False)``, which
@@ -9,6 +10,8 @@ hover (``PLOTLY_CONFIG`` hides the mode bar).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
+import html
 
 import numpy as np
 import plotly.graph_objects as go
@@ -34,55 +37,67 @@ def _figure(data: list[dict], layout: dict) -> go.Figure:
     return go.Figure(data=data, layout=layout, _validate=False)
 
 
-def probability_figure(probs: Mapping[str, np.ndarray], titles: Mapping[str, str],
-                       class_names: Sequence[str], height: int = 230) -> go.Figure:
-    """One panel of 10 bars per model, side by side, all on the same 0-1 axis.
+def probability_bars(probs: Mapping[str, np.ndarray], titles: Mapping[str, str],
+                     class_names: Sequence[str], height: int = 130) -> str:
+    """One panel of 10 bars per model, side by side, all on the same 0-1 scale, as HTML
+    for ``st.html``.
 
-    ``probs``: model name -> ``(10,)`` probabilities. Each model's top class is drawn in
-    the model's colour with its percentage; the rest are muted.
+    ``probs``: model name -> ``(10,)`` probabilities. Each model's top class is drawn in the
+    model's colour with its percentage over it; the rest are muted. Plain HTML, not a
+    chart: Streamlit swaps it in place on a rerun, where a plotly chart with new numbers is
+    mounted anew (``benchmarks/PLOTLY_REMOUNT.md``). Text takes the theme's colour;
+    hovering a bar shows its probability. ``height``: the bars' area in pixels.
     """
-    names = list(probs)
-    n = max(len(names), 1)
-    gap = 0.035 if n > 1 else 0.0
-    width = (1 - gap * (n - 1)) / n
-    labels = list(class_names)
-    data, annotations = [], []
-    layout: dict = {
-        "height": height, "showlegend": False, "bargap": 0.18,
-        "margin": {"l": 44, "r": 8, "t": 48, "b": 28},
-        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
-        "hoverlabel": {"font": {"size": 14}},
-    }
-    for i, name in enumerate(names):
+    panels = []
+    for i, name in enumerate(probs):
         p = np.asarray(probs[name], np.float64).reshape(-1)
         top = int(p.argmax())
-        ax = _axis_id(i)
         color = model_color(name, i)
-        x0 = i * (width + gap)
-        title = titles.get(name, name)
-        data.append({
-            "type": "bar", "x": labels, "y": np.round(p, 4).tolist(),
-            "xaxis": f"x{ax}", "yaxis": f"y{ax}", "name": title,
-            "marker": {"color": [color if k == top else MUTED for k in range(len(p))]},
-            "text": [f"{v:.0%}" if k == top else "" for k, v in enumerate(p)],
-            "textposition": "outside", "cliponaxis": False, "constraintext": "none",
-            "textfont": {"size": 13, "color": color},
-            "hovertemplate": "%{x}: %{y:.1%}<extra>" + title + "</extra>",
-        })
-        layout[f"xaxis{ax}"] = {"domain": [x0, x0 + width], "anchor": f"y{ax}",
-                                "type": "category", "fixedrange": True, "dtick": 1,
-                                # Upright and small enough that 0-9 fit under each of
-                                # four panels on a phone (Plotly would turn them sideways).
-                                "tickfont": {"size": 10}, "tickangle": 0, "showgrid": False}
-        layout[f"yaxis{ax}"] = {"range": [0, 1], "anchor": f"x{ax}", "fixedrange": True,
-                                "tickformat": ".0%", "tickvals": [0, 0.5, 1],
-                                "showticklabels": i == 0, "gridcolor": GRID, "zeroline": False}
-        annotations.append({"text": f"<b>{title}</b>", "x": x0 + width / 2, "y": 1.0,
-                            "xref": "paper", "yref": "paper", "xanchor": "center",
-                            "yanchor": "bottom", "yshift": 22, "showarrow": False,
-                            "font": {"size": 14}})
-    layout["annotations"] = annotations
-    return _figure(data, layout)
+        title = html.escape(titles.get(name, name))
+        bars, ticks = [], []
+        for k, v in enumerate(p):
+            label = html.escape(str(class_names[k]))
+            tip = f"{label}: {v:.1%}"
+            if k == top:
+                # Over its bar, and slid sideways by as much of its own width as the bar is
+                # far along the row, so that the first and last bars' labels stay inside.
+                at = 100 * (k + 0.5) / len(p)
+                bars.append(f'<div class="mb-c" title="{tip}"><span class="mb-v" '
+                            f'style="bottom:{100 * v:.1f}%;left:{at:.0f}%;'
+                            f'transform:translateX(-{at:.0f}%)">{v:.0%}</span><div class="mb-b" '
+                            f'style="height:{100 * v:.1f}%;background:{color}"></div></div>')
+            else:
+                bars.append(f'<div class="mb-c" title="{tip}"><div class="mb-b" '
+                            f'style="height:{100 * v:.1f}%"></div></div>')
+            ticks.append(f"<span>{label}</span>")
+        panels.append(f'<div class="mb-m" role="img" aria-label="{title}: '
+                      f'{html.escape(str(class_names[top]))}, {p[top]:.0%}">'
+                      f'<div class="mb-t">{title}</div>'
+                      f'<div class="mb-p" style="height:{height}px">{"".join(bars)}</div>'
+                      f'<div class="mb-x">{"".join(ticks)}</div></div>')
+    signature = ",".join(f"{float(v):.4f}" for p in probs.values()
+                         for v in np.asarray(p).reshape(-1))
+    return (_BARS_STYLE + f'<div class="mb" data-bars="{signature}">{"".join(panels)}</div>')
+
+
+# Scoped to the bars' own classes; colours that read on the light and the dark theme.
+_BARS_STYLE = """<style>
+.mb{display:flex;gap:0.6rem;width:100%;padding-top:0.2rem}
+.mb-m{flex:1 1 0;min-width:0}
+.mb-t{font-weight:600;font-size:0.9rem;text-align:center;white-space:nowrap;overflow:hidden;
+text-overflow:ellipsis;margin-bottom:1.25rem}
+.mb-p{position:relative;display:flex;align-items:flex-end;gap:2px;
+border-bottom:1px solid rgba(128,128,128,.5);border-top:1px solid rgba(128,128,128,.15);
+background:linear-gradient(to top,transparent calc(50% - .5px),
+rgba(128,128,128,.18) calc(50% - .5px),rgba(128,128,128,.18) calc(50% + .5px),
+transparent calc(50% + .5px))}
+.mb-c{flex:1 1 0;height:100%;display:flex;align-items:flex-end}
+.mb-b{width:100%;min-height:1px;border-radius:2px 2px 0 0;background:rgba(148,163,184,.55)}
+.mb-v{position:absolute;margin-bottom:2px;font-size:0.8rem;font-weight:700;white-space:nowrap;
+line-height:1.1}
+.mb-x{display:flex;gap:2px;margin-top:2px}
+.mb-x span{flex:1 1 0;text-align:center;font-size:0.75rem;opacity:.8}
+</style>"""
 
 
 CONFUSION_MODES = ("Counts", "Row %", "Errors only")

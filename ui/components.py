@@ -19,7 +19,7 @@ from mnist_core.models.model import Model
 from mnist_core.preprocess import Stages
 
 from . import pictures
-from .charts import PLOTLY_CONFIG, probability_figure
+from .charts import probability_bars
 
 ACCENT = (251, 191, 36)    # amber: the digit's box drawn on the ink map
 
@@ -31,7 +31,8 @@ ACCENT = (251, 191, 36)    # amber: the digit's box drawn on the ink map
 def model_input_view(final: np.ndarray, caption: str = "What the models see: 28×28 pixels",
                      scale: int = 8) -> None:
     """The 28x28 model input, blown up with a faint pixel grid."""
-    st.image(pictures.pixels(final, scale, grid=True), caption=caption, width=28 * scale)
+    st.image(pictures.png_url(pictures.pixels(final, scale, grid=True)), caption=caption,
+             width=28 * scale)
 
 
 def stages_view(stages: Stages, side: int = 140) -> None:
@@ -53,7 +54,7 @@ def stages_view(stages: Stages, side: int = 140) -> None:
     images = [pictures.square(ink, side), pictures.square(stages.cropped, side),
               pictures.pixels(fitted, side // 20), pictures.mark_centre(stages.boxed, side // 28),
               pictures.mark_centre(stages.final, side // 28)]
-    st.image([pictures.framed(img) for img in images], width=side + 12, caption=[
+    st.image([pictures.png_url(pictures.framed(img)) for img in images], width=side + 12, caption=[
         "1 · ink and its box", "2 · cropped", "3 · fitted into 20×20", "4 · pasted in 28×28",
         "5 · centred by mass"])
     if stages.polarity is not None:
@@ -72,8 +73,8 @@ def views_section(reading: Reading, models: Mapping[str, Model], side: int = 56)
     if len(widest) == 1:
         return  # every model reads this digit once: nothing more to show
     st.markdown("**Read a few ways, answers averaged**")
-    st.image([pictures.framed(pictures.pixels(img, side // 28), margin=4) for _, img in widest],
-             width=side + 8, caption=[caption for caption, _ in widest])
+    st.image([pictures.png_url(pictures.framed(pictures.pixels(img, side // 28), margin=4))
+              for _, img in widest], width=side + 8, caption=[caption for caption, _ in widest])
     lines = []
     for named, titles in groups.values():
         captions = [c for c, _ in named]
@@ -114,8 +115,9 @@ def prediction_panel(reading: Reading, models: Mapping[str, Model],
     it: each model's ``(10,)`` probabilities and the not-a-digit verdict, which this only
     shows (a flagged input is said not to look like a digit, and its cards show the
     answers as guesses). With ``true_label`` each card also says whether the model was
-    right. All bars go into one figure. ``cards=False`` (one digit of several) leaves out
-    the answer cards and the "all agree" note.
+    right. All bars go into one row of panels (:func:`ui.charts.probability_bars`), in a
+    container keyed ``{key}-bars``. ``cards=False`` (one digit of several) leaves out the
+    answer cards and the "all agree" note.
     """
     probs, flagged = reading.probs, reading.flagged
     if flagged:
@@ -146,8 +148,8 @@ def prediction_panel(reading: Reading, models: Mapping[str, Model],
     agreement_note({class_names[d]: names for d, names in votes.items()}, models,
                    quiet=not cards or flagged)
     titles = {n: _title(models, n) for n in probs}
-    st.plotly_chart(probability_figure(probs, titles, class_names, height=230 if cards else 190),
-                    config=PLOTLY_CONFIG, key=f"{key}-bars")
+    with st.container(key=f"{key}-bars"):
+        st.html(probability_bars(probs, titles, class_names, height=130 if cards else 100))
 
 
 def sequence_panel(readings: Sequence[Reading], models: Mapping[str, Model],
@@ -168,7 +170,7 @@ def sequence_panel(readings: Sequence[Reading], models: Mapping[str, Model],
     for i, reading in enumerate(readings):
         with st.container(border=True):
             left, right = st.columns([1, 5], vertical_alignment="center")
-            left.image(pictures.pixels(reading.image, 4, grid=True), width=112,
+            left.image(pictures.png_url(pictures.pixels(reading.image, 4, grid=True)), width=112,
                        caption=f"digit {i + 1}, as the models see it")
             with right:
                 prediction_panel(reading, models, class_names, key=f"{key}-{i}",

@@ -1,0 +1,112 @@
+"""What one stroke costs the server on the Draw page: the page run in AppTest with a stand-in
+canvas that returns a new drawing each time, then ``--strokes`` reruns timed and profiled
+with cProfile (benchmarks/DRAW_RERUN.md). Each rerun is what the browser asks for after a
+stroke: the drawing board's fragment when the page has one, else the whole page.
+
+    .venv/bin/python benchmarks/draw_profile.py --strokes 40 --top 25
+    .venv/bin/python benchmarks/draw_profile.py --strokes 40 --same   # the brush, a button
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import statistics
+import sys
+import time
+import types
+from functools import partial
+
+import cv2
+import numpy as np
+
+import harness as h
+
+SHAPES = [  # single-stroke digits in canvas pixels (280 x 280)
+    [(70, 56), (210, 56), (118, 238)],
+    [(140, 42), (140, 238)],
+    [(78, 84), (140, 42), (202, 84), (84, 238), (210, 238)],
+    [(168, 238), (168, 42), (70, 168), (224, 168)],
+    [(84, 56), (196, 56), (126, 140), (202, 196), (140, 246), (78, 224)],
+]
+
+
+def drawing(i: int) -> np.ndarray:
+    """The i-th drawing: a shape, nudged a few pixels per round so no two are the same."""
+    img = np.zeros((280, 280, 4), np.uint8)
+    shift = (i // len(SHAPES)) % 7 - 3
+    pts = np.asarray(SHAPES[i % len(SHAPES)], np.int32).reshape(-1, 1, 2) + shift
+    cv2.polylines(img, [pts], False, (255, 255, 255, 255), 22, cv2.LINE_AA)
+    return img
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strokes", type=int, default=40)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--artifacts", default=str(h.REPO / "artifacts"))
+    parser.add_argument("--profile-out", help="write the pstats dump here")
+    parser.add_argument("--same", action="store_true",
+                        help="rerun with the drawing unchanged (the brush moved, a button)")
+    args = parser.parse_args()
+    os.environ["MNIST_STUDIO_ARTIFACTS"] = args.artifacts
+    from streamlit.testing.v1 import AppTest
+    from streamlit.testing.v1 import local_script_runner
+
+    state = {"i": 0}
+
+    def st_canvas(**kwargs):
+        image = drawing(state["i"])
+        return types.SimpleNamespace(image_data=image, json_data=None)
+    sys.modules["streamlit_drawable_canvas"] = types.SimpleNamespace(st_canvas=st_canvas)
+
+    at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=300).run()
+    assert not at.exception, [e.message for e in at.exception]
+    fragments = list(at._fragment_storage._fragments)
+    if fragments:  # a stroke reruns the drawing board only, as the browser asks for it
+        local_script_runner.RerunData = partial(local_script_runner.RerunData,
+                                                fragment_id_queue=fragments[:1])
+    for i in range(3):  # warm up
+        state["i"] = i + 1
+        at.run()
+    # The script runs in the script runner's thread; cProfile profiles the thread that
+    # enables it, so the profile is switched on inside that thread, around the script.
+    from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
+    profile, run_script = cProfile.Profile(), ScriptRunner._run_script
+    script_ms = []
+
+    def profiled(self, *a, **k):
+        t0 = time.perf_counter()
+        profile.enable()
+        try:
+            return run_script(self, *a, **k)
+        finally:
+            profile.disable()
+            script_ms.append(1000 * (time.perf_counter() - t0))
+    ScriptRunner._run_script = profiled
+    times = []
+    for i in range(args.strokes):
+        state["i"] = 100 if args.same else 100 + i
+        t0 = time.perf_counter()
+        at.run()
+        times.append(1000 * (time.perf_counter() - t0))
+        assert not at.exception, [e.message for e in at.exception]
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    stats.sort_stats("cumulative").print_stats(args.top)
+    if args.profile_out:
+        stats.dump_stats(args.profile_out)
+    print(out.getvalue())
+    what = "reruns of one drawing" if args.same else "strokes"
+    print(f"commit {h.git_commit()}; {'fragment' if fragments else 'whole page'} reruns over "
+          f"{len(times)} {what}, cProfile on: the script median "
+          f"{statistics.median(script_ms):.1f} ms (p90 {h.spread(script_ms)['p90_ms']:.1f}); "
+          f"AppTest's whole run median {statistics.median(times):.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
