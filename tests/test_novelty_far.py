@@ -178,3 +178,29 @@ def test_draw_says_a_letter_is_unlike_any_digit(monkeypatch):
     warnings = [w.value for w in at.warning if "does not look like a digit" in w.value]
     assert warnings and novelty.FAR_REASON in warnings[0], [w.value for w in at.warning]
     assert at.metric and all(m.value == "?" for m in at.metric)
+
+
+def test_the_maps_are_read_once_when_two_threads_ask_at_once(monkeypatch):
+    """The app starts reading the maps in the background when its models load; a first
+    drawing arriving meanwhile waits for that reading instead of starting its own."""
+    import threading
+
+    made = []
+    real = novelty.FarReference.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(novelty.FarReference, "__init__", counting)
+    novelty._references.cache_clear()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(novelty.references(SHIPPED_ARTIFACTS)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    novelty._references.cache_clear()  # later tests build their own, unpatched
+    assert len(results) == 2 and results[0] is results[1] and len(results[0]) == 4
+    assert len(made) == 4   # one reference per model map, not two

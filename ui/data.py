@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -49,8 +50,11 @@ def _load_models(directory: str, stamp: int) -> dict[str, Model]:
         tuning.return_big_buffers()
     loaded = load_models(directory)
     # The not-a-digit check's maps (novelty.references, cached there per folder and
-    # version) load now, under this spinner, not on the first drawing (~1.4 s).
-    novelty.references(directory)
+    # version) take ~0.9 s, which the first page need not wait for: they load in the
+    # background now, and the first reading that needs them (a drawing takes a person
+    # longer than that) waits for what is left.
+    threading.Thread(target=novelty.references, args=(directory,), daemon=True,
+                     name="novelty-maps").start()
     if server:
         tuning.limit_blas_threads()
         # Streamlit collects garbage after every rerun (runner.postScriptGC): with the app's

@@ -243,11 +243,18 @@ def references(directory: str | Path, cfg: NoveltyConfig = DEFAULT
                ) -> dict[str, FarReference]:
     """Every model map in the artifacts folder ``directory``, ready for the far signal:
     model name -> :class:`FarReference`. Read once per folder and version of its manifest
-    (~0.5 s for four maps); a missing or damaged map only leaves its model out of the vote
-    (the Model maps page reports it), so this never raises."""
+    (~0.9 s for four maps: each map's radius is measured on its digits); a missing or
+    damaged map only leaves its model out of the vote (the Model maps page reports it), so
+    this never raises. Thread-safe: a caller arriving while another reads the maps waits
+    for its result instead of reading them again (the app starts the reading in the
+    background when its models load)."""
     directory = Path(directory)
     from ..artifacts.files import manifest_stamp
-    return _references(str(directory), manifest_stamp(directory), cfg)
+    with _references_lock:
+        return _references(str(directory), manifest_stamp(directory), cfg)
+
+
+_references_lock = threading.Lock()
 
 
 @lru_cache(maxsize=4)
