@@ -284,8 +284,8 @@ class KerasModel(Model):
     kind = "keras"
     file_ext = ".keras"
 
-    def __init__(self, network: Sequential, *, source: bytes | None = None, keras_net=None,
-                 **meta):
+    def __init__(self, network: Sequential, *, source: Path | bytes | None = None,
+                 keras_net=None, **meta):
         super().__init__(network, **meta)
         self._source, self._keras_net = source, keras_net
         # Whether slow_predict_fn may load Keras to time its predict: not for a network
@@ -295,6 +295,14 @@ class KerasModel(Model):
     @staticmethod
     def read_network(data: bytes) -> Sequential:
         return keras_file.read(data)
+
+    @classmethod
+    def load(cls, path, spec=None, **meta):
+        # The file is read again when its bytes are wanted (a download, Keras itself):
+        # keeping them would hold the .keras files, ~11 MB for the shipped three, in the
+        # server for good.
+        path = Path(path)
+        return cls(keras_file.read(path), source=path, **cls._meta(spec, **meta))
 
     @classmethod
     def from_bytes(cls, data, spec=None, **meta):
@@ -313,7 +321,7 @@ class KerasModel(Model):
     def to_bytes(self):
         if self._source is None:
             self._source = keras_file.write(self.network)
-        return self._source
+        return self._source.read_bytes() if isinstance(self._source, Path) else self._source
 
     @property
     def keras_net(self):

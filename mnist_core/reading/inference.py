@@ -66,7 +66,8 @@ def read_input(x: np.ndarray, models: dict, view_cfg: ViewConfig | None = None
     ``x``: ``(28, 28)`` or ``(N, 28, 28)`` float32 in [0, 1], white on black, as
     preprocessing makes them (an MNIST test digit, a stress-tested one, a drawing's
     ``stages.final``). Returns model name -> ``(10,)`` or ``(N, 10)`` probabilities, each
-    model's averaged over the digit's test-time views (:func:`~mnist_core.models.views.predict_views`;
+    model's averaged over the digit's test-time views
+    (:func:`~mnist_core.models.views.predict_views`;
     ``view_cfg`` None: each model's own). Only the probabilities: :func:`read` also gives
     the views and the not-a-digit verdict.
     """

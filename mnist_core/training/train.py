@@ -165,7 +165,8 @@ def train_network(data: Dataset, cfg: TrainConfig, arch, callback: Callback | No
 
     blas = tuning.blas_threads(engine.blas_threads)
     try:
-        history, stopped = run_epochs(cfg, feeder, steps, step, lambda xv: net.folded().predict_proba(xv), x_val,
+        history, stopped = run_epochs(cfg, feeder, steps, step,
+                                      lambda xv: net.folded().predict_proba(xv), x_val,
                                       y_val, callback, stop, before_validation, net)
     finally:
         feeder.close()
