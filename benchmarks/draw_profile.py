@@ -5,6 +5,12 @@ stroke: the drawing board's fragment when the page has one, else the whole page.
 
     .venv/bin/python benchmarks/draw_profile.py --strokes 40 --top 25
     .venv/bin/python benchmarks/draw_profile.py --strokes 40 --same   # the brush, a button
+    .venv/bin/python benchmarks/draw_profile.py --page stress --strokes 40   # a slider move
+    .venv/bin/python benchmarks/draw_profile.py --page attack --strokes 40
+
+With ``--page`` (stress, attack) the page is opened on its first test digit and each rerun
+moves one slider (Stress test's rotation, Adversarial digits' strength) to a new value, as
+the browser asks for it: the slider's fragment when the page has one, else the whole page.
 """
 
 from __future__ import annotations
@@ -43,6 +49,13 @@ def drawing(i: int) -> np.ndarray:
     return img
 
 
+# page -> (file, slider key, values a move steps through)
+SLIDER_PAGES = {
+    "stress": ("app_pages/stress_test.py", "stress_rotate", [-30, -15, 0, 15, 30, 45]),
+    "attack": ("app_pages/attack.py", "attack_strength", [0.05, 0.1, 0.15, 0.2, 0.25]),
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strokes", type=int, default=40)
@@ -51,6 +64,8 @@ def main() -> int:
     parser.add_argument("--profile-out", help="write the pstats dump here")
     parser.add_argument("--same", action="store_true",
                         help="rerun with the drawing unchanged (the brush moved, a button)")
+    parser.add_argument("--page", choices=sorted(SLIDER_PAGES),
+                        help="profile a slider move on this page instead of a stroke")
     args = parser.parse_args()
     os.environ["MNIST_STUDIO_ARTIFACTS"] = args.artifacts
     from streamlit.testing.v1 import AppTest
@@ -65,12 +80,22 @@ def main() -> int:
 
     at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=300).run()
     assert not at.exception, [e.message for e in at.exception]
+    if args.page:
+        at.switch_page(SLIDER_PAGES[args.page][0]).run()
+        assert not at.exception, [e.message for e in at.exception]
+        slider_key, values = SLIDER_PAGES[args.page][1:]
+
+        def move(i: int) -> None:  # the slider to its i-th value: a new one each rerun
+            at.slider(key=slider_key).set_value(values[i % len(values)])
+    else:
+        def move(i: int) -> None:
+            state["i"] = i
     fragments = list(at._fragment_storage._fragments)
     if fragments:  # a stroke reruns the drawing board only, as the browser asks for it
         local_script_runner.RerunData = partial(local_script_runner.RerunData,
                                                 fragment_id_queue=fragments[:1])
     for i in range(3):  # warm up
-        state["i"] = i + 1
+        move(i + 1)
         at.run()
     # The script runs in the script runner's thread; cProfile profiles the thread that
     # enables it, so the profile is switched on inside that thread, around the script.
@@ -89,7 +114,7 @@ def main() -> int:
     ScriptRunner._run_script = profiled
     times = []
     for i in range(args.strokes):
-        state["i"] = 100 if args.same else 100 + i
+        move(100 if args.same else 100 + i)
         t0 = time.perf_counter()
         at.run()
         times.append(1000 * (time.perf_counter() - t0))
@@ -100,7 +125,8 @@ def main() -> int:
     if args.profile_out:
         stats.dump_stats(args.profile_out)
     print(out.getvalue())
-    what = "reruns of one drawing" if args.same else "strokes"
+    what = ("reruns of one drawing" if args.same else
+            f"moves of {args.page}'s slider" if args.page else "strokes")
     print(f"commit {h.git_commit()}; {'fragment' if fragments else 'whole page'} reruns over "
           f"{len(times)} {what}, cProfile on: the script median "
           f"{statistics.median(script_ms):.1f} ms (p90 {h.spread(script_ms)['p90_ms']:.1f}); "

@@ -289,6 +289,38 @@ def test_stress_rotation_changes_the_image_and_the_answers(monkeypatch, artifact
     assert at.image[0].value[1] == image_before
 
 
+
+def test_stress_slider_of_the_swept_change_keeps_the_sweep_and_its_pictures(monkeypatch,
+                                                                            artifacts):
+    """The sweep runs the swept change over its whole range: moving that slider only moves
+    the dotted line, so the sweep is not run again (the curves stay the same), while
+    another slider changes every point and runs it again. The unchanged digit's picture is
+    not encoded again."""
+    from mnist_core.reading import stress
+    from ui import pictures
+
+    sweeps, encoded = [], []
+    real_sweep, real_encode = stress.sweep, pictures.Image.fromarray
+    monkeypatch.setattr(stress, "sweep", lambda *a, **k: sweeps.append(a[3]) or
+                        real_sweep(*a, **k))
+    at = open_page(monkeypatch, artifacts, STRESS_PAGE)
+    no_exception(at)
+    assert sweeps == ["rotate"]
+    traces = json.loads(chart_specs(at)[0])["data"]
+    monkeypatch.setattr(pictures.Image, "fromarray",
+                        lambda *a, **k: encoded.append(1) or real_encode(*a, **k))
+    at.slider(key="stress_rotate").set_value(30).run()
+    no_exception(at)
+    assert sweeps == ["rotate"]                     # the rotation sweep was kept
+    after = json.loads(chart_specs(at)[0])
+    assert after["data"] == traces                  # the same curves
+    assert after["layout"]["shapes"][0]["x0"] == 30  # the line moved
+    assert len(encoded) == 1                        # the moved digit only, not the original
+    at.slider(key="stress_scale").set_value(0.8).run()
+    no_exception(at)
+    assert sweeps == ["rotate", "rotate"]           # another slider: every point changed
+    assert json.loads(chart_specs(at)[0])["data"] != traces
+
 # ---------------------------------------------------------------------------------------
 # Kaggle
 # ---------------------------------------------------------------------------------------
