@@ -222,3 +222,22 @@ def test_a_clicked_point_is_found_again():
     assert [map_point(labels, 10, 10, i, cd) for i, cd in enumerate(wrong["customdata"])] == [2, 5]
     assert map_point(labels, 10, 11, 0, None) is None  # the star
     assert map_point(labels, 10, 3, 99) is None
+
+
+def test_attack_strength_move_does_not_encode_the_unchanged_digit_again(monkeypatch, artifacts):
+    """A move of the strength slider changes the change and the attacked digit, not the
+    digit attacked: two pictures are encoded, not three, and the first is the same."""
+    from ui import pictures
+
+    at = open_page(monkeypatch, artifacts, ATTACK_PAGE)
+    no_exception(at)
+    before = at.image[0].value
+    encoded = []
+    real_encode = pictures.Image.fromarray
+    monkeypatch.setattr(pictures.Image, "fromarray",
+                        lambda *a, **k: encoded.append(1) or real_encode(*a, **k))
+    at.slider(key="attack_strength").set_value(0.23).run()
+    no_exception(at)
+    after = at.image[0].value
+    assert after[0] == before[0] and after[1:] != before[1:]
+    assert len(encoded) == 2
