@@ -1,6 +1,5 @@
 """Draw: write a digit (or a number) and every model reads it as you draw."""
 
-import hashlib
 import time
 
 import numpy as np
@@ -8,7 +7,7 @@ import streamlit as st
 
 from mnist_core.reading.inference import read, read_digits
 from mnist_core.preprocess import NoDigitError
-from ui import canvas, class_data, components, data, digit_picker, page
+from ui import canvas, class_data, components, data, digit_picker, memo, page
 from ui import share as share_ui
 
 models, names = page.start(with_user_model=True)
@@ -40,18 +39,9 @@ def remembered(what: str, image: np.ndarray, reader):
     """``reader()``, the reading of ``image``, or the one this session last made of the
     same picture by the same models: a rerun that leaves the drawing alone (the brush, the
     "Wrong? It was a …" pills, the class code) need not preprocess it and run every
-    model again. One reading is kept, in the session."""
-    image = np.ascontiguousarray(image)
-    digest = hashlib.blake2b(repr((what, image.shape, image.dtype.str)).encode(),
-                             digest_size=16)
-    digest.update(image.data)
-    key = (digest.digest(), tuple((name, id(m)) for name, m in models.items()))
-    last = st.session_state.get("draw_last_reading")
-    if last is not None and last[0] == key:
-        return last[1]
-    reading = reader()
-    st.session_state.draw_last_reading = (key, reading)
-    return reading
+    model again. One reading is kept (ui.memo)."""
+    return memo.remembered("draw-reading", (what, memo.digest(image), memo.model_key(models)),
+                           reader)
 
 
 PROMPT = ("Draw a digit from 0 to 9 in the black square. Make it fill most of the square; "

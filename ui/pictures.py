@@ -8,7 +8,6 @@ pictures as one ``st.image`` keeps a page to one element instead of dozens of co
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import threading
 from collections import OrderedDict
@@ -19,6 +18,8 @@ import numpy as np
 from PIL import Image
 
 from mnist_core.preprocess import centre_of_mass
+
+from . import memo
 
 MARK = (239, 68, 68)         # centre-of-mass dot
 OUTLINE = (40, 40, 40)       # a digit's outline drawn over a weight or saliency map
@@ -125,9 +126,7 @@ def png_url(img: np.ndarray) -> str:
     does not encode it again. ``st.image`` would send an RGB array as JPEG; PNG keeps the
     pixels crisp. For small pictures: a URL is about 4/3 of the PNG's bytes."""
     img = np.ascontiguousarray(img)
-    digest = hashlib.blake2b(repr((img.shape, img.dtype.str)).encode(), digest_size=16)
-    digest.update(img.data)
-    key = digest.digest()
+    key = memo.digest(img)
     with _PNGS_LOCK:
         done = _PNGS.get(key)
         if done is not None:
