@@ -93,13 +93,10 @@ def read(source: str | Path | bytes | BinaryIO) -> Sequential:
     net = Sequential(layers, input_shape, config["config"].get("name", ""))
     shape = net.input_shape
     for layer in layers:  # every weight the shape its layer needs
-        probe = type(layer).from_keras(layer.keras_config()) if layer.weights else None
-        if probe is not None:
-            probe.init(shape, np.random.default_rng(0))
-            if [w.shape for w in probe.weights] != [w.shape for w in layer.weights]:
-                raise ValueError(f"{where}: {layer.kind} {layer.name!r} has weights of shape "
-                                 f"{[w.shape for w in layer.weights]}, expected "
-                                 f"{[w.shape for w in probe.weights]}")
+        want, got = layer.weight_shapes(shape), [tuple(w.shape) for w in layer.weights]
+        if got != [tuple(w) for w in want]:
+            raise ValueError(f"{where}: {layer.kind} {layer.name!r} has weights of shape "
+                             f"{got}, expected {want}")
         shape = layer.out_shape(shape)
     return net
 

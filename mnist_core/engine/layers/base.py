@@ -124,6 +124,11 @@ class Layer:
         if weights:
             raise ValueError(f"{self.kind} has no weights")
 
+    def weight_shapes(self, in_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """The shape of each weight array, in :attr:`weights`' order, for inputs of
+        ``in_shape`` (one example's shape): what :meth:`init` makes and a file must hold."""
+        return []
+
     def init(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> None:
         """Fresh weights for inputs of ``in_shape`` (one example's shape), as Keras would."""
 

@@ -34,7 +34,15 @@ class Linear(Layer):
         self.kernel = weights[0]
         self.bias = weights[1] if self.use_bias else None
 
-    def _init(self, shape: tuple[int, ...], rng: np.random.Generator) -> None:
+    def _kernel_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def weight_shapes(self, in_shape):
+        kernel = self._kernel_shape(in_shape)
+        return [kernel] + ([(kernel[-1],)] if self.use_bias else [])
+
+    def init(self, in_shape, rng):
+        shape = self._kernel_shape(in_shape)
         self.kernel = INITIALIZERS[self.initializer](shape, rng)
         self.bias = np.zeros(shape[-1], np.float32) if self.use_bias else None
 
@@ -87,8 +95,8 @@ class Dense(Linear):
         super().__init__(activation, use_bias, init)
         self.units = int(units)
 
-    def init(self, in_shape, rng):
-        self._init((in_shape[-1], self.units), rng)
+    def _kernel_shape(self, in_shape):
+        return (in_shape[-1], self.units)
 
     def out_shape(self, in_shape):
         return (self.units,)
@@ -149,8 +157,8 @@ class Conv2D(Linear):
         k = kernel_size
         self.kernel_size = (k, k) if isinstance(k, int) else tuple(int(v) for v in k)
 
-    def init(self, in_shape, rng):
-        self._init((*self.kernel_size, in_shape[-1], self.filters), rng)
+    def _kernel_shape(self, in_shape):
+        return (*self.kernel_size, in_shape[-1], self.filters)
 
     def pads(self) -> tuple[int, int, int, int]:
         """Padding (top, left, bottom, right): TensorFlow's "same" puts the odd pixel after."""

@@ -44,6 +44,9 @@ class BatchNormalization(Layer):
             raise ValueError("only BatchNormalization over the last axis is supported")
         return in_shape
 
+    def weight_shapes(self, in_shape):
+        return [(in_shape[-1],)] * (self.n_trainable + 2)
+
     def init(self, in_shape, rng):
         c = in_shape[-1]
         self.gamma = np.ones(c, np.float32) if self.scale else None
