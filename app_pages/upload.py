@@ -4,9 +4,25 @@ import streamlit as st
 
 from mnist_core.reading.inference import read_digits
 from mnist_core.preprocess import ImageReadError, NoDigitError, decode_image
-from ui import class_data, components, data, page, pictures
+from ui import class_data, components, data, memo, page, pictures
 
 models, names = page.start()
+
+
+def read_file(raw: bytes):
+    """One uploaded file, read: ``("error", None, reason)`` when it is not an image,
+    ``("none", thumbnail, reason)`` when no digit was found, else ``("read", thumbnail,
+    readings)``. The full-size decode is dropped once read; only what the page shows stays."""
+    try:
+        image = decode_image(raw)
+    except ImageReadError as exc:
+        return "error", None, str(exc)
+    thumb = pictures.thumbnail(image)
+    try:
+        return "read", thumb, read_digits(image, models, refs=data.far_refs())
+    except NoDigitError as exc:
+        return "none", thumb, str(exc)
+
 
 st.title("Upload images")
 st.caption("Photos, scans or screenshots of handwritten digits: dark ink on light paper or "
@@ -22,31 +38,33 @@ if not files:
     st.stop()
 
 for number, upload in enumerate(files):
+    # A rerun (a "Wrong? It was a…" pill, another file added) keeps each file's reading:
+    # a 12-megapixel photo is decoded and read once per upload, not once per click.
+    outcome, thumbnail, found = memo.remembered(
+        f"upload-{number}", (upload.file_id, memo.model_key(models)),
+        lambda: read_file(upload.getvalue()))  # noqa: B023 (called at once)
     with st.container(border=True):
         st.markdown(f"**{upload.name}**")
-        try:
-            image = decode_image(upload.getvalue())
-        except ImageReadError as exc:
-            reason = str(exc)
+        if outcome == "error":
+            reason = found
             if reason.startswith("not a readable image"):  # drop the decoder's internals
                 reason = "not a readable image. Is it really a PNG, JPEG, WebP, BMP, TIFF or GIF?"
             st.error(f"Could not read {upload.name}: {reason}", icon=":material/broken_image:")
             continue
-        try:
-            readings = read_digits(image, models, refs=data.far_refs())
-        except NoDigitError as exc:
-            st.image(pictures.thumbnail(image), width=160)
-            st.warning(f"No digit found in {upload.name} ({exc}). Try a photo with darker "
+        if outcome == "none":
+            st.image(thumbnail, width=160)
+            st.warning(f"No digit found in {upload.name} ({found}). Try a photo with darker "
                        f"ink or a tighter crop.", icon=":material/search_off:")
             continue
+        readings = found
         if len(readings) > 1:
             thumb, answers = st.columns([1, 5])
-            thumb.image(pictures.thumbnail(image), caption="uploaded")
+            thumb.image(thumbnail, caption="uploaded")
             with answers:
                 components.sequence_panel(readings, models, names, key=f"upload-{number}")
             continue
         thumb, seen, answers = st.columns([1, 1, 4])
-        thumb.image(pictures.thumbnail(image), caption="uploaded")
+        thumb.image(thumbnail, caption="uploaded")
         with seen:
             components.model_input_view(readings[0].stages.final, caption="what the models see",
                                         scale=6)

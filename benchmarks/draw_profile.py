@@ -7,10 +7,14 @@ stroke: the drawing board's fragment when the page has one, else the whole page.
     .venv/bin/python benchmarks/draw_profile.py --strokes 40 --same   # the brush, a button
     .venv/bin/python benchmarks/draw_profile.py --page stress --strokes 40   # a slider move
     .venv/bin/python benchmarks/draw_profile.py --page attack --strokes 40
+    .venv/bin/python benchmarks/draw_profile.py --page upload --strokes 20
 
 With ``--page`` (stress, attack) the page is opened on its first test digit and each rerun
 moves one slider (Stress test's rotation, Adversarial digits' strength) to a new value, as
 the browser asks for it: the slider's fragment when the page has one, else the whole page.
+With ``--page upload`` a 12-megapixel JPEG of a digit (4000 x 3000, as a phone takes it) is
+uploaded once and each rerun is what a click on that page asks for (a "Wrong? It was a…"
+pill, the expander): the whole page again, the same file still chosen.
 """
 
 from __future__ import annotations
@@ -56,6 +60,18 @@ SLIDER_PAGES = {
 }
 
 
+def phone_photo() -> bytes:
+    """A 4000 x 3000 JPEG of a dark digit on light, slightly uneven paper."""
+    rng = np.random.default_rng(0)
+    paper = np.full((3000, 4000), 228, np.uint8)
+    paper += rng.integers(0, 12, paper.shape, dtype=np.uint8)
+    pts = (np.asarray(SHAPES[0], np.int32) * 7 + (1000, 600)).reshape(-1, 1, 2)
+    cv2.polylines(paper, [pts], False, 40, 90, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".jpg", paper, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strokes", type=int, default=40)
@@ -64,7 +80,7 @@ def main() -> int:
     parser.add_argument("--profile-out", help="write the pstats dump here")
     parser.add_argument("--same", action="store_true",
                         help="rerun with the drawing unchanged (the brush moved, a button)")
-    parser.add_argument("--page", choices=sorted(SLIDER_PAGES),
+    parser.add_argument("--page", choices=sorted([*SLIDER_PAGES, "upload"]),
                         help="profile a slider move on this page instead of a stroke")
     args = parser.parse_args()
     os.environ["MNIST_STUDIO_ARTIFACTS"] = args.artifacts
@@ -80,7 +96,16 @@ def main() -> int:
 
     at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=300).run()
     assert not at.exception, [e.message for e in at.exception]
-    if args.page:
+    if args.page == "upload":
+        at.switch_page("app_pages/upload.py").run()
+        at.file_uploader(key="uploads").set_value(("photo.jpg", phone_photo(), "image/jpeg"))
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert at.metric or at.markdown, "the photo was not read"
+
+        def move(i: int) -> None:  # a click elsewhere: the same file stays chosen
+            pass
+    elif args.page:
         at.switch_page(SLIDER_PAGES[args.page][0]).run()
         assert not at.exception, [e.message for e in at.exception]
         slider_key, values = SLIDER_PAGES[args.page][1:]
@@ -126,6 +151,7 @@ def main() -> int:
         stats.dump_stats(args.profile_out)
     print(out.getvalue())
     what = ("reruns of one drawing" if args.same else
+            "reruns with one photo uploaded" if args.page == "upload" else
             f"moves of {args.page}'s slider" if args.page else "strokes")
     print(f"commit {h.git_commit()}; {'fragment' if fragments else 'whole page'} reruns over "
           f"{len(times)} {what}, cProfile on: the script median "

@@ -160,3 +160,22 @@ def test_a_photo_of_a_blot_is_said_not_to_look_like_a_digit(page):
     assert any("does not look like a digit" in w.value for w in at.warning), \
         [w.value for w in at.warning]
     assert at.metric and all(m.value == "?" for m in at.metric)
+
+
+def test_a_rerun_reads_no_file_again_and_a_new_upload_is_read(page, monkeypatch, good_digit):
+    """A click on the page (a flag pill, the expander) reruns it whole: the chosen files'
+    readings are kept, so no image is decoded or read again; a file chosen anew is read."""
+    from mnist_core import preprocess  # the page imports decode_image from here on each run
+
+    png = h.png_bytes(h.paper_digit(good_digit))
+    upload(page, [("a.png", png, "image/png")])
+    shown = [m.value for m in page.metric]
+    decoded = []
+    real = preprocess.decode_image
+    monkeypatch.setattr(preprocess, "decode_image",
+                        lambda raw, *a, **k: decoded.append(len(raw)) or real(raw, *a, **k))
+    page.run()
+    assert not page.exception and [m.value for m in page.metric] == shown
+    assert decoded == []
+    upload(page, [("a.png", png, "image/png")])  # chosen again: a new upload
+    assert decoded == [len(png)] and [m.value for m in page.metric] == shown
