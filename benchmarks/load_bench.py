@@ -28,15 +28,15 @@ import tempfile
 from pathlib import Path
 
 import harness as h
-from browser_bench import (MARK_OLD_CANVASES, NEW_CANVAS, NEW_CANVAS_IN_PLACE, PLOT_SIGNATURE,
-                           SHAPES, WATCH_SENDS)
+from browser_bench import (BARS, BARS_NOW, MARK_OLD_CANVASES, NEW_CANVAS, NEW_CANVAS_IN_PLACE,
+                           PLOT_SIGNATURE, SHAPES, WATCH_SENDS)
 
 WARM_UP_TIMEOUTS = 5   # the warm-up stroke may take this many --timeout periods
-BARS_CHANGED = """(previous) => {
-    const el = document.querySelector('.js-plotly-plot');
-    if (!el || !el.data || !el.querySelector('.main-svg')) return false;
-    return JSON.stringify(el.data.map(d => d.y)) !== previous;
-}"""
+# Either kind of bars (HTML since issue 21, plotly before), as browser_bench.py reads them.
+BARS_CHANGED = f"""(previous) => {{
+    const now = {BARS_NOW};
+    return now !== null && now !== previous;
+}}"""
 STROKE_END = """() => new Promise(resolve => document.addEventListener(
     'pointerup', () => resolve(performance.now()), {capture: true, once: true}))"""
 
@@ -82,7 +82,7 @@ async def session(browser, url: str, digits: int, timeout_s: float, start: async
                 # The warm-up stroke is on the canvas: every digit starts with Clear.
                 await page.locator("canvas.upper-canvas").evaluate_all(MARK_OLD_CANVASES)
                 await page.get_by_role("button", name="Clear").click()
-                await expect(page.locator(".js-plotly-plot")).to_have_count(
+                await expect(page.locator(BARS)).to_have_count(
                     0, timeout=timeout_s * 1000)
                 canvas = page.locator(NEW_CANVAS)
                 await expect(canvas).to_have_count(1, timeout=timeout_s * 1000)
@@ -109,7 +109,7 @@ async def session(browser, url: str, digits: int, timeout_s: float, start: async
                     prompt = await page.get_by_text("Draw a digit from 0 to 9").count()
                     step += (f" (the drawing {'was' if sent else 'was never'} sent; the page "
                              f"{'shows the empty-canvas prompt' if prompt else 'shows no prompt'}"
-                             f", {await page.locator('.js-plotly-plot').count()} bar charts)")
+                             f", {await page.locator(BARS).count()} bar charts)")
                 out["errors"].append(f"{step}: {type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0][:100]}")
     finally:
@@ -133,6 +133,7 @@ async def run(url: str, server_pid: int, sessions: int, digits: int, timeout_s: 
                 break
             await asyncio.sleep(0.1)
         rss_before, clock = h.rss_mb(server_pid), h.Clock(server_pid)
+        print(f"{sessions} sessions ready: the clock starts", flush=True)
         start.set()
         results = await asyncio.gather(*tasks)
         used = clock.read()
@@ -144,7 +145,8 @@ async def run(url: str, server_pid: int, sessions: int, digits: int, timeout_s: 
             "rss_before_mb": rss_before, "rss_after_mb": h.rss_mb(server_pid)}
 
 
-ANSWER = ".js-plotly-plot .main-svg, [data-testid=stAlertContentWarning], [data-testid=stAlertContentError]"
+ANSWER = (".js-plotly-plot .main-svg, [data-testid=stHtml] .mb, "
+          "[data-testid=stAlertContentWarning], [data-testid=stAlertContentError]")
 # Resolves with performance.now() at the first DOM change after which an answer is shown
 # and nothing is stale: a MutationObserver, so the page is not polled (polling cost the
 # clients' CPU and put up to a polling interval on every time).
