@@ -10,6 +10,7 @@ from mnist_core.classroom import kaggle
 from mnist_core import worker
 from mnist_core.datasets.common import DataError
 from ui import page, pictures
+from ui.text import plain
 from ui.charts import PLOTLY_CONFIG, counts_figure
 
 models, names = page.start(with_user_model=True)
@@ -18,6 +19,10 @@ st.title("Kaggle Digit Recognizer")
 st.caption("Upload the competition's `test.csv` (28,000 unlabeled digits, columns "
            "`pixel0`…`pixel783`), let a model read every digit, and download a "
            "`submission.csv` (`ImageId,Label`) ready to submit.")
+LIMITS = kaggle.KAGGLE.csv
+st.caption(f"Limits on one upload: {LIMITS.max_rows:,} rows, {LIMITS.max_bytes // 2**20} MB "
+           f"of CSV once unpacked, {LIMITS.max_line_bytes // 1024} KB a line, "
+           f"{LIMITS.max_cell_bytes} characters a value, {LIMITS.max_cpu_s:g} s of reading.")
 
 upload = st.file_uploader("Kaggle's test.csv, plain or zipped (.zip or .gz)",
                           type=["csv", "zip", "gz"], key="kaggle_upload")
@@ -32,9 +37,8 @@ if upload is None:
 parsed = st.session_state.get("kaggle_parsed")
 if parsed is None or parsed[0] != upload.file_id:
     try:
-        with st.spinner(f"Reading {upload.name}…"):
-            raw, csv_name = kaggle.csv_from_upload(upload.name, upload.getvalue())
-            images = kaggle.read_test_csv(raw, csv_name)
+        with st.spinner(f"Reading {plain(upload.name)}…"):
+            images, _ = kaggle.read_upload(upload.name, upload.getvalue())
         parsed = (upload.file_id, images, None)
     except DataError as exc:
         parsed = (upload.file_id, None, str(exc))
@@ -42,16 +46,17 @@ if parsed is None or parsed[0] != upload.file_id:
     st.session_state.pop("kaggle_result", None)
 _, images, problem = parsed
 if problem is not None:
-    st.error(f"**This is not a Digit Recognizer test file.** {problem}\n\nExpected: a header "
+    st.error(f"**This is not a Digit Recognizer test file.** {plain(problem)}\n\nExpected: a header "
              f"`pixel0,…,pixel783` (optional) and one row of 784 numbers from 0 to 255 per "
              f"digit, with no `label` column.", icon="🚫")
     st.stop()
 if len(images) == 0:
-    st.error(f"{upload.name} holds no digits.", icon="🚫")
+    st.error(f"{plain(upload.name)} holds no digits.", icon="🚫")
     st.stop()
 
 note = "" if len(images) == 28_000 else " (Kaggle's test.csv has 28,000)"
-st.success(f"Read {len(images):,} digits from {upload.name}{note}.", icon=":material/check:")
+st.success(f"Read {len(images):,} digits from {plain(upload.name)}{note}.",
+           icon=":material/check:")
 first = [pictures.digit_picture(img / 255.0, 2) for img in images[:16]]
 st.image(pictures.grid(first, cols=16, pad=3), caption="The first digits of the file")
 

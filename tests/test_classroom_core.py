@@ -124,32 +124,38 @@ def zipped(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def test_csv_from_upload_unpacks_zip_and_gzip_and_passes_csv_through():
-    assert kaggle.csv_from_upload("test.csv", CSV) == (CSV, "test.csv")
-    assert kaggle.csv_from_upload("test.csv.gz", gzip.compress(CSV)) == (CSV, "test.csv")
-    assert kaggle.csv_from_upload("upload", gzip.compress(CSV)) == (CSV, "upload")  # by magic
+def unpacked(name: str, raw: bytes) -> tuple[bytes, str]:
+    with kaggle.open_upload(name, raw) as (stream, csv_name):
+        return stream.read(), csv_name
+
+
+def test_open_upload_unpacks_zip_and_gzip_and_passes_csv_through():
+    assert unpacked("test.csv", CSV) == (CSV, "test.csv")
+    assert unpacked("test.csv.gz", gzip.compress(CSV)) == (CSV, "test.csv")
+    assert unpacked("upload", gzip.compress(CSV)) == (CSV, "upload")  # by magic
     # test.csv wins inside a zip; otherwise the only CSV there is.
     both = zipped({"digit-recognizer/train.csv": b"label\n", "digit-recognizer/test.csv": CSV,
                    "readme.txt": b"hi"})
-    assert kaggle.csv_from_upload("dr.zip", both) == (CSV, "dr.zip/digit-recognizer/test.csv")
-    assert kaggle.csv_from_upload("x.zip", zipped({"mine.csv": CSV})) == (CSV, "x.zip/mine.csv")
+    assert unpacked("dr.zip", both) == (CSV, "dr.zip/digit-recognizer/test.csv")
+    assert unpacked("x.zip", zipped({"mine.csv": CSV})) == (CSV, "x.zip/mine.csv")
 
 
 @pytest.mark.parametrize("name, raw, problem", [
     ("two.zip", zipped({"a.csv": CSV, "b.csv": CSV}), "expected test.csv inside, found a.csv, b.csv"),
     ("none.zip", zipped({"readme.txt": b"hi"}), "found no CSV files"),
     ("bad.zip", b"PK\x03\x04 truncated", "not a readable zip file"),
-    ("bad.gz", b"\x1f\x8b truncated", "not readable gzip data"),
+    ("bad.gz", b"\x1f\x8b truncated", "could not be read to the end"),
 ])
-def test_csv_from_upload_refuses_what_it_cannot_unpack(name, raw, problem):
+def test_read_upload_refuses_what_it_cannot_unpack(name, raw, problem):
     with pytest.raises(DataError, match=problem):
-        kaggle.csv_from_upload(name, raw)
+        kaggle.read_upload(name, raw)
 
 
-def test_csv_from_upload_caps_the_unpacked_size(monkeypatch):
-    monkeypatch.setattr(kaggle, "MAX_CSV_BYTES", 10)
-    with pytest.raises(DataError, match="big.zip: test.csv unpacks to 0 MB"):  # as declared
-        kaggle.csv_from_upload("big.zip", zipped({"test.csv": CSV}))
-    with pytest.raises(DataError, match="big.gz unpacks to more than 0 MB"):
-        kaggle.csv_from_upload("big.gz", gzip.compress(CSV))
-    assert kaggle.csv_from_upload("small.gz", gzip.compress(b"0,1\n")) == (b"0,1\n", "small")
+def test_read_upload_caps_the_unpacked_size():
+    from dataclasses import replace
+    cfg = kaggle.KaggleConfig(csv=replace(kaggle.KAGGLE.csv, max_bytes=10))
+    rows = b"0,1\n" * 5
+    with pytest.raises(DataError, match="big.zip/test.csv: holds more than 10 bytes of CSV"):
+        kaggle.read_upload("big.zip", zipped({"test.csv": rows}), cfg)
+    with pytest.raises(DataError, match="big: holds more than 10 bytes of CSV"):
+        kaggle.read_upload("big.gz", gzip.compress(rows), cfg)

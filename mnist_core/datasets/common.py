@@ -8,7 +8,10 @@ Images are ``(N, 28, 28) uint8 in [0, 255]`` (white digit on black), labels ``(N
 from __future__ import annotations
 
 import gzip
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -20,14 +23,40 @@ class DataError(ValueError):
     """A dataset file is missing, malformed or inconsistent; the message names the file."""
 
 
-def read_bytes(path: Path) -> bytes:
-    """``path``'s bytes, gunzipped when they are gzip data."""
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+@dataclass(frozen=True)
+class FileLimits:
+    """What one dataset file on disk may make a loader read."""
+
+    max_unpacked_bytes: int = 2**30   # after gunzipping; MNIST's largest file is 47 MB,
+                                      # EMNIST's about 700 MB
+
+
+FILE_LIMITS = FileLimits()
+
+
+def open_unpacked(path: Path) -> BinaryIO:
+    """``path`` opened for reading, gunzipped as it is read when it holds gzip data;
+    :class:`DataError` when it is not a regular file (a folder, a device, a pipe)."""
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def read_bytes(path: Path, limits: FileLimits = FILE_LIMITS) -> bytes:
+    """``path``'s bytes, gunzipped when they are gzip data; :class:`DataError` past
+    ``limits.max_unpacked_bytes`` (a gzip bomb is refused after that many bytes, not read
+    whole), for a file that is not a regular one, or for damaged gzip data."""
+    cap = limits.max_unpacked_bytes
+    try:
+        with open_unpacked(path) as f:
+            raw = f.read(cap + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+    if len(raw) > cap:
+        raise DataError(f"{path}: unpacks to more than {cap / 2**20:.0f} MB, the limit for "
+                        f"one dataset file (a damaged file or a gzip bomb?)")
     return raw
 
 
