@@ -17,6 +17,7 @@ import json
 import struct
 import uuid as uuidlib
 import zipfile
+import zlib
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -114,13 +115,12 @@ def read_export(data: bytes, cfg: StoreConfig = DEFAULT) -> tuple[str, list[dict
         if not {"class.json", "mnist.npz"} <= names:
             raise ImportFileError("This zip is not a class export from MNIST Studio (it has "
                                   "no class.json and mnist.npz).")
-        meta = json.loads(z.read("class.json"))
-        npz = np.load(io.BytesIO(z.read("mnist.npz")), allow_pickle=False)
-        arrays = {k: np.asarray(npz[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
+        meta = json.loads(_member(z, "class.json", cfg.max_import_json_bytes))
+        arrays = _npz_arrays(_member(z, "mnist.npz", cfg.max_import_bytes), cfg)
     except ImportFileError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, ValueError, OSError,
-            EOFError, RuntimeError) as exc:
+            EOFError, RuntimeError, zlib.error, RecursionError) as exc:
         raise ImportFileError(f"The file is not a readable class export "
                               f"({type(exc).__name__}).") from exc
     if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
@@ -158,6 +158,41 @@ def read_export(data: bytes, cfg: StoreConfig = DEFAULT) -> tuple[str, list[dict
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ImportFileError(f"The export is damaged at digit {i + 1}: {exc}.") from exc
     return str(meta.get("class_code") or ""), rows
+
+
+def _member(z: zipfile.ZipFile, name: str, cap: int) -> bytes:
+    """Member ``name`` of ``z`` unpacked, refused unread when its header says it is over
+    ``cap`` bytes, and after ``cap`` bytes when the header lies."""
+    what = f"Its {name} unpacks to more than {cap / 2**20:.0f} MB, the most an export's may."
+    if z.getinfo(name).file_size > cap:
+        raise ImportFileError(what)
+    with z.open(name) as f:
+        out = f.read(cap + 1)
+    if len(out) > cap:
+        raise ImportFileError(what)
+    return out
+
+
+def _npz_arrays(data: bytes, cfg: StoreConfig) -> dict[str, np.ndarray]:
+    """The four uint8 arrays of an export's ``mnist.npz``, each one's header (dtype, shape)
+    checked before it is read: a header claiming 10^11 elements is refused, not allocated."""
+    npz = zipfile.ZipFile(io.BytesIO(data))
+    limits = {"x_train": cfg.max_import_digits * N_PIXELS, "x_test": cfg.max_import_digits * N_PIXELS,
+              "y_train": cfg.max_import_digits, "y_test": cfg.max_import_digits}
+    arrays = {}
+    for key, most in limits.items():
+        with npz.open(f"{key}.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            count = int(np.prod(shape, dtype=object))
+            if dtype != np.uint8 or fortran or count > most:
+                raise ImportFileError(f"Its mnist.npz holds {key} of {count:,} {dtype} values; "
+                                      f"an export holds at most {most:,} uint8 values there.")
+        with npz.open(f"{key}.npy") as f:
+            arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+    return arrays
 
 
 def import_export(engine: Engine, data: bytes, class_code: str,

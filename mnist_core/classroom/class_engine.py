@@ -26,6 +26,8 @@ class StoreConfig:
     max_strokes_bytes: int = 200_000  # canvas JSON of a busy digit is ~5-30 kB
     max_import_bytes: int = 50_000_000  # one export zip; ~20 bytes per pixel row in CSV
     max_import_digits: int = 100_000   # rows in one import
+    max_import_json_bytes: int = 64 * 2**20  # class.json unpacked: ids, nicknames, strokes
+                                     # (~5-30 kB a drawn digit), refused past this unread
     sqlite_busy_ms: int = 30_000     # how long a SQLite writer waits for the lock
     test_every: int = 5              # single-writer exports: every 5th digit goes to test
     test_writer_share: float = 0.2   # several writers: about this share of writers to test
