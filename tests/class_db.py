@@ -16,10 +16,23 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from mnist_core.classroom import class_engine, class_schema
+from mnist_core.classroom import class_access, class_engine, class_schema
 
 PG_ENV = "CLASSROOM_TEST_PG_URL"
 BACKENDS = ("sqlite", "postgresql")
+OPEN_CLASSES = ("7b", "8a")        # classes store_engine opens, each with PIN_OF[code]
+# scrypt at its cheapest: a test hashes many PINs (the app's cost is ACCESS.scrypt_n)
+CHEAP = class_access.AccessConfig(scrypt_n=2**4)
+
+
+def pin_of(code: str) -> str:
+    return f"pin-{code}-pin"
+
+
+def open_classes(engine, codes=OPEN_CLASSES) -> None:
+    """Create the classes ``codes`` (PIN: :func:`pin_of`), as a teacher does on the dashboard."""
+    for code in codes:
+        class_access.create_class(engine, code, pin_of(code), CHEAP)
 
 
 def pg_url() -> str | None:
@@ -65,8 +78,9 @@ def store_url(request, tmp_path):
 
 @pytest.fixture
 def store_engine(store_url):
-    """A migrated engine on each backend."""
+    """A migrated engine on each backend, with the classes :data:`OPEN_CLASSES` created."""
     engine = class_engine.make_engine(store_url)
     class_schema.migrate(engine)
+    open_classes(engine)
     yield engine
     engine.dispose()

@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 import app_helpers as h
-from class_db import pg_url, store_engine, store_url  # noqa: F401  (fixtures)
-from mnist_core.classroom import class_archive, class_engine, class_schema, class_store as cs
+from class_db import open_classes, pg_url, store_engine, store_url  # noqa: F401  (fixtures)
+from mnist_core.classroom import (class_access, class_archive, class_engine, class_schema,
+                                  class_store as cs)
 from mnist_core.datasets.data import load_dataset
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
@@ -55,11 +56,18 @@ def rows(engine) -> int:
 def test_schema_is_created_then_left_alone(store_url):
     engine = class_engine.make_engine(store_url)
     assert class_schema.schema_version(engine) == 0
-    assert class_schema.migrate(engine) == class_schema.LATEST == 2
+    assert class_schema.migrate(engine) == class_schema.LATEST == 3
     assert class_schema.schema_version(engine) == class_schema.LATEST
+    open_classes(engine)
     assert cs.save_digit(engine, digit(3))
     assert class_schema.migrate(engine) == class_schema.LATEST and rows(engine) == 1
     engine.dispose()
+
+
+def save_as_version_1(engine, d: cs.Digit) -> None:
+    """A digit saved as the app did before classes had PINs (no classes table)."""
+    with engine.begin() as conn:
+        cs.insert_ignoring_duplicates(conn, [cs.to_row(d, class_engine.DEFAULT)])
 
 
 def test_upgrade_from_version_1_keeps_the_rows(store_url):
@@ -68,12 +76,38 @@ def test_upgrade_from_version_1_keeps_the_rows(store_url):
     with engine.connect() as conn:
         assert "ix_class_digits_class_writer" not in {
             i["name"] for i in sa.inspect(conn).get_indexes("class_digits")}
-    cs.save_digit(engine, digit(4))
-    assert class_schema.migrate(engine) == 2 and class_schema.schema_version(engine) == 2
+    save_as_version_1(engine, digit(4))
+    assert class_schema.migrate(engine, target=2) == 2 and class_schema.schema_version(engine) == 2
     with engine.connect() as conn:
         assert "ix_class_digits_class_writer" in {
             i["name"] for i in sa.inspect(conn).get_indexes("class_digits")}
     assert cs.load_class(engine, "7b").labels.tolist() == [4]
+    engine.dispose()
+
+
+def test_upgrade_to_version_3_closes_the_old_classes_until_claimed(store_url):
+    engine = class_engine.make_engine(store_url)
+    class_schema.migrate(engine, target=2)
+    save_as_version_1(engine, digit(4, code="7b"))
+    save_as_version_1(engine, digit(5, code="old"))
+    assert class_schema.migrate(engine) == 3
+    assert class_access.class_state(engine, "7b") == class_access.CLOSED
+    assert class_access.class_state(engine, "old") == class_access.CLOSED
+    assert class_access.class_state(engine, "nobody") is None
+    assert cs.load_class(engine, "7b").labels.tolist() == [4]      # nothing lost
+    with pytest.raises(class_engine.ClassStoreError, match="no open class 7b") as info:
+        cs.save_digit(engine, digit(6, code="7b"))                  # closed: no new digits
+    assert info.value.kind == "no-class"
+    cheap = class_access.AccessConfig(scrypt_n=2**4)
+    no_admin = class_access.unlock(engine, "7b", "anything", "c1", cheap)
+    assert not no_admin.ok and "no teacher PIN" in no_admin.message
+    assert not class_access.unlock(engine, "7b", "wrong", "c1", cheap, admin_pin="admin9").ok
+    assert class_access.unlock(engine, "7b", "admin9", "c1", cheap, admin_pin="admin9").ok
+    class_access.set_pin(engine, "7b", "own-pin-7b", cheap)
+    assert class_access.class_state(engine, "7b") == class_access.OPEN
+    assert class_access.unlock(engine, "7b", "own-pin-7b", "c1", cheap).ok
+    assert not class_access.unlock(engine, "7b", "admin9", "c2", cheap, admin_pin="admin9").ok
+    assert cs.save_digit(engine, digit(6, code="7b"))
     engine.dispose()
 
 
@@ -318,7 +352,9 @@ def test_an_unreachable_database_says_so(backend, tmp_path):
 
 def test_a_read_only_sqlite_file_says_so(tmp_path):
     path = tmp_path / "c.sqlite"
-    class_schema.migrate(class_engine.make_engine(class_engine.sqlite_url(path)))
+    rw = class_engine.make_engine(class_engine.sqlite_url(path))
+    class_schema.migrate(rw)
+    open_classes(rw)
     # mode=ro, not chmod: the tests may run as root, whom file modes do not stop.
     ro = class_engine.make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
     assert len(cs.load_class(ro, "7b")) == 0            # reading still works
@@ -332,6 +368,7 @@ def test_a_locked_sqlite_file_says_so(tmp_path):
     url = class_engine.sqlite_url(tmp_path / "c.sqlite")
     class_schema.migrate(class_engine.make_engine(url))
     holder = class_engine.make_engine(url)
+    open_classes(holder)
     impatient = class_engine.make_engine(url, replace(class_engine.DEFAULT, sqlite_busy_ms=200))
     with holder.connect().execution_options(sqlite_immediate=True) as conn:
         conn.begin()                                   # holds the write lock
@@ -346,6 +383,7 @@ def test_a_full_sqlite_file_says_so(tmp_path):
     url = class_engine.sqlite_url(tmp_path / "c.sqlite")
     engine = class_engine.make_engine(url)
     class_schema.migrate(engine)
+    open_classes(engine)
     with engine.connect() as conn:
         pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
 

@@ -24,9 +24,10 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from .class_engine import DEFAULT, StoreConfig, database_errors
+from .class_engine import DEFAULT, StoreConfig, database_errors, verify_file
 from .class_store import (IMAGE_SHAPE, SOURCES, ClassDigits, Digit, check_class_code,
-                          check_writer, insert_ignoring_duplicates, to_row)
+                          check_writer, insert_ignoring_duplicates, require_open_class, to_row,
+                          writing)
 
 N_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 EXPORT_FORMAT = "mnist-studio-class-export"                  # class.json's "format"
@@ -212,6 +213,8 @@ def import_export(engine: Engine, data: bytes, class_code: str,
         rows.append(to_row(Digit(ident, code, r["writer"], r["label"], r["source"], r["image"],
                                  r["answers"], r["strokes"], r["created_at"]), cfg))
     with database_errors():
-        with engine.begin() as conn:
+        with writing(engine) as conn:
+            require_open_class(conn, code)
             added = insert_ignoring_duplicates(conn, rows)
+        verify_file(engine)
     return added, len(rows) - added

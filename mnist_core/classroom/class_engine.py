@@ -10,6 +10,8 @@ This module never imports streamlit.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +42,8 @@ DEFAULT = StoreConfig()
 
 class ClassStoreError(RuntimeError):
     """The database could not do what was asked. ``kind``: ``unreachable``, ``locked``,
-    ``full``, ``read-only``, ``schema`` or ``error``; the message is for a person."""
+    ``full``, ``read-only``, ``disk``, ``damaged``, ``vanished``, ``schema``, ``no-class``
+    or ``error``; the message is for a person and names the kind in words."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -57,7 +60,14 @@ _KINDS = (  # (kind, words in the driver's message, what a person is told)
     ("full", ("disk is full", "database or disk is full", "no space left", "disk full"),
      "The class database's disk is full."),
     ("read-only", ("readonly database", "read-only", "read only", "attempt to write a readonly"),
-     "The class database is read-only here."),
+     "The class database is read-only here: its file (or its folder) cannot be written."),
+    ("disk", ("disk i/o error", "file too large", "input/output error"),
+     "The class database's disk refused to read or write (a disk I/O error: a size limit "
+     "on the file, a failing or vanished disk)."),
+    ("damaged", ("file is not a database", "malformed", "file is encrypted"),
+     "The class database file is damaged (not a readable SQLite database)."),
+    ("schema", ("no such table", "no such column", 'relation "'),
+     "The class database is missing its tables (was its file replaced or emptied?)."),
     ("unreachable", ("unable to open database", "connection refused", "could not connect",
                      "connection failed", "timeout expired", "server closed",
                      "name or service not known", "could not translate host",
@@ -72,7 +82,10 @@ def classify(exc: BaseException) -> ClassStoreError:
     for kind, words, message in _KINDS:
         if any(w in text for w in words):
             return ClassStoreError(kind, message)
-    return ClassStoreError("error", f"The class database failed: {type(exc).__name__}.")
+    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:100] if str(exc) else ""
+    detail = re.sub(r"(/[^\s'\"]+)+", "<path>", detail)   # never a server path
+    return ClassStoreError("error", f"The class database failed with an unexpected error "
+                                    f"({detail or 'no details given'}).")
 
 
 class database_errors:
@@ -126,9 +139,13 @@ def prepare_engine(engine: Engine, cfg: StoreConfig = DEFAULT) -> Engine:
             pass
         finally:
             cur.close()
+        # The file this engine opened first: a later connection to another file at the
+        # same path (the first deleted, a new empty one made) is told apart by verify_file.
+        engine.__dict__.setdefault("_class_store_file", _file_identity(engine))
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):
+        verify_file(engine)   # never write into a file deleted while the app runs
         # IMMEDIATE takes the write lock up front (migrations): no upgrade from a read lock
         # that could fail half-way with "database is locked".
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
@@ -136,6 +153,33 @@ def prepare_engine(engine: Engine, cfg: StoreConfig = DEFAULT) -> Engine:
 
     engine._class_store_ready = True  # type: ignore[attr-defined]
     return engine
+
+
+def _file_identity(engine: Engine) -> tuple[int, int] | None:
+    """``(device, inode)`` of a SQLite engine's file; None when it has none (in memory)
+    or it is gone."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def verify_file(engine: Engine) -> None:
+    """ClassStoreError("vanished") when a SQLite engine's file was deleted or replaced
+    since the engine first opened it: SQLite would go on writing into the deleted file,
+    and every save acknowledged then would be lost. A no-op for other databases."""
+    first = engine.__dict__.get("_class_store_file")
+    if first is None:
+        return
+    if _file_identity(engine) != first:
+        raise ClassStoreError("vanished", "The class database file was deleted or replaced "
+                              "while the app was running, so nothing more can be saved in it "
+                              "(saving on would lose the digits). Whoever runs the app must "
+                              "restore the file, or restart the app to start a new one.")
 
 
 def make_engine(url: str, cfg: StoreConfig = DEFAULT) -> Engine:

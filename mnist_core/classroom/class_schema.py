@@ -1,7 +1,9 @@
 """The class database's tables and their versioned migrations.
 
 ``class_digits`` holds one row per saved digit, keyed by a client-generated UUID;
-``class_schema`` the version the database holds. The schema is created and upgraded by
+``classes`` one row per class, with its teacher's PIN (hashed); ``class_pin_failures`` the
+wrong PINs typed lately, for the rate limits (:mod:`.class_access`); ``class_schema`` the
+version the database holds. The schema is created and upgraded by
 :func:`migrate`, never by hand.
 """
 
@@ -35,6 +37,21 @@ digits_table = sa.Table(
     sa.Column("answers", sa.Text, nullable=False),         # JSON {model: digit} when saved
 )
 
+classes_table = sa.Table(
+    "classes", metadata,
+    sa.Column("code", sa.String(16), primary_key=True),
+    sa.Column("pin_hash", sa.String(200), nullable=True),  # scrypt; NULL: a class from before
+                                                           # version 3, closed until claimed
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+failures_table = sa.Table(
+    "class_pin_failures", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("class_code", sa.String(16), nullable=False, index=True),
+    sa.Column("client", sa.String(64), nullable=False, index=True),   # who typed it
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 def _v1(conn: Connection) -> None:
     digits_table.create(conn, checkfirst=True)
@@ -48,7 +65,19 @@ def _v2(conn: Connection) -> None:
                          "ON class_digits (class_code, writer)"))
 
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2)  # index i -> version i+1
+def _v3(conn: Connection) -> None:
+    # Classes belong to their teacher: every class already holding digits becomes a
+    # class without a PIN, closed (nothing shown, nothing added) until the deployment's
+    # teacher PIN claims it and sets its own.
+    classes_table.create(conn, checkfirst=True)
+    failures_table.create(conn, checkfirst=True)
+    conn.execute(classes_table.insert().from_select(
+        ["code", "pin_hash", "created_at"],
+        sa.select(digits_table.c.class_code, sa.null(), sa.func.min(digits_table.c.created_at))
+        .group_by(digits_table.c.class_code)))
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3)  # index i -> version i+1
 LATEST = len(MIGRATIONS)
 
 

@@ -17,6 +17,7 @@ import json
 import re
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -24,8 +25,8 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .class_engine import DEFAULT, StoreConfig, database_errors
-from .class_schema import digits_table
+from .class_engine import DEFAULT, ClassStoreError, StoreConfig, database_errors, verify_file
+from .class_schema import classes_table, digits_table
 
 IMAGE_SHAPE = (28, 28)
 SOURCES = ("collect", "flag-draw", "flag-upload", "import")  # where a digit came from
@@ -139,16 +140,41 @@ def insert_ignoring_duplicates(conn: Connection, rows: list[dict]) -> int:
     return new
 
 
+def require_open_class(conn: Connection, code: str) -> None:
+    """ClassStoreError("no-class") unless class ``code`` exists and has its teacher's PIN
+    (:mod:`.class_access`): digits go only into a class a teacher made."""
+    row = conn.execute(sa.select(classes_table.c.pin_hash)
+                       .where(classes_table.c.code == code)).first()
+    if row is None or not row.pin_hash:
+        raise ClassStoreError("no-class", f"There is no open class {code}: check the class "
+                              f"code with your teacher.")
+
+
+@contextmanager
+def writing(engine: Engine):
+    """A transaction that reads then writes: SQLite takes its write lock up front (waiting
+    its busy timeout for it), as a read lock that had to become a write lock could fail at
+    once with "database is locked" while another save commits."""
+    with engine.connect().execution_options(sqlite_immediate=True) as conn:
+        with conn.begin():
+            yield conn
+
+
 def save_digit(engine: Engine, digit: Digit, cfg: StoreConfig = DEFAULT) -> bool:
-    """Store one digit; True if stored now, False if its id was already there (a retry).
+    """Store one digit in an open class; True if stored now, False if its id was already
+    there (a retry). Returns only once the database has committed it (and, for SQLite,
+    the file committed to is still the database's file).
 
     ValueError for a bad digit (label, class code, image...), ClassStoreError when the
-    database fails: then nothing was stored.
+    class is not open or the database fails: then nothing was stored.
     """
     row = to_row(digit, cfg)
     with database_errors():
-        with engine.begin() as conn:
-            return insert_ignoring_duplicates(conn, [row]) == 1
+        with writing(engine) as conn:
+            require_open_class(conn, row["class_code"])
+            stored = insert_ignoring_duplicates(conn, [row]) == 1
+        verify_file(engine)
+    return stored
 
 
 def delete_digit(engine: Engine, class_code: str, digit_id: str) -> bool:
