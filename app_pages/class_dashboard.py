@@ -1,6 +1,6 @@
-"""Class dashboard: the class's own digits, and how well each model reads them. Counts per
-label and writer, accuracy, confusion matrix and misses per model, per-writer accuracy,
-and (teacher PIN) export, import and delete."""
+"""Class dashboard: starting a class, and, with its PIN, the class's own digits and how well
+each model reads them. Counts per label and writer, accuracy, confusion matrix and misses
+per model, per-writer accuracy, export, import and delete."""
 
 import numpy as np
 import pandas as pd
@@ -11,19 +11,33 @@ from mnist_core.datasets.data import to_float
 from mnist_core.insight.evaluate import score
 from mnist_core.models.views import predict_views
 from ui import class_data, page, pictures
+from ui.text import plain
 from ui.charts import CONFUSION_MODES, PLOTLY_CONFIG, confusion_figure, counts_figure
 
+LIMITS = class_engine.DEFAULT    # the store's limits on an import, stated by the uploader
 MAX_MISSES = 60      # misses shown in the table; the rest are counted
 CACHE_SECONDS = 5    # a dashboard left open picks up new saves within this
 
 models, names = page.start(with_user_model=True)
 
 st.title("Our class's handwriting")
-code = class_data.class_code_picker("dashboard-class")
+with st.expander("Start a new class (teachers)", icon=":material/add:"):
+    class_data.new_class_form("dashboard-new", "dashboard-class")
+class_data.started_note()
+code = class_data.class_code_picker("dashboard-class", allow_closed=True)
 if code is None:
-    st.info("Type your class code to see its digits.", icon=":material/groups:")
+    st.info("Type your class's code to see its digits, or start a new class above.",
+            icon=":material/groups:")
+    st.caption(class_data.WHAT_IS_PUBLIC)
     st.stop()
 engine = class_data.engine_or_stop()
+if not class_data.class_unlocked("dashboard-pin", code):
+    st.info(f"Class {code}'s digits, nicknames and scores are shown only with its PIN.",
+            icon=":material/lock:")
+    st.caption(class_data.WHAT_IS_PUBLIC)
+    st.stop()
+if not class_data.set_pin_form("dashboard-set-pin", code):
+    st.stop()
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=8)
@@ -47,9 +61,54 @@ st.caption(class_data.where_stored())
 if st.button("Refresh", key="dashboard-refresh", icon=":material/refresh:"):
     load.clear()
     st.rerun()
+def teacher_tools() -> None:
+    """Export, import and delete: the class's PIN was typed above."""
+    st.divider()
+    st.subheader("Teacher")
+    get, put, drop = st.columns(3, gap="large")
+    with get:
+        st.download_button(f"Download class {code} (zip)", class_archive.export_zip(digits, code),
+                           file_name=f"class-{code}.zip", mime="application/zip",
+                           key="dashboard-export", icon=":material/download:")
+        st.caption("MNIST IDX files (gzip), mnist_train.csv / mnist_test.csv and mnist.npz, "
+                   "test split by writer: `python -m mnist_core evaluate --data FOLDER` "
+                   "reads the unzipped folder.")
+    with put:
+        upload = st.file_uploader("Import an export into this class", type=["zip"],
+                                  key="dashboard-import")
+        st.caption(f"An export zip of at most {LIMITS.max_import_bytes // 10**6} MB and "
+                   f"{LIMITS.max_import_digits:,} digits (class.json at most "
+                   f"{LIMITS.max_import_json_bytes // 2**20} MB unpacked).")
+        if upload is not None and st.button("Import", key="dashboard-import-go"):
+            try:
+                added, had = class_archive.import_export(engine, upload.getvalue(), code)
+            except class_archive.ImportFileError as exc:
+                st.error(f"{plain(upload.name)}: {exc} Nothing was imported.",
+                         icon=":material/error:")
+            except class_engine.ClassStoreError as exc:
+                class_data.show_error(exc, f"the digits of {plain(upload.name)}")
+            else:
+                load.clear()
+                st.success(f"Imported {added} digits into class {code} ({had} were already "
+                           f"there).")
+    with drop:
+        sure = st.checkbox(f"Yes, delete all {len(digits)} digits of class {code}",
+                           key="dashboard-delete-sure")
+        if st.button("Delete class data", key="dashboard-delete", disabled=not sure,
+                     type="primary", icon=":material/delete_forever:"):
+            try:
+                gone = cs.delete_class(engine, code)
+            except class_engine.ClassStoreError as exc:
+                class_data.show_error(exc)
+            else:
+                load.clear()
+                st.success(f"Deleted {gone} digits of class {code}.")
+
+
 if not len(digits):
     st.info(f"Class {code} has no digits yet. Draw some on Collect, or use \"Wrong? It was "
             f"a …\" under the answers on Draw and Upload.", icon=":material/draw:")
+    teacher_tools()
     st.stop()
 
 y = digits.labels.astype(np.int64)
@@ -113,40 +172,4 @@ with misses:
         if len(wrong) > MAX_MISSES:
             st.caption(f"The first {MAX_MISSES} of {len(wrong)} shown.")
 
-st.divider()
-st.subheader("Teacher")
-if class_data.teacher_unlocked("dashboard-pin"):
-    get, put, drop = st.columns(3, gap="large")
-    with get:
-        st.download_button(f"Download class {code} (zip)", class_archive.export_zip(digits, code),
-                           file_name=f"class-{code}.zip", mime="application/zip",
-                           key="dashboard-export", icon=":material/download:")
-        st.caption("MNIST IDX files (gzip), mnist_train.csv / mnist_test.csv and mnist.npz, "
-                   "test split by writer: `python -m mnist_core evaluate --data FOLDER` "
-                   "reads the unzipped folder.")
-    with put:
-        upload = st.file_uploader("Import an export into this class", type=["zip"],
-                                  key="dashboard-import")
-        if upload is not None and st.button("Import", key="dashboard-import-go"):
-            try:
-                added, had = class_archive.import_export(engine, upload.getvalue(), code)
-            except class_archive.ImportFileError as exc:
-                st.error(f"{upload.name}: {exc} Nothing was imported.", icon=":material/error:")
-            except class_engine.ClassStoreError as exc:
-                class_data.show_error(exc, f"the digits of {upload.name}")
-            else:
-                load.clear()
-                st.success(f"Imported {added} digits into class {code} ({had} were already "
-                           f"there).")
-    with drop:
-        sure = st.checkbox(f"Yes, delete all {len(digits)} digits of class {code}",
-                           key="dashboard-delete-sure")
-        if st.button("Delete class data", key="dashboard-delete", disabled=not sure,
-                     type="primary", icon=":material/delete_forever:"):
-            try:
-                gone = cs.delete_class(engine, code)
-            except class_engine.ClassStoreError as exc:
-                class_data.show_error(exc)
-            else:
-                load.clear()
-                st.success(f"Deleted {gone} digits of class {code}.")
+teacher_tools()

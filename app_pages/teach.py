@@ -29,6 +29,10 @@ if code is None:
             icon=":material/groups:")
     st.stop()
 engine = class_data.engine_or_stop()
+if not class_data.class_unlocked("teach-pin", code):
+    st.info(f"Teaching reads every digit and nickname of class {code}: it needs the class's "
+            f"PIN.", icon=":material/lock:")
+    st.stop()
 try:
     digits = cs.load_class(engine, code)
 except class_engine.ClassStoreError as exc:

@@ -5,6 +5,7 @@ import streamlit as st
 from mnist_core.reading.inference import read_digits
 from mnist_core.preprocess import ImageReadError, NoDigitError, decode_image
 from ui import class_data, components, data, memo, page, pictures
+from ui.text import plain
 
 models, names = page.start()
 
@@ -44,16 +45,17 @@ for number, upload in enumerate(files):
         f"upload-{number}", (upload.file_id, memo.model_key(models)),
         lambda: read_file(upload.getvalue()))  # noqa: B023 (called at once)
     with st.container(border=True):
-        st.markdown(f"**{upload.name}**")
+        st.markdown(f"**{plain(upload.name)}**")
         if outcome == "error":
             reason = found
             if reason.startswith("not a readable image"):  # drop the decoder's internals
                 reason = "not a readable image. Is it really a PNG, JPEG, WebP, BMP, TIFF or GIF?"
-            st.error(f"Could not read {upload.name}: {reason}", icon=":material/broken_image:")
+            st.error(f"Could not read {plain(upload.name)}: {reason}",
+                     icon=":material/broken_image:")
             continue
         if outcome == "none":
             st.image(thumbnail, width=160)
-            st.warning(f"No digit found in {upload.name} ({found}). Try a photo with darker "
+            st.warning(f"No digit found in {plain(upload.name)} ({found}). Try a photo with darker "
                        f"ink or a tighter crop.", icon=":material/search_off:")
             continue
         readings = found

@@ -15,8 +15,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_helpers as h
+from class_db import open_classes, pin_of
 from test_app_draw import FakeCanvas as DrawFakeCanvas
-from mnist_core.classroom import class_archive, class_engine, class_schema, class_store as cs
+from mnist_core.classroom import (class_access, class_archive, class_engine, class_schema,
+                                  class_store as cs)
 from mnist_core.artifacts.files import load_gallery
 from mnist_core.datasets.data import load_dataset
 from ui import class_data
@@ -45,6 +47,7 @@ def db(monkeypatch, tmp_path, artifacts):
     monkeypatch.setenv("MNIST_STUDIO_ARTIFACTS", str(artifacts))
     engine = class_engine.make_engine(class_engine.sqlite_url(path))
     class_schema.migrate(engine)
+    open_classes(engine)      # 7b and 8a, as their teachers started them
     yield engine
     engine.dispose()
 
@@ -196,11 +199,15 @@ def fill(engine, gallery, code="7b", writers=("ana", "ben", "cy"), per=10):
                                            "collect", gallery.images[i]))
 
 
+def unlock(at, code="7b", key="dashboard-pin"):
+    return ok(at.text_input(key=key).input(pin_of(code)).run())
+
+
 def test_dashboard_scores_every_model_on_the_class(db, gallery, models):
     fill(db, gallery)
     cs.save_digit(db, cs.Digit(cs.new_digit_id(), "7b", "dee", 3, "flag-draw",
                                np.zeros((28, 28), np.uint8)))   # a blank "3": every model misses
-    at = open_app(DASHBOARD, query={"class": "7b"})
+    at = unlock(open_app(DASHBOARD, query={"class": "7b"}))
     assert at.subheader[0].value == "31 digits from 4 writers"
     titles = [m.title for m in models.values()]
     shown = {m.label: m.value for m in at.metric}
@@ -220,25 +227,86 @@ def test_dashboard_scores_every_model_on_the_class(db, gallery, models):
 
 
 def test_dashboard_of_an_empty_class(db):
-    at = open_app(DASHBOARD, query={"class": "nobody"})
+    at = unlock(open_app(DASHBOARD, query={"class": "8a"}), "8a")
     assert "has no digits yet" in texts(at.info)
+    assert at.get("file_uploader")                   # an empty class can still import
 
 
-def test_teacher_actions_are_off_without_a_pin(db, gallery):
+def test_dashboard_of_a_class_nobody_started(db):
+    at = open_app(DASHBOARD, query={"class": "nobody"})
+    assert "There is no class nobody" in texts(at.error)
+    assert not at.get("download_button") and not at.dataframe
+
+
+def test_a_class_is_shown_only_with_its_own_pin(db, gallery):
     fill(db, gallery, per=2)
+    fill(db, gallery, code="8a", writers=("zed",), per=2)
     at = open_app(DASHBOARD, query={"class": "7b"})
-    assert "need a teacher PIN, and none is set" in texts(at.info)
-    assert not at.get("download_button") and not at.checkbox
+    assert "shown only with its PIN" in texts(at.info)
+    assert not at.get("download_button") and not at.checkbox and not at.dataframe
+    assert "Who sees what" in texts(at.caption)
+    at.text_input(key="dashboard-pin").input(pin_of("8a")).run()   # another class's PIN
+    assert "not the PIN of class 7b" in texts(at.error) and not at.dataframe
+    ok(at.run())                                       # a rerun checks nothing again
+    assert "not the PIN of class 7b" in texts(at.error)
+    unlock(at)
+    assert at.get("download_button") and "zed" not in str(at.dataframe[0].value)
 
 
-def test_teacher_pin_unlocks_export_import_and_delete(db, gallery, tmp_path):
-    fill(db, gallery, per=4)
-    secrets = {"classroom": {"teacher_pin": "4321"}}
-    at = open_app(DASHBOARD, query={"class": "7b"}, secrets=secrets)
-    at.text_input(key="dashboard-pin").input("0000").run()
-    assert "not the teacher PIN" in texts(at.error) and not at.checkbox
+def test_wrong_pins_are_limited(db, gallery):
+    at = open_app(DASHBOARD, query={"class": "7b"})
+    for k in range(5):
+        at.text_input(key="dashboard-pin").input(f"guess-{k}").run()
+        assert "not the PIN of class 7b" in texts(at.error)
+    unlock(at)                                           # the right one, too late
+    assert "Too many wrong PINs from here: try again in 15 minutes" in texts(at.error)
+    assert not at.get("download_button")
+
+
+def test_a_teacher_starts_a_class_and_learners_join_it(db, fake_canvas, gallery):
+    at = open_app(DASHBOARD)
+    at.text_input(key="dashboard-new-name").input("5c").run()
+    at.text_input(key="dashboard-new-pin").input("secret-5c").run()
+    at.text_input(key="dashboard-new-again").input("secret-5x").run()
+    assert "The two PINs differ" in texts(at.error)
+    at.text_input(key="dashboard-new-again").input("secret-5c").run()
+    ok(at.button(key="dashboard-new-go").click().run())
+    code = at.query_params["class"]
+    assert code.startswith("5c-") and len(code) == 9
+    assert f"Class **{code}** started" in texts(at.success)
+    assert "has no digits yet" in texts(at.info)        # opened: no PIN asked again
+    learner = open_app(COLLECT, query={"class": code})
+    assert learner.subheader[0].value.startswith("Draw a ")
+    stranger = open_app(DASHBOARD, query={"class": code})
+    assert "shown only with its PIN" in texts(stranger.info)
+    assert not class_access.unlock(db, code, "secret-5x", "t", class_access.ACCESS).ok
+    assert class_access.unlock(db, code, "secret-5c", "t", class_access.ACCESS).ok
+
+
+def test_a_class_from_before_pins_is_claimed_with_the_deployment_pin(db, gallery):
+    with db.begin() as conn:                              # saved before schema version 3
+        conn.execute(class_schema.classes_table.insert().values(
+            code="old", pin_hash=None, created_at=cs.datetime.now(cs.timezone.utc)))
+        cs.insert_ignoring_duplicates(conn, [cs.to_row(cs.Digit(
+            cs.new_digit_id(), "old", "ana", 4, "collect", gallery.images[0]), class_engine.DEFAULT)])
+    learner = open_app(COLLECT, query={"class": "old"})
+    assert "closed until its teacher opens it" in texts(learner.error)
+    at = open_app(DASHBOARD, query={"class": "old"}, secrets={"classroom": {"teacher_pin": "4321"}})
     at.text_input(key="dashboard-pin").input("4321").run()
-    ok(at)
+    assert "made before classes had their own PIN" in texts(at.warning) and not at.dataframe
+    at.text_input(key="dashboard-set-pin-pin").input("own-pin-old").run()
+    at.text_input(key="dashboard-set-pin-again").input("own-pin-old").run()
+    ok(at.button(key="dashboard-set-pin-go").click().run())
+    assert at.subheader[0].value == "1 digit from 1 writer"
+    assert class_access.class_state(db, "old") == class_access.OPEN
+
+
+def test_class_pin_unlocks_export_import_and_delete(db, gallery, tmp_path):
+    fill(db, gallery, per=4)
+    at = open_app(DASHBOARD, query={"class": "7b"})
+    at.text_input(key="dashboard-pin").input("0000000").run()
+    assert "not the PIN of class 7b" in texts(at.error) and not at.checkbox
+    unlock(at)
     assert at.get("download_button")
     # The export the button serves, read back by mnist_core.datasets.data.
     export = class_archive.export_zip(cs.load_class(db, "7b"), "7b")
@@ -307,6 +375,8 @@ TEACH = "app_pages/teach.py"
 def test_teach_needs_two_writers(db, gallery):
     fill(db, gallery, writers=("solo",), per=5)
     at = open_app(TEACH, query={"class": "7b"})
+    assert "needs the class's PIN" in texts(at.info)
+    unlock(at, key="teach-pin")
     assert "at least 2 writers" in texts(at.info)
     assert not at.button
 
@@ -319,7 +389,7 @@ def test_teach_trains_compares_and_becomes_the_class_model(monkeypatch, db, gall
         pytest.skip("Teach mixes in MNIST replay: no local MNIST ($MNIST_DATA)")
     monkeypatch.setenv("MNIST_DATA", str(app_helpers.mnist_path()))
     fill(db, gallery, writers=("ana", "ben", "cy", "dee"), per=10)
-    at = open_app(TEACH, query={"class": "7b"})
+    at = unlock(open_app(TEACH, query={"class": "7b"}), key="teach-pin")
     assert "measure" in texts(at.markdown)
     at.slider(key="teach-epochs").set_value(1).run()
     ok(at.button(key="teach-go").click().run())
@@ -354,8 +424,8 @@ def test_a_database_url_and_pin_from_the_environment(monkeypatch, db, gallery, t
     fill(db, gallery, writers=("ana",), per=2)           # the default file: not used now
     engine = class_engine.make_engine(class_engine.sqlite_url(other))
     class_schema.migrate(engine)
+    open_classes(engine, ("7b",))
     fill(engine, gallery, writers=("env",), per=3)
-    at = open_app(DASHBOARD, query={"class": "7b"})
+    at = unlock(open_app(DASHBOARD, query={"class": "7b"}))
     assert at.subheader[0].value == "3 digits from 1 writer"
-    at.text_input(key="dashboard-pin").input("2468").run()
-    assert at.get("download_button")
+    assert class_data.teacher_pin() == "2468"

@@ -1,5 +1,9 @@
 """The class's own digits, as the pages see them: the database connection, the class code,
-the writer, the teacher PIN and the "Wrong? It was a ..." button (issue #12).
+the writer, the class's PIN and the "Wrong? It was a ..." button (issues #12, #25).
+
+A class belongs to the teacher who made it (:mod:`mnist_core.classroom.class_access`):
+learners join by its code and can only add digits; its dashboard, export, import, delete
+and teaching need its PIN, typed once per session.
 
 Storage is :mod:`mnist_core.classroom.class_store` (its tables
 :mod:`~mnist_core.classroom.class_schema`, its engines and errors
@@ -14,7 +18,6 @@ what was not saved; the rest of the app never touches the database.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import uuid
@@ -26,7 +29,7 @@ import numpy as np
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from mnist_core.classroom import class_engine, class_schema, class_store as cs
+from mnist_core.classroom import class_access, class_engine, class_schema, class_store as cs
 
 CONN_NAME = "classroom"                  # st.connection name and secrets section
 DB_ENV = "MNIST_STUDIO_CLASS_DB"         # SQLite file path when no URL is configured
@@ -37,6 +40,8 @@ CODE_KEY = "class_code"                  # session state: this session's class c
 WRITER_KEY = "class_writer"              # session state: the writer id or nickname
 SESSION_NS_KEY = "class_session_ns"      # session state: namespace for derived digit ids
 QUERY_PARAM = "class"                    # ?class=7b
+UNLOCKED_KEY = "class_unlocked"          # session state: codes whose PIN this session typed
+CLIENT_KEY = "class_client"              # session state: a random id when no address is known
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,20 @@ def is_sqlite() -> bool:
 
 
 def where_stored() -> str:
-    """One line for the page: which kind of database holds the class's digits."""
+    """One line for the page: which kind of database holds the class's digits, and what
+    of a class is public."""
     if is_sqlite():
-        return ("Saved in a SQLite file on this server. On a host whose disk is not "
-                "persistent (Streamlit Community Cloud's is not) it is lost on restart: put a "
-                "hosted PostgreSQL URL in the app's secrets under [connections.classroom].")
-    return "Saved in the PostgreSQL database set in this app's secrets."
+        where = ("Saved in a SQLite file on this server. On a host whose disk is not "
+                 "persistent (Streamlit Community Cloud's is not) it is lost on restart: put a "
+                 "hosted PostgreSQL URL in the app's secrets under [connections.classroom].")
+    else:
+        where = "Saved in the PostgreSQL database set in this app's secrets."
+    return f"{where} {WHAT_IS_PUBLIC}"
+
+
+WHAT_IS_PUBLIC = ("Who sees what: anyone who can open this app can start a class; anyone "
+                  "with a class's code can add digits to it and see how many it has; its "
+                  "digits, nicknames and scores are shown only with its teacher's PIN.")
 
 
 @st.cache_resource(show_spinner=False)
@@ -122,6 +135,8 @@ def failure(exc: class_engine.ClassStoreError, not_saved: str | None = None) -> 
     """What a database failure means for a person: what happened, what was not saved, and
     that the rest of the app still works."""
     lost = f" **Not saved:** {not_saved}." if not_saved else ""
+    if exc.kind == "no-class":
+        return f"{exc}{lost}"
     return (f"{exc}{lost} The other pages (Draw, Upload, ...) work without it; try again "
             f"in a moment.")
 
@@ -167,10 +182,44 @@ def current_class_code() -> str | None:
     return None
 
 
-def class_code_picker(key: str) -> str | None:
-    """The class code box (pre-filled from ``?class=``); returns the valid code or None,
-    after saying what is wrong with the typed one. The code goes into the URL so the page
+def class_state(code: str) -> str | None:
+    """:data:`~mnist_core.classroom.class_access.OPEN`, ``CLOSED`` or None (no such class),
+    looked up once per session and code; ClassStoreError when the database fails."""
+    known = st.session_state.setdefault("class_states", {})
+    if known.get(code) is None:
+        known[code] = class_access.class_state(engine(), code)
+    return known[code]
+
+
+def class_code_picker(key: str, allow_closed: bool = False) -> str | None:
+    """The class code box (pre-filled from ``?class=``); returns the code of a class that
+    exists and is open (or closed, with ``allow_closed``: a class from before PINs, for its
+    teacher), or None after saying what is wrong. The code goes into the URL so the page
     can be shared with the class."""
+    code = _typed_class_code(key)
+    if code is None:
+        return None
+    try:
+        state = class_state(code)
+    except class_engine.ClassStoreError as exc:
+        # Unchecked, the code is still used: every save is checked again and says what
+        # was not saved, so a learner can retry once the database is back.
+        show_error(exc)
+        return code
+    if state is None:
+        st.error(f"There is no class {code}. Check the code with your teacher (codes look "
+                 f"like 7b-k3m9qx); teachers start a class on the Class dashboard.",
+                 icon=":material/error:")
+        return None
+    if state == class_access.CLOSED and not allow_closed:
+        st.error(f"Class {code} was made before classes had their own PIN and is closed "
+                 f"until its teacher opens it on the Class dashboard.", icon=":material/lock:")
+        return None
+    return code
+
+
+def _typed_class_code(key: str) -> str | None:
+    """The code typed or in the address, if it is well formed."""
     raw = st.query_params.get(QUERY_PARAM)
     if raw and len(raw) > UI.max_query_len:
         st.error(f"The class code in the address is too long (at most "
@@ -242,28 +291,134 @@ def digit_id(*parts: object) -> str:
 # ---------------------------------------------------------------------------------------
 
 def teacher_pin() -> str | None:
-    """``[classroom] teacher_pin`` from secrets, else ``$MNIST_STUDIO_TEACHER_PIN``."""
+    """The deployment's teacher PIN, ``[classroom] teacher_pin`` from secrets, else
+    ``$MNIST_STUDIO_TEACHER_PIN``: it opens only classes from before classes had their own
+    PIN, so their teacher can set one."""
     pin = _secrets_section(CONN_NAME).get("teacher_pin") or os.environ.get(PIN_ENV)
     return str(pin) if pin else None
 
 
-def teacher_unlocked(key: str) -> bool:
-    """A PIN box; True once the typed PIN matches. Without a PIN in secrets, says that the
-    teacher's actions are off and how to turn them on, and returns False."""
-    pin = teacher_pin()
-    if pin is None:
-        st.info("Downloading all of the class's digits, importing and deleting need a teacher "
-                "PIN, and none is set. Put `teacher_pin = \"...\"` under `[classroom]` in "
-                "`.streamlit/secrets.toml` (on Streamlit Community Cloud: Settings → "
-                "Secrets).", icon=":material/lock:")
-        return False
-    typed = st.text_input("Teacher PIN", type="password", key=key, max_chars=UI.max_pin_len,
-                          width=220)
+def client_id() -> str:
+    """Who is typing a PIN, for the limits on wrong ones: the address the server sees
+    (behind a proxy or a school's one address, everyone there shares it), else a random
+    id for this session."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # noqa: BLE001 - no request context (a test, a script)
+        address = None
+    if address:
+        return f"ip:{address}"[:64]
+    return st.session_state.setdefault(CLIENT_KEY, "session:" + uuid.uuid4().hex[:16])
+
+
+def _unlocked() -> set:
+    return st.session_state.setdefault(UNLOCKED_KEY, set())
+
+
+def _try_pin(key: str, code: str) -> None:
+    """The PIN box's callback: checked once per typed PIN (a rerun checks nothing again),
+    the box emptied, the verdict kept for the page."""
+    typed = st.session_state.get(key) or ""
+    st.session_state[key] = ""
     if not typed:
-        return False
-    if hmac.compare_digest(typed.encode(), pin.encode()):
+        return
+    try:
+        verdict = class_access.unlock(engine(), code, typed, client_id(), admin_pin=teacher_pin())
+    except class_engine.ClassStoreError as exc:
+        st.session_state[f"{key}-message"] = failure(exc)
+        return
+    if verdict.ok:
+        _unlocked().add(code)
+        st.session_state.pop(f"{key}-message", None)
+    else:
+        st.session_state[f"{key}-message"] = verdict.message
+
+
+def class_unlocked(key: str, code: str) -> bool:
+    """True once this session has typed class ``code``'s PIN; else a PIN box (and what the
+    last PIN typed got) and False."""
+    if code in _unlocked():
         return True
-    st.error("That is not the teacher PIN.", icon=":material/lock:")
+    st.text_input(f"PIN of class {code}", type="password", key=key, max_chars=UI.max_pin_len,
+                  on_change=_try_pin, args=(key, code), width=260,
+                  help="The PIN the teacher chose when starting the class. Wrong PINs are "
+                       "limited: a few, then one a minute.")
+    message = st.session_state.get(f"{key}-message")
+    if message:
+        st.error(message, icon=":material/lock:")
+    return False
+
+
+def _new_pin(key: str) -> str | None:
+    """A new PIN typed twice; None (after saying why) unless both agree and it is valid."""
+    pin = st.text_input("PIN (6 or more characters; keep it from the learners)",
+                        type="password", key=f"{key}-pin", max_chars=UI.max_pin_len, width=260)
+    again = st.text_input("The PIN again", type="password", key=f"{key}-again",
+                          max_chars=UI.max_pin_len, width=260)
+    if not pin:
+        return None
+    if pin != again:
+        st.error("The two PINs differ.", icon=":material/error:")
+        return None
+    try:
+        return class_access.check_new_pin(pin)
+    except ValueError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return None
+
+
+def new_class_form(key: str, code_key: str) -> None:
+    """Start a class: its name, its PIN twice; the new code (name and a random suffix)
+    becomes this session's class, opened, and ``code_key`` (the page's class box) shows it.
+    Call before that box is drawn."""
+    name = st.text_input("Class name", key=f"{key}-name", max_chars=class_access.ACCESS.name_len,
+                         placeholder="for example 7b", width=260,
+                         help="Yours to recognise it; a random part is added so that nobody "
+                              "can guess the code.")
+    pin = _new_pin(key)
+    if not st.button("Start the class", key=f"{key}-go", icon=":material/add:",
+                     disabled=not (name and pin)):
+        return
+    try:
+        code = class_access.create_class(engine(), class_access.new_class_code(name), pin)
+    except ValueError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    except class_engine.ClassStoreError as exc:
+        show_error(exc, "the new class")
+        return
+    _unlocked().add(code)
+    st.session_state.setdefault("class_states", {})[code] = class_access.OPEN
+    st.session_state[CODE_KEY] = st.session_state[code_key] = code
+    st.session_state["class_started"] = code
+    st.query_params[QUERY_PARAM] = code
+
+
+def started_note() -> None:
+    """After :func:`new_class_form`: the code to hand out, once."""
+    code = st.session_state.pop("class_started", None)
+    if code:
+        st.success(f"Class **{code}** started. Learners join with this code (or this page's "
+                   f"address, which holds it); its dashboard needs your PIN.",
+                   icon=":material/check:")
+
+
+def set_pin_form(key: str, code: str) -> bool:
+    """For a class from before PINs, opened with the deployment's PIN: set its own.
+    True once it has one."""
+    if class_state(code) == class_access.OPEN:
+        return True
+    st.warning(f"Class {code} was made before classes had their own PIN. Set one to open it "
+               f"again for its learners.", icon=":material/lock:")
+    pin = _new_pin(key)
+    if pin and st.button("Set the class PIN", key=f"{key}-go"):
+        try:
+            class_access.set_pin(engine(), code, pin)
+        except class_engine.ClassStoreError as exc:
+            show_error(exc, "the new PIN")
+            return False
+        st.session_state.setdefault("class_states", {})[code] = class_access.OPEN
+        st.rerun()
     return False
 
 

@@ -67,7 +67,7 @@ def _idx(array: np.ndarray) -> bytes:
 
 def _csv(images: np.ndarray, labels: np.ndarray) -> bytes:
     header = "label," + ",".join(f"pixel{i}" for i in range(N_PIXELS))
-    table = np.column_stack([labels.astype(int), images.reshape(len(images), -1).astype(int)])
+    table = np.column_stack([labels.astype(int), images.reshape(len(images), N_PIXELS).astype(int)])
     lines = [header] + [",".join(map(str, row)) for row in table]
     return ("\n".join(lines) + "\n").encode()
 
