@@ -27,7 +27,7 @@ import numpy as np
 import sqlalchemy as sa
 
 import harness as h
-from mnist_core.classroom import class_engine, class_schema, class_store as cs
+from mnist_core.classroom import class_access, class_engine, class_schema, class_store as cs
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ def run(url: str, cfg: BenchConfig) -> dict:
     setup = class_engine.make_engine(url)
     class_schema.migrate(setup)
     code = "bench-" + uuid.uuid4().hex[:8]
+    class_access.create_class(setup, code, "bench-pin")   # digits go only into a class
     engines = [class_engine.make_engine(url) for _ in range(cfg.sessions)]
     start = threading.Barrier(cfg.sessions)
     latencies: list[float] = []

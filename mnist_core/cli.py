@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -138,10 +139,32 @@ def cmd_evaluate(args) -> int:
 # predict
 # ---------------------------------------------------------------------------------------
 
+def read_image_file(path: str, max_bytes: int) -> bytes:
+    """An image file's bytes, its size checked before it is read: ``OSError`` with a
+    message for a folder, a device (``/dev/zero``), a pipe or a file over ``max_bytes``
+    (a 6 GB sparse file is refused unread)."""
+    p = Path(path)
+    if not p.exists():
+        raise OSError(f"no such file")
+    if not p.is_file():
+        raise OSError("not a regular file (a folder, device or pipe)")
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise OSError(f"file is {size / 2**20:,.0f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+    with open(p, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:   # grew while being read
+        raise OSError(f"file is over the {max_bytes / 2**20:.0f} MB limit")
+    return data
+
+
 def cmd_predict(args) -> int:
+    """One line per image; exit status 1 when any image could not be read (the others
+    are still read and printed)."""
     from .reading.inference import read_row
     from .reading.novelty import references
     from .preprocess import ImageReadError, NoDigitError, decode_image
+    from .preprocess.decode import MAX_BYTES
 
     models = load_models(args.artifacts, _models_arg(args.models, default=()) or None)
     refs = references(args.artifacts)   # the maps' far signal, as the app judges
@@ -154,10 +177,11 @@ def cmd_predict(args) -> int:
     def verdict(reading) -> dict:
         return {"not_a_digit": reading.flagged, "reasons": list(reading.verdict.reasons)}
 
+    failed = 0
     for path in args.images:
         line: dict = {"path": path}
         try:
-            image = decode_image(Path(path).read_bytes())
+            image = decode_image(read_image_file(path, MAX_BYTES))
             # "models" reads all the ink as one digit: the only digit found, or, for a row
             # of digits, the whole image preprocessed once more as one.
             whole, parts = read_row(image, models, refs=refs)
@@ -168,7 +192,10 @@ def cmd_predict(args) -> int:
                 line["digits"] = [{"box": list(r.stages.box), "models": answers(r),
                                    **verdict(r)} for r in parts]
         except (OSError, ImageReadError, NoDigitError) as exc:
-            line = {"path": path, "error": str(exc) or type(exc).__name__}
+            line = {"path": path, "error": _os_message(exc)}
+        except (MemoryError, ValueError) as exc:   # never lose the rest of the batch
+            line = {"path": path, "error": f"could not be read ({type(exc).__name__})"}
+        failed += "error" in line
         if args.json:
             print(json.dumps(line), flush=True)
         elif "error" in line:
@@ -180,7 +207,17 @@ def cmd_predict(args) -> int:
             odd = (f"  not a digit: {'; '.join(line['reasons'])}" if line["not_a_digit"]
                    else "")
             print(f"{path}: {said}{seq}{odd}")
-    return 0
+    if failed:
+        print(f"error: {failed} of {len(args.images)} images could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _os_message(exc: Exception) -> str:
+    """An error's words without the path the line already names (``[Errno 13] Permission
+    denied: 'x.png'`` -> ``permission denied``)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------
@@ -216,11 +253,20 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
+ARTIFACTS_ENV = "MNIST_STUDIO_ARTIFACTS"   # the folder the app reads (ui/data.py)
+
+
+def _artifacts_default() -> str:
+    """The models folder the app reads: ``$MNIST_STUDIO_ARTIFACTS``, else ``artifacts/``."""
+    return str(Path(os.environ.get(ARTIFACTS_ENV) or DEFAULT_DIR).expanduser())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnist_core",
                                      description="Train, evaluate and use the MNIST Studio models.")
     sub = parser.add_subparsers(dest="command", required=True)
     data_help = "MNIST folder (IDX), CSV or mnist.npz; default $MNIST_DATA, else keras download"
+    artifacts_help = f"artifacts folder; default ${ARTIFACTS_ENV}, as the app, else artifacts/"
     hw_help = ("handwriting-dev folder for the calibration curves on real handwriting "
                "(default ../shared/data/handwriting-dev when present and the data is "
                "MNIST's full set; '' for none)")
@@ -250,16 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models")
     p.add_argument("--data", help=data_help)
     p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
-    p.add_argument("--artifacts", default=str(DEFAULT_DIR))
+    p.add_argument("--artifacts", default=_artifacts_default(), help=artifacts_help)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--write", action="store_true",
                    help="rewrite each model's metrics.json with these numbers")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="read the digit(s) in image files")
+    p = sub.add_parser("predict", help="read the digit(s) in image files (exit status 1 when "
+                                       "any could not be read)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--models")
-    p.add_argument("--artifacts", default=str(DEFAULT_DIR))
+    p.add_argument("--artifacts", default=_artifacts_default(), help=artifacts_help)
     p.add_argument("--json", action="store_true", help="one JSON line per image, in order")
     p.set_defaults(func=cmd_predict)
 

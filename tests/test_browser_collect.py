@@ -42,6 +42,13 @@ def db_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(artifacts, db_path):  # noqa: F811 - this module's server has its own database
     import os
+
+    from class_db import open_classes
+    from mnist_core.classroom import class_schema
+    engine = class_engine.make_engine(class_engine.sqlite_url(db_path))
+    class_schema.migrate(engine)
+    open_classes(engine, (CLASS,))          # the class its teacher started
+    engine.dispose()
     had = os.environ.get(DB_ENV)
     os.environ[DB_ENV] = str(db_path)
     try:
@@ -95,6 +102,11 @@ def test_three_digits_collected_then_counted_and_scored(page, server, db_path):
     assert all(img.max() > 200 for img in stored.images)
 
     page.goto(f"{server}/Class_dashboard?class={CLASS}")
+    from class_db import pin_of
+    pin = page.get_by_label(f"PIN of class {CLASS}")
+    expect(pin).to_be_visible(timeout=LOAD_TIMEOUT)
+    pin.fill(pin_of(CLASS))
+    pin.press("Enter")
     expect(page.get_by_text("3 digits from 1 writer")).to_be_visible(timeout=LOAD_TIMEOUT)
     expect(page.get_by_text(f"class {CLASS}'s digits best")).to_be_visible()
     cards = page.get_by_test_id("stMetric")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..models.architectures import from_manifest
+from ..models.architectures import from_manifest, mismatch
 from ..models.model import Model
 from .registry import REGISTRY
 
@@ -292,6 +292,12 @@ def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | 
     except Exception as exc:  # corrupt archives raise many types
         raise ArtifactError(f"{shown(path)} could not be loaded ({type(exc).__name__}: "
                             f"{_scrubbed(str(exc), directory)}); {rebuild_hint(name)}") from exc
+    # The file must hold the architecture the manifest records (the registry's for a
+    # manifest from before they were recorded): a swapped file is refused, re-hashed or not.
+    problem = mismatch(arch if arch is not None else spec.arch, model.network)
+    if problem:
+        raise ArtifactError(f"{shown(path)} is not the architecture {MANIFEST} records for "
+                            f"{name}: {problem}; {rebuild_hint(name)}")
     model.metrics = read_json(directory, f"{name}.metrics.json", manifest, name, metrics_problem)
     # The temperature fitted by `python -m mnist_core calibrate` (or training): the app's
     # probabilities are the calibrated ones.

@@ -129,13 +129,12 @@ def load_dataset(path: str | Path | None = None, dataset: str = "mnist") -> Data
                             f"mnist.npz")
     elif where.suffix == ".npz":
         arrays, source = load_npz(where), str(where)
-    elif where.suffix in (".csv", ".gz"):
-        if where.name.endswith(".gz") and not where.with_suffix("").exists():
-            raise DataError(f"{where}: pass the folder holding it, or gunzip it first")
-        csv = load_csv_folder(where.parent)
-        if csv is None:
-            raise DataError(f"{where}: expected mnist_train.csv or train.csv beside it")
-        arrays, source = csv[:4], csv[4]
+    elif where.name.lower().endswith((".csv", ".csv.gz")):
+        # This file trains (a test split carved from it, or mnist_test.csv beside
+        # mnist_train.csv), whatever it is called: never another CSV of its folder.
+        arrays, source = load_csv_folder(where.parent, where.name)[:4], str(where)
+    elif where.suffix == ".gz":
+        raise DataError(f"{where}: pass the folder holding it, or gunzip it first")
     else:
         raise DataError(f"{where}: unsupported file type (use a folder, .csv or .npz)")
     x_train, y_train, x_test, y_test = arrays

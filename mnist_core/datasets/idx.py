@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .common import DataError, check_pair, read_bytes
+from .common import FILE_LIMITS, DataError, FileLimits, check_pair, open_unpacked
 
 _IDX_MAGIC = {1: 2049, 3: 2051}  # ndim -> magic number for unsigned-byte IDX files
 _IDX_STEMS = {
@@ -44,6 +45,32 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def read_idx(path: Path, limits: FileLimits = FILE_LIMITS) -> np.ndarray:
+    """An IDX file (gzipped or not) read as it unpacks: its header first, so a file whose
+    header promises more than ``limits.max_unpacked_bytes``, or that holds more than its
+    header promises (a gzip bomb), is refused after reading at most that many bytes."""
+    cap = limits.max_unpacked_bytes
+    try:
+        with open_unpacked(path) as f:
+            head = f.read(8)
+            if len(head) == 8:
+                ndim = {2049: 1, 2051: 3}.get(struct.unpack(">I", head[:4])[0], 0)
+                head += f.read(4 * ndim - 4) if ndim > 1 else b""
+                if ndim and len(head) == 4 + 4 * ndim:
+                    promised = int(np.prod(struct.unpack(f">{ndim}I", head[4:]), dtype=object))
+                    if promised > cap:
+                        raise DataError(f"{path}: its header promises {promised:,} bytes, over "
+                                        f"the {cap / 2**20:.0f} MB limit for one dataset file")
+                    body = f.read(promised + 1)
+                    if len(body) > promised:
+                        raise DataError(f"{path}: holds more data than its header promises "
+                                        f"({promised:,} bytes): a damaged file or a gzip bomb")
+                    return parse_idx(head + body, str(path))
+            return parse_idx(head + f.read(cap), str(path))   # parse_idx says what is wrong
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+
+
 def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
     for stem in stems:
         for suffix in (".gz", ""):
@@ -61,7 +88,7 @@ def load_idx_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndar
         path = _find(folder, stems)
         if path is None:
             raise DataError(f"{folder}: no {stems[0]}[.gz] (or {stems[1]}) found")
-        arrays[key] = parse_idx(read_bytes(path), str(path))
+        arrays[key] = read_idx(path)
         expected_ndim = 3 if key.startswith("x") else 1
         if arrays[key].ndim != expected_ndim:
             raise DataError(f"{path}: expected a {'image' if expected_ndim == 3 else 'label'} "

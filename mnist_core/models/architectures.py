@@ -128,6 +128,27 @@ def build_net(arch: Architecture, seed: int = 0) -> Sequential:
     return Sequential.build(arch.layers(), arch.input_shape, arch.keras_name, rng)
 
 
+def mismatch(arch: Architecture, net: Sequential) -> str | None:
+    """How ``net`` (read from a file) differs from ``arch``, in words, or None: the same
+    layers in the same order, the same activations, weights of the same shapes."""
+    want = arch.layers()
+    if tuple(net.input_shape) != tuple(arch.input_shape):
+        return f"its input is {net.input_shape}, not {tuple(arch.input_shape)}"
+    if [type(w).__name__ for w in want] != [type(g).__name__ for g in net.layers]:
+        return (f"its layers are {', '.join(type(g).__name__ for g in net.layers)}, not "
+                f"{', '.join(type(w).__name__ for w in want)}")
+    shape = tuple(arch.input_shape)
+    for i, (w, g) in enumerate(zip(want, net.layers)):
+        if getattr(w, "activation", None) != getattr(g, "activation", None):
+            return f"layer {i + 1} ({type(g).__name__}) uses {g.activation}, not {w.activation}"
+        expected = [tuple(s) for s in w.weight_shapes(shape)]
+        found = [tuple(x.shape) for x in g.weights]
+        if expected != found:
+            return f"layer {i + 1} ({type(g).__name__}) holds weights {found}, not {expected}"
+        shape = w.out_shape(shape)
+    return None
+
+
 def to_manifest(arch: Architecture) -> dict:
     """``arch`` as JSON-ready data: its fields plus ``"type"``, the config's class name."""
     return {"type": type(arch).__name__, **asdict(arch)}

@@ -37,6 +37,11 @@ ORIENTATION = 0x0112
 REDUCIBLE = {"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F"}
 # Greyscale with more than 8 bits: scaled from the image's own range to 0-255.
 HIGH_BIT_DEPTH = {"I", "F"}
+# The only formats opened (what the app promises). Pillow's other plugins never see the
+# bytes: no EPS (Ghostscript), no PSD, no ICO.
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+# What an opened image may say it is: many phones' JPEGs open as MPO (JPEG's own opener).
+OPENED_AS = (*FORMATS, "MPO")
 
 
 class ImageReadError(ValueError):
@@ -57,11 +62,14 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             # process-wide while Pillow reads the header: another thread's warnings of this
             # one category could go unseen for that long.)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:  # over twice Pillow's limit
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = int(found.group(1)) if found else 2 * (Image.MAX_IMAGE_PIXELS or 0)
         raise _too_large(pixels, max_pixels) from None
+    if img.format not in OPENED_AS:   # checked again after opening, before any decoding
+        img.close()
+        raise ImageReadError(f"a {img.format} file; PNG, JPEG, WebP, BMP, TIFF or GIF please")
     width, height = img.size
     if width * height > max_pixels:
         img.close()
