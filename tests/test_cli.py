@@ -39,7 +39,8 @@ def test_predict_json_one_line_per_input_in_order(tiny_artifacts, tmp_path):
     inputs = [str(tmp_path / n) for n in ("a.png", "bad.bin", "blank.png", "c.jpg", "gone.png")]
 
     proc = run_cli("predict", "--json", "--artifacts", str(tiny_artifacts.directory), *inputs)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr               # some inputs failed (issue #25)
+    assert "3 of 5 images could not be read" in proc.stderr
     lines = json_lines(proc.stdout)
     assert len(proc.stdout.strip().splitlines()) == len(inputs)  # nothing else on stdout
     assert [line["path"] for line in lines] == inputs

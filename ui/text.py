@@ -13,9 +13,12 @@ class TextConfig:
 
 
 TEXT = TextConfig()
-# Everything Streamlit's Markdown gives a meaning: emphasis, links, pictures, code, LaTeX
-# ($), HTML (<), headings, lists, tables, colour and icon directives (:red[...], :material/x:).
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|$~:=&])")
+# What Streamlit's Markdown gives a meaning inside a line: emphasis, links and pictures
+# ([...]), code, LaTeX ($), HTML and entities (<, &), tables (|), strike-through (~), and
+# colour, emoji and icon directives (":red[", ":smile:", ":material/x:": a colon before a
+# non-space). Line-start syntax (headings, lists) cannot occur: the text is one line
+# inside a sentence.
+_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|$~&]|:(?=\S))")
 
 
 def plain(text: str, cfg: TextConfig = TEXT) -> str:

@@ -292,9 +292,9 @@ def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | 
     except Exception as exc:  # corrupt archives raise many types
         raise ArtifactError(f"{shown(path)} could not be loaded ({type(exc).__name__}: "
                             f"{_scrubbed(str(exc), directory)}); {rebuild_hint(name)}") from exc
-    # The file must hold the architecture the manifest records (the registry's for a
-    # manifest from before they were recorded): a swapped file is refused, re-hashed or not.
-    problem = mismatch(arch if arch is not None else spec.arch, model.network)
+    # The file must hold the architecture the manifest records (a manifest from before
+    # they were recorded has none to compare): a swapped file is refused, re-hashed or not.
+    problem = mismatch(arch, model.network) if arch is not None else None
     if problem:
         raise ArtifactError(f"{shown(path)} is not the architecture {MANIFEST} records for "
                             f"{name}: {problem}; {rebuild_hint(name)}")
