@@ -429,3 +429,25 @@ def test_a_database_url_and_pin_from_the_environment(monkeypatch, db, gallery, t
     at = unlock(open_app(DASHBOARD, query={"class": "7b"}))
     assert at.subheader[0].value == "3 digits from 1 writer"
     assert class_data.teacher_pin() == "2468"
+
+
+def test_a_database_file_deleted_while_learners_save_is_said_and_nothing_acknowledged(
+        db, fake_canvas, gallery, tmp_path):
+    """Issue #25: Collect said "Saved your 7" into a deleted SQLite file, and after a
+    restart the class had none of them."""
+    at = open_app(COLLECT, query={"class": "7b"})
+    target = int(at.subheader[0].value.removeprefix("Draw a "))
+    fake_canvas.image = canvas_of(gallery.images[int(np.flatnonzero(gallery.labels == target)[0])])
+    ok(at.run())
+    ok(at.button(key="collect-save").click().run())
+    assert "Saved your" in texts(at.success)
+    for name in ("classroom.sqlite", "classroom.sqlite-wal", "classroom.sqlite-shm"):
+        (tmp_path / name).unlink(missing_ok=True)      # deleted while the app runs
+    target = int(at.subheader[0].value.removeprefix("Draw a "))
+    fake_canvas.image = canvas_of(gallery.images[int(np.flatnonzero(gallery.labels == target)[0])])
+    ok(at.run())
+    ok(at.button(key="collect-save").click().run())
+    message = texts(at.error)
+    assert "deleted or replaced while the app was running" in message
+    assert f"Not saved:** your {target}; it is still on the canvas" in message
+    assert not at.success and at.subheader[0].value == f"Draw a {target}"

@@ -130,9 +130,14 @@ def load_dataset(path: str | Path | None = None, dataset: str = "mnist") -> Data
     elif where.suffix == ".npz":
         arrays, source = load_npz(where), str(where)
     elif where.name.lower().endswith((".csv", ".csv.gz")):
-        # This file trains (a test split carved from it, or mnist_test.csv beside
-        # mnist_train.csv), whatever it is called: never another CSV of its folder.
-        arrays, source = load_csv_folder(where.parent, where.name)[:4], str(where)
+        # This file's own pair (a test file names its training file), else this file alone,
+        # a test split carved from it: never another CSV that happens to sit beside it.
+        name = where.name.lower().removesuffix(".gz")
+        train = {"mnist_test.csv": "mnist_train.csv", "test.csv": "train.csv"}.get(name)
+        csv = load_csv_folder(where.parent, train or where.name)
+        if csv is None:
+            raise DataError(f"{where}: its training file {train} is not beside it")
+        arrays, source = csv[:4], csv[4]
     elif where.suffix == ".gz":
         raise DataError(f"{where}: pass the folder holding it, or gunzip it first")
     else:
