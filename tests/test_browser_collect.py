@@ -103,7 +103,7 @@ def test_three_digits_collected_then_counted_and_scored(page, server, db_path):
 
     page.goto(f"{server}/Class_dashboard?class={CLASS}")
     from class_db import pin_of
-    pin = page.get_by_label(f"PIN of class {CLASS}")
+    pin = page.get_by_role("textbox", name=f"PIN of class {CLASS}")
     expect(pin).to_be_visible(timeout=LOAD_TIMEOUT)
     pin.fill(pin_of(CLASS))
     pin.press("Enter")
