@@ -9,10 +9,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from .artifacts.files import (DEFAULT_DIR, ArtifactError, load_models, manifest_or_empty, write_json,
-                        write_manifest)
+from .artifacts.files import (DEFAULT_DIR, ArtifactError, default_dir, load_models,
+                              manifest_or_empty,
+                              write_json, write_manifest)
 from .datasets.common import DataError
-from .datasets.data import DATASETS, load_dataset
+from .datasets.data import DATASET_NAMES, load_dataset
 from .training import writers
 from .insight.evaluate import evaluate_model
 from .artifacts.registry import DEFAULT_MODELS, REGISTRY
@@ -41,7 +42,7 @@ def cmd_train(args) -> int:
     if args.writers or (args.writers is None and full_mnist):
         data = writers.with_writers(data, args.writers or None,
                                     log=lambda line: print(line, file=sys.stderr))
-    out = Path(args.out)
+    out = _folder(args.out, data.name, as_the_app=False)
     train_and_package(
         _models_arg(args.models), data, out, epochs=args.epochs,
         callback_for=lambda name, cfg: ProgressBar(name, cfg.epochs),
@@ -54,6 +55,17 @@ def cmd_train(args) -> int:
 # Real-handwriting curves by default only for models of MNIST itself (its full test set):
 # preprocessing the dev set's 5,800 renderings takes minutes, wasted on a small or other set.
 FULL_MNIST_TEST = 10_000
+
+
+def _folder(given: str | None, dataset: str, *, as_the_app: bool = True) -> Path:
+    """The artifacts folder: ``given``, else the one ``dataset``'s models ship in
+    (``artifacts/``, ``artifacts/fashion/``), inside ``$MNIST_STUDIO_ARTIFACTS`` when set
+    and ``as_the_app`` (reading, as the app reads; ``train`` writes to the repository's)."""
+    if given:
+        return Path(given)
+    if not as_the_app:
+        return default_dir(dataset)
+    return Path(_artifacts_default()) / default_dir(dataset).relative_to(DEFAULT_DIR)
 
 
 def _handwriting_arg(args, data) -> Path | None:
@@ -79,7 +91,7 @@ def cmd_calibrate(args) -> int:
     from .insight.calibration import calibrate_models, default_handwriting
 
     data = load_dataset(args.data, args.dataset)
-    out = Path(args.artifacts)
+    out = _folder(args.artifacts, data.name)
     models = load_models(out, _models_arg(args.models, default=()) or None)
     manifest = manifest_or_empty(out)
     splits = {}
@@ -106,7 +118,7 @@ def cmd_calibrate(args) -> int:
 
 def cmd_evaluate(args) -> int:
     data = load_dataset(args.data, args.dataset)
-    out = Path(args.artifacts)
+    out = _folder(args.artifacts, data.name)
     models = load_models(out, _models_arg(args.models, default=()) or None)
     results = {name: evaluate_model(model, data, model.metrics.get("train_seconds"),
                                     (out / REGISTRY[name].filename).stat().st_size)[0]
@@ -229,7 +241,7 @@ def cmd_embed(args) -> int:
     from .insight.embedding import manifest_entry, write_maps
 
     data = load_dataset(args.data, args.dataset)
-    out = Path(args.artifacts)
+    out = _folder(args.artifacts, data.name)
     models = load_models(out, _models_arg(args.models, default=()) or None)
     write_maps(out, models, data.x_test, data.y_test,
                log=lambda line: print(line, file=sys.stderr))
@@ -265,8 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnist_core",
                                      description="Train, evaluate and use the MNIST Studio models.")
     sub = parser.add_subparsers(dest="command", required=True)
-    data_help = "MNIST folder (IDX), CSV or mnist.npz; default $MNIST_DATA, else keras download"
+    data_help = ("dataset folder (IDX), CSV or .npz; default $MNIST_DATA (digits) or "
+                 "$FASHION_DATA, else /usr/share/datasets/fashion-mnist (clothing), else "
+                 "keras download")
+    dataset_help = "mnist (digits, the default) or fashion (Fashion-MNIST's clothing)"
     artifacts_help = f"artifacts folder; default ${ARTIFACTS_ENV}, as the app, else artifacts/"
+    dir_help = (f"artifacts folder; default ${ARTIFACTS_ENV}, as the app, else artifacts/; "
+                "its fashion/ folder for --dataset fashion")
     hw_help = ("handwriting-dev folder for the calibration curves on real handwriting "
                "(default ../shared/data/handwriting-dev when present and the data is "
                "MNIST's full set; '' for none)")
@@ -274,9 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train models and write artifacts")
     p.add_argument("--models", help=f"comma-separated, default {','.join(DEFAULT_MODELS)}")
     p.add_argument("--data", help=data_help)
-    p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
+    p.add_argument("--dataset", default="mnist", choices=sorted(DATASET_NAMES),
+                   help=dataset_help)
     p.add_argument("--epochs", type=int, help="override every model's epoch count")
-    p.add_argument("--out", default=str(DEFAULT_DIR), help="artifact folder")
+    p.add_argument("--out", help=dir_help)
     p.add_argument("--handwriting", help=hw_help)
     p.add_argument("--writers", help=f"folder of handwriting-train's {writers.FILENAME} "
                    f"(real writers' strokes mixed into training; default ${writers.ENV_VAR} or "
@@ -286,8 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="fit each shipped model's temperature (no training)")
     p.add_argument("--models")
     p.add_argument("--data", help=data_help)
-    p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
-    p.add_argument("--artifacts", default=str(DEFAULT_DIR))
+    p.add_argument("--dataset", default="mnist", choices=sorted(DATASET_NAMES),
+                   help=dataset_help)
+    p.add_argument("--artifacts", help=dir_help)
     p.add_argument("--handwriting", help=hw_help)
     p.add_argument("--json", action="store_true", help="the numbers as one JSON object")
     p.set_defaults(func=cmd_calibrate)
@@ -295,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score shipped models on the test set")
     p.add_argument("--models")
     p.add_argument("--data", help=data_help)
-    p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
-    p.add_argument("--artifacts", default=_artifacts_default(), help=artifacts_help)
+    p.add_argument("--dataset", default="mnist", choices=sorted(DATASET_NAMES),
+                   help=dataset_help)
+    p.add_argument("--artifacts", help=dir_help)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--write", action="store_true",
                    help="rewrite each model's metrics.json with these numbers")
@@ -314,14 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      "hidden layer (Model maps page)")
     p.add_argument("--models", help="comma-separated, default every model in the manifest")
     p.add_argument("--data", help=data_help)
-    p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
-    p.add_argument("--artifacts", default=str(DEFAULT_DIR))
+    p.add_argument("--dataset", default="mnist", choices=sorted(DATASET_NAMES),
+                   help=dataset_help)
+    p.add_argument("--artifacts", help=dir_help)
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("bench", help="benchmark speed, memory and real-handwriting accuracy")
     p.add_argument("--data", help=data_help)
     p.add_argument("--handwriting", help="handwriting-dev folder (default ../shared/data/handwriting-dev)")
-    p.add_argument("--artifacts", default=str(DEFAULT_DIR))
+    p.add_argument("--artifacts", default=str(default_dir()))
     p.add_argument("--out", default="benchmarks/RESULTS.md")
     p.add_argument("--skip-mnist", action="store_true")
     p.add_argument("--readme", default="README.md",

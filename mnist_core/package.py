@@ -21,7 +21,7 @@ from .artifacts.files import load_models, manifest_or_empty, write_json, write_m
 from .datasets.data import Dataset, to_float
 from .insight.evaluate import evaluate_model
 from .models.model import Model
-from .artifacts.registry import REGISTRY, ModelSpec
+from .artifacts.registry import ModelSpec, registry_for
 from .training.config import Callback, EpochLog, StopFlag, TrainConfig
 from .training.train import fit
 
@@ -75,6 +75,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
     training, so a damaged folder fails at once. Returns ``{name: Trained}``.
     """
     names, log = list(names), log or (lambda line: None)
+    registry = registry_for(data.name)
     out = Path(out) if out is not None else None
     info: dict = {}
     preds: dict[str, np.ndarray] = {}
@@ -86,7 +87,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
     for name in names:
         if stop is not None and stop.is_set():
             break
-        spec = REGISTRY[name]
+        spec = registry[name]
         cfg = _per_model(train_cfg, spec, spec.train)
         cfg = replace(cfg, epochs=epochs) if epochs is not None else cfg
         model_arch = _per_model(arch, spec, spec.arch)
@@ -117,7 +118,7 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
     if out is not None:
         calibrate_trained(trained, data, out, info, log, handwriting, test_probs)
         map_trained(trained, data, out, info, log, preds)
-        write_gallery(out, data, {n: preds[n] for n in REGISTRY if n in preds})
+        write_gallery(out, data, {n: preds[n] for n in registry if n in preds})
         write_manifest(out, {"dataset": data.name, "class_names": list(data.class_names),
                              "data_source": data.source, "command": command, "models": info,
                              # Real writers mixed into training (train_config.writers_share
@@ -180,7 +181,7 @@ def _kept_models(out: Path, data: Dataset, names: list[str]) -> tuple[dict, dict
     if manifest.get("dataset") not in (None, data.name):
         return {}, {}
     info = dict(manifest.get("models", {}))
-    kept = [n for n in REGISTRY if n in info and n not in names]
+    kept = [n for n in registry_for(data.name) if n in info and n not in names]
     return info, predicted_labels(load_models(out, kept) if kept else {}, data)
 
 

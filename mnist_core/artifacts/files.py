@@ -29,10 +29,21 @@ import numpy as np
 
 from ..models.architectures import from_manifest, mismatch
 from ..models.model import Model
-from .registry import REGISTRY
+from ..datasets.data import DATASET_INFO, canonical
+from .registry import REGISTRY, registry_for
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "artifacts"
 MANIFEST = "manifest.json"
+# Where each dataset's models are shipped: MNIST's in artifacts/, every other dataset's in
+# a folder of its own inside it, named as the app's address names it (artifacts/fashion/).
+DATASET_DIRS: dict[str, Path] = {name: DEFAULT_DIR if name == "mnist" else
+                                 DEFAULT_DIR / info.short for name, info in DATASET_INFO.items()}
+
+
+def default_dir(dataset: str = "mnist") -> Path:
+    """The shipped artifacts folder of ``dataset`` (any name
+    :func:`~mnist_core.datasets.data.canonical` knows)."""
+    return DATASET_DIRS[canonical(dataset)]
 
 
 class ArtifactError(RuntimeError):
@@ -47,8 +58,11 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def rebuild_hint(name: str | None = None) -> str:
+def rebuild_hint(name: str | None = None, dataset: str | None = None) -> str:
     models = f" --models {name}" if name and name in REGISTRY else ""
+    if dataset and canonical(dataset) != "mnist":
+        short = DATASET_INFO[canonical(dataset)].short
+        return f"rebuild with `python -m mnist_core train --dataset {short}{models}`"
     return f"rebuild with `python -m mnist_core train{models} --data PATH_TO_MNIST`"
 
 
@@ -283,8 +297,9 @@ def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | 
     """
     if name not in REGISTRY:
         raise ArtifactError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
-    spec = REGISTRY[name]
     manifest = manifest if manifest is not None else read_manifest(directory)
+    # The manifest says which dataset the folder's models learned, hence their specs.
+    spec = _registry(manifest, directory)[name]
     path = verified_path(directory, spec.filename, manifest, name)
     try:
         arch = from_manifest(manifest.get("models", {}).get(name, {}).get("arch"))
@@ -305,6 +320,14 @@ def load_model(name: str, directory: str | Path = DEFAULT_DIR, manifest: dict | 
     model.history = read_json(directory, f"{name}.history.json", manifest, name,
                               history_problem)["epochs"]
     return model
+
+
+def _registry(manifest: dict, directory: str | Path) -> dict:
+    """The registry of the dataset ``manifest`` records (MNIST's when it names none)."""
+    try:
+        return registry_for(manifest.get("dataset"))
+    except ValueError as exc:
+        raise ArtifactError(f"{shown(Path(directory) / MANIFEST)}: {exc}") from exc
 
 
 def load_models(directory: str | Path = DEFAULT_DIR, names: list[str] | tuple[str, ...] | None = None

@@ -31,12 +31,47 @@ from .npz import load_npz
 
 ENV_VAR = "MNIST_DATA"
 
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the project knows of one dataset before reading it: its names and where a
+    copy is found when ``--data`` is not given."""
+
+    name: str                       # the canonical name, as manifests record it
+    class_names: tuple[str, ...]    # 10 display names, index = label (classes.txt in the
+                                    # data folder overrides them)
+    env_var: str                    # environment variable naming a local copy
+    system_dir: str = ""            # a system-wide copy used when the variable is unset
+                                    # (Debian's package), "" for none
+    short: str = ""                 # the name in the app's address and on the command
+                                    # line (``?data=fashion``, ``--dataset fashion``)
+    noun: str = "digit"             # what one image shows, for messages
+
+
 # Class names belong to the dataset; a local folder may override them with classes.txt.
-DATASETS: dict[str, tuple[str, ...]] = {
-    "mnist": tuple(str(d) for d in range(10)),
-    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+DATASET_INFO: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("mnist", tuple(str(d) for d in range(10)), ENV_VAR,
+                         short="digits"),
+    # Zalando's Fashion-MNIST (MIT licence); Debian's `dataset-fashion-mnist` installs
+    # its four gzipped IDX files here.
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist", ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        "FASHION_DATA", "/usr/share/datasets/fashion-mnist", short="fashion",
+        noun="garment"),
 }
+DATASETS: dict[str, tuple[str, ...]] = {k: v.class_names for k, v in DATASET_INFO.items()}
+# Every name a dataset answers to -> its canonical name ("fashion" -> "fashion-mnist").
+DATASET_NAMES: dict[str, str] = {**{k: k for k in DATASET_INFO},
+                                 **{v.short: k for k, v in DATASET_INFO.items() if v.short}}
+
+
+def canonical(dataset: str) -> str:
+    """The canonical name of ``dataset`` (any of :data:`DATASET_NAMES`); :class:`DataError`
+    for an unknown one."""
+    if dataset not in DATASET_NAMES:
+        raise DataError(f"unknown dataset {dataset!r}; choose from {sorted(DATASET_NAMES)}")
+    return DATASET_NAMES[dataset]
 
 
 @dataclass(frozen=True)
@@ -93,23 +128,31 @@ def split_validation(x: np.ndarray, y: np.ndarray, n_val: int = 5000, seed: int 
 # Entry point
 # ---------------------------------------------------------------------------------------
 
-def resolve_data_path(path: str | Path | None) -> Path | None:
-    """``path`` if given, else ``$MNIST_DATA`` if set, else ``None`` (keras download)."""
+def resolve_data_path(path: str | Path | None, dataset: str = "mnist") -> Path | None:
+    """``path`` if given, else the dataset's environment variable (``$MNIST_DATA``,
+    ``$FASHION_DATA``) if set, else its system-wide copy when installed (Fashion-MNIST:
+    Debian's ``/usr/share/datasets/fashion-mnist``), else ``None`` (keras download)."""
     if path:
         return Path(path).expanduser()
-    env = os.environ.get(ENV_VAR)
-    return Path(env).expanduser() if env else None
+    info = DATASET_INFO[canonical(dataset)]
+    env = os.environ.get(info.env_var)
+    if env:
+        return Path(env).expanduser()
+    if info.system_dir and Path(info.system_dir).is_dir():
+        return Path(info.system_dir)
+    return None
 
 
 def load_dataset(path: str | Path | None = None, dataset: str = "mnist") -> Dataset:
-    """Load a full dataset from ``path`` (folder, .csv, .npz), ``$MNIST_DATA``, or keras.
+    """Load a full dataset from ``path`` (folder, .csv, .npz), else where
+    :func:`resolve_data_path` finds it, else keras. ``dataset``: any of
+    :data:`DATASET_NAMES` (``"mnist"``, ``"fashion"``...).
 
     Raises :class:`DataError` with a message naming the file and the problem.
     """
-    if dataset not in DATASETS:
-        raise DataError(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
+    dataset = canonical(dataset)
     class_names = DATASETS[dataset]
-    where = resolve_data_path(path)
+    where = resolve_data_path(path, dataset)
     if where is None:
         arrays, source = _load_keras(dataset), f"keras.datasets.{dataset.replace('-', '_')}"
     elif not where.exists():
@@ -161,5 +204,6 @@ def _load_keras(dataset: str):
         (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception as exc:  # network errors come in many types
         raise DataError(f"could not download {dataset} through keras.datasets ({exc}); "
-                        f"point --data or ${ENV_VAR} at a local copy") from exc
+                        f"point --data or ${DATASET_INFO[dataset].env_var} at a local "
+                        f"copy") from exc
     return x_train, y_train.astype(np.uint8), x_test, y_test.astype(np.uint8)

@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from .augment import AugmentConfig
+from .augment_clothing import ClothingAugment
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class TrainConfig:
     warmup_epochs: float = 0.3     # linear warm-up avoids early BatchNorm/Adam blow-ups
     weight_decay: float = 1e-4     # decoupled (AdamW-style) weight decay
     label_smoothing: float = 0.05  # softer targets, better-calibrated probability bars
-    augment: AugmentConfig = AugmentConfig()  # NONE to train on raw MNIST
+    augment: AugmentConfig | ClothingAugment = AugmentConfig()  # NONE to train on raw
+                                   # MNIST; ClothingAugment for Fashion-MNIST
     n_val: int = 5000              # validation images carved from train (test is never used)
     n_train: int | None = None     # cap on training images (None = all); the app uses this
     writers_share: float = 0.0     # share of each epoch's images drawn from the dataset's

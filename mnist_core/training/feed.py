@@ -9,6 +9,7 @@ import numpy as np
 
 from ..datasets.data import Dataset, split_validation, to_float
 from .augment import NONE, augment, style_variants
+from .augment_clothing import ClothingAugment
 from .config import TrainConfig
 
 
@@ -90,7 +91,9 @@ class EpochFeeder:
         if self.cfg.augment == NONE and not self.n_extra:
             return _Shuffled(x, order), y[order]
         x, y = x[order], y[order]
-        if self.cfg.augment != NONE:
+        if isinstance(self.cfg.augment, ClothingAugment):
+            x = self.cfg.augment.apply(x, rng)
+        elif self.cfg.augment != NONE:
             x = style_variants(x, y, rng, self.cfg.augment.styles, self.cfg.augment.hooked_nines)
             x = augment(x, rng, self.cfg.augment)
         return x, y
