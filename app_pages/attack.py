@@ -1,17 +1,21 @@
-"""Adversarial digits: a faint change, crafted against one model, and every model's answer."""
+"""Adversarial digits (or clothing, ``?data=fashion``): a faint change, crafted against one
+model, and every model's answer."""
 
 import streamlit as st
 
 from mnist_core.insight import adversarial
+from mnist_core.reading import novelty
 from mnist_core.reading.inference import read
-from ui import components, digit_picker, page, pictures
+from ui import components, dataset, digit_picker, page, pictures
 
-models, names = page.start(with_user_model=True)
+models, names = page.start(with_user_model=True, datasets=True)
+about = dataset.info()
+noun = about.noun
 
 METHODS = {"fgsm": "Fast gradient sign (1 step)", "pgd": "Projected gradient descent (10 steps)"}
 STRENGTH = (0.0, 0.3, 0.01, 0.1)   # epsilon slider: min, max, step, start (of 1.0 = white)
 
-st.title("Adversarial digits")
+st.title(f"Adversarial {about.subject}")
 st.caption("Change every pixel a little, in the direction that most raises one model's "
            "error, and see whom it fools: the model it was made against, and perhaps the "
            "others too.")
@@ -48,19 +52,20 @@ def attack_board() -> None:
                       pictures.digit_picture(result.adversarial, 5)))],
                  width=150,
                  caption=[digit.source, f"the change (red +, blue −, at most {epsilon:.2f})",
-                          "the attacked digit"])
+                          f"the attacked {noun}"])
 
     label_text = names[result.label]
     why = "its true label" if digit.label is not None else f"{models[target].title}'s own answer"
     st.caption(f"Made against **{models[target].title}** to push it away from **{label_text}** "
                f"({why}): its loss went from {result.loss_before:.2f} to "
                f"{result.loss_after:.2f}. Below, every model reads the attacked digit as it "
-               f"reads any digit, its test-time views included.")
-    answers = read(result.adversarial, models, judge_image=False)   # a digit, changed on purpose
+               f"reads any {noun}, its test-time views included.")
+    answers = read(result.adversarial, models, judge_image=False,   # changed on purpose
+                   novelty_cfg=novelty.config_for(about.name))
     components.prediction_panel(answers, models, names, key="attack", true_label=digit.label)
     fooled = [models[n].title for n in answers.probs if answers.digit(n) != result.label]
     if epsilon == 0:
-        st.caption("Strength 0: the digit is unchanged.")
+        st.caption(f"Strength 0: the {noun} is unchanged.")
     elif fooled:
         st.caption(f"No longer read as {label_text}: {', '.join(fooled)}. A change made against "
                    f"one network that fools another has *transferred*.")

@@ -1,20 +1,23 @@
-"""Compare models: test scores, size and speed, confusion matrices and the digits they miss."""
+"""Compare models: test scores, size and speed, confusion matrices and the images they
+miss, for the digits' models or the clothing's (``?data=fashion``)."""
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mnist_core.artifacts.registry import REGISTRY
-from ui import components, data, page
+from mnist_core.artifacts.registry import registry_for
+from ui import components, data, dataset, page
 from ui.charts import CONFUSION_MODES, PLOTLY_CONFIG, confusion_figure
 
-models, names = page.start()
+models, names = page.start(datasets=True)
 manifest = data.manifest()
+about = dataset.info()
+registry = registry_for(about.name)
 
 st.title("Compare models")
 n_test = next((m.metrics.get("n") for m in models.values() if m.metrics.get("n")), None)
 scored = f"Scored on {n_test:,} held-out test images" if n_test else "Test-set scores"
-st.caption(f"{scored} of {manifest.get('dataset', 'mnist').upper()}. Latency is one image "
+st.caption(f"{scored} of {about.title}. Latency is one image "
            "through the app's fast path, timed when the models were trained.")
 
 scores = pd.DataFrame([{
@@ -41,8 +44,8 @@ st.dataframe(scores, hide_index=True, key="scores", column_config={
 choice = st.segmented_control("Model", list(models), default=next(iter(models)), required=True,
                               format_func=lambda n: models[n].title, key="model")
 model = models[choice]
-if choice in REGISTRY:
-    st.caption(REGISTRY[choice].blurb)
+if choice in registry:
+    st.caption(registry[choice].blurb)
 confusion = np.asarray(model.metrics.get("confusion") or np.zeros((10, 10)), np.int64)
 
 matrix, per_class = st.columns([3, 2], gap="large")
@@ -69,25 +72,25 @@ with per_class:
     })
 
 gallery = data.gallery()
-st.subheader(f"Test digits {model.title} got wrong")
+st.subheader(f"Test {about.noun}s {model.title} got wrong")
 if choice not in gallery.preds:
     st.info(f"The shipped gallery has no answers from {model.title}; rebuild the artifacts.")
 else:
     wrong = np.flatnonzero(gallery.preds[choice] != gallery.labels)
     missed = int(confusion.sum() - np.trace(confusion))
     st.caption(f"{len(wrong)} of its {missed:,} test-set mistakes are in the shipped gallery. "
-               "✗ marks every model that got the digit wrong.")
+               f"✗ marks every model that got the {about.noun} wrong.")
     if len(wrong):
         components.gallery_table(gallery, wrong, models, names, key="wrong")
 
-st.subheader("Digits the models disagree on")
+st.subheader(f"{about.noun.capitalize()}s the models disagree on")
 answered = [n for n in models if n in gallery.preds]
 if len(answered) < 2:
     st.info("Only one model is shipped, so there is nothing to disagree about.")
     st.stop()
 preds = np.stack([gallery.preds[n] for n in answered])
 split = np.flatnonzero((preds != preds[0]).any(axis=0))
-st.caption(f"{len(split)} of the {len(gallery.labels)} gallery digits get different answers "
+st.caption(f"{len(split)} of the {len(gallery.labels)} gallery {about.noun}s get different answers "
            "from different models.")
 if len(split):
     components.gallery_table(gallery, split, models, names, key="disagree")

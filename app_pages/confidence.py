@@ -1,32 +1,35 @@
 """Honest confidence: does "95% sure" mean right 95% of the time? Reliability diagrams and
-calibration errors of every model, before and after its temperature, on MNIST's test set
-and on real handwriting (all precomputed by ``python -m mnist_core calibrate``)."""
+calibration errors of every model, before and after its temperature, on the dataset's test
+set and, for digits, on real handwriting (all precomputed by ``python -m mnist_core
+calibrate``); digits' models or clothing's (``?data=fashion``)."""
 
 import pandas as pd
 import streamlit as st
 
 from mnist_core.insight.calibration import HANDWRITING, MNIST_TEST
-from ui import page
+from ui import dataset, page
 from ui.charts import PLOTLY_CONFIG, model_color, reliability_figure
 
-SET_TITLES = {MNIST_TEST: "MNIST test set", HANDWRITING: "Real handwriting"}
-
-models, _ = page.start()
+models, _ = page.start(datasets=True)
+about = dataset.info()
+noun = about.noun
+# MNIST_TEST is the key of the dataset's own test set, whichever dataset it is.
+SET_TITLES = {MNIST_TEST: f"{about.title} test set", HANDWRITING: "Real handwriting"}
 
 st.title("Honest confidence")
 st.caption("A model that says “90% sure” should be right 9 times out of 10 when it says so. "
-           "Each diagram sorts digits by how sure the model was and plots how often it was "
+           f"Each diagram sorts {noun}s by how sure the model was and plots how often it was "
            "right: on the dotted diagonal the percentages are honest; below it the model is "
            "overconfident, above it underconfident. Grey dashed: the network as trained; "
            "coloured: with its temperature, which is what the app's percentages use. The "
-           "calibration error (ECE) is the average gap, weighted by how many digits each "
+           f"calibration error (ECE) is the average gap, weighted by how many {noun}s each "
            "point holds (bigger markers hold more).")
 
 calibrated = {n: m.metrics["calibration"] for n, m in models.items()
               if m.metrics.get("calibration")}
 if not calibrated:
     st.info("The shipped models carry no calibration yet: run "
-            "`python -m mnist_core calibrate --data PATH_TO_MNIST` to fit and write it.",
+            "`python -m mnist_core calibrate` to fit and write it.",
             icon=":material/info:")
     st.stop()
 uncalibrated = [models[n].title for n in models if n not in calibrated]
@@ -46,8 +49,9 @@ st.dataframe(pd.DataFrame([{
     "Temperature": rec["temperature"],
     "Validation NLL": f"{rec['val']['nll_before']:.4f} → {rec['val']['nll_after']:.4f}",
     "ECE, validation": _gap(rec["val"]),
-    "ECE, MNIST test": _gap(rec["sets"].get(MNIST_TEST)),
-    "ECE, real handwriting": _gap(rec["sets"].get(HANDWRITING)),
+    f"ECE, {about.title} test": _gap(rec["sets"].get(MNIST_TEST)),
+    **({"ECE, real handwriting": _gap(rec["sets"].get(HANDWRITING))}
+       if about.name == "mnist" else {}),
 } for n, rec in calibrated.items()]), hide_index=True, key="calibration_table",
     column_config={"Temperature": st.column_config.NumberColumn(format="%.3f")})
 st.caption("The temperature divides each network's logits. It is fitted on the validation "
@@ -61,11 +65,11 @@ for i, (name, rec) in enumerate(calibrated.items()):
     sets = [s for s in SET_TITLES if s in rec["sets"]]
     if not sets:  # a model trained live and packaged: its worker fitted T on validation only
         st.caption(f"Temperature {rec['temperature']:.3f}, fitted on "
-                   f"{rec['val'].get('n', 0):,} validation digits; no reliability diagrams "
+                   f"{rec['val'].get('n', 0):,} validation {noun}s; no reliability diagrams "
                    "were computed for this model (`python -m mnist_core calibrate` adds them).")
         continue
     mnist, hand = rec["sets"].get(MNIST_TEST), rec["sets"].get(HANDWRITING)
-    read = ([f"MNIST test: {mnist['n']:,} digits read once"] if mnist else []) + (
+    read = ([f"{about.title} test: {mnist['n']:,} {noun}s read once"] if mnist else []) + (
         [f"real handwriting: {hand['n']:,} digits ({', '.join(hand.get('sets', []))}) read "
          "as the app reads them (preprocessed, answers averaged over the model's views)"]
         if hand else [])

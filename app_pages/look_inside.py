@@ -1,16 +1,18 @@
-"""Look inside: weights, activations, feature maps and saliency of every model for one digit."""
+"""Look inside: weights, activations, feature maps and saliency of every model for one digit
+(or one test image of clothing, ``?data=fashion``)."""
 
 import numpy as np
 import streamlit as st
 
 from mnist_core.insight.explain import occlusion_map
 from mnist_core.reading.inference import read_input
-from ui import digit_picker, page, pictures
+from ui import dataset, digit_picker, page, pictures
 
-models, names = page.start(with_user_model=True)
+models, names = page.start(with_user_model=True, datasets=True)
+noun = dataset.info().noun
 
 st.title("Look inside the models")
-st.caption("What each network has learned and what it looks at when it reads one digit. "
+st.caption(f"What each network has learned and what it looks at when it reads one {noun}. "
            "Red is positive, blue negative, white zero.")
 
 pick_col, digit_col = st.columns([3, 2], gap="large")
@@ -38,13 +40,13 @@ if model.family == "mlp":
     top = np.argsort(-first, kind="stable")[:k]
     templates = model.first_layer_templates(n=len(first))[top]
     st.markdown(f"**First-layer weights as 28×28 templates**: the {k} hidden units this "
-                f"digit excites most, strongest first")
+                f"{noun} excites most, strongest first")
     st.image(pictures.grid([pictures.outlined(pictures.diverging(t), x, 3)
                              for t in templates], cols=12, background=200),
              caption="Each unit adds up the pixels under its red areas and subtracts those "
-                     "under its blue ones; the grey line is the digit's outline. Each "
+                     f"under its blue ones; the grey line is the {noun}'s outline. Each "
                      "template is scaled to its own range.")
-    st.markdown("**Hidden activations**: every unit of each hidden layer for this digit")
+    st.markdown(f"**Hidden activations**: every unit of each hidden layer for this {noun}")
     panels, captions = [], []
     for i, a in enumerate(acts):
         cols = 32 if len(a) >= 256 else 16
@@ -57,7 +59,7 @@ if model.family == "mlp":
         captions.append(f"layer {i + 1}: {active} of {len(a)} units above zero")
     st.image(panels, caption=captions)
     st.caption("Bright = strongly active, black = silent. A handful of units carry each "
-               "digit; the last layer turns them into the ten probabilities.")
+               f"{noun}; the last layer turns them into the ten probabilities.")
 else:
     filters = model.conv_filters(0)
     size = filters.shape[-1]
@@ -66,7 +68,7 @@ else:
                             scale=max(4, 48 // size), background=200),
              caption="Each filter slides over the image and lights up where the pixels "
                      "match its red (and avoid its blue) pattern: edges and stroke pieces.")
-    st.markdown("**Feature maps**: what each convolution layer passes on for this digit")
+    st.markdown(f"**Feature maps**: what each convolution layer passes on for this {noun}")
     for layer, maps in model.feature_maps(x):
         side = maps.shape[-1]
         signed = bool(maps.min() < -1e-6)  # tanh (LeNet-5) can be negative, ReLU cannot
@@ -102,7 +104,7 @@ st.caption("Red pixels: more ink there would make the model surer; blue: less su
            "gradient is computed by hand in NumPy: through the NumPy network's own backward "
            "pass, and for the Keras models through each layer's backward rule applied to "
            "the saved weights (checked against TensorFlow's GradientTape in the tests). The "
-           "grey line is the digit's outline.")
+           f"grey line is the {noun}'s outline.")
 st.markdown("**Occlusion**: how much the probability drops when a 6×6 patch is blacked out")
 st.image(occlusions, caption=captions, width=152)
 st.caption("Red areas are the ones the model needs; blue ones it is better off without. "

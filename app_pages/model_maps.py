@@ -1,14 +1,17 @@
-"""Model maps: the 10,000 test digits as each model's last hidden layer lays them out."""
+"""Model maps: the 10,000 test images (digits, or clothing with ``?data=fashion``) as each
+model's last hidden layer lays them out."""
 
 import numpy as np
 import streamlit as st
 
 from mnist_core.artifacts.files import ArtifactError
 from mnist_core.insight.embedding import MAP_SUFFIX, load_maps
-from ui import data, digit_picker, page, pictures
+from ui import data, dataset, digit_picker, page, pictures
 from ui.charts import PLOTLY_CONFIG, map_figure, map_point
 
-models, names = page.start()
+models, names = page.start(datasets=True)
+about = dataset.info()
+noun = about.noun
 
 
 @st.cache_resource(show_spinner="Loading the maps…", max_entries=2)
@@ -19,10 +22,10 @@ def shipped_maps(directory: str, hashes: tuple, wanted: tuple[str, ...]):
 
 
 st.title("Model maps")
-st.caption("Each dot is one of MNIST's test digits, placed by what the model's last hidden "
-           "layer makes of it (t-SNE): digits the model finds alike sit together. Colour is "
-           "the true label, a dark cross a digit the model misread. Tight, separate islands "
-           "mean the model tells the classes apart easily.")
+st.caption(f"Each dot is one of {about.title}'s test {noun}s, placed by what the model's "
+           f"last hidden layer makes of it (t-SNE): {noun}s the model finds alike sit "
+           f"together. Colour is the true label, a dark cross a {noun} the model misread. "
+           "Tight, separate islands mean the model tells the classes apart easily.")
 
 try:
     files = data.manifest()["files"]
@@ -46,8 +49,8 @@ with star_col:
         st.image(pictures.framed(pictures.digit_picture(digit.image, 5)), width=150,
                  caption=f"★ {digit.source}" + (f", true label {names[digit.label]}"
                                                 if digit.label is not None else ""))
-        st.caption("The star on every map: where the digit lands among its nearest test "
-                   "digits in the model's eyes. Between two islands, the model hesitates.")
+        st.caption(f"The star on every map: where the {noun} lands among its nearest test "
+                   f"{noun}s in the model's eyes. Between two islands, the model hesitates.")
     clicked_slot = st.empty()  # filled below, once the maps say which dot was clicked
 
 selected = None
@@ -65,7 +68,7 @@ for i, (name, m) in enumerate(maps.items()):
                         int(point.get("point_index", -1)), point.get("customdata"))
         selected = (name, row) if row is not None else selected
 
-st.caption("Hover a dot for its label and the model's answer; click one to see the digit. "
+st.caption(f"Hover a dot for its label and the model's answer; click one to see the {noun}. "
            "Drag to pan, scroll to zoom, double-click to reset.")
 if selected is not None:
     name, row = selected
@@ -74,6 +77,6 @@ if selected is not None:
     with clicked_slot.container():
         st.image(pictures.framed(pictures.digit_picture(digits[row].astype(np.float32) / 255,
                                                         4)),
-                 width=112, caption=f"Test digit #{row}, true label "
+                 width=112, caption=f"Test {noun} #{row}, true label "
                                     f"{names[int(maps[name].labels[row])]}")
         st.caption(f"The dot you clicked. Read as: {answers}")

@@ -1,4 +1,5 @@
-"""Stress test: shift, rotate, scale, thicken and add noise to a digit; watch the models cope."""
+"""Stress test: shift, rotate, scale, thicken and add noise to a digit (or a test image of
+clothing, ``?data=fashion``); watch the models cope."""
 
 from collections import Counter
 from dataclasses import replace
@@ -6,12 +7,13 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from mnist_core.reading import stress
+from mnist_core.reading import novelty, stress
 from mnist_core.reading.inference import read, read_input
-from ui import components, digit_picker, memo, page, pictures
+from ui import components, dataset, digit_picker, memo, page, pictures
 from ui.charts import PLOTLY_CONFIG, sweep_figure
 
-models, names = page.start(with_user_model=True)
+models, names = page.start(with_user_model=True, datasets=True)
+noun = dataset.info().noun
 
 # key -> (label, min, max, step, neutral value)
 SLIDERS = {
@@ -35,8 +37,10 @@ def reset() -> None:
 
 
 st.title("Stress test")
-st.caption("Real handwriting is shifted, tilted, too big or too small, thick or thin, and "
-           "noisy. Push one digit around and see which model holds on longest.")
+st.caption(("Real handwriting is shifted, tilted, too big or too small, thick or thin, and "
+            "noisy." if noun == "digit" else "A photo is never cropped quite like the "
+            "dataset's: shifted, tilted, too big or too small, noisy.")
+           + f" Push one {noun} around and see which model holds on longest.")
 
 
 @st.fragment
@@ -66,7 +70,9 @@ def stress_board() -> None:
                   pictures.png_url(pictures.framed(pictures.digit_picture(moved, 6)))], width=180,
                  caption=[digit.source, "after the changes: what the models see"])
     # A digit made noisy or thick on purpose: only the models' doubt can flag it.
-    components.prediction_panel(read(moved, models, judge_image=False), models, names,
+    components.prediction_panel(read(moved, models, judge_image=False,
+                                     novelty_cfg=novelty.config_for(dataset.current())),
+                                models, names,
                                 key="stress", true_label=digit.label)
 
     # ---- sweep --------------------------------------------------------------------------
@@ -79,7 +85,7 @@ def stress_board() -> None:
             "stress-original", (memo.digest(x), memo.model_key(models)),
             lambda: read_input(x, models)).values()]
         target = Counter(original).most_common(1)[0][0]
-        why = f"{names[target]}, what most models read in the unchanged digit"
+        why = f"{names[target]}, what most models read in the unchanged {noun}"
     sweep = st.segmented_control("Sweep", list(stress.SWEEPS), format_func=SWEEP_LABELS.get,
                                  default="rotate", required=True, key="stress_sweep")
     field = stress.SWEEPS[sweep][0]

@@ -6,7 +6,7 @@ import streamlit as st
 from ui import page
 from ui.charts import PLOTLY_CONFIG, curves_figure
 
-models, _ = page.start()
+models, _ = page.start(datasets=True)
 
 st.title("Training curves")
 st.caption("Per epoch, from the history shipped with each model. Dashed lines are the "

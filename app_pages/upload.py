@@ -1,33 +1,44 @@
-"""Upload: photos or scans of handwritten digits, each read by every shipped model."""
+"""Upload: photos or scans of handwritten digits, each read by every shipped model; or, with
+clothing chosen (``?data=fashion``), photos of one garment each, read by the clothing models."""
 
 import streamlit as st
 
-from mnist_core.reading.inference import read_digits
+from mnist_core.reading.inference import read_digits, read_garment
 from mnist_core.preprocess import ImageReadError, NoDigitError, decode_image
-from ui import class_data, components, data, memo, page, pictures
+from ui import class_data, components, data, dataset, memo, page, pictures
 from ui.text import plain
 
-models, names = page.start()
+models, names = page.start(datasets=True)
+clothing = dataset.current() != "mnist"
 
 
 def read_file(raw: bytes):
     """One uploaded file, read: ``("error", None, reason)`` when it is not an image,
     ``("none", thumbnail, reason)`` when no digit was found, else ``("read", thumbnail,
-    readings)``. The full-size decode is dropped once read; only what the page shows stays."""
+    readings)`` (``("garment", thumbnail, reading)`` for clothing). The full-size decode is
+    dropped once read; only what the page shows stays."""
     try:
         image = decode_image(raw)
     except ImageReadError as exc:
         return "error", None, str(exc)
     thumb = pictures.thumbnail(image)
     try:
+        if clothing:
+            return "garment", thumb, read_garment(image, models)
         return "read", thumb, read_digits(image, models, refs=data.far_refs())
-    except NoDigitError as exc:
+    except NoDigitError as exc:   # NoGarmentError too
         return "none", thumb, str(exc)
 
 
 st.title("Upload images")
-st.caption("Photos, scans or screenshots of handwritten digits: dark ink on light paper or "
-           "the other way round. Several digits in one image are read left to right.")
+if clothing:
+    st.caption("A photo of one garment, shoe or bag lying flat or hanging on a plain, even "
+               "background (a sheet, a wall, a table), with some background all round. It is "
+               "made into what Fashion-MNIST's images are: cut out, its longer side fitted "
+               "to 28 pixels, centred, grey on black.")
+else:
+    st.caption("Photos, scans or screenshots of handwritten digits: dark ink on light paper or "
+               "the other way round. Several digits in one image are read left to right.")
 
 files = st.file_uploader(
     "Images (PNG, JPEG, WebP, BMP, TIFF or GIF; up to 20 MB each)",
@@ -52,6 +63,20 @@ for number, upload in enumerate(files):
                 reason = "not a readable image. Is it really a PNG, JPEG, WebP, BMP, TIFF or GIF?"
             st.error(f"Could not read {plain(upload.name)}: {reason}",
                      icon=":material/broken_image:")
+            continue
+        if outcome == "none" and clothing:
+            st.image(thumbnail, width=160)
+            st.warning(f"Could not make {plain(upload.name)} into a Fashion-MNIST image: {found}.",
+                       icon=":material/search_off:")
+            continue
+        if outcome == "garment":
+            thumb, seen, answers = st.columns([1, 1, 4])
+            thumb.image(thumbnail, caption="uploaded")
+            with seen:
+                components.model_input_view(found.image, caption="what the models see",
+                                            scale=6)
+            with answers:
+                components.prediction_panel(found, models, names, key=f"upload-{number}")
             continue
         if outcome == "none":
             st.image(thumbnail, width=160)

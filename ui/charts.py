@@ -49,6 +49,10 @@ def probability_bars(probs: Mapping[str, np.ndarray], titles: Mapping[str, str],
     hovering a bar shows its probability. ``height``: the bars' area in pixels.
     """
     panels = []
+    # Names longer than a digit ("Ankle boot") run upwards under their bars, or ten of
+    # them would not fit beside each other.
+    long = max(len(str(n)) for n in class_names) > SHORT_LABEL
+    ticks_class = "mb-x mb-l" if long else "mb-x"
     for i, name in enumerate(probs):
         p = np.asarray(probs[name], np.float64).reshape(-1)
         top = int(p.argmax())
@@ -74,11 +78,13 @@ def probability_bars(probs: Mapping[str, np.ndarray], titles: Mapping[str, str],
                       f'{html.escape(str(class_names[top]))}, {p[top]:.0%}">'
                       f'<div class="mb-t">{title}</div>'
                       f'<div class="mb-p" style="height:{height}px">{"".join(bars)}</div>'
-                      f'<div class="mb-x">{"".join(ticks)}</div></div>')
+                      f'<div class="{ticks_class}">{"".join(ticks)}</div></div>')
     signature = ",".join(f"{float(v):.4f}" for p in probs.values()
                          for v in np.asarray(p).reshape(-1))
     return (_BARS_STYLE + f'<div class="mb" data-bars="{signature}">{"".join(panels)}</div>')
 
+
+SHORT_LABEL = 3   # class names up to this many characters stand level under the bars
 
 # Scoped to the bars' own classes; colours that read on the light and the dark theme.
 _BARS_STYLE = """<style>
@@ -97,6 +103,9 @@ transparent calc(50% + .5px))}
 line-height:1.1}
 .mb-x{display:flex;gap:2px;margin-top:2px}
 .mb-x span{flex:1 1 0;text-align:center;font-size:0.75rem;opacity:.8}
+.mb-l span{min-width:0;writing-mode:vertical-rl;transform:rotate(180deg);text-align:left;
+height:5.2em;line-height:1;font-size:0.7rem;white-space:nowrap;overflow:hidden;
+text-overflow:ellipsis;display:flex;align-items:center}
 </style>"""
 
 

@@ -182,7 +182,7 @@ def gallery_table(gallery: Gallery, rows: np.ndarray, models: Mapping[str, Model
     """Gallery digits as a table: image, test-set index, true label, each model's answer."""
     rows = np.asarray(rows, np.int64)
     table: dict[str, list] = {
-        "Digit": [pictures.data_url(gallery.images[i]) for i in rows],
+        "Image": [pictures.data_url(gallery.images[i]) for i in rows],
         "Test index": gallery.index[rows].tolist(),
         "True": [class_names[int(gallery.labels[i])] for i in rows],
     }
@@ -195,5 +195,5 @@ def gallery_table(gallery: Gallery, rows: np.ndarray, models: Mapping[str, Model
             class_names[int(preds[i])] + ("" if preds[i] == gallery.labels[i] else "  ✗")
             for i in rows]
     st.dataframe(pd.DataFrame(table), hide_index=True, row_height=60, key=key,
-                 column_config={"Digit": st.column_config.ImageColumn("Digit", width="small"),
+                 column_config={"Image": st.column_config.ImageColumn("Image", width="small"),
                                 "Test index": st.column_config.NumberColumn(format="%d")})

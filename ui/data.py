@@ -1,5 +1,10 @@
 """The shipped artifacts, loaded once: models per process, data per manifest version.
 
+Each dataset's artifacts are a folder of their own (digits in ``artifacts/``, clothing in
+``artifacts/fashion/``); every function here reads the folder of the dataset the page run
+shows (:func:`ui.dataset.current`), or of the one it is given. A dataset's models load
+the first time a page shows them, so a server nobody asked for clothing never holds them.
+
 Every loader is keyed on the artifacts folder and the manifest's modification time, so
 artifacts rebuilt while the app runs are picked up on the next rerun. A missing or damaged
 artifact shows ``st.error`` with :class:`~mnist_core.artifacts.files.ArtifactError`'s message
@@ -21,28 +26,38 @@ from streamlit import runtime
 
 from mnist_core.reading import novelty
 from mnist_core import tuning
-from mnist_core.artifacts.files import (DEFAULT_DIR, MANIFEST, ArtifactError, Gallery, load_gallery,
-                                  load_models, manifest_stamp, read_manifest, rebuild_hint,
-                                  shown)
+from mnist_core.artifacts.files import (DATASET_DIRS, DEFAULT_DIR, MANIFEST, ArtifactError,
+                                        Gallery, load_gallery, load_models, manifest_stamp,
+                                        read_manifest, rebuild_hint, shown)
 from mnist_core.models.model import Model
+
+from . import dataset as dataset_ui
 
 ENV_VAR = "MNIST_STUDIO_ARTIFACTS"
 DIGITS = tuple(str(d) for d in range(10))
 T = TypeVar("T")
 
 
-def artifacts_dir() -> Path:
-    """``$MNIST_STUDIO_ARTIFACTS`` if set, else the repository's ``artifacts/``."""
-    return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR).expanduser()
+def artifacts_dir(dataset: str | None = None) -> Path:
+    """The artifacts folder of ``dataset`` (default: the page's, :func:`ui.dataset.current`):
+    ``$MNIST_STUDIO_ARTIFACTS`` if set, else the repository's ``artifacts/``, for digits;
+    the same folder's ``fashion/`` for clothing."""
+    base = Path(os.environ.get(ENV_VAR) or DEFAULT_DIR).expanduser()
+    name = dataset or dataset_ui.current()
+    return base / DATASET_DIRS[name].relative_to(DEFAULT_DIR)
 
 
 def far_refs() -> dict[str, novelty.FarReference]:
     """The shipped models' maps for the not-a-digit verdict's far signal
     (:func:`mnist_core.reading.novelty.references`: read once per artifacts version, and already
-    when the models load), to pass to :mod:`mnist_core.reading.inference`'s readers."""
+    when the models load), to pass to :mod:`mnist_core.reading.inference`'s readers; none
+    for clothing (the verdict is about digits)."""
+    if dataset_ui.current() != "mnist":
+        return {}
     return novelty.references(artifacts_dir())
 
 
+# Two entries: the digits' models and the clothing's, each loaded on first use.
 @st.cache_resource(show_spinner="Loading the models…", max_entries=2)
 def _load_models(directory: str, stamp: int) -> dict[str, Model]:
     server = runtime.exists()  # a real server, not AppTest inside someone else's test session
@@ -52,9 +67,10 @@ def _load_models(directory: str, stamp: int) -> dict[str, Model]:
     # The not-a-digit check's maps (novelty.references, cached there per folder and
     # version) take ~0.9 s, which the first page need not wait for: they load in the
     # background now, and the first reading that needs them (a drawing takes a person
-    # longer than that) waits for what is left.
-    threading.Thread(target=novelty.references, args=(directory,), daemon=True,
-                     name="novelty-maps").start()
+    # longer than that) waits for what is left. Digits only: clothing is never judged.
+    if read_manifest(directory).get("dataset", "mnist") == "mnist":
+        threading.Thread(target=novelty.references, args=(directory,), daemon=True,
+                         name="novelty-maps").start()
     if server:
         tuning.limit_blas_threads()
         # Streamlit collects garbage after every rerun (runner.postScriptGC): with the app's
@@ -95,7 +111,7 @@ def models() -> dict[str, Model]:
     loaded = _loaded(_load_models)
     if not loaded:
         _fail(ArtifactError(f"{shown(artifacts_dir() / MANIFEST)} lists no models; "
-                            f"{rebuild_hint()}"))
+                            f"{rebuild_hint(dataset=dataset_ui.current())}"))
     return loaded
 
 

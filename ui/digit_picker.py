@@ -1,5 +1,7 @@
 """Which digit a classroom page looks at: the last drawing, a shipped test digit, or one
-drawn here. The test digit is shared by every page, so it stays put from page to page."""
+drawn here. The test digit is shared by every page, so it stays put from page to page.
+On a page showing clothing (:mod:`ui.dataset`) the image is a shipped test image of
+Fashion-MNIST: drawings and shared links are digits."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ import streamlit as st
 from mnist_core.datasets.data import to_float
 from mnist_core.preprocess import NoDigitError, preprocess
 
-from . import canvas, data
+from . import canvas, data, dataset
 from . import share as share_ui
 
 LAST_DIGIT_KEY = "last_digit"          # session state: the Draw page's last model input
 TEST_ROW_KEY = "classroom_test_row"    # session state: the gallery row shown as a test digit
+                                       # (one per dataset: "-fashion-mnist" added for clothing)
 SMALL_CANVAS = 200                     # side of the classroom pages' canvas, in pixels
 SMALL_BRUSH = 16                       # its brush: the same stroke-to-size ratio as Draw's
 
@@ -36,24 +39,31 @@ def remember_drawing(final: np.ndarray) -> None:
     st.session_state[LAST_DIGIT_KEY] = final
 
 
+def _row_key() -> str:
+    """Session key of the page's dataset's test row (digits keep the key they had)."""
+    name = dataset.current()
+    return TEST_ROW_KEY if name == "mnist" else f"{TEST_ROW_KEY}-{name}"
+
+
 def new_test_row() -> None:
-    """Pick another random test digit from the shipped gallery's random sample."""
+    """Pick another random test image from the shipped gallery's random sample."""
     gallery = data.gallery()
     rows = np.flatnonzero(gallery.sample)
     if len(rows) == 0:
         rows = np.arange(len(gallery.labels))
-    st.session_state[TEST_ROW_KEY] = int(np.random.default_rng().choice(rows))
+    st.session_state[_row_key()] = int(np.random.default_rng().choice(rows))
 
 
 def test_digit() -> Digit:
-    """The current shared test digit (one is picked on first use)."""
+    """The current shared test image of the page's dataset (one is picked on first use)."""
     gallery = data.gallery()
-    row = st.session_state.get(TEST_ROW_KEY)
+    row = st.session_state.get(_row_key())
     if row is None or row >= len(gallery.labels):
         new_test_row()
-        row = st.session_state[TEST_ROW_KEY]
+        row = st.session_state[_row_key()]
+    about = dataset.info()
     return Digit(to_float(gallery.images[row]), int(gallery.labels[row]),
-                 f"MNIST test digit #{int(gallery.index[row])}")
+                 f"{about.title} test {about.noun} #{int(gallery.index[row])}")
 
 
 def pick_digit(key: str) -> Digit | None:
@@ -62,6 +72,11 @@ def pick_digit(key: str) -> Digit | None:
     A digit opened from a ``?digit=`` link (:mod:`ui.share`) is offered first, then the
     last drawing from the Draw page, when there are; the first offered is chosen.
     """
+    about = dataset.info()
+    if about.name != "mnist":   # clothing: a test image; nothing here draws or shares one
+        st.button(f"Another test {about.noun}", key=f"{key}-another", on_click=new_test_row,
+                  icon=":material/casino:")
+        return test_digit()
     share_ui.read_link()
     shared = share_ui.shared_digit()
     last = st.session_state.get(LAST_DIGIT_KEY)

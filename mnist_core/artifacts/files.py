@@ -80,10 +80,18 @@ def _scrubbed(text: str, directory: str | Path) -> str:
     return text
 
 
+def _dataset_of(directory: str | Path) -> str:
+    """The dataset whose models a folder is meant for, by its name (``fashion`` for
+    clothing, anything else digits), for messages about a folder without a manifest."""
+    by_folder = {d.name: name for name, d in DATASET_DIRS.items() if name != "mnist"}
+    return by_folder.get(Path(directory).name, "mnist")
+
+
 def read_manifest(directory: str | Path = DEFAULT_DIR) -> dict:
     path = Path(directory) / MANIFEST
     if not path.is_file():
-        raise ArtifactError(f"{shown(path)} is missing; {rebuild_hint()}")
+        raise ArtifactError(f"{shown(path)} is missing; "
+                            f"{rebuild_hint(dataset=_dataset_of(directory))}")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

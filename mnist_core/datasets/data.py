@@ -45,20 +45,22 @@ class DatasetInfo:
                                     # (Debian's package), "" for none
     short: str = ""                 # the name in the app's address and on the command
                                     # line (``?data=fashion``, ``--dataset fashion``)
-    noun: str = "digit"             # what one image shows, for messages
+    title: str = ""                 # how the app names the dataset
+    subject: str = ""               # what its images show, as a page's title says it
+    noun: str = "digit"             # one of its images, in the app's sentences
 
 
 # Class names belong to the dataset; a local folder may override them with classes.txt.
 DATASET_INFO: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo("mnist", tuple(str(d) for d in range(10)), ENV_VAR,
-                         short="digits"),
+                         short="digits", title="MNIST", subject="digits", noun="digit"),
     # Zalando's Fashion-MNIST (MIT licence); Debian's `dataset-fashion-mnist` installs
     # its four gzipped IDX files here.
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         "FASHION_DATA", "/usr/share/datasets/fashion-mnist", short="fashion",
-        noun="garment"),
+        title="Fashion-MNIST", subject="clothing", noun="image"),
 }
 DATASETS: dict[str, tuple[str, ...]] = {k: v.class_names for k, v in DATASET_INFO.items()}
 # Every name a dataset answers to -> its canonical name ("fashion" -> "fashion-mnist").

@@ -10,6 +10,7 @@ import numpy as np
 from . import novelty
 from ..insight.calibration import untempered
 from ..preprocess import DEFAULT, PreprocessConfig, Stages, preprocess, segment
+from ..preprocess.garment import DEFAULT_GARMENT, GarmentConfig, garment_input
 from ..models.views import NamedViews, ViewConfig, model_config, predict_views, view_sets
 
 
@@ -137,6 +138,17 @@ def read_digit(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAU
     ``NoDigitError`` for a blank image."""
     stages = preprocess(image, config, canvas=canvas)
     return _read([stages], models, view_cfg, refs)[0]
+
+
+def read_garment(image: np.ndarray, models: dict,
+                 config: GarmentConfig = DEFAULT_GARMENT) -> Reading:
+    """A photo of one garment on a plain background, made into a Fashion-MNIST image
+    (:func:`~mnist_core.preprocess.garment.garment_input`: cropped, fitted, centred, grey
+    on black) and read by the clothing models ``models`` on their own views; never judged
+    as a digit. Raises :class:`~mnist_core.preprocess.garment.NoGarmentError` (a
+    ``NoDigitError``) saying why when the photo cannot be made into one."""
+    return read(garment_input(image, config), models, judge_image=False,
+                novelty_cfg=novelty.NEVER)
 
 
 def read_digits(image: np.ndarray, models: dict, config: PreprocessConfig = DEFAULT,

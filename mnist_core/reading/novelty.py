@@ -79,6 +79,16 @@ class NoveltyConfig:
 
 
 DEFAULT = NoveltyConfig()
+# Every threshold out of reach: the verdict is about digits, and an image of another
+# dataset (clothing) is never said not to be one.
+NEVER = NoveltyConfig(max_ink=float("inf"), max_half_width=float("inf"), min_confidence=0.0,
+                      far_ratio=float("inf"))
+
+
+def config_for(dataset: str) -> NoveltyConfig:
+    """The verdict's thresholds for the models of ``dataset`` (a canonical name):
+    :data:`DEFAULT` for MNIST's digits, :data:`NEVER` for any other."""
+    return DEFAULT if dataset == "mnist" else NEVER
 
 
 @dataclass(frozen=True)
