@@ -58,7 +58,7 @@ def attack_board() -> None:
     why = "its true label" if digit.label is not None else f"{models[target].title}'s own answer"
     st.caption(f"Made against **{models[target].title}** to push it away from **{label_text}** "
                f"({why}): its loss went from {result.loss_before:.2f} to "
-               f"{result.loss_after:.2f}. Below, every model reads the attacked digit as it "
+               f"{result.loss_after:.2f}. Below, every model reads the attacked {noun} as it "
                f"reads any {noun}, its test-time views included.")
     answers = read(result.adversarial, models, judge_image=False,   # changed on purpose
                    novelty_cfg=novelty.config_for(about.name))

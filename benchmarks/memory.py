@@ -4,7 +4,10 @@ Starts ``streamlit run app.py`` and visits every page as a user would (Draw, Upl
 Compare models, Training curves, Stress test, a 28,000-row Kaggle submission, Look inside
 with each model and three sessions at once, short Train live runs); after each step it
 reads the RSS of the server and of its children (a training worker), and their peaks
-while the step ran (sampled every 0.1 s). Runs are kept in ``benchmarks/memory.json``
+while the step ran (sampled every 0.1 s). ``--label both`` then visits every page that
+follows the dataset choice again with clothing chosen (``?data=fashion``: the clothing
+models load on first use beside the digits'), a garment photo on Upload included.
+Runs are kept in ``benchmarks/memory.json``
 under ``--label``; ``--options`` measures the alternatives, each in a fresh process;
 ``--train-worker`` runs Train live's worker on each engine (peak memory, time, accuracy).
 The commands are in :data:`COMMAND`.
@@ -79,8 +82,70 @@ def set_slider_to_min(page, label: str) -> None:
     thumb.press("Home")
 
 
+# Issue 23: the pages that follow the dataset choice, visited with clothing chosen, each
+# with the text that says it is ready.
+CLOTHING_PAGES = (("Compare_models", "Compare models", "Confusion matrix"),
+                  ("Confidence", "Confidence", "Honest confidence"),
+                  ("Training_curves", "Training curves", "Training curves"),
+                  ("Model_maps", "Model maps", "Hover a dot"),
+                  ("Stress_test", "Stress test", "Sweep one change"),
+                  ("Adversarial_digits", "Adversarial digits", "Made against"))
+
+
+def visit_clothing(url: str, page, record, tmp: Path, fashion: Path) -> None:
+    """Every page that follows the dataset choice, with clothing chosen (the clothing
+    models load on the first), Look inside with each clothing model, and a garment photo
+    on Upload; ``record(page, what, t0, page)`` after each step."""
+    import cv2
+    import numpy as np
+    from playwright.sync_api import expect
+
+    from mnist_core.artifacts.files import load_gallery, read_manifest
+    from mnist_core.artifacts.registry import FASHION_REGISTRY
+
+    for path, name, ready in CLOTHING_PAGES:
+        t0 = time.perf_counter()
+        page.goto(f"{url}/{path}?data=fashion")
+        expect(page.get_by_text(ready).first).to_be_visible(timeout=LOAD_TIMEOUT)
+        h.settle(page)
+        record(name, "clothing: rendered", t0, page)
+    titles = [FASHION_REGISTRY[n].title for n in FASHION_REGISTRY
+              if n in read_manifest(fashion)["models"]]
+    t0 = time.perf_counter()
+    page.goto(f"{url}/Look_inside?data=fashion")
+    expect(page.get_by_text("Occlusion").first).to_be_visible(timeout=LOAD_TIMEOUT)
+    h.settle(page)
+    record("Look inside", f"clothing: first render ({titles[0]})", t0, page)
+    for title in titles[1:]:
+        t0 = time.perf_counter()
+        page.get_by_role("radio", name=title, exact=True).click()
+        expect(page.get_by_text(f"{title} reads")).to_be_visible(timeout=LOAD_TIMEOUT)
+        h.settle(page)
+        record("Look inside", f"clothing: {title} picked", t0, page)
+    # A garment photo: a shipped test image, dark on a light plain background, upscaled.
+    garment = load_gallery(fashion).images[0]
+    big = cv2.resize(garment, (336, 336), interpolation=cv2.INTER_CUBIC).astype(np.int32)
+    photo = np.full((456, 456), 235, np.int32)
+    photo[60:396, 60:396] = 235 - big * 235 // 255
+    png = tmp / "garment.png"
+    png.write_bytes(cv2.imencode(".png", photo.astype(np.uint8))[1].tobytes())
+    t0 = time.perf_counter()
+    page.goto(f"{url}/Upload?data=fashion")
+    chooser = page.locator("input[type=file]")
+    expect(chooser).to_be_attached(timeout=LOAD_TIMEOUT)
+    chooser.set_input_files([png])
+    expect(page.get_by_text("what the models see")).to_be_visible()
+    h.settle(page)
+    record("Upload", "clothing: one garment photo", t0, page)
+    t0 = time.perf_counter()
+    page.goto(f"{url}/Compare_models?data=digits")
+    expect(page.get_by_text("Confusion matrix").first).to_be_visible(timeout=LOAD_TIMEOUT)
+    h.settle(page)
+    record("Compare models", "digits again (both datasets' models loaded)", t0, page)
+
+
 def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
-          train: tuple[str, ...]) -> None:
+          train: tuple[str, ...], clothing: bool = False) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     from mnist_core.artifacts.files import load_gallery, read_manifest
@@ -198,6 +263,9 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
                 h.settle(page)
                 record("Train live", f"{title}: 1,000 images, 1 epoch, scored", t0, page)
 
+            if clothing:
+                visit_clothing(url, page, record, tmp, artifacts / "fashion")
+
             t0 = time.perf_counter()
             time.sleep(10)
             record("(idle)", "10 s after the last page", t0)
@@ -212,7 +280,7 @@ def _mnist_data() -> str:
     return os.environ["MNIST_DATA"]
 
 
-def measure(artifacts: Path, train: tuple[str, ...]) -> dict:
+def measure(artifacts: Path, train: tuple[str, ...], clothing: bool = False) -> dict:
     from mnist_core.artifacts.files import read_manifest
     _mnist_data()
     steps: list[dict] = []
@@ -221,7 +289,7 @@ def measure(artifacts: Path, train: tuple[str, ...]) -> dict:
     started = time.perf_counter() - t0
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            visit(url, proc.pid, artifacts, Path(tmp), steps, train)
+            visit(url, proc.pid, artifacts, Path(tmp), steps, train, clothing)
     finally:
         h.stop_server(proc)
     return {"when": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
@@ -506,6 +574,7 @@ def _table(run: dict) -> list[str]:
 COMMAND = """export MNIST_DATA=../shared/data/mnist
 .venv/bin/python benchmarks/memory.py --label before   # once, on the code before the change
 .venv/bin/python benchmarks/memory.py --label after
+.venv/bin/python benchmarks/memory.py --label both    # then every page again on clothing
 .venv/bin/python benchmarks/memory.py --options numpy tensorflow worker train-tensorflow
 # the other options in a venv that has them (pip install jax onnxruntime keras==3.15.1
 # h5py==3.14.0 numpy==2.4.6 pillow==13.0.0 opencv-python-headless==5.0.0.93 threadpoolctl):
@@ -569,6 +638,12 @@ def write_report(results: dict, command: str) -> None:
     for label in ("before", "after"):
         if label in results:
             lines += [f"## {label.capitalize()}", "", *_table(results[label]), ""]
+    if "both" in results:
+        lines += ["## Both datasets (issue 23)", "",
+                  "Every page as in \"After\", then every page that follows the dataset "
+                  "choice again with clothing chosen (`?data=fashion`): the clothing models "
+                  "(`artifacts/fashion/`) load on the first of them and stay beside the "
+                  "digits' for the rest of the run.", "", *_table(results["both"]), ""]
     if "options" in results:
         lines += _options_section(results), ""
     if "train_worker" in results:
@@ -580,7 +655,8 @@ def write_report(results: dict, command: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, default=REPO / "artifacts")
-    parser.add_argument("--label", default="after", choices=("before", "after"))
+    parser.add_argument("--label", default="after", choices=("before", "after", "both"),
+                        help="both: every page, then the clothing pages too (issue 23)")
     parser.add_argument("--train", default="numpy,dense,cnn",
                         help="models trained on Train live, comma-separated")
     parser.add_argument("--options", nargs="*", metavar="NAME",
@@ -609,7 +685,8 @@ def main() -> int:
             options(args.python, args.options or list(OPTION_CODE)))
     elif not args.report:
         h.require_chromium()
-        results[args.label] = measure(args.artifacts, tuple(n for n in args.train.split(",") if n))
+        results[args.label] = measure(args.artifacts, tuple(n for n in args.train.split(",") if n),
+                                      clothing=args.label == "both")
     if not args.report:
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     write_report(results, COMMAND)

@@ -13,6 +13,10 @@ fi
 if [ -z "${MNIST_DATA:-}" ] && [ -d ../shared/data/mnist ]; then
   export MNIST_DATA="$(cd ../shared/data/mnist && pwd)"
 fi
+# Fashion-MNIST for the clothing floors and pages (Debian's dataset-fashion-mnist, installed
+# with apt when missing; $FASHION_DATA names another copy).
+FASHION_DATA="$(bash scripts/fashion_data.sh)"
+export FASHION_DATA
 # PostgreSQL for the class-store tests (installed with apt and started on 127.0.0.1:54329
 # when missing); with the URL set, those tests fail rather than skip if it is unreachable.
 if [ -z "${CLASSROOM_TEST_PG_URL:-}" ]; then

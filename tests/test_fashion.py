@@ -187,7 +187,7 @@ def test_garment_photo_becomes_the_dataset_image(fashion_test):
         assert out.shape == (28, 28) and out.dtype == np.float32
         assert out.min() >= 0 and out.max() <= 1
         rows, cols = np.nonzero(out > 0.05)
-        assert max(rows.ptp(), cols.ptp()) + 1 >= 27   # the longer side fills the square
+        assert max(np.ptp(rows), np.ptp(cols)) + 1 >= 27   # the longer side fills the square
         assert np.abs(out - to_float(original)).mean() < 0.1, i
 
 
