@@ -303,3 +303,23 @@ def test_shipped_cnn_reads_garment_photos(fashion_test):
     right = sum(read_garment(garment_photo((x[i] * 255).astype(np.uint8), seed=int(i)),
                              models).probs["cnn"].argmax() == y[i] for i in rows)
     assert right >= 34, f"{right} of 40 photos read right"
+
+
+def test_long_class_names_run_upwards_under_the_bars_digits_stay_level():
+    from ui.charts import probability_bars
+
+    p = {"cnn": np.full(10, 0.1, np.float32)}
+    clothing = probability_bars(p, {"cnn": "Keras CNN"}, CLOTHES)
+    digits = probability_bars(p, {"cnn": "Keras CNN"}, [str(d) for d in range(10)])
+    assert 'class="mb-x mb-l"' in clothing and "<span>Ankle boot</span>" in clothing
+    assert 'class="mb-x mb-l"' not in digits and 'class="mb-x"' in digits
+
+
+def test_clothing_is_never_judged_as_a_digit():
+    from mnist_core.reading import novelty
+
+    unsure = {"a": np.full(10, 0.1, np.float32), "b": np.roll(np.eye(10)[0] * 0.3 + 0.07, 3),
+              "c": np.roll(np.eye(10)[0] * 0.3 + 0.07, 5)}
+    blot = np.ones((28, 28), np.float32)           # a coat fills its square
+    assert novelty.check(unsure, blot, novelty.config_for("mnist")).flagged
+    assert not novelty.check(unsure, blot, novelty.config_for("fashion-mnist")).flagged
