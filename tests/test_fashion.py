@@ -150,7 +150,7 @@ def test_training_on_clothing_writes_its_own_manifest(tmp_path, monkeypatch):
     assert manifest["dataset"] == "fashion-mnist"
     assert manifest["class_names"] == list(CLOTHES)
     assert manifest["models"]["numpy"]["train_config"]["augment"] == {"flip_p": 0.5,
-                                                                     "shift_px": 1}
+                                                                     "shift_px": 0}
     model = load_models(tmp_path)["numpy"]
     assert model.views == NO_VIEWS     # loaded through the clothing registry
 
