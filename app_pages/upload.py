@@ -66,8 +66,8 @@ for number, upload in enumerate(files):
             continue
         if outcome == "none" and clothing:
             st.image(thumbnail, width=160)
-            st.warning(f"Could not make {plain(upload.name)} into a Fashion-MNIST image: {found}.",
-                       icon=":material/search_off:")
+            st.warning(f"Could not make {plain(upload.name)} into a Fashion-MNIST image: "
+                       f"{found}.", icon=":material/search_off:")
             continue
         if outcome == "garment":
             thumb, seen, answers = st.columns([1, 1, 4])
