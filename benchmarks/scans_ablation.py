@@ -93,8 +93,38 @@ def writer_inputs(path, config) -> dict:
     return out, ids
 
 
+def all_inputs(args) -> dict:
+    """``{normalise strokes: (inputs, writer ids)}`` for both preprocessings, kept in the
+    writers' cache folder (reading them takes minutes)."""
+    path = writers._cache_path("ablation-inputs", None)
+    sets: dict = {}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            for stroke in (True, False):
+                names = [str(n) for n in f[f"{stroke}/names"]]
+                sets[stroke] = ({n: (f[f"{stroke}/{n}/x"], f[f"{stroke}/{n}/found"],
+                                     f[f"{stroke}/{n}/y"]) for n in names},
+                                {n: f[f"{stroke}/{n}/ids"] for n in names
+                                 if f"{stroke}/{n}/ids" in f})
+        return sets
+    except (OSError, KeyError, ValueError):
+        pass
+    arrays = {}
+    for stroke in (True, False):
+        config = DEFAULT if stroke else NO_STROKE
+        w, ids = writer_inputs(args.writers, config)
+        sets[stroke] = ({**w, **dev_inputs(Path(args.dev), config)}, ids)
+        arrays[f"{stroke}/names"] = np.array(list(sets[stroke][0]))
+        for n, (x, found, y) in sets[stroke][0].items():
+            arrays.update({f"{stroke}/{n}/x": x, f"{stroke}/{n}/found": found, f"{stroke}/{n}/y": y})
+        for n, who in ids.items():
+            arrays[f"{stroke}/{n}/ids"] = np.asarray(who)
+    writers._save_cache(path, **arrays)
+    return sets
+
+
 def score(model, name: str, inputs: dict, ids: dict, narrowed: bool) -> dict:
-    """Accuracy of ``model`` on each set (writers: mean and worst writer)."""
+    """Accuracy of ``model`` on each set (writers: mean and worst writer) and its misses."""
     views = model_config(model)
     if not narrowed:
         views = replace(views, squeeze=0.0)
@@ -132,6 +162,8 @@ def main() -> None:
     ap.add_argument("--model", default="cnn", choices=sorted(REGISTRY))
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--n-train", type=int, default=20000)
+    ap.add_argument("--renders", type=int, default=writers.WriterMix().renders,
+                    help="canvas/photo renderings per writer's digit (1: canvas only, cheaper)")
     ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     ap.add_argument("--shipped", action="store_true", help="score artifacts/ instead of training")
     ap.add_argument("--report-only", action="store_true", help="rewrite the table from the .jsonl")
@@ -139,11 +171,7 @@ def main() -> None:
     args = ap.parse_args()
     log_path = Path(args.out).with_suffix(".jsonl")
     if not args.report_only:
-        sets = {}
-        for stroke in (True, False):
-            config = DEFAULT if stroke else NO_STROKE
-            w, ids = writer_inputs(args.writers, config)
-            sets[stroke] = ({**w, **dev_inputs(Path(args.dev), config)}, ids)
+        sets = all_inputs(args)
         print("inputs ready", file=sys.stderr)
         if args.shipped:
             for name, model in load_models(h.REPO / "artifacts").items():
@@ -160,7 +188,8 @@ def run_training(args, sets: dict, log_path: Path) -> None:
     pen = writers.load(args.writers)
     for run in args.runs:
         share, scans, writer_scans, styles = RUNS[run]
-        mix = writers.WriterMix(scans=writer_scans, style_rate=0.3 if styles else 0.0)
+        mix = writers.WriterMix(renders=args.renders, scans=writer_scans,
+                                style_rate=writers.WriterMix().style_rate if styles else 0.0)
         x, y, record = writers.training_set(args.writers, mix)
         data = replace(base, x_extra=x, y_extra=y, extra_source=record)
         augment = replace(spec.train.augment, scans=scans, styles=1.0 if styles else 0.0)
@@ -171,6 +200,7 @@ def run_training(args, sets: dict, log_path: Path) -> None:
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         val_acc = float((model.predict_proba(to_float(val.x_val)).argmax(1) == val.y_val).mean())
         row = {"run": run, "model": args.model, "epochs": args.epochs, "n_train": args.n_train,
+               "renders": args.renders,
                "share": share, "scans": scans, "writer_scans": writer_scans, "styles": styles,
                "val": val_acc, "seconds": seconds, "cpu_seconds": cpu,
                "readings": readings(model, args.model, sets)}

@@ -136,7 +136,7 @@ def test_training_images_are_model_inputs_seeded_and_cached(pen_file, tmp_path):
 
 def test_training_set_uses_only_training_writers(pen_file, tmp_path, monkeypatch):
     monkeypatch.setenv(writers.CACHE_ENV_VAR, str(tmp_path / "cache"))
-    mix = writers.WriterMix(renders=1, held_out=2)
+    mix = writers.WriterMix(renders=1, held_out=2, scans=1)
     x, y, record = writers.training_set(pen_file, mix)
     assert len(record["held_out_writers"]) == 2
     assert not set(record["held_out_writers"]) & set(record["training_writers"])

@@ -46,8 +46,10 @@ class WriterMix:
     canvas: CanvasStyle = CanvasStyle()  # as on the app's 280x280 canvas
     photo: PhotoStyle = PhotoStyle()     # as a phone photo of ink on paper
     seed: int = 0                  # seeds the split, the renderings and the styles
-    scans: int = 1                 # further renderings per digit as a scanned form
-                                   # (:func:`.augment.render_scan`), beside the renders
+    scans: int = 0                 # further renderings per digit as a scanned form
+                                   # (:func:`.augment.render_scan`), beside the renders;
+                                   # 0 as the shipped models were trained (issue 22's
+                                   # ablation, benchmarks/SCANS_ABLATION.md, measures 1)
     scan: ScanConfig = SCAN        # how those scans look
 
 
