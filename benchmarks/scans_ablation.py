@@ -96,7 +96,7 @@ def writer_inputs(path, config) -> dict:
 def all_inputs(args) -> dict:
     """``{normalise strokes: (inputs, writer ids)}`` for both preprocessings, kept in the
     writers' cache folder (reading them takes minutes)."""
-    path = writers._cache_path("ablation-inputs", None)
+    path = writers._cache_path("ablation-inputs" + ("-dev" if args.dev_only else ""), None)
     sets: dict = {}
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -112,7 +112,7 @@ def all_inputs(args) -> dict:
     arrays = {}
     for stroke in (True, False):
         config = DEFAULT if stroke else NO_STROKE
-        w, ids = writer_inputs(args.writers, config)
+        w, ids = ({}, {}) if args.dev_only else writer_inputs(args.writers, config)
         sets[stroke] = ({**w, **dev_inputs(Path(args.dev), config)}, ids)
         arrays[f"{stroke}/names"] = np.array(list(sets[stroke][0]))
         for n, (x, found, y) in sets[stroke][0].items():
@@ -166,6 +166,8 @@ def main() -> None:
                     help="canvas/photo renderings per writer's digit (1: canvas only, cheaper)")
     ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     ap.add_argument("--shipped", action="store_true", help="score artifacts/ instead of training")
+    ap.add_argument("--dev-only", action="store_true",
+                    help="score the dev scans only (no held-out writers): minutes less")
     ap.add_argument("--report-only", action="store_true", help="rewrite the table from the .jsonl")
     ap.add_argument("--out", default=str(Path(__file__).with_name("SCANS_ABLATION.md")))
     args = ap.parse_args()
@@ -227,11 +229,11 @@ def report(log_path: Path, args) -> None:
     table = []
     for r in rows:
         app = r["readings"]["app"]
-        pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+        pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
         table.append((r["run"], r["model"], r.get("share", "-"), r.get("scans", "-"),
                       r.get("writer_scans", "-"), r.get("styles", "-"),
                       pct(r["val"]) if "val" in r else "-",
-                      *(f"{pct(app[s])} / {pct(app[s + ' worst'])}" for s in SETS[:2]),
+                      *(f"{pct(app.get(s))} / {pct(app.get(s + ' worst'))}" for s in SETS[:2]),
                       pct(app["usps"]), pct(app["semeion"]),
                       f"{r['cpu_seconds']:.0f}" if "cpu_seconds" in r else "-"))
     reads = []
@@ -239,7 +241,7 @@ def report(log_path: Path, args) -> None:
         for label, _, _ in READINGS:
             rd = r["readings"][label]
             reads.append((r["run"], r["model"], label,
-                          *(f"{100 * rd[s]:.2f}%" for s in SETS),
+                          *(f"{100 * rd[s]:.2f}%" if s in rd else "-" for s in SETS),
                           str(rd["usps confusions"].get("2->1", 0) + rd["semeion confusions"].get("2->1", 0))))
     lines = [h.measured(h.command("python")) + " CPU seconds of the training (all threads); "
              "the machine was shared with other work, so wall time is not given.", "",
