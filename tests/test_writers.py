@@ -4,6 +4,7 @@ model inputs, the per-epoch mix and the per-writer scores (:mod:`mnist_core.trai
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -135,12 +136,34 @@ def test_training_images_are_model_inputs_seeded_and_cached(pen_file, tmp_path):
 
 def test_training_set_uses_only_training_writers(pen_file, tmp_path, monkeypatch):
     monkeypatch.setenv(writers.CACHE_ENV_VAR, str(tmp_path / "cache"))
-    mix = writers.WriterMix(renders=1, held_out=2)
+    mix = writers.WriterMix(renders=1, held_out=2, scans=1)
     x, y, record = writers.training_set(pen_file, mix)
     assert len(record["held_out_writers"]) == 2
     assert not set(record["held_out_writers"]) & set(record["training_writers"])
-    assert len(y) == 3 * len(SHAPES)                 # 3 training writers, one rendering each
+    # 3 training writers, one rendering each plus one scanned form each
+    assert len(y) == 2 * 3 * len(SHAPES) and record["scanned_images"] == 3 * len(SHAPES)
     assert record["credit"] == writers.CREDIT
+    x0, y0, record0 = writers.training_set(pen_file, writers.WriterMix(renders=1, held_out=2, scans=0))
+    assert len(y0) == 3 * len(SHAPES) and record0["scanned_images"] == 0
+    assert np.array_equal(x0, x[:len(x0)])           # the same renderings, scans after them
+
+
+def test_scanned_renderings_are_cached_apart_from_canvas_and_photo(pen_file, tmp_path):
+    pen = writers.load(pen_file)
+    mix = writers.WriterMix(renders=2, held_out=1, scans=1)
+    cache = tmp_path / "cache"
+    xs, ys = writers.scan_images(pen, mix, workers=1, cache=cache)
+    assert xs.dtype == np.uint8 and xs.shape[1:] == (28, 28)
+    assert np.array_equal(ys, pen.labels[:len(ys)]) or len(ys) < len(pen.labels)
+    assert len(ys) >= 0.9 * len(pen.labels)          # a digit found in (nearly) every scan
+    assert len(list(cache.glob("writers-scans-*.npz"))) == 1
+    # Other scans (a changed config) do not touch the canvas and photo renderings' key.
+    other = replace(mix, scan=replace(augment.SCAN, box_p=0.0))
+    assert writers._cache_key(pen, other) == writers._cache_key(pen, mix)
+    assert writers._cache_key(pen, other, scans=True) != writers._cache_key(pen, mix, scans=True)
+    again, _ = writers.scan_images(pen, mix, workers=1, cache=cache)
+    assert np.array_equal(again, xs)
+    assert writers.render(SHAPES[7], "scan", np.random.default_rng(0), mix).shape == (64, 64)
 
 
 def test_each_epoch_mixes_in_the_writers_share():

@@ -13,6 +13,310 @@ import cv2
 import numpy as np
 
 
+# ---------------------------------------------------------------------------------------
+# Scanned paper
+# ---------------------------------------------------------------------------------------
+# Forms filled in by hand and old records reach a model through a scanner. The pen's width
+# and pressure and the paper's bleed change the strokes; the scanner samples them at
+# 150-300 dpi, in grey or in black and white; many collections then cut each digit from
+# its form's box and stretched it to fill a square (USPS, Semeion). One function per
+# effect, each with its frozen config, and :func:`scan` chaining them in the order paper
+# meets scanner. Images are white ink on black, ``(H, W) float32 in [0, 1]``; every size is
+# relative to the digit's height, so MNIST's digits (upscaled) and rendered pen strokes
+# take the same ranges.
+
+def _ink_height(ink: np.ndarray, level: float = 0.25) -> int:
+    """Height in pixels of the ink above ``level`` (1 when there is none)."""
+    rows = np.flatnonzero((ink > level).any(1))
+    return int(rows[-1] - rows[0] + 1) if rows.size else 1
+
+
+@dataclass(frozen=True)
+class ThicknessConfig:
+    """Thick and thin pens: a felt tip or blunt pencil against a fine ballpoint."""
+
+    thick_p: float = 0.5                      # chance the pen is broader (else finer)
+    radius: tuple[float, float] = (0.015, 0.04)  # widening or narrowing of each side of a
+                                               # stroke, as a fraction of the digit's height
+                                               # (MNIST's strokes are 0.117 of it wide)
+    keep_share: float = 0.4                   # a finer pen that would leave less than this
+                                              # share of the ink is not used: never erase
+                                              # the digit
+
+
+def stroke_thickness(ink: np.ndarray, rng: np.random.Generator,
+                     cfg: ThicknessConfig = ThicknessConfig()) -> np.ndarray:
+    """The digit written with a broader (dilated) or finer (eroded) pen. ``(H, W) float32
+    in [0, 1]`` in and out."""
+    r = max(1, int(round(rng.uniform(*cfg.radius) * _ink_height(ink))))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    if rng.random() < cfg.thick_p:
+        return cv2.dilate(ink, disk)
+    thinner = cv2.erode(ink, disk)
+    return thinner if (thinner > 0.5).sum() >= cfg.keep_share * (ink > 0.5).sum() else ink
+
+
+@dataclass(frozen=True)
+class PressureConfig:
+    """How dark the ink lies: pen or pencil, pressed harder in some places than others."""
+
+    pencil_p: float = 0.35                         # chance the digit is in pencil, not pen
+    pen_level: tuple[float, float] = (0.75, 1.0)   # darkness of pen ink where pressed hardest
+    pencil_level: tuple[float, float] = (0.35, 0.7)  # graphite is greyer than ink
+    variation: float = 0.4                         # pressure drops by up to this share
+                                                   # across the digit (light starts and ends)
+    cells: int = 4                                 # the pressure field's cells across the
+                                                   # digit: it changes along a stroke, not
+                                                   # from pixel to pixel
+    grain: float = 0.3                             # pencil's grain: its ink times 1 +- this,
+                                                   # pixel by pixel
+
+
+def pen_pressure(ink: np.ndarray, rng: np.random.Generator,
+                 cfg: PressureConfig = PressureConfig()) -> np.ndarray:
+    """The digit in pen or pencil of varying pressure: its ink scaled by a level and a
+    smooth field (pencil also grainy). ``(H, W) float32 in [0, 1]`` in and out, never
+    darker than the input."""
+    h, w = ink.shape
+    pencil = rng.random() < cfg.pencil_p
+    level = rng.uniform(*(cfg.pencil_level if pencil else cfg.pen_level))
+    coarse = rng.random((cfg.cells, cfg.cells)).astype(np.float32)
+    field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    out = ink * level * (1 - cfg.variation * np.clip(field, 0, 1))
+    if pencil:
+        out = out * (1 + rng.uniform(-cfg.grain, cfg.grain, ink.shape).astype(np.float32))
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class BleedConfig:
+    """Ink soaking into paper and the scanner's optics: strokes spread and soften."""
+
+    blur: tuple[float, float] = (0.01, 0.035)  # Gaussian sigma, fraction of digit height
+    gain: tuple[float, float] = (1.0, 2.0)    # the blurred ink's gain before clipping:
+                                              # above 1 the ink spreads past the stroke's
+                                              # edge, and small loops fill in
+
+
+def ink_bleed(ink: np.ndarray, rng: np.random.Generator,
+              cfg: BleedConfig = BleedConfig()) -> np.ndarray:
+    """The digit blurred and spread as ink bleeds into paper. ``(H, W) float32 in [0, 1]``
+    in and out."""
+    sigma = max(0.3, rng.uniform(*cfg.blur) * _ink_height(ink))
+    blurred = cv2.GaussianBlur(ink, (0, 0), sigma)
+    return np.clip(blurred * rng.uniform(*cfg.gain), 0, 1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ResampleConfig:
+    """The scanner's resolution against the size the digit was written at."""
+
+    dpi: tuple[float, float] = (150, 300)        # scanner resolution, dots per inch
+    height_mm: tuple[float, float] = (3.0, 7.0)  # the digit's height on the form
+
+
+MM_PER_INCH = 25.4
+
+
+def resample_dpi(ink: np.ndarray, rng: np.random.Generator,
+                 cfg: ResampleConfig = ResampleConfig()) -> np.ndarray:
+    """The digit as a scanner samples it: shrunk (area-averaged) so its height is as many
+    pixels as ``height_mm`` at ``dpi`` give (never enlarged). ``(H, W) float32 in [0, 1]``
+    -> ``(h, w) float32 in [0, 1]``, ``h <= H``."""
+    target = rng.uniform(*cfg.height_mm) / MM_PER_INCH * rng.uniform(*cfg.dpi)
+    scale = min(1.0, target / _ink_height(ink))
+    h, w = ink.shape
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    return np.clip(cv2.resize(ink, size, interpolation=cv2.INTER_AREA), 0, 1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class LevelsConfig:
+    """What the scanner keeps of each pixel: black and white, or grey."""
+
+    binary_p: float = 0.5                        # chance of a black-and-white scan (forms,
+                                                 # fax-era records, Semeion)
+    threshold: tuple[float, float] = (0.2, 0.5)  # a binary scan's cut between ink and
+                                                 # paper, as a share of the ink's level: a
+                                                 # scanner sets it from the page's contrast
+    gamma: tuple[float, float] = (0.6, 1.6)      # a grey scan's contrast curve
+    ink_percentile: float = 75.0                 # the ink's level the threshold is a share
+                                                 # of: this percentile of the inked pixels
+    floor: float = 0.05                          # pixels above this count as inked
+
+
+def scan_levels(ink: np.ndarray, rng: np.random.Generator,
+                cfg: LevelsConfig = LevelsConfig()) -> np.ndarray:
+    """The digit binarised at a random threshold relative to its ink's level (values 0
+    and 1 only), or kept grey under a random contrast curve. ``(H, W) float32 in [0, 1]``
+    in and out."""
+    if rng.random() < cfg.binary_p:
+        inked = ink[ink > cfg.floor]
+        if inked.size == 0:
+            return np.zeros_like(ink, np.float32)
+        # The strokes' typical darkness, not their darkest grain of pencil.
+        level = float(np.percentile(inked, cfg.ink_percentile))
+        return (ink > rng.uniform(*cfg.threshold) * level).astype(np.float32)
+    return np.power(np.clip(ink, 0, 1), rng.uniform(*cfg.gamma)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class BoxConfig:
+    """How a collection cut each digit from its form's box and stored it."""
+
+    stretch_p: float = 0.35                 # chance the digit was stretched to fill the
+                                            # box both ways (aspect lost, as Semeion's),
+                                            # else fitted keeping its aspect (as USPS's)
+    side: tuple[int, int] = (16, 32)        # the stored box's side in pixels (USPS and
+                                            # Semeion: 16)
+    margin: tuple[float, float] = (0.0, 0.1)  # blank border inside the box, share of its side
+    cut_p: float = 0.15                     # chance the box's edge cut off part of the
+                                            # digit (written over the box's line)
+    cut: tuple[float, float] = (0.03, 0.1)  # the share of the digit's height or width cut
+    level: float = 0.1                      # ink above this is the digit when cropping
+
+
+def form_box(ink: np.ndarray, rng: np.random.Generator, cfg: BoxConfig = BoxConfig()
+             ) -> np.ndarray:
+    """The digit cut from its box: cropped to its ink (sometimes with an edge cut off),
+    then stretched to fill a ``side`` x ``side`` box or fitted keeping its aspect.
+    ``(H, W) float32 in [0, 1]`` -> ``(side, side) float32 in [0, 1]`` (all zeros for a
+    blank input)."""
+    side = int(rng.integers(cfg.side[0], cfg.side[1] + 1))
+    out = np.zeros((side, side), np.float32)
+    rows, cols = np.nonzero(ink > cfg.level)
+    if rows.size == 0:
+        return out
+    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    if rng.random() < cfg.cut_p:
+        edge = int(rng.integers(4))  # top, bottom, left, right
+        axis_len = crop.shape[0] if edge < 2 else crop.shape[1]
+        n = int(round(rng.uniform(*cfg.cut) * axis_len))
+        if 0 < n < axis_len - 1:
+            crop = [crop[n:], crop[:-n], crop[:, n:], crop[:, :-n]][edge]
+    inner = max(2, int(round(side * (1 - 2 * rng.uniform(*cfg.margin)))))
+    h, w = crop.shape
+    if rng.random() < cfg.stretch_p:
+        size = (inner, inner)
+    else:
+        scale = inner / max(h, w)
+        size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    interp = cv2.INTER_AREA if max(h, w) > inner else cv2.INTER_LINEAR
+    fitted = np.clip(cv2.resize(crop, size, interpolation=interp), 0, 1)
+    y, x = (side - size[1]) // 2, (side - size[0]) // 2
+    out[y:y + size[1], x:x + size[0]] = fitted
+    return out
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """A digit on a scanned form: which effects are drawn, in which ranges."""
+
+    thickness_p: float = 0.5          # chance the pen is broader or finer than the source's
+    thickness: ThicknessConfig = ThicknessConfig()
+    pressure: PressureConfig = PressureConfig()
+    bleed_p: float = 0.6              # chance the ink bleeds and blurs
+    bleed: BleedConfig = BleedConfig()
+    resample: ResampleConfig = ResampleConfig()
+    levels: LevelsConfig = LevelsConfig()
+    box_p: float = 0.7                # chance the digit was cut from a form's box and
+                                      # stored small (else handed over at scan resolution)
+    box: BoxConfig = BoxConfig()
+    upscale: int = 64                 # side the scan reaches the app at, upscaled smoothly
+                                      # as the dev set's 16x16 scans are
+    work_height: int = 80             # pixels of digit height the effects work at (MNIST's
+                                      # 20-pixel digits are enlarged to it first)
+
+
+SCAN = ScanConfig()
+
+
+def scan(ink: np.ndarray, rng: np.random.Generator, cfg: ScanConfig = SCAN) -> np.ndarray:
+    """The digit as a scanned form delivers it: pen width and pressure, bleed, the
+    scanner's resolution and levels, the form's box, then upscaled as the app receives a
+    small scan. ``(H, W) float32 in [0, 1]`` white ink on black, the digit about
+    ``cfg.work_height`` pixels tall -> ``(upscale, upscale) float32 in [0, 1]``."""
+    ink = np.asarray(ink, np.float32)
+    if rng.random() < cfg.thickness_p:
+        ink = stroke_thickness(ink, rng, cfg.thickness)
+    ink = pen_pressure(ink, rng, cfg.pressure)
+    if rng.random() < cfg.bleed_p:
+        ink = ink_bleed(ink, rng, cfg.bleed)
+    ink = resample_dpi(ink, rng, cfg.resample)
+    ink = scan_levels(ink, rng, cfg.levels)
+    if rng.random() < cfg.box_p:
+        ink = form_box(ink, rng, cfg.box)
+    else:  # a square page around the digit at scan resolution
+        side = max(ink.shape)
+        page = np.zeros((side, side), np.float32)
+        y, x = (side - ink.shape[0]) // 2, (side - ink.shape[1]) // 2
+        page[y:y + ink.shape[0], x:x + ink.shape[1]] = ink
+        ink = page
+    return np.clip(cv2.resize(ink, (cfg.upscale, cfg.upscale), interpolation=cv2.INTER_CUBIC),
+                   0, 1).astype(np.float32)
+
+
+def scanned_digits(images: np.ndarray, rng: np.random.Generator, rate: float,
+                   cfg: ScanConfig = SCAN) -> np.ndarray:
+    """A share ``rate`` of ``images`` (chosen by ``rng``) replaced by how they would look
+    scanned from a form (:func:`scan`) and read back into MNIST's frame as the app's
+    preprocessing fits a crop (:func:`~mnist_core.preprocess.normalise_crop`); a scan that
+    lost its ink keeps the original. ``(N, 28, 28) float32 in [0, 1]`` in and out."""
+    from ..preprocess import normalise_crop
+
+    out = np.array(images, np.float32, copy=True)
+    if rate <= 0:
+        return out
+    for i in np.flatnonzero(rng.random(len(out)) < rate):
+        scale = cfg.work_height / max(_ink_height(out[i]), 1)
+        big = cv2.resize(out[i], None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        scanned = scan(np.clip(big, 0, 1), rng, cfg)
+        rows, cols = np.nonzero(scanned > 0.25)
+        if rows.size < 4:
+            continue
+        crop = scanned[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        out[i] = normalise_crop(crop)[2]
+    return out
+
+
+@dataclass(frozen=True)
+class ScanPenConfig:
+    """Pen strokes written on a form, before the scan."""
+
+    pen: tuple[float, float] = (0.06, 0.12)  # pen width, fraction of the digit's height
+                                             # (MNIST's strokes: 0.117)
+
+
+def ink_strokes(strokes: list[np.ndarray], rng: np.random.Generator, height: int,
+                cfg: ScanPenConfig = ScanPenConfig()) -> np.ndarray:
+    """Pen strokes (x/y points, any units) drawn as white ink on black, the digit
+    ``height`` pixels tall: ``(height + 2m, w + 2m) float32 in [0, 1]``, m the margin."""
+    pts = np.concatenate(strokes)
+    lo, extent = pts.min(0), np.maximum(np.ptp(pts, axis=0), 1.0)
+    scale = min(height / extent[1], 2 * height / extent[0])  # a flat stroke stays a sane width
+    pen = max(1, int(round(rng.uniform(*cfg.pen) * height)))
+    m = pen + 2
+    w = int(np.ceil(extent[0] * scale)) + 2 * m
+    img = np.zeros((int(np.ceil(extent[1] * scale)) + 2 * m, w), np.uint8)
+    shift = 4  # sub-pixel precision for anti-aliased polylines
+    for s in strokes:
+        p = np.round(((s - lo) * scale + m) * (1 << shift)).astype(np.int32)
+        if len(p) == 1:
+            cv2.circle(img, tuple(int(v) for v in p[0]), pen * (1 << shift) // 2, 255, -1,
+                       cv2.LINE_AA, shift)
+        else:
+            cv2.polylines(img, [p], False, 255, pen, cv2.LINE_AA, shift)
+    return img.astype(np.float32) / 255
+
+
+def render_scan(strokes: list[np.ndarray], rng: np.random.Generator, cfg: ScanConfig = SCAN,
+                pen: ScanPenConfig = ScanPenConfig()) -> np.ndarray:
+    """Pen strokes as a scanned form delivers them: ``(upscale, upscale) uint8``, white ink
+    on black (as the dev set's scans), for the app's preprocessing."""
+    ink = ink_strokes(strokes, rng, cfg.work_height, pen)
+    return np.round(scan(ink, rng, cfg) * 255).astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Ranges of the random distortions (0 disables one)."""
@@ -30,6 +334,9 @@ class AugmentConfig:
     hooked_nines: float = 0.0    # share of 9s whose stem ends in a tail curling left, as
                                  # many people write them (and MNIST's 9s rarely are); the
                                  # MLPs read such 9s as 3s without it
+    scans: float = 0.0           # share of each epoch's images redrawn as scanned from a
+                                 # form (:func:`scanned_digits`): forms and old records
+    scan: ScanConfig = SCAN      # how those scans look
 
 
 NONE = AugmentConfig(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.5, 0.0, 0.0)
@@ -296,3 +603,4 @@ def apply_stroke_style(strokes: list[np.ndarray], label: int, rng: np.random.Gen
     if not styles:
         return strokes
     return styles[int(rng.integers(len(styles)))](strokes, rng)
+

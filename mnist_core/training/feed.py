@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..datasets.data import Dataset, split_validation, to_float
-from .augment import NONE, augment, style_variants
+from .augment import NONE, augment, scanned_digits, style_variants
 from .augment_clothing import ClothingAugment
 from .config import TrainConfig
 
@@ -95,6 +95,8 @@ class EpochFeeder:
             x = self.cfg.augment.apply(x, rng)
         elif self.cfg.augment != NONE:
             x = style_variants(x, y, rng, self.cfg.augment.styles, self.cfg.augment.hooked_nines)
+            if self.cfg.augment.scans > 0:  # drawn only when asked, so other runs stay as they were
+                x = scanned_digits(x, rng, self.cfg.augment.scans, self.cfg.augment.scan)
             x = augment(x, rng, self.cfg.augment)
         return x, y
 

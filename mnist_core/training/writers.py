@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .augment import STROKE_STYLES, apply_stroke_style
+from .augment import SCAN, STROKE_STYLES, ScanConfig, apply_stroke_style, render_scan
 from ..datasets.handwriting import CanvasStyle, PhotoStyle, render_canvas, render_photo
 
 ENV_VAR = "HANDWRITING_TRAIN"
@@ -46,6 +46,16 @@ class WriterMix:
     canvas: CanvasStyle = CanvasStyle()  # as on the app's 280x280 canvas
     photo: PhotoStyle = PhotoStyle()     # as a phone photo of ink on paper
     seed: int = 0                  # seeds the split, the renderings and the styles
+    scans: int = 0                 # further renderings per digit as a scanned form
+                                   # (:func:`.augment.render_scan`), beside the renders;
+                                   # 0 as the shipped models were trained (issue 22's
+                                   # ablation, benchmarks/SCANS_ABLATION.md, measures 1)
+    scan: ScanConfig = SCAN        # how those scans look
+
+
+# The fields that only the scanned renderings depend on: the canvas and photo renderings
+# are cached apart from them, so a change to the scans does not render those again.
+SCAN_FIELDS = ("scans", "scan")
 
 
 class WritersMissing(FileNotFoundError):
@@ -110,9 +120,12 @@ def split_writers(writers: np.ndarray, mix: WriterMix = WriterMix()) -> tuple[li
 def render(strokes: list[np.ndarray], style: str, rng: np.random.Generator,
            mix: WriterMix = WriterMix()) -> np.ndarray:
     """One digit's strokes as the app receives them: ``style`` "canvas" gives ``(280, 280,
-    4) uint8`` RGBA as the canvas returns, "photo" ``(H, W, 3) uint8`` RGB after JPEG."""
+    4) uint8`` RGBA as the canvas returns, "photo" ``(H, W, 3) uint8`` RGB after JPEG,
+    "scan" ``(64, 64) uint8`` grey, white ink on black, as a small scan upscaled."""
     if style == "canvas":
         return render_canvas(strokes, rng, mix.canvas)
+    if style == "scan":
+        return render_scan(strokes, rng, mix.scan)
     return render_photo(strokes, rng, mix.photo)
 
 
@@ -129,7 +142,8 @@ def model_input(image: np.ndarray, style: str) -> np.ndarray | None:
 
 
 def _render_chunk(args) -> tuple[np.ndarray, np.ndarray]:
-    """Worker: renderings ``[(index, rendering number)]`` -> ``(images, ok)``."""
+    """Worker: renderings ``[(index, rendering number)]`` -> ``(images, ok)``; numbers from
+    ``mix.renders`` on are scans."""
     pen, jobs, mix = args
     out = np.zeros((len(jobs), 28, 28), np.uint8)
     ok = np.zeros(len(jobs), bool)
@@ -138,7 +152,7 @@ def _render_chunk(args) -> tuple[np.ndarray, np.ndarray]:
         strokes = pen.strokes[i]
         if rng.random() < mix.style_rate:
             strokes = apply_stroke_style(strokes, int(pen.labels[i]), rng)
-        style = "canvas" if r % 2 == 0 else "photo"
+        style = "scan" if r >= mix.renders else "canvas" if r % 2 == 0 else "photo"
         final = model_input(render(strokes, style, rng, mix), style)
         if final is not None:
             out[k], ok[k] = final, True
@@ -147,28 +161,49 @@ def _render_chunk(args) -> tuple[np.ndarray, np.ndarray]:
 
 def training_images(pen: PenDigits, mix: WriterMix = WriterMix(), workers: int | None = None,
                     cache: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``mix.renders`` model inputs per digit of ``pen``: ``(M, 28, 28) uint8`` and
-    ``(M,) uint8`` labels (renderings where no digit was found are dropped). Seeded, so the
-    same ``pen`` and ``mix`` give the same images; kept in ``cache`` (a folder, default
-    ``$MNIST_STUDIO_CACHE`` or ``~/.cache/mnist-studio``) since rendering and reading
-    ~30,000 images takes minutes."""
-    path = _cache_path(f"writers-{_cache_key(pen, mix)}", cache)
+    """``mix.renders`` model inputs per digit of ``pen``, canvas and photo in turn: ``(M,
+    28, 28) uint8`` and ``(M,) uint8`` labels (renderings where no digit was found are
+    dropped). Seeded, so the same ``pen`` and ``mix`` give the same images; kept in
+    ``cache`` (a folder, default ``$MNIST_STUDIO_CACHE`` or ``~/.cache/mnist-studio``)
+    since rendering and reading ~30,000 images takes minutes."""
+    return _rendered(pen, mix, range(mix.renders), "writers", workers, cache)
+
+
+def scan_images(pen: PenDigits, mix: WriterMix = WriterMix(), workers: int | None = None,
+                cache: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``mix.scans`` model inputs per digit of ``pen`` rendered as scanned forms
+    (:func:`.augment.render_scan`), read by the app's preprocessing; as
+    :func:`training_images` (seeded, cached apart)."""
+    return _rendered(pen, mix, range(mix.renders, mix.renders + mix.scans), "writers-scans",
+                     workers, cache)
+
+
+def _rendered(pen: PenDigits, mix: WriterMix, numbers: range, stem: str,
+              workers: int | None, cache: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """Renderings ``numbers`` of every digit of ``pen`` (see :func:`_render_chunk`), read
+    into model inputs, cached under ``stem``."""
+    scans = stem.endswith("scans")
+    path = _cache_path(f"{stem}-{_cache_key(pen, mix, scans)}", cache)
+    if not len(numbers):
+        return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
                 return f["x"], f["y"]
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
-    jobs = [(i, r) for i in range(len(pen.labels)) for r in range(mix.renders)]
+    jobs = [(i, r) for i in range(len(pen.labels)) for r in numbers]
     workers = workers or min(4, os.cpu_count() or 1)
     chunks = [jobs[k::workers * 4] for k in range(workers * 4)]
     # spawn: the parent may have imported TensorFlow, whose threads do not survive a fork.
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         parts = list(pool.map(_render_chunk, [(pen, c, mix) for c in chunks]))
-    order = np.concatenate([np.array([i * mix.renders + r for i, r in c], np.int64) for c in chunks])
+    per = len(numbers)
+    order = np.concatenate([np.array([i * per + r - numbers.start for i, r in c], np.int64)
+                            for c in chunks])
     images = np.concatenate([p[0] for p in parts])[np.argsort(order)]
     ok = np.concatenate([p[1] for p in parts])[np.argsort(order)]
-    labels = np.repeat(pen.labels, mix.renders).astype(np.uint8)
+    labels = np.repeat(pen.labels, per).astype(np.uint8)
     x, y = images[ok], labels[ok]
     _save_cache(path, x=x, y=y)
     return x, y
@@ -189,9 +224,14 @@ def _save_cache(path: Path, **arrays) -> None:
         pass  # no writable cache: render again next time
 
 
-def _cache_key(pen: PenDigits, mix: WriterMix) -> str:
+def _cache_key(pen: PenDigits, mix: WriterMix, scans: bool = False) -> str:
+    """The key of ``pen``'s renderings under ``mix``: of its scans (``scans``) or of the
+    rest, which the scan fields do not touch."""
     h = hashlib.sha256()
-    h.update(json.dumps([RENDER_VERSION, asdict(mix), sorted(STROKE_STYLES)],
+    settings = asdict(mix)
+    if not scans:
+        settings = {k: v for k, v in settings.items() if k not in SCAN_FIELDS}
+    h.update(json.dumps([RENDER_VERSION, settings, sorted(STROKE_STYLES)],
                         sort_keys=True, default=str).encode())
     h.update(pen.labels.tobytes())
     h.update("\n".join(pen.writers.tolist()).encode())
@@ -207,8 +247,12 @@ def training_set(path: str | Path | None = None, mix: WriterMix = WriterMix()
     ``x_extra``/``y_extra``, and a record for the manifest (source, credit, writers, mix)."""
     pen = load(path)
     train, held = split_writers(pen.writers, mix)
-    x, y = training_images(pen.subset(np.isin(pen.writers, train)), mix)
+    mine = pen.subset(np.isin(pen.writers, train))
+    x, y = training_images(mine, mix)
+    xs, ys = scan_images(mine, mix)
+    x, y = np.concatenate([x, xs]), np.concatenate([y, ys])
     record = {"source": FILENAME, "credit": CREDIT, "images": int(len(y)),
+              "scanned_images": int(len(ys)),
               "training_writers": train, "held_out_writers": held, "mix": asdict(mix)}
     return x, y, record
 

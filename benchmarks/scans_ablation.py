@@ -1,0 +1,261 @@
+"""Cause before cure: which training ingredients move held-out writers AND the dev scans.
+
+    python benchmarks/scans_ablation.py --data /path/to/mnist --model cnn --epochs 3 \
+        --n-train 20000 [--runs base share0 ...] [--out benchmarks/SCANS_ABLATION.md]
+
+Trains ``--model`` (its shipped architecture and settings, shortened to ``--epochs`` on
+``--n-train`` MNIST images, same seed for every run) once per run below, and scores each
+on: MNIST's validation split (carved from the training set; the test set is not looked
+at), the held-out writers of handwriting-train (canvas and photo: mean / worst writer) and
+the dev scans (USPS, Semeion: measured only, never trained on). Each trained model is also
+read three ways at test time: as the app reads (its views, strokes normalised), without
+the narrowed view for square digits, and without the stroke-width normalisation.
+``--shipped`` scores the shipped models in ``artifacts/`` the same three ways instead
+(no training). Results are appended to ``<out>.jsonl`` as each run ends, and the table is
+rewritten from all of them, so a stopped run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+import harness as h
+from mnist_core.artifacts.files import load_models
+from mnist_core.artifacts.registry import REGISTRY
+from mnist_core.datasets.data import load_dataset, split_validation, to_float
+from mnist_core.datasets.handwriting import DEFAULT_DIR as DEV_DIR
+from mnist_core.datasets.handwriting import load_scans, upscale_scan
+from mnist_core.models.views import NO_VIEWS, model_config, predict_views
+from mnist_core.preprocess import DEFAULT, NoDigitError, preprocess
+from mnist_core.preprocess.geometry import GeometryConfig
+from mnist_core.training import writers
+from mnist_core.training.train import fit
+
+# Runs: (writers' share, scans' share of MNIST, writer scans per digit, stroke styles on).
+RUNS = {
+    "share0": (0.0, 0.0, 0, True),        # MNIST alone
+    "base": (0.15, 0.0, 0, True),         # the shipped recipe of issue 11
+    "share30": (0.3, 0.0, 0, True),
+    "scans": (0.15, 0.2, 1, True),        # + scanned forms, on both sources
+    "scans_nostyles": (0.15, 0.2, 1, False),
+    "scans_share30": (0.3, 0.2, 1, True),
+}
+# Test-time readings: (name, keep the narrowed view, normalise stroke width).
+READINGS = [("app", True, True), ("no narrowed view", False, True),
+            ("no stroke normalising", True, False)]
+NO_STROKE = replace(DEFAULT, geometry=GeometryConfig(stroke_tolerance=1e9))
+
+
+def dev_inputs(directory: Path, config) -> dict:
+    """``{set: (inputs (N, 28, 28) float32, found (N,) bool, labels)}`` for USPS and
+    Semeion, read by the app's preprocessing with ``config``."""
+    out = {}
+    for name in ("usps_test", "semeion"):
+        x, y = load_scans(directory / f"{name}.npz")
+        finals, found = [], []
+        for img in x:
+            try:
+                finals.append(preprocess(upscale_scan(img), config).final)
+                found.append(True)
+            except NoDigitError:
+                finals.append(np.zeros((28, 28), np.float32))
+                found.append(False)
+        out[name.split("_")[0]] = (np.stack(finals).astype(np.float32), np.array(found), y)
+    return out
+
+
+def writer_inputs(path, config) -> dict:
+    """Held-out writers' digits as :func:`writers.held_out_inputs`, read with ``config``
+    (the default's come from its cache)."""
+    if config is DEFAULT:
+        cached = writers.held_out_inputs(path)
+        return {k: (x, f, y) for k, (x, f, y, _) in cached.items()}, \
+            {k: v[3] for k, v in cached.items()}
+    out, ids = {}, {}
+    for name, images, labels, who in writers.held_out_sets(path):
+        canvas = name.endswith("canvas")
+        finals, found = [], []
+        for img in images:
+            try:
+                finals.append(preprocess(img, config, canvas=canvas).final)
+                found.append(True)
+            except NoDigitError:
+                finals.append(np.zeros((28, 28), np.float32))
+                found.append(False)
+        out[name], ids[name] = (np.stack(finals).astype(np.float32), np.array(found), labels), who
+    return out, ids
+
+
+def all_inputs(args) -> dict:
+    """``{normalise strokes: (inputs, writer ids)}`` for both preprocessings, kept in the
+    writers' cache folder (reading them takes minutes)."""
+    path = writers._cache_path("ablation-inputs" + ("-dev" if args.dev_only else ""), None)
+    sets: dict = {}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            for stroke in (True, False):
+                names = [str(n) for n in f[f"{stroke}/names"]]
+                sets[stroke] = ({n: (f[f"{stroke}/{n}/x"], f[f"{stroke}/{n}/found"],
+                                     f[f"{stroke}/{n}/y"]) for n in names},
+                                {n: f[f"{stroke}/{n}/ids"] for n in names
+                                 if f"{stroke}/{n}/ids" in f})
+        return sets
+    except (OSError, KeyError, ValueError):
+        pass
+    arrays = {}
+    for stroke in (True, False):
+        config = DEFAULT if stroke else NO_STROKE
+        w, ids = ({}, {}) if args.dev_only else writer_inputs(args.writers, config)
+        sets[stroke] = ({**w, **dev_inputs(Path(args.dev), config)}, ids)
+        arrays[f"{stroke}/names"] = np.array(list(sets[stroke][0]))
+        for n, (x, found, y) in sets[stroke][0].items():
+            arrays.update({f"{stroke}/{n}/x": x, f"{stroke}/{n}/found": found, f"{stroke}/{n}/y": y})
+        for n, who in ids.items():
+            arrays[f"{stroke}/{n}/ids"] = np.asarray(who)
+    writers._save_cache(path, **arrays)
+    return sets
+
+
+def score(model, name: str, inputs: dict, ids: dict, narrowed: bool) -> dict:
+    """Accuracy of ``model`` on each set (writers: mean and worst writer) and its misses."""
+    views = model_config(model)
+    if not narrowed:
+        views = replace(views, squeeze=0.0)
+    row = {}
+    for set_name, (x, found, labels) in inputs.items():
+        p = predict_views({name: model}, x, views)[name]
+        right = (p.argmax(1) == labels) & found
+        row[set_name] = float(right.mean())
+        if set_name in ids:
+            row[set_name + " worst"] = writers.per_writer(right, ids[set_name])["worst"]
+        row[set_name + " confusions"] = _confusions(p.argmax(1), labels, found)
+    return row
+
+
+def _confusions(pred, labels, found) -> dict:
+    """``{"true->said": count}`` of the misses."""
+    out: dict[str, int] = {}
+    for t, s, f in zip(labels, pred, found):
+        if t != s or not f:
+            key = f"{t}->{s if f else '-'}"
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+def readings(model, name: str, sets: dict) -> dict:
+    return {label: score(model, name, sets[stroke][0], sets[stroke][1], narrowed)
+            for label, narrowed, stroke in READINGS}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="MNIST folder (default $MNIST_DATA)")
+    ap.add_argument("--writers", default=None, help="handwriting-train folder")
+    ap.add_argument("--dev", default=str(DEV_DIR), help="handwriting-dev folder")
+    ap.add_argument("--model", default="cnn", choices=sorted(REGISTRY))
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--n-train", type=int, default=20000)
+    ap.add_argument("--renders", type=int, default=writers.WriterMix().renders,
+                    help="canvas/photo renderings per writer's digit (1: canvas only, cheaper)")
+    ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    ap.add_argument("--shipped", action="store_true", help="score artifacts/ instead of training")
+    ap.add_argument("--dev-only", action="store_true",
+                    help="score the dev scans only (no held-out writers): minutes less")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the table from the .jsonl")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("SCANS_ABLATION.md")))
+    args = ap.parse_args()
+    log_path = Path(args.out).with_suffix(".jsonl")
+    if not args.report_only:
+        sets = all_inputs(args)
+        print("inputs ready", file=sys.stderr)
+        if args.shipped:
+            for name, model in load_models(h.REPO / "artifacts").items():
+                _append(log_path, {"run": "shipped", "model": name, "readings": readings(model, name, sets)})
+        else:
+            run_training(args, sets, log_path)
+    report(log_path, args)
+
+
+def run_training(args, sets: dict, log_path: Path) -> None:
+    spec = REGISTRY[args.model]
+    base = load_dataset(args.data)
+    val = split_validation(base.x_train, base.y_train, spec.train.n_val, spec.train.seed)
+    pen = writers.load(args.writers)
+    for run in args.runs:
+        share, scans, writer_scans, styles = RUNS[run]
+        mix = writers.WriterMix(renders=args.renders, scans=writer_scans,
+                                style_rate=writers.WriterMix().style_rate if styles else 0.0)
+        x, y, record = writers.training_set(args.writers, mix)
+        data = replace(base, x_extra=x, y_extra=y, extra_source=record)
+        augment = replace(spec.train.augment, scans=scans, styles=1.0 if styles else 0.0)
+        cfg = replace(spec.train, epochs=args.epochs, n_train=args.n_train, writers_share=share,
+                      augment=augment)
+        t0, c0 = time.perf_counter(), time.process_time()
+        model = spec.backend.from_net(fit(data, cfg, spec.arch).model, spec)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        val_acc = float((model.predict_proba(to_float(val.x_val)).argmax(1) == val.y_val).mean())
+        row = {"run": run, "model": args.model, "epochs": args.epochs, "n_train": args.n_train,
+               "renders": args.renders,
+               "share": share, "scans": scans, "writer_scans": writer_scans, "styles": styles,
+               "val": val_acc, "seconds": seconds, "cpu_seconds": cpu,
+               "readings": readings(model, args.model, sets)}
+        _append(log_path, row)
+        app = row["readings"]["app"]
+        print(f"{run}: val {val_acc:.4f} " + " ".join(
+            f"{k} {v:.4f}" for k, v in app.items() if not k.endswith("confusions")),
+            file=sys.stderr)
+
+
+def _append(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+SETS = ["writers-canvas", "writers-photo", "usps", "semeion"]
+
+
+def report(log_path: Path, args) -> None:
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    head = ["run", "model", "writers' share", "MNIST scans", "writer scans", "styles",
+            "MNIST val", "writers-canvas mean / worst", "writers-photo mean / worst", "USPS",
+            "Semeion", "CPU s"]
+    table = []
+    for r in rows:
+        app = r["readings"]["app"]
+        pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+        table.append((r["run"], r["model"], r.get("share", "-"), r.get("scans", "-"),
+                      r.get("writer_scans", "-"), r.get("styles", "-"),
+                      pct(r["val"]) if "val" in r else "-",
+                      *(f"{pct(app.get(s))} / {pct(app.get(s + ' worst'))}" for s in SETS[:2]),
+                      pct(app["usps"]), pct(app["semeion"]),
+                      f"{r['cpu_seconds']:.0f}" if "cpu_seconds" in r else "-"))
+    reads = []
+    for r in rows:
+        for label, _, _ in READINGS:
+            rd = r["readings"][label]
+            reads.append((r["run"], r["model"], label,
+                          *(f"{100 * rd[s]:.2f}%" if s in rd else "-" for s in SETS),
+                          str(rd["usps confusions"].get("2->1", 0) + rd["semeion confusions"].get("2->1", 0))))
+    lines = [h.measured(h.command("python")) + " CPU seconds of the training (all threads); "
+             "the machine was shared with other work, so wall time is not given.", "",
+             "Training ablation (the app's reading):", "",
+             *h.table(head, table), "",
+             "Each model read three ways at test time (same weights): as the app reads, "
+             "without the narrowed view for square digits, without the stroke-width "
+             "normalisation; last column: 2s read as 1 on USPS + Semeion.", "",
+             *h.table(["run", "model", "reading", *SETS, "2->1 (dev scans)"], reads)]
+    h.write_report(args.out, "Scans ablation: what moves held-out writers and the dev scans",
+                   lines)
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
