@@ -121,7 +121,7 @@ FASHION_REGISTRY: dict[str, ModelSpec] = {
         "Keras multilayer perceptron: Dense + ReLU + Dropout blocks.", NO_VIEWS),
     "cnn": ModelSpec(
         "cnn", "Keras CNN", KerasModel,
-        TrainConfig(epochs=12, batch_size=128, lr=2e-3, weight_decay=0.01,
+        TrainConfig(epochs=20, batch_size=128, lr=2e-3, weight_decay=0.01,
                     augment=ClothingAugment()),
         # The digit CNN's layer list with a 128-unit classifier: 32 and 64 filters.
         CNNConfig(filters=(32, 64), dense=128, dropout=0.25, bn_momentum=0.99),
