@@ -414,3 +414,20 @@ def test_kaggle_malformed_csv_is_a_clear_error(monkeypatch, artifacts, gallery, 
     assert words.lower() in at.error[0].value.lower()
     assert "kaggle_predict" not in [b.key for b in at.button]
     assert not at.download_button
+
+
+def test_the_pin_limit_counts_the_client_behind_a_trusted_proxy(monkeypatch):
+    """Behind nginx the server sees 127.0.0.1 for everyone; the address it forwards is
+    the client's, but only when the proxy is trusted."""
+    from types import SimpleNamespace
+
+    from ui import class_data
+    request = SimpleNamespace(ip_address="127.0.0.1",
+                              headers={"X-Forwarded-For": "198.51.100.9"})
+    monkeypatch.setattr(class_data.st, "context", request)
+    monkeypatch.delenv(class_data.PROXIES_ENV, raising=False)
+    assert class_data.client_id() == "ip:198.51.100.9"          # loopback trusted by default
+    monkeypatch.setenv(class_data.PROXIES_ENV, "10.0.0.0/8")
+    assert class_data.client_id() == "ip:127.0.0.1"             # not a proxy of ours
+    monkeypatch.setenv(class_data.PROXIES_ENV, "nginx")          # unparsable: none trusted
+    assert class_data.client_id() == "ip:127.0.0.1"

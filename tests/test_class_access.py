@@ -119,6 +119,110 @@ def test_an_unknown_class_counts_as_a_wrong_guess(store_engine):
                                    now=T0).message
 
 
+# -- simultaneous PINs: no extra tries -----------------------------------------------------
+
+RACERS = 8
+# scrypt as costly as the app's, so the racers' checks overlap as real ones do
+RACE_COST = ca.AccessConfig(scrypt_n=2**12)
+
+
+def _race(engine, calls) -> list[ca.Verdict]:
+    """Run ``calls`` (functions returning a Verdict) at the same moment, one thread each."""
+    import threading
+    start, out = threading.Barrier(len(calls)), [None] * len(calls)
+
+    def run(k):
+        start.wait()
+        out[k] = calls[k]()
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(v is not None for v in out), "a racer did not finish"
+    return out
+
+
+def _checked(verdicts) -> int:
+    """How many of ``verdicts`` had their PIN checked (not refused for too many)."""
+    return sum(1 for v in verdicts if not v.wait_s)
+
+
+def test_simultaneous_wrong_pins_from_one_client_get_no_extra_try(store_engine):
+    """With one try left, RACERS wrong PINs typed at once (two tabs, a script) get one
+    check between them, not one each."""
+    for k in range(RACE_COST.client_failures - 1):
+        assert not ca.unlock(store_engine, "8a", f"wrong-{k}-pin", "kid", RACE_COST, now=T0).ok
+    verdicts = _race(store_engine, [
+        (lambda k=k: ca.unlock(store_engine, "7b", f"race-{k}-pin", "kid", RACE_COST, now=T0))
+        for k in range(RACERS)])
+    assert _checked(verdicts) == 1, [v.message for v in verdicts]
+    assert all("Too many wrong PINs from here" in v.message for v in verdicts if v.wait_s)
+
+
+def test_simultaneous_guesses_at_a_spaced_class_get_one_try(store_engine):
+    """A class past its free wrong PINs takes one try a minute, even when RACERS clients
+    guess in the same instant."""
+    for k in range(RACE_COST.class_free_failures):
+        assert not ca.unlock(store_engine, "7b", f"wrong-{k}-pin", f"bot{k}", RACE_COST, now=T0).ok
+    later = T0 + timedelta(seconds=RACE_COST.class_spacing_s + 1)
+    verdicts = _race(store_engine, [
+        (lambda k=k: ca.unlock(store_engine, "7b", f"race-{k}-pin", f"racer{k}", RACE_COST,
+                               now=later)) for k in range(RACERS)])
+    assert _checked(verdicts) == 1, [v.message for v in verdicts]
+
+
+def test_a_right_pin_is_not_counted_as_a_wrong_one(store_engine):
+    for _ in range(RACE_COST.client_failures + 2):
+        assert ca.unlock(store_engine, "7b", pin_of("7b"), "teacher", RACE_COST, now=T0).ok
+    with store_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count())
+                            .select_from(class_schema.failures_table)).scalar() == 0
+
+
+# -- who is typing: the address behind a trusted proxy ---------------------------------------
+
+TRUSTED = ca.trusted_networks("127.0.0.1, 10.0.0.0/8")
+
+
+@pytest.mark.parametrize("peer, forwarded, expected", [
+    ("203.0.113.7", None, "ip:203.0.113.7"),                 # no proxy: the peer itself
+    ("203.0.113.7", "198.51.100.1", "ip:203.0.113.7"),       # an untrusted peer's header is ignored
+    ("127.0.0.1", "198.51.100.1", "ip:198.51.100.1"),        # nginx on the same host
+    ("10.1.2.3", "198.51.100.1, 10.9.9.9", "ip:198.51.100.1"),   # two proxies of ours
+    ("127.0.0.1", "6.6.6.6, 198.51.100.1", "ip:198.51.100.1"),   # a forged first hop is skipped
+    ("127.0.0.1", None, "ip:127.0.0.1"),                     # a trusted peer, no header
+    ("127.0.0.1", "not-an-address", "ip:127.0.0.1"),         # a garbled header: the peer
+    ("127.0.0.1", ", ".join(["1.1.1.1"] * 200), "ip:1.1.1.1"),        # a huge header: bounded
+    (None, None, None),
+])
+def test_the_client_is_the_first_address_not_of_a_trusted_proxy(peer, forwarded, expected):
+    assert ca.client_address(peer, forwarded, TRUSTED) == expected
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_count(store_engine):
+    """Behind nginx every request comes from 127.0.0.1: without trusting its
+    X-Forwarded-For one learner's wrong PINs would lock the whole school out."""
+    guesser = ca.client_address("127.0.0.1", "198.51.100.1", TRUSTED)
+    teacher = ca.client_address("127.0.0.1", "198.51.100.2", TRUSTED)
+    for k in range(CHEAP.client_failures):
+        assert not ca.unlock(store_engine, "8a", f"wrong-{k}-pin", guesser, CHEAP, now=T0).ok
+    assert "Too many" in ca.unlock(store_engine, "7b", pin_of("7b"), guesser, CHEAP, now=T0).message
+    assert ca.unlock(store_engine, "7b", pin_of("7b"), teacher, CHEAP, now=T0).ok
+
+
+@pytest.mark.parametrize("text", ["", "127.0.0.1", "10.0.0.0/8, ::1", " 192.168.0.0/16 "])
+def test_trusted_proxies_are_read_from_a_list(text):
+    nets = ca.trusted_networks(text)
+    assert len(nets) == len([t for t in text.split(",") if t.strip()])
+
+
+def test_a_bad_trusted_proxy_entry_says_which():
+    with pytest.raises(ValueError, match="not an address or network: 'nginx'"):
+        ca.trusted_networks("127.0.0.1, nginx")
+
+
 # -- a SQLite file deleted or replaced while the app runs ----------------------------------
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])

@@ -35,6 +35,10 @@ CONN_NAME = "classroom"                  # st.connection name and secrets sectio
 DB_ENV = "MNIST_STUDIO_CLASS_DB"         # SQLite file path when no URL is configured
 URL_ENV = "MNIST_STUDIO_DB_URL"          # a URL from the environment (deploy/compose.yaml)
 PIN_ENV = "MNIST_STUDIO_TEACHER_PIN"     # the teacher PIN from the environment
+PROXIES_ENV = "MNIST_STUDIO_TRUSTED_PROXIES"   # proxies whose X-Forwarded-For is believed
+# The default: a proxy on the same machine (nginx beside the app). Docker's proxy is
+# another container: deploy/compose.yaml names the private networks.
+DEFAULT_PROXIES = "127.0.0.1, ::1"
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "var" / "classroom.sqlite"
 CODE_KEY = "class_code"                  # session state: this session's class code
 WRITER_KEY = "class_writer"              # session state: the writer id or nickname
@@ -298,16 +302,31 @@ def teacher_pin() -> str | None:
     return str(pin) if pin else None
 
 
-def client_id() -> str:
-    """Who is typing a PIN, for the limits on wrong ones: the address the server sees
-    (behind a proxy or a school's one address, everyone there shares it), else a random
-    id for this session."""
+def trusted_proxies() -> tuple:
+    """The proxies whose ``X-Forwarded-For`` names the client: ``[classroom]
+    trusted_proxies`` in secrets, else ``$MNIST_STUDIO_TRUSTED_PROXIES``, else loopback.
+    A list that does not parse trusts none (and says so in the server log)."""
+    text = (_secrets_section(CONN_NAME).get("trusted_proxies")
+            or os.environ.get(PROXIES_ENV) or DEFAULT_PROXIES)
     try:
-        address = st.context.ip_address
+        return class_access.trusted_networks(str(text))
+    except ValueError as exc:
+        print(f"{PROXIES_ENV}: {exc}; no proxy is trusted", flush=True)
+        return ()
+
+
+def client_id() -> str:
+    """Who is typing a PIN, for the limits on wrong ones: the client's address (behind a
+    trusted proxy, the one it forwards; a school's one public address is still shared by
+    everyone there), else a random id for this session."""
+    try:
+        peer = st.context.ip_address
+        forwarded = st.context.headers.get("X-Forwarded-For")
     except Exception:  # noqa: BLE001 - no request context (a test, a script)
-        address = None
+        peer = forwarded = None
+    address = class_access.client_address(peer, forwarded, trusted_proxies())
     if address:
-        return f"ip:{address}"[:64]
+        return address
     return st.session_state.setdefault(CLIENT_KEY, "session:" + uuid.uuid4().hex[:16])
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -27,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from .class_engine import ClassStoreError, database_errors
 from .class_schema import classes_table, failures_table
-from .class_store import check_class_code
+from .class_store import check_class_code, writing
 
 
 @dataclass(frozen=True)
@@ -179,23 +180,27 @@ def unlock(engine: Engine, code: str, pin: str, client: str, cfg: AccessConfig =
     since = now - timedelta(seconds=cfg.window_s)
     f = failures_table
     client = (client or "unknown")[:64]
+    # The attempt is recorded and the earlier ones counted in one transaction that holds
+    # the table's write lock, so attempts typed at once (two tabs, a script) are counted one
+    # after another and get no try beyond the limits. A refused or right PIN takes its row
+    # back; a wrong one leaves it as the record of the failure.
     with database_errors():
-        with engine.connect() as conn:
+        with writing(engine) as conn:
+            if conn.dialect.name == "postgresql":   # SQLite's IMMEDIATE already serialises
+                conn.exec_driver_sql(f"LOCK TABLE {f.name} IN SHARE ROW EXCLUSIVE MODE")
+            mine_id = conn.execute(f.insert().values(class_code=code, client=client, at=now)
+                                   ).inserted_primary_key[0]
+            others = (f.c.id != mine_id) & (f.c.at > since)
             mine, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(f.c.at)).where(
-                (f.c.client == client) & (f.c.at > since))).one()
+                others & (f.c.client == client))).one()
             theirs, last = conn.execute(sa.select(sa.func.count(), sa.func.max(f.c.at)).where(
-                (f.c.class_code == code) & (f.c.at > since))).one()
+                others & (f.c.class_code == code))).one()
             row = conn.execute(sa.select(classes_table.c.pin_hash)
                                .where(classes_table.c.code == code)).first()
-    if mine >= cfg.client_failures:
-        wait = (_utc(oldest) + timedelta(seconds=cfg.window_s) - now).total_seconds()
-        return Verdict(False, f"Too many wrong PINs from here: try again in "
-                              f"{_minutes(max(wait, 1))}.", max(wait, 1.0))
-    if theirs >= cfg.class_free_failures:
-        wait = (_utc(last) + timedelta(seconds=cfg.class_spacing_s) - now).total_seconds()
-        if wait > 0:
-            return Verdict(False, f"Class {code} has had too many wrong PINs lately: the next "
-                                  f"try in {_minutes(max(wait, 1))}.", max(wait, 1.0))
+    refused = _refusal(cfg, now, code, mine, oldest, theirs, last)
+    if refused is not None:
+        _take_back(engine, mine_id)
+        return refused
     if row is None:
         ok, problem = False, f"There is no class {code}."
     elif row.pin_hash:
@@ -208,9 +213,82 @@ def unlock(engine: Engine, code: str, pin: str, client: str, cfg: AccessConfig =
                    f"deployment has no teacher PIN to open it (set teacher_pin under "
                    f"[classroom] in the app's secrets).")
     if ok:
+        _take_back(engine, mine_id)
         return Verdict(True)
     with database_errors():
         with engine.begin() as conn:
-            conn.execute(f.insert(), [{"class_code": code, "client": client, "at": now}])
             conn.execute(f.delete().where(f.c.at < since))    # old ones no longer count
     return Verdict(False, problem)
+
+
+def _refusal(cfg: AccessConfig, now: datetime, code: str, mine: int, oldest, theirs: int,
+             last) -> Verdict | None:
+    """The refusal for a client with ``mine`` wrong PINs in the window (the oldest at
+    ``oldest``) at a class with ``theirs`` (the last at ``last``), or None: check it."""
+    if mine >= cfg.client_failures:
+        wait = (_utc(oldest) + timedelta(seconds=cfg.window_s) - now).total_seconds()
+        return Verdict(False, f"Too many wrong PINs from here: try again in "
+                              f"{_minutes(max(wait, 1))}.", max(wait, 1.0))
+    if theirs >= cfg.class_free_failures:
+        wait = (_utc(last) + timedelta(seconds=cfg.class_spacing_s) - now).total_seconds()
+        if wait > 0:
+            return Verdict(False, f"Class {code} has had too many wrong PINs lately: the next "
+                                  f"try in {_minutes(max(wait, 1))}.", max(wait, 1.0))
+    return None
+
+
+def _take_back(engine: Engine, attempt_id: int) -> None:
+    """Remove an attempt's row: it was refused unchecked, or its PIN was right."""
+    with database_errors():
+        with engine.begin() as conn:
+            conn.execute(failures_table.delete().where(failures_table.c.id == attempt_id))
+
+
+# ---------------------------------------------------------------------------------------
+# Who is typing
+# ---------------------------------------------------------------------------------------
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_FORWARDED_HOPS = 32      # X-Forwarded-For entries read from the right; more are a forgery
+
+
+def trusted_networks(text: str) -> tuple[Network, ...]:
+    """``"127.0.0.1, 10.0.0.0/8"`` -> the proxies whose X-Forwarded-For is believed.
+    ValueError names an entry that is neither an address nor a network."""
+    nets = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"Trusted proxies: not an address or network: {entry[:40]!r}") from None
+    return tuple(nets)
+
+
+def _address(text: str | None):
+    try:
+        return ipaddress.ip_address((text or "").strip())
+    except ValueError:
+        return None
+
+
+def client_address(peer: str | None, forwarded_for: str | None,
+                   trusted: tuple[Network, ...]) -> str | None:
+    """Who typed a PIN, for the per-client limit: ``"ip:ADDRESS"``, or None if unknown.
+
+    ``peer`` is the address the server sees; behind a proxy it is the proxy's, the same
+    for every learner. Only when ``peer`` is a ``trusted`` proxy is ``forwarded_for``
+    (``X-Forwarded-For``: client, proxy1, proxy2...) read, from the right, skipping our own
+    proxies: the first other address is the client's (entries left of it could be forged).
+    """
+    here = _address(peer)
+    if here is None:
+        return None
+    hops = (forwarded_for or "").split(",")[-MAX_FORWARDED_HOPS:]
+    while any(here in net for net in trusted) and hops:
+        hop = _address(hops.pop())
+        if hop is None:
+            break          # garbled: trust no further than the last good address
+        here = hop
+    return f"ip:{here}"[:64]
