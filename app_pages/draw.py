@@ -7,7 +7,7 @@ import streamlit as st
 
 from mnist_core.reading.inference import read, read_digits
 from mnist_core.preprocess import NoDigitError
-from ui import canvas, class_data, components, data, digit_picker, memo, page
+from ui import canvas, components, data, digit_picker, memo, page
 from ui import share as share_ui
 
 models, names = page.start(with_user_model=True)
@@ -111,6 +111,7 @@ def board() -> None:
             components.sequence_panel(readings, models, names, key="draw")
         else:
             components.prediction_panel(readings[0], models, names, key="draw")
+            from ui import class_data   # after the answers: SQLAlchemy is warmed up below
             class_data.flag_wrong(readings[0].stages.final, readings[0].probs, names,
                                   key="draw", source="flag-draw",
                                   strokes=class_data.canvas_strokes(
@@ -135,3 +136,6 @@ def board() -> None:
 
 
 board()
+# The first page shows before the flag box's database code is imported; it is by the
+# time a digit is drawn.
+page.warm_up("ui.class_data")

@@ -161,7 +161,7 @@ def main() -> None:
     ap.add_argument("--dev", default=str(DEV_DIR), help="handwriting-dev folder")
     ap.add_argument("--model", default="cnn", choices=sorted(REGISTRY))
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--n-train", type=int, default=20000)
+    ap.add_argument("--n-train", type=int, default=20000, help="MNIST images (0: all)")
     ap.add_argument("--renders", type=int, default=writers.WriterMix().renders,
                     help="canvas/photo renderings per writer's digit (1: canvas only, cheaper)")
     ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
@@ -195,7 +195,7 @@ def run_training(args, sets: dict, log_path: Path) -> None:
         x, y, record = writers.training_set(args.writers, mix)
         data = replace(base, x_extra=x, y_extra=y, extra_source=record)
         augment = replace(spec.train.augment, scans=scans, styles=1.0 if styles else 0.0)
-        cfg = replace(spec.train, epochs=args.epochs, n_train=args.n_train, writers_share=share,
+        cfg = replace(spec.train, epochs=args.epochs, n_train=args.n_train or None, writers_share=share,
                       augment=augment)
         t0, c0 = time.perf_counter(), time.process_time()
         model = spec.backend.from_net(fit(data, cfg, spec.arch).model, spec)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from mnist_core.artifacts.files import Gallery
@@ -194,6 +193,8 @@ def gallery_table(gallery: Gallery, rows: np.ndarray, models: Mapping[str, Model
         table[_title(models, name)] = [
             class_names[int(preds[i])] + ("" if preds[i] == gallery.labels[i] else "  ✗")
             for i in rows]
+    import pandas as pd   # 0.27 s to import, needed only here: not on the Draw page's way
+
     st.dataframe(pd.DataFrame(table), hide_index=True, row_height=60, key=key,
                  column_config={"Image": st.column_config.ImageColumn("Image", width="small"),
                                 "Test index": st.column_config.NumberColumn(format="%d")})
