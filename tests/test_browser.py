@@ -117,10 +117,12 @@ def bar_labels(page) -> list[str]:
 
 
 def settle(page) -> None:
-    """Wait until every image has loaded and no Streamlit element is still stale."""
+    """Wait until every image has loaded, no Streamlit element is still stale, and none
+    is still a skeleton (tables and plotly charts are mounted lazily: a screenshot taken
+    before shows grey boxes)."""
     page.wait_for_function("Array.from(document.images).every(i => i.complete)")
     page.wait_for_function(
-        "!document.querySelector('[data-stale=\"true\"]')")
+        "!document.querySelector('[data-stale=\"true\"], [data-testid=\"stSkeleton\"]')")
 
 
 def assert_no_exception(page):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_browser import CHROMIUM, LOAD_TIMEOUT, SHOTS, STEP_TIMEOUT, assert_no_exception, settle
+from test_browser import (CHROMIUM, LOAD_TIMEOUT, SHOTS, STEP_TIMEOUT, assert_no_exception,
+                          browser, settle)  # noqa: F401 - browser: its fixture
 from test_fashion import CLOTHES
 
 import app_helpers as h
@@ -30,15 +31,6 @@ def server():
     proc, url = h.start_server(h.REPO / "artifacts")
     yield url
     h.stop_server(proc)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=h.CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

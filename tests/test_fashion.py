@@ -9,7 +9,6 @@ neither is on the machine.
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import SHIPPED_ARTIFACTS, keras_optimizer_traces, make_dataset, write_idx_folder
+from shipped import Shipped
 
 from mnist_core.artifacts.files import (ArtifactError, default_dir, load_models,
                                         read_manifest)
@@ -234,46 +234,23 @@ def fashion_test():
     return to_float(data.x_test), data.y_test.astype(np.int64)
 
 
-@functools.cache
-def _load_shipped():
-    return load_models(FASHION_DIR)
-
-
-def shipped() -> dict:
-    try:
-        return _load_shipped()
-    except ArtifactError as exc:
-        problem = str(exc)
-    pytest.fail(f"the shipped clothing artifacts in {FASHION_DIR} are missing or damaged: "
-                f"{problem}", pytrace=False)
-
-
-_fresh: dict[str, float] = {}
-
-
-def fresh_accuracy(name: str, fashion_test) -> float:
-    if name not in _fresh:
-        x, y = fashion_test
-        probs = shipped()[name].predict_proba(x)
-        assert probs.shape == (10_000, 10)
-        _fresh[name] = float((probs.argmax(axis=1) == y).mean())
-    return _fresh[name]
+SHIPPED = Shipped(FASHION_DIR, what="clothing artifacts")
 
 
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NOT_MET[n])) if n in NOT_MET
     else n for n in FLOORS])
 def test_fashion_accuracy_floor(name, fashion_test):
-    accuracy = fresh_accuracy(name, fashion_test)
+    accuracy = SHIPPED.accuracy(name, fashion_test)
     assert accuracy >= FLOORS[name], (f"{name}: {accuracy:.2%} on Fashion-MNIST's test set, "
                                       f"floor {FLOORS[name]:.1%}")
 
 
 @pytest.mark.parametrize("name", FLOORS)
 def test_clothing_metrics_json_matches_fresh_accuracy(name, fashion_test):
-    metrics = shipped()[name].metrics
+    metrics = SHIPPED.models()[name].metrics
     assert metrics["n"] == 10_000
-    assert metrics["accuracy"] == pytest.approx(fresh_accuracy(name, fashion_test), abs=1e-4)
+    assert metrics["accuracy"] == pytest.approx(SHIPPED.accuracy(name, fashion_test), abs=1e-4)
 
 
 def test_shipped_clothing_manifest_and_training_time():
@@ -287,7 +264,7 @@ def test_shipped_clothing_manifest_and_training_time():
         assert isinstance(value, (int, float)) and value > 0, f"{name}: {value!r}"
         assert "--dataset fashion" in manifest["models"][name]["command"]
     assert sum(cpu.values()) <= MAX_TOTAL_TRAIN_CPU_SECONDS, cpu
-    models = shipped()
+    models = SHIPPED.models()
     for name, model in models.items():
         assert model.views == NO_VIEWS
         assert model.metrics.get("calibration"), f"{name} is calibrated"
@@ -308,7 +285,7 @@ def test_shipped_cnn_reads_garment_photos(fashion_test):
     from mnist_core.reading.inference import read_garment
 
     x, y = fashion_test
-    models = {"cnn": shipped()["cnn"]}
+    models = {"cnn": SHIPPED.models()["cnn"]}
     rng = np.random.default_rng(5)
     rows = rng.choice(len(y), 40, replace=False)
     right = sum(read_garment(garment_photo((x[i] * 255).astype(np.uint8), seed=int(i)),

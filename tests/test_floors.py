@@ -7,13 +7,12 @@ machine; missing or damaged artifacts are a failure.
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 import pytest
 from conftest import SHIPPED_ARTIFACTS, keras_optimizer_traces
+from shipped import Shipped
 
-from mnist_core.artifacts.files import ArtifactError, load_models
 from mnist_core.datasets.data import load_dataset, to_float
 from mnist_core.artifacts.registry import REGISTRY
 
@@ -31,50 +30,27 @@ def mnist_test(mnist_dir):
     return to_float(data.x_test), data.y_test.astype(np.int64)
 
 
-@functools.cache
-def _load_shipped():
-    return load_models(SHIPPED_ARTIFACTS, list(FLOORS))
-
-
-def shipped_models() -> dict:
-    try:
-        return _load_shipped()
-    except ArtifactError as exc:
-        problem = str(exc)
-    pytest.fail(f"the shipped artifacts in {SHIPPED_ARTIFACTS} are missing or damaged: "
-                f"{problem}", pytrace=False)
-
-
-_fresh: dict[str, float] = {}
-
-
-def fresh_accuracy(name: str, mnist_test) -> float:
-    if name not in _fresh:
-        x, y = mnist_test
-        probs = shipped_models()[name].predict_proba(x)
-        assert probs.shape == (10_000, 10)
-        _fresh[name] = float((probs.argmax(axis=1) == y).mean())
-    return _fresh[name]
+SHIPPED = Shipped(SHIPPED_ARTIFACTS, list(FLOORS))
 
 
 @pytest.mark.parametrize("name", FLOORS)
 def test_accuracy_floor(name, mnist_test):
-    accuracy = fresh_accuracy(name, mnist_test)
+    accuracy = SHIPPED.accuracy(name, mnist_test)
     assert accuracy >= FLOORS[name], (f"{name}: {accuracy:.2%} on the MNIST test set, floor "
                                       f"{FLOORS[name]:.1%}")
 
 
 @pytest.mark.parametrize("name", FLOORS)
 def test_metrics_json_matches_fresh_accuracy(name, mnist_test):
-    metrics = shipped_models()[name].metrics
+    metrics = SHIPPED.models()[name].metrics
     assert metrics["n"] == 10_000
-    assert metrics["accuracy"] == pytest.approx(fresh_accuracy(name, mnist_test), abs=1e-4)
+    assert metrics["accuracy"] == pytest.approx(SHIPPED.accuracy(name, mnist_test), abs=1e-4)
 
 
 def test_training_time_recorded_and_within_budget(mnist_test):
     from mnist_core.artifacts.files import read_manifest
 
-    seconds = {n: m.metrics.get("train_seconds") for n, m in shipped_models().items()}
+    seconds = {n: m.metrics.get("train_seconds") for n, m in SHIPPED.models().items()}
     for name, value in seconds.items():
         assert isinstance(value, (int, float)) and value > 0, f"{name}: train_seconds={value!r}"
     entries = read_manifest(SHIPPED_ARTIFACTS)["models"]
@@ -86,7 +62,7 @@ def test_training_time_recorded_and_within_budget(mnist_test):
 
 
 def test_shipped_keras_files_hold_no_optimizer(mnist_test):
-    models = shipped_models()
+    models = SHIPPED.models()
     for name in models:
         if REGISTRY[name].kind == "keras":
             path = SHIPPED_ARTIFACTS / REGISTRY[name].filename
@@ -121,7 +97,7 @@ def held_out_writers():
 def test_held_out_writers_floor(name, held_out_writers):
     from mnist_core.training import writers
 
-    scores = writers.score({name: shipped_models()[name]}, held_out_writers)
+    scores = writers.score({name: SHIPPED.models()[name]}, held_out_writers)
     for set_name, per_model in scores.items():
         accuracy = per_model[name]["mean"]
         assert accuracy >= WRITER_FLOORS[name], (
