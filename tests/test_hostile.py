@@ -166,13 +166,19 @@ def _kaggle_cases() -> list:
 KAGGLE_CASES = _kaggle_cases()
 
 
-@pytest.fixture(scope="module")
-def kaggle_app(artifacts):
+def page_app(artifacts, page: str):
+    """The app on the fixture artifacts, switched to ``app_pages/<page>.py``; one per module,
+    each case uploading over the last (as a person trying file after file)."""
     os.environ["MNIST_STUDIO_ARTIFACTS"] = str(artifacts)
     at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=TIMEOUT).run()
-    at.switch_page("app_pages/kaggle.py").run()
+    at.switch_page(f"app_pages/{page}.py").run()
     yield at
     os.environ.pop("MNIST_STUDIO_ARTIFACTS", None)
+
+
+@pytest.fixture(scope="module")
+def kaggle_app(artifacts):
+    yield from page_app(artifacts, "kaggle")
 
 
 @pytest.mark.parametrize("name, make, words", KAGGLE_CASES, ids=[c[0] for c in KAGGLE_CASES])
@@ -301,11 +307,7 @@ UPLOAD_CASES = [
 
 @pytest.fixture(scope="module")
 def upload_app(artifacts):
-    os.environ["MNIST_STUDIO_ARTIFACTS"] = str(artifacts)
-    at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=TIMEOUT).run()
-    at.switch_page("app_pages/upload.py").run()
-    yield at
-    os.environ.pop("MNIST_STUDIO_ARTIFACTS", None)
+    yield from page_app(artifacts, "upload")
 
 
 @pytest.mark.parametrize("name, data, words", UPLOAD_CASES, ids=[c[0] for c in UPLOAD_CASES])
