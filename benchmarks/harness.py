@@ -116,8 +116,10 @@ async def draw_stroke_async(page, canvas, points, steps: int = 15) -> None:
 
 
 def settle(page) -> None:
-    """Wait until no element is stale, no spinner shows and every image has loaded."""
-    page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')")
+    """Wait until no element is stale or a skeleton (tables and charts mount lazily), no
+    spinner shows and every image has loaded."""
+    page.wait_for_function(
+        "!document.querySelector('[data-stale=\"true\"], [data-testid=\"stSkeleton\"]')")
     page.wait_for_function("!document.querySelector('[data-testid=\"stSpinner\"]')")
     page.wait_for_function("Array.from(document.images).every(i => i.complete)")
 

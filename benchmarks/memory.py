@@ -1,8 +1,9 @@
 """The server's memory with every page visited, in headless Chromium; writes benchmarks/MEMORY.md.
 
 Starts ``streamlit run app.py`` and visits every page as a user would (Draw, Upload,
-Compare models, Training curves, Stress test, a 28,000-row Kaggle submission, Look inside
-with each model and three sessions at once, short Train live runs); after each step it
+Compare models, Confidence, Training curves, Model maps, Stress test, Adversarial digits,
+the three class pages without a class, a 28,000-row Kaggle submission, Look inside with
+each model and three sessions at once, short Train live runs); after each step it
 reads the RSS of the server and of its children (a training worker), and their peaks
 while the step ran (sampled every 0.1 s). ``--label both`` then visits every page that
 follows the dataset choice again with clothing chosen (``?data=fashion``: the clothing
@@ -82,14 +83,31 @@ def set_slider_to_min(page, label: str) -> None:
     thumb.press("Home")
 
 
-# Issue 23: the pages that follow the dataset choice, visited with clothing chosen, each
-# with the text that says it is ready.
-CLOTHING_PAGES = (("Compare_models", "Compare models", "Confusion matrix"),
-                  ("Confidence", "Confidence", "Honest confidence"),
-                  ("Training_curves", "Training curves", "Training curves"),
-                  ("Model_maps", "Model maps", "Hover a dot"),
-                  ("Stress_test", "Stress test", "Sweep one change"),
-                  ("Adversarial_digits", "Adversarial digits", "Made against"))
+# The pages that follow the dataset choice (issue 23), each with the text that says it is
+# ready: visited with digits, then again with clothing chosen.
+DATASET_PAGES = (("Compare_models", "Compare models", "Confusion matrix"),
+                 ("Confidence", "Confidence", "Honest confidence"),
+                 ("Training_curves", "Training curves", "Training curves"),
+                 ("Model_maps", "Model maps", "Hover a dot"),
+                 ("Stress_test", "Stress test", "Sweep one change"),
+                 ("Adversarial_digits", "Adversarial digits", "Made against"))
+# The class pages, as a visitor without a class code sees them.
+CLASS_PAGES = (("Collect", "Collect", "Type your class code"),
+               ("Class_dashboard", "Class dashboard", "Type your class's code"),
+               ("Teach", "Teach", "Type your class code"))
+
+
+def visit_pages(url: str, page, record, pages, query: str = "", what: str = "rendered") -> None:
+    """Open each of ``pages`` (address, name, the text that says it is ready) with
+    ``query`` appended; ``record(name, what, t0, page)`` once each has settled."""
+    from playwright.sync_api import expect
+
+    for path, name, ready in pages:
+        t0 = time.perf_counter()
+        page.goto(f"{url}/{path}{query}")
+        expect(page.get_by_text(ready).first).to_be_visible(timeout=LOAD_TIMEOUT)
+        h.settle(page)
+        record(name, what, t0, page)
 
 
 def visit_clothing(url: str, page, record, tmp: Path, fashion: Path) -> None:
@@ -103,12 +121,7 @@ def visit_clothing(url: str, page, record, tmp: Path, fashion: Path) -> None:
     from mnist_core.artifacts.files import load_gallery, read_manifest
     from mnist_core.artifacts.registry import FASHION_REGISTRY
 
-    for path, name, ready in CLOTHING_PAGES:
-        t0 = time.perf_counter()
-        page.goto(f"{url}/{path}?data=fashion")
-        expect(page.get_by_text(ready).first).to_be_visible(timeout=LOAD_TIMEOUT)
-        h.settle(page)
-        record(name, "clothing: rendered", t0, page)
+    visit_pages(url, page, record, DATASET_PAGES, "?data=fashion", "clothing: rendered")
     titles = [FASHION_REGISTRY[n].title for n in FASHION_REGISTRY
               if n in read_manifest(fashion)["models"]]
     t0 = time.perf_counter()
@@ -202,14 +215,7 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
             h.settle(page)
             record("Upload", "one photo-like PNG", t0, page)
 
-            for path, name, ready in (("Compare_models", "Compare models", "Confusion matrix"),
-                                      ("Training_curves", "Training curves", "Training curves"),
-                                      ("Stress_test", "Stress test", "Sweep one change")):
-                t0 = time.perf_counter()
-                page.goto(f"{url}/{path}")
-                expect(page.get_by_text(ready).first).to_be_visible(timeout=LOAD_TIMEOUT)
-                h.settle(page)
-                record(name, "rendered", t0, page)
+            visit_pages(url, page, record, DATASET_PAGES + CLASS_PAGES)
 
             t0 = time.perf_counter()
             page.goto(f"{url}/Kaggle")
