@@ -1,6 +1,7 @@
 """Collect: "Draw a 3". Learners draw the digits 0-9 in shuffled rounds for their class's
 own dataset; Save, Skip and Undo the last save; a counter per digit."""
 
+import hashlib
 import random
 
 import streamlit as st
@@ -27,17 +28,23 @@ if code is None:
     st.stop()
 
 state = st.session_state
-state.setdefault("collect_round", 0)    # a new canvas key per saved or skipped digit
+# Where the learner is, kept in the address as well as in this session: a reload, or a
+# reconnection to another replica after this one stopped, continues the same round with
+# the same prompt, writer and digit ids (a save repeated there is stored once).
+key = class_data.browser_key()
+if "collect_round" not in state:
+    state.collect_round = class_data.round_from_address()
+    # A new session with a round in the address: the page reloaded or its server changed.
+    state.collect_returning = class_data.ROUND_PARAM in st.query_params
 state.setdefault("collect_saved", [])   # (id, label) of this session's saves, for Undo
-if "collect_order" not in state or state.get("collect_pos", 0) >= len(state.collect_order):
-    state.collect_order = random.sample(range(10), 10)
-    state.collect_pos = 0
-target = state.collect_order[state.collect_pos]
+pos = state.collect_round % 10
+order = random.Random(f"{key}:{state.collect_round // 10}").sample(range(10), 10)
+target = order[pos]            # each round of ten: the digits 0-9 in an order of its own
 canvas_key = f"collect-canvas-{state.collect_round}"
+class_data.keep_in_address(round=state.collect_round)
 
 
 def next_prompt() -> None:
-    state.collect_pos += 1
     state.collect_round += 1
 
 
@@ -66,26 +73,63 @@ with left:
         st.button("Undo last", key="collect-undo", on_click=undo_last, icon=":material/undo:",
                   disabled=not state.collect_saved)
 
+def collect_id(reading) -> str:
+    """This drawing's id: the learner's, this round's, this label's and these pixels'."""
+    pixels = hashlib.sha256(reading.stages.final.tobytes()).hexdigest()[:16]
+    return class_data.digit_id("collect", state.collect_round, target, pixels)
+
+
+def read(image):
+    try:
+        return read_digit(image, models, canvas=True)
+    except NoDigitError:
+        return None
+
+
+returning = state.pop("collect_returning", False)
+if returning:
+    # What happened to the drawing on the canvas, if it came back with the page: stored
+    # before the connection dropped, or still to save.
+    reading = read(image) if image is not None else None
+    try:
+        stored = reading is not None and cs.count_ids(
+            class_data.engine(), [collect_id(reading)])[collect_id(reading)] > 0
+    except class_engine.ClassStoreError:
+        stored = False     # the message below says the database is down
+    if stored:
+        state.collect_saved.append((collect_id(reading), target))
+        state.collect_flash = ("success", f"Connected again. Your {names[target]} was saved "
+                                          f"before the connection dropped.")
+        next_prompt()
+        st.rerun()
+    elif reading is not None:
+        state.collect_flash = ("warning", f"Connected again. Your {names[target]} is **not "
+                                          f"saved** yet: it is on the canvas, press Save.")
+    else:
+        state.collect_flash = ("info", "Connected again (the page reloaded or its server "
+                                       "changed). Every digit you saw \"Saved\" for is kept "
+                                       "and counted here; a drawing that was not saved has to "
+                                       "be drawn again.")
+
 if save:
     if image is not None:
-        try:
-            reading = read_digit(image, models, canvas=True)
-        except NoDigitError:
-            reading = None
+        reading = read(image)
+        if reading is None:
             state.collect_flash = ("warning", f"No ink found: draw a {names[target]} first.")
-        if reading is not None:
-            ident = class_data.digit_id("collect", state.collect_round)  # a retry: same id
+        else:
+            ident = collect_id(reading)    # the same drawing saved again: the same id
             digit = cs.Digit(ident, code, writer, target, "collect", reading.stages.final,
                              {n: reading.digit(n) for n in models},
                              class_data.canvas_strokes(canvas_key))
             try:
-                cs.save_digit(class_data.engine(), digit)
+                new = class_data.save_digit(digit)
             except class_engine.ClassStoreError as exc:
                 state.collect_flash = ("error", class_data.failure(
                     exc, f"your {names[target]}; it is still on the canvas, press Save again"))
             else:
                 state.collect_saved.append((ident, target))
-                state.collect_flash = ("success", f"Saved your {names[target]}.")
+                state.collect_flash = ("success", f"Saved your {names[target]}." if new else
+                                       f"Saved your {names[target]} (it was already saved).")
                 next_prompt()
                 st.rerun()
 
@@ -106,5 +150,5 @@ with right:
         for d in range(10):
             st.metric(names[d], mine[d], f"class {everyone[d]}", delta_color="off",
                       delta_arrow="off", border=True, width=86)
-    st.caption(f"Round of ten: digit {state.collect_pos + 1} of 10. "
+    st.caption(f"Round of ten: digit {pos + 1} of 10. "
                + class_data.where_stored())
