@@ -73,6 +73,7 @@ class Supervisor:
         self.extra = extra
         self.stopping = threading.Event()
         self.child: subprocess.Popen | None = None
+        self.answered = False      # whether the current server has answered a health check
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "streamlit", "run", "app.py",
@@ -89,16 +90,16 @@ class Supervisor:
     def watch(self, child: subprocess.Popen) -> str:
         """Until ``child`` exits, freezes or we are told to stop; returns which."""
         started = time.monotonic()
-        answered, misses = False, 0
+        self.answered, misses = False, 0
         while not self.stopping.is_set():
-            if self.stopping.wait(self.cfg.check_every_s if answered else 1.0):
+            if self.stopping.wait(self.cfg.check_every_s if self.answered else 1.0):
                 break
             if child.poll() is not None:
                 return "exited"
             if healthy(self.cfg):
-                answered, misses = True, 0
+                self.answered, misses = True, 0
                 self.backoff = self.cfg.restart_backoff_s
-            elif answered:
+            elif self.answered:
                 misses += 1
                 if misses >= self.cfg.max_misses:
                     return "frozen"
