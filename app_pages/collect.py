@@ -133,22 +133,34 @@ if save:
                 next_prompt()
                 st.rerun()
 
-with right:
-    flash = state.pop("collect_flash", None)
-    if flash:
-        kind, message = flash
-        getattr(st, kind)(message)
+COUNTS_EVERY_S = 30   # the counts refresh on their own: the class's total grows as others save
+
+
+@st.fragment(run_every=COUNTS_EVERY_S)
+def counts() -> None:
+    """This learner's and the class's counts. Refreshed every COUNTS_EVERY_S; a page with
+    a timed fragment is also rerun by the browser as soon as its websocket reconnects
+    (Streamlit's frontend does so for pages with auto-reruns), so a learner whose replica
+    stopped is told at once, by the message above, whether their last digit was saved."""
     try:
         mine = cs.count_by_label(class_data.engine(), code, writer)
         everyone = cs.count_by_label(class_data.engine(), code)
     except class_engine.ClassStoreError as exc:
         class_data.show_error(exc)
-        st.stop()
+        return
     st.markdown(f"**Your digits** ({sum(mine.values())} saved, class {code}: "
                 f"{sum(everyone.values())})")
     with st.container(horizontal=True, key="collect-counts"):
         for d in range(10):
             st.metric(names[d], mine[d], f"class {everyone[d]}", delta_color="off",
                       delta_arrow="off", border=True, width=86)
+
+
+with right:
+    flash = state.pop("collect_flash", None)
+    if flash:
+        kind, message = flash
+        getattr(st, kind)(message)
+    counts()
     st.caption(f"Round of ten: digit {pos + 1} of 10. "
                + class_data.where_stored())

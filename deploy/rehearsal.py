@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -115,7 +116,11 @@ class Stack:
         self.topo: Topology = replace(SCHOOL, replicas=cfg.replicas,
                                       app_port=free_run(cfg.replicas), proxy_port=free_port())
         self.pg_port = free_port()
-        self.pg_dir = self.dir / "pg"
+        # Not under workdir: as root the cluster belongs to `postgres`, which must reach it
+        # (pytest's folders are root's alone).
+        self.pg_parent = Path(tempfile.mkdtemp(prefix="mnist-studio-rehearsal-"))
+        os.chmod(self.pg_parent, 0o755)
+        self.pg_dir = self.pg_parent / "pg"
         self.db_name = "rehearsal_" + uuid.uuid4().hex[:8]
         self.replicas: dict[int, subprocess.Popen] = {}
         self.nginx: subprocess.Popen | None = None
@@ -302,10 +307,10 @@ class Stack:
             self.stop_db()
         except RuntimeError:
             pass
+        shutil.rmtree(self.pg_parent, ignore_errors=True)
 
 
 def main() -> int:
-    import tempfile
     stack = Stack(Path(tempfile.mkdtemp(prefix="rehearsal-")))
     try:
         stack.start()
