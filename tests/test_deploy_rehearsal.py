@@ -257,19 +257,22 @@ def test_a_returning_replica_does_not_split_a_browser(stack):
     """Defect 4 at the HTTP level: a browser pinned to a dead replica is moved by the cookie
     to the one that answered, and stays there when the dead one returns (a hash of the
     cookie would send it back, away from its websocket)."""
-    status, headers = get(stack.proxy + "/_stcore/health", cookie="studio_route=2")
-    assert status == 200 and headers["X-Studio-Replica"] == "2"
+    def served_by(cookie: str) -> str | None:
+        status, headers = get(stack.proxy + "/_stcore/health", cookie=cookie)
+        return headers["X-Studio-Replica"] if status == 200 else None
+    # A replica that failed in the last test is left out for fail_timeout_s: wait that out.
+    wait_until("replica 2 back in rotation", lambda: served_by("studio_route=2") == "2",
+               stack.topo.fail_timeout_s + 5)
     stack.stop_replica(2)
     status, headers = get(stack.proxy + "/_stcore/health", cookie="studio_route=2")
     assert status == 200 and headers["X-Studio-Replica"] == "1"
     assert "studio_route=1;" in " ".join(headers.get_all("Set-Cookie"))
     stack.start_replica(2)
     stack.wait_replica(2, timeout_s=60)
-    time.sleep(stack.topo.fail_timeout_s + 1)     # past nginx's fail_timeout: 2 is tried again
-    status, headers = get(stack.proxy + "/_stcore/health", cookie="studio_route=1")
-    assert headers["X-Studio-Replica"] == "1"
-    status, headers = get(stack.proxy + "/_stcore/health", cookie="studio_route=2")
-    assert headers["X-Studio-Replica"] == "2"
+    # Past nginx's fail_timeout 2 is tried again: its own browsers go back, 1's stay.
+    wait_until("replica 2 back in rotation", lambda: served_by("studio_route=2") == "2",
+               stack.topo.fail_timeout_s + 5)
+    assert served_by("studio_route=1") == "1"
 
 
 def test_sigterm_stops_a_replica_gracefully(stack, browser):
@@ -336,7 +339,7 @@ def test_smoke_fails_when_a_page_raises(tmp_path):
         src = h.REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, app / name)
     page = app / "app_pages" / "upload.py"
-    page.write_text(page.read_text() + "\nraise RuntimeError('rehearsal: this page raises')\n")
+    page.write_text("raise RuntimeError('rehearsal: this page raises')\n" + page.read_text())
     port = h.free_port()
     env = {**os.environ, "MNIST_STUDIO_ARTIFACTS": str(h.REPO / "artifacts")}
     env.pop("STREAMLIT_CLIENT_SHOW_ERROR_DETAILS", None)     # as deployed: no details
