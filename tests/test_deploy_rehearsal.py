@@ -35,6 +35,9 @@ pytestmark = [
 ]
 
 PIN = "rehearsal-pin"
+# The name a school's learners type: the browser resolves it to the loopback proxy. A name
+# that is not localhost is what defect 1 broke (Streamlit lets localhost's origins pass).
+SCHOOL_HOST = "studio.school.test"
 TOLD_S = 5          # an affected learner sees what happened within this
 GO_ON_S = 15        # and can save again within this
 
@@ -56,7 +59,8 @@ def stack(tmp_path_factory):
 def browser():
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=h.chromium_path(), args=h.CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=h.chromium_path(), args=[
+            *h.CHROMIUM_ARGS, f"--host-resolver-rules=MAP {SCHOOL_HOST} 127.0.0.1"])
         yield b
         b.close()
 
@@ -87,7 +91,8 @@ class Learner:
         self.saved: list[int] = []           # labels the page said were saved
 
     def open(self, query: str = "") -> "Learner":
-        self.page.goto(f"{self.stack.proxy}/Collect?class={self.stack.class_code}{query}")
+        self.page.goto(f"http://{SCHOOL_HOST}:{self.stack.topo.proxy_port}/Collect"
+                       f"?class={self.stack.class_code}{query}")
         self.expect(self.prompt).to_be_visible(timeout=60_000)
         return self
 
