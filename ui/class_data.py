@@ -10,8 +10,9 @@ Storage is :mod:`mnist_core.classroom.class_store` (its tables
 :mod:`~mnist_core.classroom.class_engine`); this module only wires it to Streamlit. The engine
 comes from ``st.connection("classroom", type="sql")``: the URL in ``.streamlit/secrets.toml``
 ``[connections.classroom]`` when there is one (PostgreSQL for several replicas, or for a
-host whose disk is not persistent), else ``$MNIST_STUDIO_DB_URL`` (deploy/compose.yaml sets
-it), else a SQLite file at ``$MNIST_STUDIO_CLASS_DB`` or ``var/classroom.sqlite``. Every database failure is shown on the page that hit it, saying
+host whose disk is not persistent), else ``$MNIST_STUDIO_DB_URL``, else a URL the app
+builds, quoting each part, from ``$MNIST_STUDIO_DB_HOST`` and its siblings
+(deploy/compose.yaml sets them; ``class_engine.url_from_parts``), else a SQLite file at ``$MNIST_STUDIO_CLASS_DB`` or ``var/classroom.sqlite``. Every database failure is shown on the page that hit it, saying
 what was not saved; the rest of the app never touches the database.
 """
 
