@@ -28,6 +28,7 @@ if code is None:
     st.stop()
 
 state = st.session_state
+SAVED_PARAM = "saved"
 # Where the learner is, kept in the address as well as in this session: a reload, or a
 # reconnection to another replica after this one stopped, continues the same round with
 # the same prompt, writer and digit ids (a save repeated there is stored once).
@@ -37,15 +38,32 @@ if "collect_round" not in state:
     # A new session with a round in the address: the page reloaded or its server changed.
     state.collect_returning = class_data.ROUND_PARAM in st.query_params
 state.setdefault("collect_saved", [])   # (id, label) of this session's saves, for Undo
+
+
+def target_of(n: int) -> int:
+    """The digit asked for at prompt ``n``: each round of ten asks 0-9 in an order of its
+    own, from the learner's browser key (the same on any replica)."""
+    return random.Random(f"{key}:{n // 10}").sample(range(10), 10)[n % 10]
+
+
 pos = state.collect_round % 10
-order = random.Random(f"{key}:{state.collect_round // 10}").sample(range(10), 10)
-target = order[pos]            # each round of ten: the digits 0-9 in an order of its own
+target = target_of(state.collect_round)
 canvas_key = f"collect-canvas-{state.collect_round}"
-class_data.keep_in_address(round=state.collect_round)
+# ?saved=N: prompt N's digit is stored (set only after its commit), so a page that comes
+# back after its server stopped can say so even when its canvas came back empty.
+last_saved = state.get("collect_last_saved", class_data.int_from_address(SAVED_PARAM))
+class_data.keep_in_address(round=state.collect_round,
+                           **({SAVED_PARAM: last_saved} if last_saved is not None else {}))
 
 
 def next_prompt() -> None:
     state.collect_round += 1
+
+
+def say(kind: str, message: str) -> None:
+    """A message under the counts, for the round the learner is on (after next_prompt:
+    the next one)."""
+    state.collect_flash = (kind, message, state.collect_round)
 
 
 def undo_last() -> None:
@@ -55,11 +73,11 @@ def undo_last() -> None:
     try:
         cs.delete_digit(class_data.engine(), code, ident)
     except class_engine.ClassStoreError as exc:
-        state.collect_flash = ("error", class_data.failure(exc) + f" **Not undone:** your "
+        say("error", class_data.failure(exc) + f" **Not undone:** your "
                                         f"last {label} is still saved.")
         return
     state.collect_saved.pop()
-    state.collect_flash = ("info", f"Removed your last {label}.")
+    say("info", f"Removed your last {label}.")
 
 
 left, right = st.columns([2, 3], gap="large")
@@ -98,15 +116,19 @@ if returning:
         stored = False     # the message below says the database is down
     if stored:
         state.collect_saved.append((collect_id(reading), target))
-        state.collect_flash = ("success", f"Connected again. Your {names[target]} was saved "
-                                          f"before the connection dropped.")
+        state.collect_last_saved = state.collect_round
         next_prompt()
+        say("success", f"Connected again. Your {names[target]} was saved before the "
+                       f"connection dropped.")
         st.rerun()
     elif reading is not None:
-        state.collect_flash = ("warning", f"Connected again. Your {names[target]} is **not "
+        say("warning", f"Connected again. Your {names[target]} is **not "
                                           f"saved** yet: it is on the canvas, press Save.")
+    elif last_saved is not None and last_saved == state.collect_round - 1:
+        say("success", f"Connected again. Your {names[target_of(last_saved)]} was saved "
+                       f"before the connection dropped.")
     else:
-        state.collect_flash = ("info", "Connected again (the page reloaded or its server "
+        say("info", "Connected again (the page reloaded or its server "
                                        "changed). Every digit you saw \"Saved\" for is kept "
                                        "and counted here; a drawing that was not saved has to "
                                        "be drawn again.")
@@ -115,7 +137,7 @@ if save:
     if image is not None:
         reading = read(image)
         if reading is None:
-            state.collect_flash = ("warning", f"No ink found: draw a {names[target]} first.")
+            say("warning", f"No ink found: draw a {names[target]} first.")
         else:
             ident = collect_id(reading)    # the same drawing saved again: the same id
             digit = cs.Digit(ident, code, writer, target, "collect", reading.stages.final,
@@ -124,13 +146,14 @@ if save:
             try:
                 new = class_data.save_digit(digit)
             except class_engine.ClassStoreError as exc:
-                state.collect_flash = ("error", class_data.failure(
+                say("error", class_data.failure(
                     exc, f"your {names[target]}; it is still on the canvas, press Save again"))
             else:
                 state.collect_saved.append((ident, target))
-                state.collect_flash = ("success", f"Saved your {names[target]}." if new else
-                                       f"Saved your {names[target]} (it was already saved).")
+                state.collect_last_saved = state.collect_round
                 next_prompt()
+                say("success", f"Saved your {names[target]}." if new else
+                               f"Saved your {names[target]} (it was already saved).")
                 st.rerun()
 
 COUNTS_EVERY_S = 30   # the counts refresh on their own: the class's total grows as others save
@@ -157,9 +180,11 @@ def counts() -> None:
 
 
 with right:
-    flash = state.pop("collect_flash", None)
-    if flash:
-        kind, message = flash
+    # A message stays while the learner is on the round it was said for: a late rerun (the
+    # canvas sends a stroke ~0.2 s after mouse-up) must not wipe "Saved your 3." at once.
+    flash = state.get("collect_flash")
+    if flash and flash[2] == state.collect_round:
+        kind, message, _ = flash
         getattr(st, kind)(message)
     counts()
     st.caption(f"Round of ten: digit {pos + 1} of 10. "

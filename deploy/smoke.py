@@ -52,6 +52,17 @@ def visit(page, url: str) -> list[str]:
     return problems(page)
 
 
+STROKE_SEND_MS = 400   # the canvas sends a stroke ~200 ms after mouse-up (benchmarks/BROWSER.md)
+
+
+def settle_strokes(page) -> None:
+    """Wait until the canvas has sent its last stroke and the run it started has ended, so
+    Save saves the whole drawing."""
+    from playwright.sync_api import expect
+    page.wait_for_timeout(STROKE_SEND_MS)
+    expect(page.locator(SCRIPT_DONE)).to_have_count(1)
+
+
 def wait_run(page) -> None:
     """Wait for the run a click or a key started to end."""
     from playwright.sync_api import expect
@@ -90,6 +101,7 @@ def collect_once(page, url: str) -> tuple[bool, str]:
         h.draw_stroke(page, canvas, stroke, steps=12)
     save = page.get_by_role("button", name="Save")
     expect(save).to_be_enabled()
+    settle_strokes(page)
     save.click()
     try:
         expect(page.get_by_text(f"Saved your {target}.")).to_be_visible()

@@ -118,7 +118,10 @@ def nginx_http(topo: Topology, hosts: list[str], listen: str, extra: str = "") -
     out += [f"        keepalive {topo.keepalive};", "    }"]
     for i in range(n):
         out += [f"    upstream studio_{i + 1} {{", f"        server {servers[i]} {fail};"]
-        out += [f"        server {s} backup;" for j, s in enumerate(servers) if j != i]
+        # Backups are never marked failed (max_fails=0): one that failed a moment ago is
+        # still tried rather than a 502 given while it may be back.
+        out += [f"        server {s} backup max_fails=0;" for j, s in enumerate(servers)
+                if j != i]
         out += [f"        keepalive {topo.keepalive};", "    }"]
     common = [
         "proxy_pass http://$studio_group;",

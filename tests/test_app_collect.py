@@ -465,7 +465,7 @@ def test_a_new_session_keeps_the_nickname_writer_and_prompt(db, fake_canvas, gal
     writer, the browser key and the round live in the address; a new session reads them."""
     at = open_app(COLLECT, query={"class": "7b"})
     at.text_input(key="collect-nickname").input("Sam").run()
-    target = int(at.subheader[0].value.removeprefix("Draw a "))
+    target = first = int(at.subheader[0].value.removeprefix("Draw a "))
     fake_canvas.image = digit_for(gallery, target)
     ok(at.run())
     ok(at.button(key="collect-save").click().run())
@@ -479,7 +479,9 @@ def test_a_new_session_keeps_the_nickname_writer_and_prompt(db, fake_canvas, gal
     again = open_app(COLLECT, query=query)            # a reload: a new session, same address
     assert again.subheader[0].value == prompt            # the same round, the same prompt
     assert again.text_input(key="collect-nickname").value == "Sam"
-    assert "Connected again" in texts(again.info)        # and the learner is told
+    last = address["saved"][0] if isinstance(address["saved"], list) else address["saved"]
+    assert last == "0"                                   # prompt 0's digit is stored
+    assert f"Connected again. Your {first} was saved" in texts(again.success)   # and told
     target = int(prompt.removeprefix("Draw a "))
     fake_canvas.image = digit_for(gallery, target)
     ok(again.run())

@@ -308,10 +308,15 @@ ROUND_PARAM = "round"                    # ?round=12: Collect's prompt number
 MAX_ROUND = 100_000                       # a larger ?round= is read as 0
 
 
+def int_from_address(name: str) -> int | None:
+    """``?name=`` as a whole number up to :data:`MAX_ROUND`, else None."""
+    raw = st.query_params.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) <= 6 and int(raw) <= MAX_ROUND else None
+
+
 def round_from_address() -> int:
     """Collect's prompt number from ``?round=`` (0 when absent or not a number)."""
-    raw = st.query_params.get(ROUND_PARAM, "")
-    return int(raw) if raw.isdigit() and len(raw) <= 6 and int(raw) <= MAX_ROUND else 0
+    return int_from_address(ROUND_PARAM) or 0
 
 
 def _set_nickname(key: str) -> None:
