@@ -23,6 +23,17 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 
+# MNIST for Train live and Teach, fetched when the image is built (the server may be
+# offline; without it those pages would try to download it at run time): keras's own
+# mnist.npz, checked against keras's SHA-256, 11 MB.
+ENV MNIST_DATA=/opt/mnist
+RUN python -c "import hashlib, os, urllib.request; \
+url = 'https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz'; \
+data = urllib.request.urlopen(url, timeout=120).read(); \
+assert hashlib.sha256(data).hexdigest() == \
+    '731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1', 'mnist.npz: bad SHA-256'; \
+os.makedirs('/opt/mnist', exist_ok=True); open('/opt/mnist/mnist.npz', 'wb').write(data)"
+
 # The app, its pages and the trained artifacts (baked in: the image needs no volume),
 # owned by root so the server cannot change them.
 COPY app.py ./
@@ -31,10 +42,15 @@ COPY ui/ ui/
 COPY mnist_core/ mnist_core/
 COPY artifacts/ artifacts/
 COPY .streamlit/ .streamlit/
+COPY deploy/serve.py deploy/
 
 USER studio
+# The port Streamlit listens on (deploy/compose.yaml gives each replica its own).
+ENV MNIST_STUDIO_PORT=8501
 EXPOSE 8501
-# Streamlit's own liveness endpoint; the slim image has no curl, Python has urllib.
+# Streamlit's own liveness endpoint, asked by serve.py (the slim image has no curl).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD python -c "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status != 200)"
-CMD ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0"]
+    CMD ["python", "deploy/serve.py", "--check"]
+# serve.py runs `streamlit run app.py` on $MNIST_STUDIO_PORT, restarts it when it dies or
+# stops answering, and stops it gracefully on SIGTERM (deploy/serve.py).
+CMD ["python", "deploy/serve.py"]

@@ -4,10 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
-if ! command -v chromium >/dev/null 2>&1; then
+# nginx (Debian's) for the deployment rehearsal (tests/test_deploy_rehearsal.py), which
+# runs the shipped proxy config on loopback.
+MISSING=""
+command -v chromium >/dev/null 2>&1 || MISSING="$MISSING chromium"
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || MISSING="$MISSING nginx"
+if [ -n "$MISSING" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  # shellcheck disable=SC2086 # one word per package
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
+  # Debian starts the nginx service on install; the rehearsal runs its own.
+  if [ -x /usr/sbin/nginx ] && [[ "$MISSING" == *nginx* ]]; then
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || $SUDO service nginx stop >/dev/null 2>&1 || true
+  fi
 fi
 # Real MNIST for the accuracy-floor tests: $MNIST_DATA, else the shared copy beside the repo.
 if [ -z "${MNIST_DATA:-}" ] && [ -d ../shared/data/mnist ]; then

@@ -451,3 +451,83 @@ def test_a_database_file_deleted_while_learners_save_is_said_and_nothing_acknowl
     assert "deleted or replaced while the app was running" in message
     assert f"Not saved:** your {target}; it is still on the canvas" in message
     assert not at.success and at.subheader[0].value == f"Draw a {target}"
+
+
+# -- A reload, or another replica after this one stopped (issue #24, defect 3) ----------
+
+def digit_for(gallery, target: int) -> np.ndarray:
+    return canvas_of(gallery.images[int(np.flatnonzero(gallery.labels == target)[0])])
+
+
+def test_a_new_session_keeps_the_nickname_writer_and_prompt(db, fake_canvas, gallery):
+    """Defect 3: a page reconnected to another replica became a new learner: the nickname
+    box still showed the name, digits went under a random id, the round restarted. The
+    writer, the browser key and the round live in the address; a new session reads them."""
+    at = open_app(COLLECT, query={"class": "7b"})
+    at.text_input(key="collect-nickname").input("Sam").run()
+    target = first = int(at.subheader[0].value.removeprefix("Draw a "))
+    fake_canvas.image = digit_for(gallery, target)
+    ok(at.run())
+    ok(at.button(key="collect-save").click().run())
+    assert "Saved your" in texts(at.success)
+    fake_canvas.image = None
+    address = dict(at.query_params)
+    assert address["writer"] == ["Sam"] or address["writer"] == "Sam"
+    prompt = at.subheader[0].value
+    query = {k: (v[0] if isinstance(v, list) else v) for k, v in address.items()}
+
+    again = open_app(COLLECT, query=query)            # a reload: a new session, same address
+    assert again.subheader[0].value == prompt            # the same round, the same prompt
+    assert again.text_input(key="collect-nickname").value == "Sam"
+    last = address["saved"][0] if isinstance(address["saved"], list) else address["saved"]
+    assert last == "0"                                   # prompt 0's digit is stored
+    assert f"Connected again. Your {first} was saved" in texts(again.success)   # and told
+    target = int(prompt.removeprefix("Draw a "))
+    fake_canvas.image = digit_for(gallery, target)
+    ok(again.run())
+    ok(again.button(key="collect-save").click().run())
+    assert "Saved your" in texts(again.success)
+    assert cs.load_class(db, "7b").writers == ["Sam", "Sam"]
+
+
+def test_a_save_that_committed_before_the_connection_dropped_is_said_and_not_repeated(
+        db, fake_canvas, gallery):
+    """The replica stored the digit and died before the page heard: the address still has
+    the old round and the canvas its drawing. The new session says it was saved, moves on,
+    and a Save pressed anyway stores nothing twice."""
+    at = open_app(COLLECT, query={"class": "7b"})
+    query = {k: (v[0] if isinstance(v, list) else v) for k, v in dict(at.query_params).items()}
+    target = int(at.subheader[0].value.removeprefix("Draw a "))
+    fake_canvas.image = digit_for(gallery, target)
+    ok(at.run())
+    ok(at.button(key="collect-save").click().run())      # stored: round 1 now
+    assert len(cs.load_class(db, "7b")) == 1
+
+    back = open_app(COLLECT, query=query)                # round 0 still in the address
+    assert f"Your {target} was saved before the connection dropped" in texts(back.success)
+    assert back.subheader[0].value != f"Draw a {target}" or query["round"] != "0"
+    assert len(cs.load_class(db, "7b")) == 1
+
+    # Had the page not moved on, Save again stores it once (the same id).
+    fake_canvas.image = digit_for(gallery, target)
+    third = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=TIMEOUT)
+    for k, v in query.items():
+        third.query_params[k] = v
+    third.session_state["collect_round"] = 0             # as if not yet told
+    third.run()
+    third.switch_page(COLLECT).run()
+    ok(third.button(key="collect-save").click().run())
+    assert "already saved" in texts(third.success)
+    assert len(cs.load_class(db, "7b")) == 1
+
+
+def test_a_drawing_not_yet_saved_is_said_so_in_a_new_session(db, fake_canvas, gallery):
+    at = open_app(COLLECT, query={"class": "7b"})
+    query = {k: (v[0] if isinstance(v, list) else v) for k, v in dict(at.query_params).items()}
+    target = int(at.subheader[0].value.removeprefix("Draw a "))
+    fake_canvas.image = digit_for(gallery, target)
+    back = open_app(COLLECT, query=query)                # the drawing came back, unsaved
+    assert f"Your {target} is **not saved** yet" in texts(back.warning) or \
+        f"Your {target} is not saved yet" in texts(back.warning)
+    ok(back.button(key="collect-save").click().run())
+    assert "Saved your" in texts(back.success) and len(cs.load_class(db, "7b")) == 1

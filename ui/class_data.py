@@ -10,16 +10,20 @@ Storage is :mod:`mnist_core.classroom.class_store` (its tables
 :mod:`~mnist_core.classroom.class_engine`); this module only wires it to Streamlit. The engine
 comes from ``st.connection("classroom", type="sql")``: the URL in ``.streamlit/secrets.toml``
 ``[connections.classroom]`` when there is one (PostgreSQL for several replicas, or for a
-host whose disk is not persistent), else ``$MNIST_STUDIO_DB_URL`` (deploy/compose.yaml sets
-it), else a SQLite file at ``$MNIST_STUDIO_CLASS_DB`` or ``var/classroom.sqlite``. Every database failure is shown on the page that hit it, saying
+host whose disk is not persistent), else ``$MNIST_STUDIO_DB_URL``, else a URL the app
+builds, quoting each part, from ``$MNIST_STUDIO_DB_HOST`` and its siblings
+(deploy/compose.yaml sets them; ``class_engine.url_from_parts``), else a SQLite file at ``$MNIST_STUDIO_CLASS_DB`` or ``var/classroom.sqlite``. Every database failure is shown on the page that hit it, saying
 what was not saved; the rest of the app never touches the database.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
+import re
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,8 +46,11 @@ DEFAULT_PROXIES = "127.0.0.1, ::1"
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "var" / "classroom.sqlite"
 CODE_KEY = "class_code"                  # session state: this session's class code
 WRITER_KEY = "class_writer"              # session state: the writer id or nickname
-SESSION_NS_KEY = "class_session_ns"      # session state: namespace for derived digit ids
+SESSION_NS_KEY = "class_session_ns"      # session state: the browser key digit ids derive from
 QUERY_PARAM = "class"                    # ?class=7b
+WRITER_PARAM = "writer"                  # ?writer=Sam: the writer, kept across replicas
+BROWSER_PARAM = "sid"                    # ?sid=...: the browser key digit ids derive from
+BROWSER_KEY = re.compile(r"[0-9a-f]{16}")
 UNLOCKED_KEY = "class_unlocked"          # session state: codes whose PIN this session typed
 CLIENT_KEY = "class_client"              # session state: a random id when no address is known
 
@@ -80,7 +87,7 @@ def configured_url() -> str | None:
     parts, which st.connection assembles), if secrets give one."""
     section = _conn_section()
     return (section.get("url") or (section.get("dialect") and "from-parts")
-            or os.environ.get(URL_ENV) or None)
+            or os.environ.get(URL_ENV) or class_engine.url_from_parts() or None)
 
 
 def sqlite_path() -> Path:
@@ -121,11 +128,14 @@ def engine() -> Engine:
     try:
         if url is None:
             url = class_engine.sqlite_url(sqlite_path())
+        cfg = class_engine.config_from_env()     # the pool's size: a deployment's setting
         if url == "from-parts":
             dialect = str(_conn_section()["dialect"])
-            conn = st.connection(CONN_NAME, type="sql", **class_engine.engine_kwargs(dialect))
+            conn = st.connection(CONN_NAME, type="sql",
+                                 **class_engine.engine_kwargs(dialect, cfg))
         else:   # the URL passed on: it wins over secrets, and keys the cached connection
-            conn = st.connection(CONN_NAME, type="sql", url=url, **class_engine.engine_kwargs(url))
+            conn = st.connection(CONN_NAME, type="sql", url=url,
+                                 **class_engine.engine_kwargs(url, cfg))
         eng = class_engine.prepare_engine(conn.engine)
     except class_engine.ClassStoreError:
         raise
@@ -250,11 +260,67 @@ def _typed_class_code(key: str) -> str | None:
     return code
 
 
+def _from_address(name: str, check) -> str | None:
+    """``?name=`` when ``check`` accepts it (returns it cleaned), else None."""
+    raw = st.query_params.get(name)
+    if not raw or len(raw) > UI.max_query_len:
+        return None
+    try:
+        return check(raw)
+    except ValueError:
+        return None
+
+
+def _check_browser_key(raw: str) -> str:
+    if not BROWSER_KEY.fullmatch(raw):
+        raise ValueError("not a browser key")
+    return raw
+
+
+def browser_key() -> str:
+    """A random key for this browser tab's learner (16 hex digits): the digit ids of its
+    saves derive from it. Kept in the session and in the address (``?sid=``), so a reload
+    or a reconnection to another replica keeps it, and a save retried there gets the same
+    id (stored once)."""
+    if SESSION_NS_KEY not in st.session_state:
+        st.session_state[SESSION_NS_KEY] = (_from_address(BROWSER_PARAM, _check_browser_key)
+                                            or uuid.uuid4().hex[:16])
+    return st.session_state[SESSION_NS_KEY]
+
+
 def writer_id() -> str:
-    """This browser session's writer: a nickname if one was typed, else a random id."""
+    """This learner's writer: a nickname if one was typed, else a random id; kept in the
+    session and read back from the address (``?writer=``) in a new one."""
     if WRITER_KEY not in st.session_state:
-        st.session_state[WRITER_KEY] = cs.new_writer_id()
+        st.session_state[WRITER_KEY] = (_from_address(WRITER_PARAM, cs.check_writer)
+                                        or cs.new_writer_id())
     return st.session_state[WRITER_KEY]
+
+
+def keep_in_address(**params: object) -> None:
+    """Put this learner's writer, browser key and ``params`` in the address (only what
+    changed: each change is a message to the browser), where a reload or another replica
+    finds them."""
+    want = {WRITER_PARAM: writer_id(), BROWSER_PARAM: browser_key(),
+            **{k: str(v) for k, v in params.items()}}
+    changed = {k: v for k, v in want.items() if st.query_params.get(k) != v}
+    if changed:
+        st.query_params.update(changed)
+
+
+ROUND_PARAM = "round"                    # ?round=12: Collect's prompt number
+MAX_ROUND = 100_000                       # a larger ?round= is read as 0
+
+
+def int_from_address(name: str) -> int | None:
+    """``?name=`` as a whole number up to :data:`MAX_ROUND`, else None."""
+    raw = st.query_params.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) <= 6 and int(raw) <= MAX_ROUND else None
+
+
+def round_from_address() -> int:
+    """Collect's prompt number from ``?round=`` (0 when absent or not a number)."""
+    return int_from_address(ROUND_PARAM) or 0
 
 
 def _set_nickname(key: str) -> None:
@@ -270,8 +336,11 @@ def _set_nickname(key: str) -> None:
 
 
 def writer_picker(key: str) -> str:
-    """An optional nickname box; returns the writer id in use."""
+    """An optional nickname box (showing the nickname a reload or another replica found in
+    the address); returns the writer id in use."""
     current = writer_id()
+    if key not in st.session_state and not current.startswith("w-"):
+        st.session_state[key] = current
     st.text_input("Nickname (optional)", key=key, max_chars=class_engine.DEFAULT.max_writer_len,
                   placeholder=current, on_change=_set_nickname, args=(key,), width=220,
                   help="Only to tell your digits apart on the dashboard; no real names "
@@ -282,12 +351,56 @@ def writer_picker(key: str) -> str:
 
 
 def digit_id(*parts: object) -> str:
-    """A digit id derived from this session and ``parts``: the same input saved again
-    (a retry, a double click) gets the same id, so it is stored once."""
-    if SESSION_NS_KEY not in st.session_state:
-        st.session_state[SESSION_NS_KEY] = str(uuid.uuid4())
-    return str(uuid.uuid5(uuid.UUID(st.session_state[SESSION_NS_KEY]),
-                          ":".join(map(str, parts))))
+    """A digit id derived from this learner's :func:`browser_key` and ``parts``: the same
+    input saved again (a retry, a double click, a save repeated on another replica after a
+    failover) gets the same id, so it is stored once."""
+    space = uuid.uuid5(uuid.NAMESPACE_OID, "mnist-studio:" + browser_key())
+    return str(uuid.uuid5(space, ":".join(map(str, parts))))
+
+
+# ---------------------------------------------------------------------------------------
+# Saves in flight when the server stops
+# ---------------------------------------------------------------------------------------
+
+class SavesInFlight:
+    """Counts saves running in this process, so that a server told to stop (SIGTERM:
+    deploy/serve.py) lets them commit before it exits: Streamlit's script threads are
+    daemons, and would otherwise die mid-save at exit."""
+
+    def __init__(self):
+        self._n = 0
+        self._cond = threading.Condition()
+
+    def __enter__(self):
+        with self._cond:
+            self._n += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._cond:
+            self._n -= 1
+            self._cond.notify_all()
+        return False
+
+    @property
+    def count(self) -> int:
+        return self._n
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until none is running (at most ``timeout_s``); True if none is."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._n == 0, timeout=timeout_s)
+
+
+SAVES = SavesInFlight()
+EXIT_WAIT_S = 10.0      # at exit, how long a save in flight may still take to commit
+atexit.register(SAVES.wait, EXIT_WAIT_S)
+
+
+def save_digit(digit: cs.Digit) -> bool:
+    """:func:`cs.save_digit` into :func:`engine`, counted in :data:`SAVES`."""
+    with SAVES:
+        return cs.save_digit(engine(), digit)
 
 
 # ---------------------------------------------------------------------------------------
@@ -482,7 +595,7 @@ def _save_flag(widget: str, x: np.ndarray, answers: dict[str, int], source: str,
     digit = cs.Digit(digit_id("flag", digest, label), code, writer_id(), int(label), source,
                      x, answers, strokes)
     try:
-        cs.save_digit(engine(), digit)
+        save_digit(digit)
     except class_engine.ClassStoreError as exc:
         st.session_state[result_key] = ("error", failure(
             exc, f"this digit as a {label} (pick it again to retry)"))

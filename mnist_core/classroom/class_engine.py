@@ -34,6 +34,11 @@ class StoreConfig:
     test_every: int = 5              # single-writer exports: every 5th digit goes to test
     test_writer_share: float = 0.2   # several writers: about this share of writers to test
     pg_connect_timeout_s: int = 5    # a dead PostgreSQL fails a save in seconds, not minutes
+    pg_pool_size: int = 2            # connections a replica keeps open ($MNIST_STUDIO_DB_POOL_SIZE)
+    pg_max_overflow: int = 3         # more under load, closed after ($MNIST_STUDIO_DB_MAX_OVERFLOW):
+                                     # 5 a replica, so 18 replicas fit PostgreSQL's 100 with
+                                     # 10 to spare (a save holds one for ~5 ms: CAPACITY.md)
+    pg_pool_timeout_s: int = 10      # a save waiting this long for a connection fails, saying so
     id_chunk: int = 500              # ids per IN (...) query: under SQLite's parameter limit
 
 
@@ -113,12 +118,45 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
+POOL_ENV = ("MNIST_STUDIO_DB_POOL_SIZE", "MNIST_STUDIO_DB_MAX_OVERFLOW")
+# A database URL's parts, each from its own environment variable (deploy/compose.yaml):
+# the password is quoted into the URL here, never pasted into it by hand.
+URL_PARTS_ENV = {"host": "MNIST_STUDIO_DB_HOST", "port": "MNIST_STUDIO_DB_PORT",
+                 "database": "MNIST_STUDIO_DB_NAME", "username": "MNIST_STUDIO_DB_USER",
+                 "password": "MNIST_STUDIO_DB_PASSWORD"}
+URL_DRIVER = "postgresql+psycopg"
+
+
+def config_from_env(env=os.environ, cfg: StoreConfig = DEFAULT) -> StoreConfig:
+    """``cfg`` with the pool sizes from ``$MNIST_STUDIO_DB_POOL_SIZE`` and
+    ``$MNIST_STUDIO_DB_MAX_OVERFLOW`` when set (whole numbers; ValueError otherwise)."""
+    from dataclasses import replace
+    size, overflow = (env.get(name) for name in POOL_ENV)
+    return replace(cfg, pg_pool_size=int(size) if size else cfg.pg_pool_size,
+                   pg_max_overflow=int(overflow) if overflow else cfg.pg_max_overflow)
+
+
+def url_from_parts(env=os.environ) -> str | None:
+    """A PostgreSQL URL from ``$MNIST_STUDIO_DB_HOST`` and the other :data:`URL_PARTS_ENV`
+    variables, every part quoted (a password with ``@``, ``%``, ``/`` or ``:`` stays a
+    password); None when no host is set."""
+    parts = {key: env.get(name) or None for key, name in URL_PARTS_ENV.items()}
+    if not parts["host"]:
+        return None
+    port = int(parts.pop("port")) if parts.get("port") else None
+    url = sa.URL.create(URL_DRIVER, port=port, **parts)
+    return url.render_as_string(hide_password=False)
+
+
 def engine_kwargs(url: str, cfg: StoreConfig = DEFAULT) -> dict:
     """``create_engine`` keyword arguments for ``url``: SQLite waits ``sqlite_busy_ms`` for
-    the write lock instead of failing at once."""
+    the write lock instead of failing at once; a server database gets a bounded pool
+    (``pg_pool_size`` + ``pg_max_overflow`` connections per process)."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": cfg.sqlite_busy_ms / 1000}}
-    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": cfg.pg_connect_timeout_s}}
+    return {"pool_pre_ping": True, "pool_size": cfg.pg_pool_size,
+            "max_overflow": cfg.pg_max_overflow, "pool_timeout": cfg.pg_pool_timeout_s,
+            "connect_args": {"connect_timeout": cfg.pg_connect_timeout_s}}
 
 
 def prepare_engine(engine: Engine, cfg: StoreConfig = DEFAULT) -> Engine:
