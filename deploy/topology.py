@@ -204,6 +204,9 @@ def app_environment(topo: Topology, i: int) -> dict[str, str]:
         "MNIST_STUDIO_DB_MAX_OVERFLOW": str(topo.max_overflow),
         "MNIST_STUDIO_REPLICA": str(i),
         "MNIST_STUDIO_TEACHER_PIN": "${TEACHER_PIN:-}",
+        # nginx is another container on compose's private network: its X-Forwarded-For
+        # names each learner, for the per-client limit on wrong PINs (ui/class_data.py).
+        "MNIST_STUDIO_TRUSTED_PROXIES": "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16",
     }
 
 
