@@ -274,24 +274,31 @@ def test_a_replica_killed_mid_save(stack, browser):
     kill_during_save(stack, ln, after_commit=True)    # now the other one dies
     ln.draw_and_save()
     assert_exactly_what_was_acknowledged(stack, [ln])
-    # Both killed replicas are back; the learner stays where they are.
+    # Both killed replicas are back, and back in the proxy's rotation (nginx leaves a
+    # replica that failed out for fail_timeout_s); the learner stays where they are.
     for i in stack.replicas:
         stack.wait_replica(i, timeout_s=60)
+        wait_until(f"replica {i} back in rotation",
+                   lambda i=i: served_by(stack, f"studio_route={i}") == str(i),
+                   stack.topo.fail_timeout_s + 5)
     moved = ln.replica
     ln.draw_and_save()
     assert ln.replica == moved
     ln.close()
 
 
+def served_by(stack, cookie: str) -> str | None:
+    """The replica the proxy sends a request with ``cookie`` to (None: no answer)."""
+    status, headers = get(stack.proxy + "/_stcore/health", cookie=cookie)
+    return headers["X-Studio-Replica"] if status == 200 else None
+
+
 def test_a_returning_replica_does_not_split_a_browser(stack):
     """Defect 4 at the HTTP level: a browser pinned to a dead replica is moved by the cookie
     to the one that answered, and stays there when the dead one returns (a hash of the
     cookie would send it back, away from its websocket)."""
-    def served_by(cookie: str) -> str | None:
-        status, headers = get(stack.proxy + "/_stcore/health", cookie=cookie)
-        return headers["X-Studio-Replica"] if status == 200 else None
     # A replica that failed in the last test is left out for fail_timeout_s: wait that out.
-    wait_until("replica 2 back in rotation", lambda: served_by("studio_route=2") == "2",
+    wait_until("replica 2 back in rotation", lambda: served_by(stack, "studio_route=2") == "2",
                stack.topo.fail_timeout_s + 5)
     stack.stop_replica(2)
     status, headers = get(stack.proxy + "/_stcore/health", cookie="studio_route=2")
@@ -300,9 +307,9 @@ def test_a_returning_replica_does_not_split_a_browser(stack):
     stack.start_replica(2)
     stack.wait_replica(2, timeout_s=60)
     # Past nginx's fail_timeout 2 is tried again: its own browsers go back, 1's stay.
-    wait_until("replica 2 back in rotation", lambda: served_by("studio_route=2") == "2",
+    wait_until("replica 2 back in rotation", lambda: served_by(stack, "studio_route=2") == "2",
                stack.topo.fail_timeout_s + 5)
-    assert served_by("studio_route=1") == "1"
+    assert served_by(stack, "studio_route=1") == "1"
 
 
 def test_sigterm_stops_a_replica_gracefully(stack, browser):
