@@ -97,6 +97,21 @@ CLASS_PAGES = (("Collect", "Collect", "Type your class code"),
                ("Teach", "Teach", "Type your class code"))
 
 
+def upload(url: str, page, record, png: Path, query: str, what: str) -> None:
+    """Upload ``png`` on the Upload page (``query`` appended to its address);
+    ``record("Upload", what, t0, page)`` once the answer has settled."""
+    from playwright.sync_api import expect
+
+    t0 = time.perf_counter()
+    page.goto(f"{url}/Upload{query}")
+    chooser = page.locator("input[type=file]")
+    expect(chooser).to_be_attached(timeout=LOAD_TIMEOUT)
+    chooser.set_input_files([png])
+    expect(page.get_by_text("what the models see")).to_be_visible()
+    h.settle(page)
+    record("Upload", what, t0, page)
+
+
 def visit_pages(url: str, page, record, pages, query: str = "", what: str = "rendered") -> None:
     """Open each of ``pages`` (address, name, the text that says it is ready) with
     ``query`` appended; ``record(name, what, t0, page)`` once each has settled."""
@@ -142,14 +157,7 @@ def visit_clothing(url: str, page, record, tmp: Path, fashion: Path) -> None:
     photo[60:396, 60:396] = 235 - big * 235 // 255
     png = tmp / "garment.png"
     png.write_bytes(cv2.imencode(".png", photo.astype(np.uint8))[1].tobytes())
-    t0 = time.perf_counter()
-    page.goto(f"{url}/Upload?data=fashion")
-    chooser = page.locator("input[type=file]")
-    expect(chooser).to_be_attached(timeout=LOAD_TIMEOUT)
-    chooser.set_input_files([png])
-    expect(page.get_by_text("what the models see")).to_be_visible()
-    h.settle(page)
-    record("Upload", "clothing: one garment photo", t0, page)
+    upload(url, page, record, png, "?data=fashion", "clothing: one garment photo")
     t0 = time.perf_counter()
     page.goto(f"{url}/Compare_models?data=digits")
     expect(page.get_by_text("Confusion matrix").first).to_be_visible(timeout=LOAD_TIMEOUT)
@@ -206,14 +214,7 @@ def visit(url: str, pid: int, artifacts: Path, tmp: Path, steps: list[dict],
             h.settle(page)
             record("Draw", "a drawn 7 read by every model", t0, page)
 
-            t0 = time.perf_counter()
-            page.goto(f"{url}/Upload")
-            chooser = page.locator("input[type=file]")
-            expect(chooser).to_be_attached(timeout=LOAD_TIMEOUT)
-            chooser.set_input_files([png])
-            expect(page.get_by_text("what the models see")).to_be_visible()
-            h.settle(page)
-            record("Upload", "one photo-like PNG", t0, page)
+            upload(url, page, record, png, "", "one photo-like PNG")
 
             visit_pages(url, page, record, DATASET_PAGES + CLASS_PAGES)
 
