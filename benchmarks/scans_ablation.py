@@ -38,14 +38,18 @@ from mnist_core.preprocess.geometry import GeometryConfig
 from mnist_core.training import writers
 from mnist_core.training.train import fit
 
-# Runs: (writers' share, scans' share of MNIST, writer scans per digit, stroke styles on).
+# Runs: (writers' share, scans' share of MNIST, writer scans per digit, stroke styles on,
+# share of the epochs whose end weights are averaged into the model kept).
 RUNS = {
-    "share0": (0.0, 0.0, 0, True),        # MNIST alone
-    "base": (0.15, 0.0, 0, True),         # the shipped recipe of issue 11
-    "share30": (0.3, 0.0, 0, True),
-    "scans": (0.15, 0.2, 1, True),        # + scanned forms, on both sources
-    "scans_nostyles": (0.15, 0.2, 1, False),
-    "scans_share30": (0.3, 0.2, 1, True),
+    "share0": (0.0, 0.0, 0, True, 0.0),        # MNIST alone
+    "base": (0.15, 0.0, 0, True, 0.0),         # the shipped recipe of issue 11
+    "share30": (0.3, 0.0, 0, True, 0.0),
+    "scans": (0.15, 0.2, 1, True, 0.0),        # + scanned forms, on both sources
+    "scans_nostyles": (0.15, 0.2, 1, False, 0.0),
+    "scans_share30": (0.3, 0.2, 1, True, 0.0),
+    # base, the last third of the epochs averaged; its last epoch's own weights are
+    # scored too, as "average (last epoch)": one training, both models
+    "average": (0.15, 0.0, 0, True, 1 / 3),
 }
 # Test-time readings: (name, keep the narrowed view, normalise stroke width).
 READINGS = [("app", True, True), ("no narrowed view", False, True),
@@ -189,28 +193,33 @@ def run_training(args, sets: dict, log_path: Path) -> None:
     val = split_validation(base.x_train, base.y_train, spec.train.n_val, spec.train.seed)
     pen = writers.load(args.writers)
     for run in args.runs:
-        share, scans, writer_scans, styles = RUNS[run]
+        share, scans, writer_scans, styles, averaged = RUNS[run]
         mix = writers.WriterMix(renders=args.renders, scans=writer_scans,
                                 style_rate=writers.WriterMix().style_rate if styles else 0.0)
         x, y, record = writers.training_set(args.writers, mix)
         data = replace(base, x_extra=x, y_extra=y, extra_source=record)
         augment = replace(spec.train.augment, scans=scans, styles=1.0 if styles else 0.0)
         cfg = replace(spec.train, epochs=args.epochs, n_train=args.n_train or None, writers_share=share,
-                      augment=augment)
+                      augment=augment, average_epochs=round(averaged * args.epochs))
         t0, c0 = time.perf_counter(), time.process_time()
-        model = spec.backend.from_net(fit(data, cfg, spec.arch).model, spec)
+        result = fit(data, cfg, spec.arch)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        val_acc = float((model.predict_proba(to_float(val.x_val)).argmax(1) == val.y_val).mean())
-        row = {"run": run, "model": args.model, "epochs": args.epochs, "n_train": args.n_train,
-               "renders": args.renders,
-               "share": share, "scans": scans, "writer_scans": writer_scans, "styles": styles,
-               "val": val_acc, "seconds": seconds, "cpu_seconds": cpu,
-               "readings": readings(model, args.model, sets)}
-        _append(log_path, row)
-        app = row["readings"]["app"]
-        print(f"{run}: val {val_acc:.4f} " + " ".join(
-            f"{k} {v:.4f}" for k, v in app.items() if not k.endswith("confusions")),
-            file=sys.stderr)
+        kept = [(run, result.model)]
+        if result.unaveraged is not None:
+            kept.append((f"{run} (last epoch)", result.unaveraged))
+        for label, net in kept:
+            model = spec.backend.from_net(net, spec)
+            val_acc = float((model.predict_proba(to_float(val.x_val)).argmax(1) == val.y_val).mean())
+            row = {"run": label, "model": args.model, "epochs": args.epochs,
+                   "n_train": args.n_train, "renders": args.renders, "share": share,
+                   "scans": scans, "writer_scans": writer_scans, "styles": styles,
+                   "average_epochs": cfg.average_epochs, "val": val_acc, "seconds": seconds,
+                   "cpu_seconds": cpu, "readings": readings(model, args.model, sets)}
+            _append(log_path, row)
+            app = row["readings"]["app"]
+            print(f"{label}: val {val_acc:.4f} " + " ".join(
+                f"{k} {v:.4f}" for k, v in app.items() if not k.endswith("confusions")),
+                file=sys.stderr)
 
 
 def _append(path: Path, row: dict) -> None:
@@ -224,7 +233,7 @@ SETS = ["writers-canvas", "writers-photo", "usps", "semeion"]
 def report(log_path: Path, args) -> None:
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     head = ["run", "model", "writers' share", "MNIST scans", "writer scans", "styles",
-            "MNIST val", "writers-canvas mean / worst", "writers-photo mean / worst", "USPS",
+            "epochs averaged", "MNIST val", "writers-canvas mean / worst", "writers-photo mean / worst", "USPS",
             "Semeion", "CPU s"]
     table = []
     for r in rows:
@@ -232,7 +241,7 @@ def report(log_path: Path, args) -> None:
         pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
         table.append((r["run"], r["model"], r.get("share", "-"), r.get("scans", "-"),
                       r.get("writer_scans", "-"), r.get("styles", "-"),
-                      pct(r["val"]) if "val" in r else "-",
+                      r.get("average_epochs", 0), pct(r["val"]) if "val" in r else "-",
                       *(f"{pct(app.get(s))} / {pct(app.get(s + ' worst'))}" for s in SETS[:2]),
                       pct(app["usps"]), pct(app["semeion"]),
                       f"{r['cpu_seconds']:.0f}" if "cpu_seconds" in r else "-"))

@@ -32,6 +32,9 @@ class TrainConfig:
     writers_share: float = 0.0     # share of each epoch's images drawn from the dataset's
                                    # extra images (real writers' renderings), when it has
                                    # any; MNIST stays the majority
+    average_epochs: int = 0        # the model kept is the mean of the weights the last
+                                   # this-many epochs ended on (SWA, :mod:`.average`),
+                                   # BatchNorm re-estimated; 0 or 1: the last epoch's own
     seed: int = 0                  # seeds weights, shuffling, augmentation and the split
 
 
@@ -58,6 +61,9 @@ class TrainResult:
     cpu_seconds: float = 0.0      # CPU time of the whole process (all threads) while
                                   # training: unlike wall time, not inflated by other work
                                   # sharing the machine
+    unaveraged: object = None     # when the weights were averaged (average_epochs): the
+                                  # network as its last epoch left it, of model's kind, to
+                                  # compare the two; None otherwise
 
 
 Callback = Callable[[str, dict], None]  # (event, info): "batch" or "epoch"

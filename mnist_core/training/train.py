@@ -22,6 +22,7 @@ from ..engine.layers import Context
 from ..engine.optim import SGD, AdamConfig, AdamW
 from ..models.architectures import build_net
 from ..models.model import model_from_bytes
+from .average import WeightAverage, keras_precise_batchnorm
 from .config import Callback, EpochLog, StopFlag, TrainConfig, TrainResult, lr_at
 from .feed import EpochFeeder, extra_pool, prepare
 
@@ -158,10 +159,25 @@ def train_network(data: Dataset, cfg: TrainConfig, arch, callback: Callback | No
         optimizer.step(grads, lr)
         return loss, logits
 
-    def before_validation(last: bool) -> None:
-        if last and engine.bn_images > 0:
+    average, unaveraged = WeightAverage(cfg), None
+
+    def precise_bn() -> None:
+        if engine.bn_images > 0:
             net.precise_batchnorm(precise_bn_sample(x, cfg, engine),
                                   engine.bn_batch or cfg.batch_size, ctx)
+
+    def before_validation(epoch: int, stopped: bool) -> None:
+        nonlocal unaveraged
+        if average.wants(epoch) and not stopped:
+            average.add(params)
+        if not (stopped or epoch == cfg.epochs - 1):
+            return
+        precise_bn()
+        if average.count >= 2 and not stopped:
+            unaveraged = net.copy()
+            for p, mean in zip(params, average.mean(), strict=True):
+                p[...] = mean
+            precise_bn()
 
     blas = tuning.blas_threads(engine.blas_threads)
     try:
@@ -171,21 +187,23 @@ def train_network(data: Dataset, cfg: TrainConfig, arch, callback: Callback | No
     finally:
         feeder.close()
         blas.unregister()
-    return TrainResult(net, history, time.perf_counter() - t0, stopped, time.process_time() - c0)
+    return TrainResult(net, history, time.perf_counter() - t0, stopped, time.process_time() - c0,
+                       unaveraged)
 
 
 def run_epochs(cfg: TrainConfig, feeder: "EpochFeeder", steps: int,
                step: Callable[[np.ndarray, np.ndarray, float], tuple[float, np.ndarray]],
                predict: Callable[[np.ndarray], np.ndarray], x_val: np.ndarray,
                y_val: np.ndarray, callback: Callback | None, stop: StopFlag | None,
-               before_validation: Callable[[bool], None] | None = None, net=None
+               before_validation: Callable[[int, bool], None] | None = None, net=None
                ) -> tuple[list[EpochLog], bool]:
     """The epochs of a hand-written training loop (the NumPy MLP's, and the Keras
     architectures' in NumPy): ``steps`` batches an epoch from ``feeder``, each trained by
     ``step(xb, yb, lr)`` (the feeder's rows as they are, the learning rate of the cosine
     schedule :func:`lr_at`), which returns the batch's mean loss and its ``(B, 10)``
     logits; ``"batch"`` events every 20 steps and at the epoch's end, then
-    ``before_validation(last)`` (``last``: the final epoch, or stopped), the validation row
+    ``before_validation(epoch, stopped)`` (0-based epoch; whether ``stop`` ended it), the
+    validation row
     from ``predict(x_val)`` and an ``"epoch"`` event carrying ``net``. ``stop`` ends the training
     after its batch. Returns ``(history, stopped)``."""
     history: list[EpochLog] = []
@@ -207,7 +225,7 @@ def run_epochs(cfg: TrainConfig, feeder: "EpochFeeder", steps: int,
                 stopped = True
                 break
         if before_validation is not None:
-            before_validation(stopped or epoch == cfg.epochs - 1)
+            before_validation(epoch, stopped)
         log = epoch_log(epoch, losses, correct, seen, predict(x_val), y_val, e0, lr)
         history.append(log)
         if callback:
@@ -272,12 +290,21 @@ def train_keras(data: Dataset, cfg: TrainConfig, build: Callable[[], object],
 
     feeder, history, t0 = EpochFeeder(x, y, cfg, extra), [], time.perf_counter()
     eye = np.eye(10, dtype=np.float32)
+    average, unaveraged = WeightAverage(cfg), None
     try:
         for epoch in range(cfg.epochs):
             state.update(epoch=epoch, e0=time.perf_counter())
             xe, ye = feeder.get(epoch)
             fit = model.fit(np.asarray(xe)[..., None], eye[ye], batch_size=cfg.batch_size,
                             epochs=1, verbose=0, shuffle=False, callbacks=[_Hook()])
+            if average.wants(epoch) and not state["stopped"]:
+                average.add(model.get_weights())
+                if epoch == cfg.epochs - 1 and average.count >= 2:
+                    unaveraged = keras.models.clone_model(model)
+                    unaveraged.set_weights(model.get_weights())
+                    model.set_weights(average.mean())
+                    keras_precise_batchnorm(model, precise_bn_sample(x, cfg, DEFAULT_ENGINE),
+                                            cfg.batch_size)
             predict = fast_predict_fn(model)
             p_val = predict(x_val)
             log = EpochLog(epoch + 1, float(fit.history["loss"][-1]),
@@ -293,4 +320,4 @@ def train_keras(data: Dataset, cfg: TrainConfig, build: Callable[[], object],
     finally:
         feeder.close()
     return TrainResult(model, history, time.perf_counter() - t0, state["stopped"],
-                       time.process_time() - c0)
+                       time.process_time() - c0, unaveraged)
