@@ -170,6 +170,9 @@ def main() -> None:
                     help="canvas/photo renderings per writer's digit (1: canvas only, cheaper)")
     ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     ap.add_argument("--shipped", action="store_true", help="score artifacts/ instead of training")
+    ap.add_argument("--artifacts", nargs="+", default=[str(h.REPO / "artifacts")],
+                    help="with --shipped: the folders to score, each as a run of its own "
+                         "(e.g. a `train --last-epoch` folder beside the trained one)")
     ap.add_argument("--dev-only", action="store_true",
                     help="score the dev scans only (no held-out writers): minutes less")
     ap.add_argument("--report-only", action="store_true", help="rewrite the table from the .jsonl")
@@ -180,8 +183,12 @@ def main() -> None:
         sets = all_inputs(args)
         print("inputs ready", file=sys.stderr)
         if args.shipped:
-            for name, model in load_models(h.REPO / "artifacts").items():
-                _append(log_path, {"run": "shipped", "model": name, "readings": readings(model, name, sets)})
+            for folder in args.artifacts:
+                run = "shipped" if Path(folder).resolve() == (h.REPO / "artifacts").resolve() \
+                    else Path(folder).name
+                for name, model in load_models(Path(folder)).items():
+                    _append(log_path, {"run": run, "model": name,
+                                       "readings": readings(model, name, sets)})
         else:
             run_training(args, sets, log_path)
     report(log_path, args)

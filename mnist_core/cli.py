@@ -47,7 +47,8 @@ def cmd_train(args) -> int:
         _models_arg(args.models), data, out, epochs=args.epochs,
         callback_for=lambda name, cfg: ProgressBar(name, cfg.epochs),
         command=_command(args),
-        log=lambda line: print(line, file=sys.stderr), handwriting=_handwriting_arg(args, data))
+        log=lambda line: print(line, file=sys.stderr), handwriting=_handwriting_arg(args, data),
+        last_epoch_out=args.last_epoch)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -299,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--writers", help=f"folder of handwriting-train's {writers.FILENAME} "
                    f"(real writers' strokes mixed into training; default ${writers.ENV_VAR} or "
                    "../shared/data/handwriting-train; '' for MNIST alone)")
+    p.add_argument("--last-epoch", metavar="DIR",
+                   help="also write each model whose last epochs' weights are averaged as its "
+                        "last epoch left it, into DIR (a folder of its own, to compare)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("calibrate", help="fit each shipped model's temperature (no training)")

@@ -52,7 +52,8 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
                       stop: StopFlag | None = None, command: str = "",
                       log: Log | None = None,
                       handwriting: str | Path | None = None,
-                      engine: str = "tensorflow") -> dict[str, Trained]:
+                      engine: str = "tensorflow",
+                      last_epoch_out: str | Path | None = None) -> dict[str, Trained]:
     """Train registry models ``names`` on ``data`` and evaluate each once on its test set.
 
     ``train_cfg``: a :class:`TrainConfig` for every model, or a function of the
@@ -72,7 +73,10 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
     record written (:func:`calibrate_trained`; ``handwriting``: the dev-set folder for its
     real-handwriting curves, None for MNIST's only). Models already in ``out``'s manifest
     (same dataset) and not trained now keep their entries, and are loaded and predicted once for the gallery, before any
-    training, so a damaged folder fails at once. Returns ``{name: Trained}``.
+    training, so a damaged folder fails at once. ``last_epoch_out``: a folder where each
+    model whose weights were averaged (``TrainConfig.average_epochs``) is also written as
+    its last epoch left it, with a manifest of those, to compare the two (never shipped).
+    Returns ``{name: Trained}``.
     """
     names, log = list(names), log or (lambda line: None)
     registry = registry_for(data.name)
@@ -84,6 +88,9 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
         out.mkdir(parents=True, exist_ok=True)
         info, preds = _kept_models(out, data, names)
     trained: dict[str, Trained] = {}
+    last_epoch: dict[str, Model] = {}
+    if last_epoch_out is not None:
+        Path(last_epoch_out).mkdir(parents=True, exist_ok=True)
     for name in names:
         if stop is not None and stop.is_set():
             break
@@ -97,10 +104,13 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
         model = spec.backend.from_net(result.model, spec, arch=model_arch,
                                       history=[asdict(e) for e in result.history])
         if out is not None:
-            model.save(out / spec.filename)
-            write_json(out, f"{name}.history.json", {
-                "model": name, "epochs": model.history, "train_seconds": result.seconds,
-                "train_cpu_seconds": result.cpu_seconds})
+            _write_trained(out, spec, model, result)
+        if last_epoch_out is not None and result.unaveraged is not None:
+            last_epoch[name] = spec.backend.from_net(result.unaveraged, spec, arch=model_arch,
+                                                     history=model.history)
+            _write_trained(Path(last_epoch_out), spec, last_epoch[name], result)
+            score_and_write(last_epoch[name], data, result.seconds, Path(last_epoch_out),
+                            lambda line: log(f"{line} (last epoch)"))
         log(f"== {name}: trained in {result.seconds:.0f}s")
         if callback is not None:
             callback("evaluate", {"model": model})
@@ -124,7 +134,20 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
                              # Real writers mixed into training (train_config.writers_share
                              # says how much per model), with the source's credit.
                              "extra_training_data": data.extra_source})
+    if last_epoch:
+        write_manifest(Path(last_epoch_out), {
+            "dataset": data.name, "class_names": list(data.class_names),
+            "data_source": data.source, "command": command,
+            "models": {n: {**info[n], "average_epochs": 0} for n in last_epoch}})
     return trained
+
+
+def _write_trained(out: Path, spec: ModelSpec, model: Model, result) -> None:
+    """``model``'s weights file and ``.history.json`` (with ``result``'s timings) in ``out``."""
+    model.save(out / spec.filename)
+    write_json(out, f"{model.name}.history.json", {
+        "model": model.name, "epochs": model.history, "train_seconds": result.seconds,
+        "train_cpu_seconds": result.cpu_seconds})
 
 
 def map_trained(trained: dict[str, Trained], data: Dataset, out: str | Path, info: dict,

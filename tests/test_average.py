@@ -110,3 +110,22 @@ def test_keras_precise_batchnorm_sets_the_mean_of_batch_statistics():
     assert bn.momentum == 0.99 and drop.rate == 0.5   # put back
     no_bn = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
     assert keras_precise_batchnorm(no_bn, x, 32) == 0
+
+
+def test_train_writes_the_last_epoch_beside_the_averaged_model(tiny_dataset, tmp_path):
+    from mnist_core.artifacts.files import load_models
+    from mnist_core.package import train_and_package
+
+    cfg = tiny_train_config(epochs=3, average_epochs=2)
+    trained = train_and_package(["numpy"], tiny_dataset, tmp_path / "out", train_cfg=cfg,
+                                arch=tiny_numpy_arch(), last_epoch_out=tmp_path / "last")
+    kept = load_models(tmp_path / "out")["numpy"]
+    last = load_models(tmp_path / "last")["numpy"]
+    x = to_float(tiny_dataset.x_test[:40])
+    np.testing.assert_allclose(kept.predict_proba(x), trained["numpy"].model.predict_proba(x),
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(kept.predict_proba(x), last.predict_proba(x))
+    # nothing averaged: nothing to compare, no folder filled
+    train_and_package(["numpy"], tiny_dataset, tmp_path / "out2", train_cfg=tiny_train_config(),
+                      arch=tiny_numpy_arch(), last_epoch_out=tmp_path / "none")
+    assert not list((tmp_path / "none").glob("*"))
