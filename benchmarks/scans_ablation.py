@@ -22,6 +22,7 @@ import json
 import sys
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from mnist_core.artifacts.registry import REGISTRY
 from mnist_core.datasets.data import load_dataset, split_validation, to_float
 from mnist_core.datasets.handwriting import DEFAULT_DIR as DEV_DIR
 from mnist_core.datasets.handwriting import load_scans, upscale_scan
-from mnist_core.models.views import NO_VIEWS, model_config, predict_views
+from mnist_core.models.views import model_config, predict_views
 from mnist_core.preprocess import DEFAULT, NoDigitError, preprocess
 from mnist_core.preprocess.geometry import GeometryConfig
 from mnist_core.training import writers
@@ -198,7 +199,6 @@ def run_training(args, sets: dict, log_path: Path) -> None:
     spec = REGISTRY[args.model]
     base = load_dataset(args.data)
     val = split_validation(base.x_train, base.y_train, spec.train.n_val, spec.train.seed)
-    pen = writers.load(args.writers)
     for run in args.runs:
         share, scans, writer_scans, styles, averaged = RUNS[run]
         mix = writers.WriterMix(renders=args.renders, scans=writer_scans,
@@ -230,8 +230,15 @@ def run_training(args, sets: dict, log_path: Path) -> None:
 
 
 def _append(path: Path, row: dict) -> None:
+    """One run's row, with the command and time that made it, appended to ``path``."""
+    row = {**row, "command": h.command("python"),
+           "when": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"}
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+# The report's hand-written findings start at this heading; rewriting the tables keeps them.
+FINDINGS = "## What it says"
 
 
 SETS = ["writers-canvas", "writers-photo", "usps", "semeion"]
@@ -259,14 +266,19 @@ def report(log_path: Path, args) -> None:
             reads.append((r["run"], r["model"], label,
                           *(f"{100 * rd[s]:.2f}%" if s in rd else "-" for s in SETS),
                           str(rd["usps confusions"].get("2->1", 0) + rd["semeion confusions"].get("2->1", 0))))
-    lines = [h.measured(h.command("python")) + " CPU seconds of the training (all threads); "
-             "the machine was shared with other work, so wall time is not given.", "",
+    made = list(dict.fromkeys((r.get("command", "?"), r.get("when", "?")) for r in rows))
+    old = Path(args.out).read_text() if Path(args.out).exists() else ""
+    findings = old[old.index(FINDINGS):].rstrip("\n").splitlines() if FINDINGS in old else []
+    lines = [h.measured(None) + " CPU seconds of the training (all threads); the machine "
+             "was shared with other work, so wall time is not given. The rows come from:", "",
+             *(f"- `{cmd}` ({when})" for cmd, when in made), "",
              "Training ablation (the app's reading):", "",
              *h.table(head, table), "",
              "Each model read three ways at test time (same weights): as the app reads, "
              "without the narrowed view for square digits, without the stroke-width "
              "normalisation; last column: 2s read as 1 on USPS + Semeion.", "",
-             *h.table(["run", "model", "reading", *SETS, "2->1 (dev scans)"], reads)]
+             *h.table(["run", "model", "reading", *SETS, "2->1 (dev scans)"], reads),
+             "", *findings]
     h.write_report(args.out, "Scans ablation: what moves held-out writers and the dev scans",
                    lines)
     print(f"wrote {args.out}", file=sys.stderr)

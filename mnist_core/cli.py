@@ -158,7 +158,7 @@ def read_image_file(path: str, max_bytes: int) -> bytes:
     (a 6 GB sparse file is refused unread)."""
     p = Path(path)
     if not p.exists():
-        raise OSError(f"no such file")
+        raise OSError("no such file")
     if not p.is_file():
         raise OSError("not a regular file (a folder, device or pipe)")
     size = p.stat().st_size

@@ -21,7 +21,6 @@ import time
 from collections import Counter
 
 import pytest
-import sqlalchemy as sa
 
 import app_helpers as h
 from deploy.rehearsal import Stack, get, nginx_path, wait_until

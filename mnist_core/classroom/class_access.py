@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .class_engine import ClassStoreError, database_errors
+from .class_engine import database_errors
 from .class_schema import classes_table, failures_table
 from .class_store import check_class_code, writing
 
