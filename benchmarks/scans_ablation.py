@@ -10,8 +10,10 @@ at), the held-out writers of handwriting-train (canvas and photo: mean / worst w
 the dev scans (USPS, Semeion: measured only, never trained on). Each trained model is also
 read three ways at test time: as the app reads (its views, strokes normalised), without
 the narrowed view for square digits, and without the stroke-width normalisation.
-``--shipped`` scores the shipped models in ``artifacts/`` the same three ways instead
-(no training). Results are appended to ``<out>.jsonl`` as each run ends, and the table is
+``--shipped`` scores the shipped models in ``artifacts/`` (or the ``--artifacts``
+folders) the same three ways instead (no training). ``--arch FIELD=JSON ...`` changes the
+architecture for every run (capacity: width, dropout). A run that averages its last
+epochs' weights is scored twice: the averaged model and its last epoch's own. Results are appended to ``<out>.jsonl`` as each run ends, and the table is
 rewritten from all of them, so a stopped run keeps what it measured.
 """
 
@@ -170,6 +172,9 @@ def main() -> None:
     ap.add_argument("--renders", type=int, default=writers.WriterMix().renders,
                     help="canvas/photo renderings per writer's digit (1: canvas only, cheaper)")
     ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    ap.add_argument("--arch", nargs="+", default=[], metavar="FIELD=JSON",
+                    help="change the model's architecture for every run, e.g. "
+                         "hidden=[2048,2048] dropout=0.4 (the runs are named with it)")
     ap.add_argument("--shipped", action="store_true", help="score artifacts/ instead of training")
     ap.add_argument("--artifacts", nargs="+", default=[str(h.REPO / "artifacts")],
                     help="with --shipped: the folders to score, each as a run of its own "
@@ -197,6 +202,10 @@ def main() -> None:
 
 def run_training(args, sets: dict, log_path: Path) -> None:
     spec = REGISTRY[args.model]
+    changes = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.arch)}
+    arch = replace(spec.arch, **{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in changes.items()})
+    named = "".join(f" {a}" for a in args.arch)
     base = load_dataset(args.data)
     val = split_validation(base.x_train, base.y_train, spec.train.n_val, spec.train.seed)
     for run in args.runs:
@@ -209,18 +218,18 @@ def run_training(args, sets: dict, log_path: Path) -> None:
         cfg = replace(spec.train, epochs=args.epochs, n_train=args.n_train or None, writers_share=share,
                       augment=augment, average_epochs=round(averaged * args.epochs))
         t0, c0 = time.perf_counter(), time.process_time()
-        result = fit(data, cfg, spec.arch)
+        result = fit(data, cfg, arch)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        kept = [(run, result.model)]
+        kept = [(run + named, result.model)]
         if result.unaveraged is not None:
-            kept.append((f"{run} (last epoch)", result.unaveraged))
+            kept.append((f"{run}{named} (last epoch)", result.unaveraged))
         for label, net in kept:
-            model = spec.backend.from_net(net, spec)
+            model = spec.backend.from_net(net, spec, arch=arch)
             val_acc = float((model.predict_proba(to_float(val.x_val)).argmax(1) == val.y_val).mean())
             row = {"run": label, "model": args.model, "epochs": args.epochs,
                    "n_train": args.n_train, "renders": args.renders, "share": share,
                    "scans": scans, "writer_scans": writer_scans, "styles": styles,
-                   "average_epochs": cfg.average_epochs, "val": val_acc, "seconds": seconds,
+                   "average_epochs": cfg.average_epochs, "arch": changes, "val": val_acc, "seconds": seconds,
                    "cpu_seconds": cpu, "readings": readings(model, args.model, sets)}
             _append(log_path, row)
             app = row["readings"]["app"]
