@@ -79,6 +79,13 @@ SCHOOL = Topology()
 # nginx
 # ---------------------------------------------------------------------------------------
 
+def _map(why: list[str], source: str, target: str, default: str,
+         entries: list[tuple[str, str]]) -> list[str]:
+    """An nginx ``map`` block inside ``http {}``, its comment lines ``why`` above it."""
+    return [*(f"    # {line}" for line in why), f"    map {source} {target} {{",
+            f"        default {default};", *(f"        {k} {v};" for k, v in entries), "    }"]
+
+
 def nginx_http(topo: Topology, hosts: list[str], listen: str, extra: str = "") -> str:
     """The ``http {}`` block: ``hosts[i-1]`` is replica i's host (its port from ``topo``),
     ``listen`` nginx's listen address; ``extra`` lines go first (paths for a rehearsal)."""
@@ -87,29 +94,18 @@ def nginx_http(topo: Topology, hosts: list[str], listen: str, extra: str = "") -
     fail = f"max_fails=1 fail_timeout={topo.fail_timeout_s}s"
     out = ["http {"]
     out += [f"    {line}" for line in extra.splitlines() if line.strip()]
+    out += _map(["The replica that answered, from the port nginx used (the last one when it",
+                 "retried): replica i listens on its own port."],
+                "$upstream_addr", "$studio_served", '""',
+                [(f"~:{topo.port(i + 1)}$", str(i + 1)) for i in range(n)])
+    out += _map(["A browser pinned to replica i goes to upstream studio_i; anyone else to the",
+                 "least busy replica."],
+                f"$cookie_{topo.cookie}", "$studio_group", "studio",
+                [(f'"{i + 1}"', f"studio_{i + 1}") for i in range(n)])
+    out += _map(["Websocket upgrades say so; every other request sends no Connection header, so",
+                 "the upstream keepalive connections are reused."],
+                "$http_upgrade", "$studio_connection", "upgrade", [('""     ', '""')])
     out += [
-        "    # The replica that answered, from the port nginx used (the last one when it",
-        "    # retried): replica i listens on its own port.",
-        "    map $upstream_addr $studio_served {",
-        '        default "";',
-    ]
-    out += [f"        ~:{topo.port(i + 1)}$ {i + 1};" for i in range(n)]
-    out += [
-        "    }",
-        "    # A browser pinned to replica i goes to upstream studio_i; anyone else to the",
-        "    # least busy replica.",
-        f"    map $cookie_{topo.cookie} $studio_group {{",
-        "        default studio;",
-    ]
-    out += [f'        "{i + 1}" studio_{i + 1};' for i in range(n)]
-    out += [
-        "    }",
-        "    # Websocket upgrades say so; every other request sends no Connection header, so",
-        "    # the upstream keepalive connections are reused.",
-        "    map $http_upgrade $studio_connection {",
-        "        default upgrade;",
-        '        ""      "";',
-        "    }",
         "",
         "    upstream studio {",
         "        least_conn;",
