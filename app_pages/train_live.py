@@ -81,7 +81,7 @@ with settings_col:
                 "time; you can start yours as soon as it finishes.", icon=":material/schedule:")
 
 if train_clicked and not running:
-    dataset = training.training_data()
+    dataset = training.training_source()
     run = live.live_run(name, live.LiveSettings(**chosen))
     started = training.start_training(name, REGISTRY[name].title, dataset, run.train, run.arch,
                                       run.settings)

@@ -12,7 +12,7 @@ import pickle
 import subprocess
 import sys
 import threading
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -55,12 +55,27 @@ _WORKER = "from mnist_core.worker import _worker_main; _worker_main()"
 _ROOT = Path(__file__).resolve().parent.parent
 
 
-def train_in_worker(name: str, data: Dataset, *, train_cfg: TrainConfig,
+@dataclass(frozen=True)
+class DatasetSource:
+    """A dataset the worker reads itself (:func:`~mnist_core.datasets.data.load_dataset`'s
+    arguments), so that the caller never holds its arrays: MNIST is 52 MB the app's server
+    would otherwise keep for as long as it runs, after one live training."""
+
+    where: str | None = None   # a folder or file; None: the dataset's environment variable,
+                               # its system-wide copy, else a keras download (in the worker)
+    dataset: str = "mnist"     # which dataset, as load_dataset names it
+
+
+def train_in_worker(name: str, data: Dataset | DatasetSource, *, train_cfg: TrainConfig,
                     arch: Architecture | None = None, callback: Callback | None = None,
                     stop: StopFlag | None = None, engine: str = "numpy") -> Trained:
     """:func:`train_and_package` for one registry model, without a folder, run in a fresh
     Python process; the result is the same :class:`Trained`, its model read back from its
     file (:meth:`Model.from_bytes <mnist_core.models.model.Model.from_bytes>`).
+
+    ``data``: the dataset itself, or a :class:`DatasetSource` the worker reads (one it
+    cannot read raises :class:`~mnist_core.datasets.common.DataError` here, as
+    ``load_dataset`` would).
 
     ``callback`` hears the same ``"batch"``, ``"epoch"`` (``{"log": EpochLog}``) and
     ``"evaluate"`` (``{}``: the model is still in the worker) events, on the calling
@@ -77,7 +92,7 @@ def train_in_worker(name: str, data: Dataset, *, train_cfg: TrainConfig,
     """
     spec = REGISTRY[name]
     arch = arch if arch is not None else spec.arch
-    if train_cfg.writers_share <= 0:
+    if isinstance(data, Dataset) and train_cfg.writers_share <= 0:
         # Not read by this training: MNIST's writers' renderings are 24 MB in the pipe and
         # in the worker's memory.
         data = replace(data, x_extra=None, y_extra=None)
@@ -264,11 +279,13 @@ def _train_one(request: dict, stop: StopFlag, emit: Callable[[str, dict], None])
     # Runtime: as fast for a live model, and the runtime and its session cost the worker
     # 45 MB at its peak (a 1,000-image CNN run: 312 MB with it, 267 MB without).
     os.environ[onnx_graph.ENGINE_ENV] = "numpy"
-    name, cfg = request["name"], request["train_cfg"]
-    trained = train_and_package([name], request["data"], train_cfg=cfg,
+    name, cfg, data = request["name"], request["train_cfg"], request["data"]
+    if isinstance(data, DatasetSource):
+        data = load_dataset(data.where, data.dataset)
+    trained = train_and_package([name], data, train_cfg=cfg,
                                 arch=request["arch"], callback_for=lambda n, c: callback,
                                 stop=stop, engine=request["engine"])[name]
-    calibration = validation_record(trained.model, request["data"], cfg.n_val, cfg.seed)
+    calibration = validation_record(trained.model, data, cfg.n_val, cfg.seed)
     metrics = {**trained.metrics, "calibration": calibration}
     return {"file": trained.model.to_bytes(), "metrics": metrics,
             "temperature": calibration["temperature"],

@@ -98,6 +98,14 @@ def test_train_live_trains_a_numpy_model_and_puts_it_on_the_draw_page(
     at.selectbox(key="train_hidden").set_value("64")
     at.slider(key="train_images").set_value(1000)
     at.slider(key="train_epochs").set_value(2)
+    # The worker reads MNIST itself: the server never loads it (nor keeps its 52 MB).
+    import ui.training as training_ui
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the server loaded MNIST for a live training")
+    training_ui._training_data.clear()
+    monkeypatch.setattr(training_ui, "load_dataset", no_load)
+    monkeypatch.setattr(training_ui, "load_dataset_in_worker", no_load)
     at.button(key="train").click().run()
     no_exception(at)
     job = wait_for_training(at)

@@ -222,6 +222,24 @@ def test_load_dataset_in_worker(tmp_path, tiny_dataset):
         worker.load_dataset_in_worker(tmp_path / "nowhere")
 
 
+def test_the_worker_reads_a_dataset_source_itself(tmp_path, tiny_dataset):
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=tiny_dataset.x_train, y_train=tiny_dataset.y_train,
+             x_test=tiny_dataset.x_test, y_test=tiny_dataset.y_test)
+    cfg, arch = tiny_train_config(), REGISTRY["numpy"].live_arch
+    by_source = worker.train_in_worker("numpy", worker.DatasetSource(str(path)),
+                                       train_cfg=cfg, arch=arch)
+    by_arrays = worker.train_in_worker("numpy", tiny_dataset, train_cfg=cfg, arch=arch)
+    assert by_source.metrics["n"] == len(tiny_dataset.y_test)
+    assert by_source.metrics["accuracy"] == by_arrays.metrics["accuracy"]
+    assert [vars(e)["val_loss"] for e in by_source.history] == \
+        [vars(e)["val_loss"] for e in by_arrays.history]
+    from mnist_core.datasets.common import DataError
+    with pytest.raises(DataError, match="nowhere"):
+        worker.train_in_worker("numpy", worker.DatasetSource(str(tmp_path / "nowhere")),
+                               train_cfg=cfg, arch=arch)
+
+
 def test_a_stop_before_the_worker_starts_still_gives_a_model(tiny_dataset):
     stop = StopFlag()
     stop.set()

@@ -20,6 +20,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import NoReturn
 
 import streamlit as st
 
@@ -27,7 +29,8 @@ from mnist_core.datasets.common import DataError
 from mnist_core.datasets.data import ENV_VAR, Dataset, load_dataset
 from mnist_core.models.model import Model
 from mnist_core.training.config import EpochLog, StopFlag, TrainConfig
-from mnist_core.worker import WorkerError, load_dataset_in_worker, train_in_worker
+from mnist_core.worker import (DatasetSource, WorkerError, load_dataset_in_worker,
+                               train_in_worker)
 
 from .charts import PLOTLY_CONFIG, live_figure
 from .user_model import USER, USER_TITLE
@@ -50,10 +53,25 @@ def training_data() -> Dataset:
     try:
         return _training_data(where)
     except DataError as exc:
-        st.error(f"**No training data.** {exc}\n\nSet the `{ENV_VAR}` environment variable to "
-                 f"a local MNIST copy (a folder with the four IDX files, Kaggle CSVs or "
-                 f"keras's `mnist.npz`) and restart the app.", icon="🚫")
-        st.stop()
+        _no_training_data(str(exc))
+
+
+def training_source() -> DatasetSource:
+    """MNIST for a live training, read by the training's worker itself, so the server never
+    holds it (Train live: the server keeps nothing of MNIST after a training); from
+    ``$MNIST_DATA`` (else a keras download, in the worker). Stops the page with an error
+    naming ``MNIST_DATA`` when that names nothing."""
+    where = os.environ.get(ENV_VAR, "")
+    if where and not Path(where).expanduser().exists():
+        _no_training_data(f"{where} does not exist.")
+    return DatasetSource(where or None)
+
+
+def _no_training_data(why: str) -> NoReturn:
+    st.error(f"**No training data.** {why}\n\nSet the `{ENV_VAR}` environment variable to "
+             f"a local MNIST copy (a folder with the four IDX files, Kaggle CSVs or "
+             f"keras's `mnist.npz`) and restart the app.", icon="🚫")
+    st.stop()
 
 
 class TrainingSlot:
@@ -142,7 +160,8 @@ class TrainJob:
             self.status = "evaluating"
 
 
-def _run(job: TrainJob, dataset: Dataset, cfg: TrainConfig, arch, slot: TrainingSlot) -> None:
+def _run(job: TrainJob, dataset: Dataset | DatasetSource, cfg: TrainConfig, arch,
+         slot: TrainingSlot) -> None:
     try:
         trained = train_in_worker(job.name, dataset, train_cfg=cfg, arch=arch,
                                   callback=job.callback, stop=job.stop)
@@ -161,16 +180,20 @@ def _run(job: TrainJob, dataset: Dataset, cfg: TrainConfig, arch, slot: Training
         slot.release()
 
 
-def start_training(name: str, title: str, dataset: Dataset, cfg: TrainConfig, arch,
-                   settings: dict) -> TrainJob | None:
-    """Start training in a background thread; ``None`` when another session is training."""
+def start_training(name: str, title: str, dataset: Dataset | DatasetSource, cfg: TrainConfig,
+                   arch, settings: dict) -> TrainJob | None:
+    """Start training on ``dataset`` (or the one the worker reads: :func:`training_source`)
+    in a background thread; ``None`` when another session is training."""
     cfg = replace(cfg, n_train=min(cfg.n_train or MAX_TRAIN_IMAGES, MAX_TRAIN_IMAGES),
                   epochs=min(cfg.epochs, MAX_EPOCHS))
     slot = training_slot()
     if not slot.try_acquire(session_id()):
         return None
-    available = len(dataset.x_train) - max(1, min(cfg.n_val, len(dataset.x_train) // 5))
-    job = TrainJob(name, title, settings, cfg.epochs, min(cfg.n_train, available))
+    n_train = cfg.n_train
+    if isinstance(dataset, Dataset):  # a source is MNIST: 55,000 images, more than asked
+        n_train = min(n_train, len(dataset.x_train) - max(1, min(cfg.n_val,
+                                                                  len(dataset.x_train) // 5)))
+    job = TrainJob(name, title, settings, cfg.epochs, n_train)
     job.thread = threading.Thread(target=_run, args=(job, dataset, cfg, arch, slot),
                                   name=f"mnist-studio-train-{name}", daemon=True)
     try:
