@@ -506,8 +506,8 @@ def train_worker(name: str, images: int, engine: str, data, epochs: int = 3) -> 
 
 def train_workers(models: list[str], images: list[int], engines: list[str],
                   epochs: int = 3) -> dict:
-    from mnist_core.datasets.data import load_dataset
-    data = load_dataset(_mnist_data())
+    from mnist_core.worker import DatasetSource
+    data = DatasetSource(str(_mnist_data()))  # as Train live: the worker reads MNIST itself
     found = {}
     for name in models:
         for n in images:
