@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shlex
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -43,8 +44,9 @@ def cmd_train(args) -> int:
         data = writers.with_writers(data, args.writers or None,
                                     log=lambda line: print(line, file=sys.stderr))
     out = _folder(args.out, data.name, as_the_app=False)
+    seed = (lambda spec: replace(spec.train, seed=args.seed)) if args.seed is not None else None
     train_and_package(
-        _models_arg(args.models), data, out, epochs=args.epochs,
+        _models_arg(args.models), data, out, epochs=args.epochs, train_cfg=seed,
         callback_for=lambda name, cfg: ProgressBar(name, cfg.epochs),
         command=_command(args),
         log=lambda line: print(line, file=sys.stderr), handwriting=_handwriting_arg(args, data),
@@ -300,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--writers", help=f"folder of handwriting-train's {writers.FILENAME} "
                    f"(real writers' strokes mixed into training; default ${writers.ENV_VAR} or "
                    "../shared/data/handwriting-train; '' for MNIST alone)")
+    p.add_argument("--seed", type=int,
+                   help="seed every model's weights, shuffling, augmentation and validation "
+                        "split with this instead of its own (0): another draw of the same "
+                        "recipe, to see how much a seed moves the results")
     p.add_argument("--last-epoch", metavar="DIR",
                    help="also write each model whose last epochs' weights are averaged as its "
                         "last epoch left it, into DIR (a folder of its own, to compare)")

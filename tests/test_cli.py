@@ -156,6 +156,23 @@ def test_train_writes_complete_artifacts(tmp_path):
     assert list(load_models(out)) == NAMES  # what was written loads and verifies
 
 
+def test_train_seed_draws_the_same_recipe_again(tmp_path):
+    data = make_dataset(n_train=5200, n_test=250, seed=21)
+    data_dir = write_idx_folder(tmp_path / "data", data, gz=False, spelling="dot")
+    outs = {}
+    for seed in ("0", "3", None):
+        out = outs[seed] = tmp_path / f"seed-{seed}"
+        proc = run_cli("train", "--models", "numpy", "--epochs", "1", "--data", str(data_dir),
+                       "--out", str(out), "--writers", "", *(("--seed", seed) if seed else ()))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    seeds = {k: read_manifest(o)["models"]["numpy"]["train_config"]["seed"] for k, o in outs.items()}
+    assert seeds == {"0": 0, "3": 3, None: 0}
+    weights = {k: np.load(o / "numpy.npz", allow_pickle=False) for k, o in outs.items()}
+    first = sorted(weights["0"].files)[0]
+    np.testing.assert_array_equal(weights["0"][first], weights[None][first])  # 0: the default
+    assert not np.array_equal(weights["0"][first], weights["3"][first])
+
+
 def test_predict_preprocesses_a_single_digit_once(tiny_artifacts, tmp_path, monkeypatch,
                                                   capsys):
     """One ``read_digits`` call: its one reading is the whole-image answer; a row of
