@@ -8,13 +8,17 @@ stroke: the drawing board's fragment when the page has one, else the whole page.
     .venv/bin/python benchmarks/draw_profile.py --page stress --strokes 40   # a slider move
     .venv/bin/python benchmarks/draw_profile.py --page attack --strokes 40
     .venv/bin/python benchmarks/draw_profile.py --page upload --strokes 20
+    .venv/bin/python benchmarks/draw_profile.py --page collect --strokes 40
 
 With ``--page`` (stress, attack) the page is opened on its first test digit and each rerun
 moves one slider (Stress test's rotation, Adversarial digits' strength) to a new value, as
 the browser asks for it: the slider's fragment when the page has one, else the whole page.
 With ``--page upload`` a 12-megapixel JPEG of a digit (4000 x 3000, as a phone takes it) is
 uploaded once and each rerun is what a click on that page asks for (a "Wrong? It was a…"
-pill, the expander): the whole page again, the same file still chosen.
+pill, the expander): the whole page again, the same file still chosen. With ``--page
+collect`` a learner of an open class (a SQLite file in a temporary folder) draws on Collect:
+each rerun is a stroke, as the browser asks for it (the whole page: its canvas is not in a
+fragment).
 """
 
 from __future__ import annotations
@@ -72,6 +76,26 @@ def phone_photo() -> bytes:
     return buf.tobytes()
 
 
+CLASS = "7b"
+
+
+def open_class() -> None:
+    """A fresh class database (SQLite, in a temporary folder) with class CLASS open, named
+    to the app by its environment variable."""
+    import tempfile
+
+    from mnist_core.classroom import class_access, class_engine, class_schema
+    from ui import class_data
+
+    path = os.path.join(tempfile.mkdtemp(prefix="collect-profile-"), "classroom.sqlite")
+    os.environ[class_data.DB_ENV] = path
+    engine = class_engine.make_engine(class_engine.sqlite_url(path))
+    class_schema.migrate(engine)
+    class_access.create_class(engine, CLASS, "profile-pin",
+                              class_access.AccessConfig(scrypt_n=2**4))
+    engine.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strokes", type=int, default=40)
@@ -80,7 +104,7 @@ def main() -> int:
     parser.add_argument("--profile-out", help="write the pstats dump here")
     parser.add_argument("--same", action="store_true",
                         help="rerun with the drawing unchanged (the brush moved, a button)")
-    parser.add_argument("--page", choices=sorted([*SLIDER_PAGES, "upload"]),
+    parser.add_argument("--page", choices=sorted([*SLIDER_PAGES, "upload", "collect"]),
                         help="profile a slider move on this page instead of a stroke")
     args = parser.parse_args()
     os.environ["MNIST_STUDIO_ARTIFACTS"] = args.artifacts
@@ -94,9 +118,19 @@ def main() -> int:
         return types.SimpleNamespace(image_data=image, json_data=None)
     sys.modules["streamlit_drawable_canvas"] = types.SimpleNamespace(st_canvas=st_canvas)
 
+    if args.page == "collect":
+        open_class()
     at = AppTest.from_file(str(h.REPO / "app.py"), default_timeout=300).run()
     assert not at.exception, [e.message for e in at.exception]
-    if args.page == "upload":
+    if args.page == "collect":
+        at.switch_page("app_pages/collect.py").run()
+        at.text_input(key="collect-class").input(CLASS).run()
+        at.text_input(key="collect-nickname").input("sam").run()
+        assert not at.exception and at.subheader[0].value.startswith("Draw a ")
+
+        def move(i: int) -> None:
+            state["i"] = i
+    elif args.page == "upload":
         at.switch_page("app_pages/upload.py").run()
         at.file_uploader(key="uploads").set_value(("photo.jpg", phone_photo(), "image/jpeg"))
         at.run()
@@ -115,7 +149,8 @@ def main() -> int:
     else:
         def move(i: int) -> None:
             state["i"] = i
-    fragments = list(at._fragment_storage._fragments)
+    # Collect's one fragment is its counts' timer, not the board: a stroke reruns the page.
+    fragments = [] if args.page == "collect" else list(at._fragment_storage._fragments)
     if fragments:  # a stroke reruns the drawing board only, as the browser asks for it
         local_script_runner.RerunData = partial(local_script_runner.RerunData,
                                                 fragment_id_queue=fragments[:1])
@@ -151,6 +186,7 @@ def main() -> int:
         stats.dump_stats(args.profile_out)
     print(out.getvalue())
     what = ("reruns of one drawing" if args.same else
+            "strokes on Collect" if args.page == "collect" else
             "reruns with one photo uploaded" if args.page == "upload" else
             f"moves of {args.page}'s slider" if args.page else "strokes")
     print(f"commit {h.git_commit()}; {'fragment' if fragments else 'whole page'} reruns over "
