@@ -6,8 +6,8 @@ import argparse
 import json
 import os
 import shlex
-from dataclasses import replace
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from .artifacts.files import (DEFAULT_DIR, ArtifactError, default_dir, load_models,

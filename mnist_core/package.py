@@ -138,7 +138,9 @@ def train_and_package(names, data: Dataset, out: str | Path | None = None, *,
         write_manifest(Path(last_epoch_out), {
             "dataset": data.name, "class_names": list(data.class_names),
             "data_source": data.source, "command": command,
-            "models": {n: {**info[n], "average_epochs": 0} for n in last_epoch}})
+            "models": {n: {**info[n], "train_config": {**info[n]["train_config"],
+                                                       "average_epochs": 0}}
+                       for n in last_epoch}})
     return trained
 
 

@@ -11,6 +11,8 @@ under, so they are re-estimated for the averaged weights afterwards (the engine'
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .config import TrainConfig
@@ -23,12 +25,26 @@ class WeightAverage:
     def __init__(self, cfg: TrainConfig):
         n = cfg.average_epochs if cfg.average_epochs >= 2 else 0
         self.first = cfg.epochs - min(n, cfg.epochs) if n else None
+        self.last = cfg.epochs - 1
         self.count = 0
         self._sum: list[np.ndarray] | None = None
+        self._dtypes: list[np.dtype] = []
 
     def wants(self, epoch: int) -> bool:
         """Whether the weights at the end of ``epoch`` (0-based) join the average."""
         return self.first is not None and epoch >= self.first
+
+    def offer(self, epoch: int, stopped: bool, weights: Callable[[], list[np.ndarray]]
+              ) -> bool:
+        """The end of ``epoch`` (0-based; ``stopped``: a stop ended it): ``weights()``
+        joins the average when wanted; returns whether the network should now take
+        :meth:`mean` (the last epoch, at least two snapshots, not stopped: a stopped
+        training keeps its own weights)."""
+        if stopped:
+            return False
+        if self.wants(epoch):
+            self.add(weights())
+        return epoch == self.last and self.count >= 2
 
     def add(self, weights: list[np.ndarray]) -> None:
         """Add one snapshot: the arrays of every weight, in one fixed order (copied)."""

@@ -168,12 +168,11 @@ def train_network(data: Dataset, cfg: TrainConfig, arch, callback: Callback | No
 
     def before_validation(epoch: int, stopped: bool) -> None:
         nonlocal unaveraged
-        if average.wants(epoch) and not stopped:
-            average.add(params)
+        take_mean = average.offer(epoch, stopped, lambda: params)
         if not (stopped or epoch == cfg.epochs - 1):
             return
         precise_bn()
-        if average.count >= 2 and not stopped:
+        if take_mean:
             unaveraged = net.copy()
             for p, mean in zip(params, average.mean(), strict=True):
                 p[...] = mean
@@ -297,14 +296,12 @@ def train_keras(data: Dataset, cfg: TrainConfig, build: Callable[[], object],
             xe, ye = feeder.get(epoch)
             fit = model.fit(np.asarray(xe)[..., None], eye[ye], batch_size=cfg.batch_size,
                             epochs=1, verbose=0, shuffle=False, callbacks=[_Hook()])
-            if average.wants(epoch) and not state["stopped"]:
-                average.add(model.get_weights())
-                if epoch == cfg.epochs - 1 and average.count >= 2:
-                    unaveraged = keras.models.clone_model(model)
-                    unaveraged.set_weights(model.get_weights())
-                    model.set_weights(average.mean())
-                    keras_precise_batchnorm(model, precise_bn_sample(x, cfg, DEFAULT_ENGINE),
-                                            cfg.batch_size)
+            if average.offer(epoch, state["stopped"], model.get_weights):
+                unaveraged = keras.models.clone_model(model)
+                unaveraged.set_weights(model.get_weights())
+                model.set_weights(average.mean())
+                keras_precise_batchnorm(model, precise_bn_sample(x, cfg, DEFAULT_ENGINE),
+                                        cfg.batch_size)
             predict = fast_predict_fn(model)
             p_val = predict(x_val)
             log = EpochLog(epoch + 1, float(fit.history["loss"][-1]),
