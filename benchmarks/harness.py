@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import socket
 import statistics
 import subprocess
@@ -28,10 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.42, 0.85)]   # a top bar, then the diagonal down
+# The browser the benchmarks drive, shared with the tests and the smoke test.
+from deploy.browser import (CHROMIUM_ARGS, SEVEN, chromium_path,  # noqa: E402,F401
+                            draw_stroke, draw_stroke_async, launch_chromium)
 
 
 def start_server(artifacts: Path | str | None = None, app: Path | str = "app.py",
@@ -81,38 +79,6 @@ def stop_server(proc: subprocess.Popen, timeout: float = 20.0) -> None:
                 pass
         tree = psutil.wait_procs(tree, timeout=timeout)[1]
     proc.poll()  # its return code (psutil has reaped it)
-
-
-def chromium_path() -> str | None:
-    return shutil.which("chromium")
-
-
-def launch_chromium(playwright):
-    """Debian's Chromium through ``playwright`` (whose own browsers are never installed):
-    the browser, or with the async API an awaitable of it."""
-    return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-
-
-def draw_stroke(page, canvas, points, steps: int = 15) -> None:
-    """Press, drag through ``points`` (fractions of the canvas) and release."""
-    box = canvas.bounding_box()
-    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
-    page.mouse.move(*xy[0])
-    page.mouse.down()
-    for x, y in xy[1:]:
-        page.mouse.move(x, y, steps=steps)
-    page.mouse.up()
-
-
-async def draw_stroke_async(page, canvas, points, steps: int = 15) -> None:
-    """:func:`draw_stroke` through Playwright's async API."""
-    box = await canvas.bounding_box()
-    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
-    await page.mouse.move(*xy[0])
-    await page.mouse.down()
-    for x, y in xy[1:]:
-        await page.mouse.move(x, y, steps=steps)
-    await page.mouse.up()
 
 
 def settle(page) -> None:

@@ -11,7 +11,9 @@ the dev scans (USPS, Semeion: measured only, never trained on). Each trained mod
 read three ways at test time: as the app reads (its views, strokes normalised), without
 the narrowed view for square digits, and without the stroke-width normalisation.
 ``--shipped`` scores the shipped models in ``artifacts/`` (or the ``--artifacts``
-folders) the same three ways instead (no training). ``--arch FIELD=JSON ...`` changes the
+folders) the same three ways instead (no training), and MNIST's test set;
+``--ensemble`` adds each kind averaged over the folders (a seed ensemble). ``--seeds``
+trains each run once per seed, and the report gives each recipe's mean over its seeds. ``--arch FIELD=JSON ...`` changes the
 architecture for every run (capacity: width, dropout). A run that averages its last
 epochs' weights is scored twice: the averaged model and its last epoch's own. Results are appended to ``<out>.jsonl`` as each run ends, and the table is
 rewritten from all of them, so a stopped run keeps what it measured.
@@ -130,14 +132,21 @@ def all_inputs(args) -> dict:
     return sets
 
 
-def score(model, name: str, inputs: dict, ids: dict, narrowed: bool) -> dict:
-    """Accuracy of ``model`` on each set (writers: mean and worst writer) and its misses."""
+def probabilities(model, name: str, inputs: dict, narrowed: bool) -> dict:
+    """``{set: (N, 10) probabilities}`` of ``model`` read as the app reads it (its views;
+    without the narrowed view for square digits when not ``narrowed``)."""
     views = model_config(model)
     if not narrowed:
         views = replace(views, squeeze=0.0)
+    return {s: predict_views({name: model}, x, views)[name] for s, (x, _, _) in inputs.items()}
+
+
+def score(probs: dict, inputs: dict, ids: dict) -> dict:
+    """Accuracy of ``probs`` (:func:`probabilities`) on each set (writers: mean and worst
+    writer) and its misses."""
     row = {}
     for set_name, (x, found, labels) in inputs.items():
-        p = predict_views({name: model}, x, views)[name]
+        p = probs[set_name]
         right = (p.argmax(1) == labels) & found
         row[set_name] = float(right.mean())
         if set_name in ids:
@@ -156,9 +165,15 @@ def _confusions(pred, labels, found) -> dict:
     return out
 
 
-def readings(model, name: str, sets: dict) -> dict:
-    return {label: score(model, name, sets[stroke][0], sets[stroke][1], narrowed)
-            for label, narrowed, stroke in READINGS}
+def readings(models: list, name: str, sets: dict) -> dict:
+    """Each of :data:`READINGS` of ``models`` (several: one model, the mean of their
+    probabilities, as a seed ensemble would answer)."""
+    out = {}
+    for label, narrowed, stroke in READINGS:
+        inputs, ids = sets[stroke]
+        each = [probabilities(m, name, inputs, narrowed) for m in models]
+        out[label] = score({s: np.mean([p[s] for p in each], 0) for s in inputs}, inputs, ids)
+    return out
 
 
 def main() -> None:
@@ -179,6 +194,12 @@ def main() -> None:
     ap.add_argument("--artifacts", nargs="+", default=[str(h.REPO / "artifacts")],
                     help="with --shipped: the folders to score, each as a run of its own "
                          "(e.g. a `train --last-epoch` folder beside the trained one)")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="with --shipped and several --artifacts: also score each kind of "
+                         "model as the mean of its probabilities over the folders")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None,
+                    help="train every run once per seed (default: the recipe's own seed); "
+                         "the report gives each recipe's mean over its seeds")
     ap.add_argument("--dev-only", action="store_true",
                     help="score the dev scans only (no held-out writers): minutes less")
     ap.add_argument("--report-only", action="store_true", help="rewrite the table from the .jsonl")
@@ -189,15 +210,39 @@ def main() -> None:
         sets = all_inputs(args)
         print("inputs ready", file=sys.stderr)
         if args.shipped:
-            for folder in args.artifacts:
-                run = "shipped" if Path(folder).resolve() == (h.REPO / "artifacts").resolve() \
-                    else Path(folder).name
-                for name, model in load_models(Path(folder)).items():
-                    _append(log_path, {"run": run, "model": name,
-                                       "readings": readings(model, name, sets)})
+            score_folders(args, sets, log_path)
         else:
             run_training(args, sets, log_path)
     report(log_path, args)
+
+
+def score_folders(args, sets: dict, log_path: Path) -> None:
+    """Rows for the trained models of each ``--artifacts`` folder (recipe "train", the
+    seed its manifest records; MNIST's test set too, as ``train`` reported it), and with
+    ``--ensemble`` one row per kind for the mean of all the folders' probabilities."""
+    mnist = load_dataset(args.data)
+    x_test = to_float(mnist.x_test)
+    kinds: dict[str, list] = {}
+    for folder in args.artifacts:
+        run = "shipped" if Path(folder).resolve() == (h.REPO / "artifacts").resolve() \
+            else Path(folder).name
+        manifest = json.loads((Path(folder) / "manifest.json").read_text())["models"]
+        for name, model in load_models(Path(folder)).items():
+            kinds.setdefault(name, []).append(model)
+            _append(log_path, {"run": run, "model": name, "recipe": "train",
+                               "seed": manifest[name]["seed"],
+                               "test": _accuracy([model], x_test, mnist.y_test),
+                               "readings": readings([model], name, sets)})
+    if args.ensemble and len(args.artifacts) > 1:
+        for name, models in kinds.items():
+            _append(log_path, {"run": f"ensemble of {len(models)}", "model": name,
+                               "test": _accuracy(models, x_test, mnist.y_test),
+                               "readings": readings(models, name, sets)})
+
+
+def _accuracy(models: list, x: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of the mean of ``models``' probabilities on raw ``(N, 28, 28)`` images."""
+    return float((np.mean([m.predict_proba(x) for m in models], 0).argmax(1) == y).mean())
 
 
 def run_training(args, sets: dict, log_path: Path) -> None:
@@ -207,8 +252,9 @@ def run_training(args, sets: dict, log_path: Path) -> None:
                                  for k, v in changes.items()})
     named = "".join(f" {a}" for a in args.arch)
     base = load_dataset(args.data)
-    val = split_validation(base.x_train, base.y_train, spec.train.n_val, spec.train.seed)
-    for run in args.runs:
+    for run, seed in ((r, s) for r in args.runs for s in args.seeds or [spec.train.seed]):
+        # the validation split the training carves with this seed (never trained on)
+        val = split_validation(base.x_train, base.y_train, spec.train.n_val, seed)
         share, scans, writer_scans, styles, averaged = RUNS[run]
         mix = writers.WriterMix(renders=args.renders, scans=writer_scans,
                                 style_rate=writers.WriterMix().style_rate if styles else 0.0)
@@ -216,21 +262,23 @@ def run_training(args, sets: dict, log_path: Path) -> None:
         data = replace(base, x_extra=x, y_extra=y, extra_source=record)
         augment = replace(spec.train.augment, scans=scans, styles=1.0 if styles else 0.0)
         cfg = replace(spec.train, epochs=args.epochs, n_train=args.n_train or None, writers_share=share,
-                      augment=augment, average_epochs=round(averaged * args.epochs))
+                      augment=augment, average_epochs=round(averaged * args.epochs), seed=seed)
         t0, c0 = time.perf_counter(), time.process_time()
         result = fit(data, cfg, arch)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        seeded = f" seed {seed}" if args.seeds else ""
         kept = [(run + named, result.model)]
         if result.unaveraged is not None:
             kept.append((f"{run}{named} (last epoch)", result.unaveraged))
-        for label, net in kept:
+        for recipe, net in kept:
+            label = recipe + seeded
             model = spec.backend.from_net(net, spec, arch=arch)
             val_acc = float((model.predict_proba(to_float(val.x_val)).argmax(1) == val.y_val).mean())
-            row = {"run": label, "model": args.model, "epochs": args.epochs,
+            row = {"run": label, "recipe": recipe, "seed": seed, "model": args.model, "epochs": args.epochs,
                    "n_train": args.n_train, "renders": args.renders, "share": share,
                    "scans": scans, "writer_scans": writer_scans, "styles": styles,
                    "average_epochs": cfg.average_epochs, "arch": changes, "val": val_acc, "seconds": seconds,
-                   "cpu_seconds": cpu, "readings": readings(model, args.model, sets)}
+                   "cpu_seconds": cpu, "readings": readings([model], args.model, sets)}
             _append(log_path, row)
             app = row["readings"]["app"]
             print(f"{label}: val {val_acc:.4f} " + " ".join(
@@ -256,7 +304,7 @@ SETS = ["writers-canvas", "writers-photo", "usps", "semeion"]
 def report(log_path: Path, args) -> None:
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     head = ["run", "model", "writers' share", "MNIST scans", "writer scans", "styles",
-            "epochs averaged", "MNIST val", "writers-canvas mean / worst", "writers-photo mean / worst", "USPS",
+            "epochs averaged", "MNIST val", "MNIST test", "writers-canvas mean / worst", "writers-photo mean / worst", "USPS",
             "Semeion", "CPU s"]
     table = []
     for r in rows:
@@ -264,7 +312,7 @@ def report(log_path: Path, args) -> None:
         pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
         table.append((r["run"], r["model"], r.get("share", "-"), r.get("scans", "-"),
                       r.get("writer_scans", "-"), r.get("styles", "-"),
-                      r.get("average_epochs", 0), pct(r["val"]) if "val" in r else "-",
+                      r.get("average_epochs", 0), pct(r.get("val")), pct(r.get("test")),
                       *(f"{pct(app.get(s))} / {pct(app.get(s + ' worst'))}" for s in SETS[:2]),
                       pct(app["usps"]), pct(app["semeion"]),
                       f"{r['cpu_seconds']:.0f}" if "cpu_seconds" in r else "-"))
@@ -275,14 +323,19 @@ def report(log_path: Path, args) -> None:
             reads.append((r["run"], r["model"], label,
                           *(f"{100 * rd[s]:.2f}%" if s in rd else "-" for s in SETS),
                           str(rd["usps confusions"].get("2->1", 0) + rd["semeion confusions"].get("2->1", 0))))
-    made = list(dict.fromkeys((r.get("command", "?"), r.get("when", "?")) for r in rows))
+    means = seed_means(rows)
+    made = {r.get("command", "?"): r.get("when", "?") for r in rows}  # when each one ended
     old = Path(args.out).read_text() if Path(args.out).exists() else ""
     findings = old[old.index(FINDINGS):].rstrip("\n").splitlines() if FINDINGS in old else []
     lines = [h.measured(None) + " CPU seconds of the training (all threads); the machine "
              "was shared with other work, so wall time is not given. The rows come from:", "",
-             *(f"- `{cmd}` ({when})" for cmd, when in made), "",
+             *(f"- `{cmd}` ({when})" for cmd, when in made.items()), "",
              "Training ablation (the app's reading):", "",
              *h.table(head, table), "",
+             *(["Each recipe's mean over its seeds (the app's reading; in brackets the "
+                "spread, highest minus lowest, in points):", "",
+                *h.table(["recipe", "model", "seeds", "MNIST val", "MNIST test", *SETS], means),
+                ""] if means else []),
              "Each model read three ways at test time (same weights): as the app reads, "
              "without the narrowed view for square digits, without the stroke-width "
              "normalisation; last column: 2s read as 1 on USPS + Semeion.", "",
@@ -291,6 +344,28 @@ def report(log_path: Path, args) -> None:
     h.write_report(args.out, "Scans ablation: what moves held-out writers and the dev scans",
                    lines)
     print(f"wrote {args.out}", file=sys.stderr)
+
+
+def seed_means(rows: list[dict]) -> list[tuple]:
+    """One line per (recipe, model) trained with two or more seeds: each set's mean
+    accuracy and its spread over the seeds."""
+    groups: dict[tuple, dict[int, dict]] = {}
+    for r in rows:
+        if "seed" in r:
+            groups.setdefault((r["recipe"], r["model"]), {})[r["seed"]] = r
+    lines = []
+    for (recipe, model), by_seed in groups.items():
+        if len(by_seed) < 2:
+            continue
+        def cell(get) -> str:
+            v = [get(r) for r in by_seed.values()]
+            if any(x is None for x in v):
+                return "-"
+            return f"{100 * np.mean(v):.2f}% ({100 * np.ptp(v):.2f})"
+        lines.append((recipe, model, " ".join(map(str, sorted(by_seed))),
+                      cell(lambda r: r.get("val")), cell(lambda r: r.get("test")),
+                      *(cell(lambda r, s=s: r["readings"]["app"][s]) for s in SETS)))
+    return lines
 
 
 if __name__ == "__main__":

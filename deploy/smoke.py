@@ -18,11 +18,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-import app_helpers as h  # noqa: E402
-from test_browser_collect import STROKES  # noqa: E402
+from deploy.browser import STROKES, draw_stroke, launch_chromium  # noqa: E402
 
 # Every page's address (app.py's url_path; "" is Draw).
 PAGES = ("", "Upload", "Compare_models", "Confidence", "Training_curves", "Model_maps",
@@ -31,7 +29,10 @@ PAGES = ("", "Upload", "Compare_models", "Confidence", "Training_curves", "Model
 LOAD_MS = 120_000   # a cold server loads every model on the first page
 
 
-SCRIPT_DONE = "[data-testid=stApp][data-test-script-state=notRunning]"
+# The page's script has run to its end and its websocket is up: a stroke drawn while the
+# page reconnects (a replica died) never reaches a server, and the canvas does not resend it.
+SCRIPT_DONE = ("[data-testid=stApp][data-test-script-state=notRunning]"
+               "[data-test-connection-state=CONNECTED]")
 
 
 def problems(page) -> list[str]:
@@ -98,7 +99,7 @@ def collect_once(page, url: str) -> tuple[bool, str]:
     target = int(prompt.inner_text().strip().removeprefix("Draw a "))
     canvas = page.locator("canvas.upper-canvas")
     for stroke in STROKES[target]:
-        h.draw_stroke(page, canvas, stroke, steps=12)
+        draw_stroke(page, canvas, stroke, steps=12)
     save = page.get_by_role("button", name="Save")
     expect(save).to_be_enabled()
     settle_strokes(page)
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     failed = False
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=h.chromium_path(), args=h.CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 1800})
         expect.set_options(timeout=LOAD_MS)
         for path in PAGES if args.pages is None else args.pages:

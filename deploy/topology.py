@@ -113,9 +113,13 @@ def nginx_http(topo: Topology, hosts: list[str], listen: str, extra: str = "") -
     out += [f"        server {s} {fail};" for s in servers]
     out += [f"        keepalive {topo.keepalive};", "    }"]
     for i in range(n):
-        out += [f"    upstream studio_{i + 1} {{", f"        server {servers[i]} {fail};"]
-        # Backups are never marked failed (max_fails=0): one that failed a moment ago is
-        # still tried rather than a 502 given while it may be back.
+        # No server of a pinned group is ever marked failed (max_fails=0): a browser sent
+        # here by a backup's cookie must reach replica i even if i failed a moment ago
+        # and is back (marked failed, i would be left out for fail_timeout and the page's
+        # websocket refused with a 502 until then, while its pings went through). A dead
+        # i costs a pinned browser one refused connection (at most connect_timeout_s),
+        # then the backup's answer moves it.
+        out += [f"    upstream studio_{i + 1} {{", f"        server {servers[i]} max_fails=0;"]
         out += [f"        server {s} backup max_fails=0;" for j, s in enumerate(servers)
                 if j != i]
         out += [f"        keepalive {topo.keepalive};", "    }"]

@@ -17,6 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# The browser the tests drive, shared with the smoke test and the benchmarks.
+from deploy.browser import CHROMIUM_ARGS, SEVEN, chromium_path, draw_stroke  # noqa: F401
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_MODELS = ("numpy", "lenet5")   # one NumPy and one Keras model: both load paths
 _BUILT: dict[str, Path] = {}
@@ -180,15 +183,6 @@ def paper_digit(digit28: np.ndarray, side: int = 240) -> np.ndarray:
 # A real server and browser (tests/test_browser.py, benchmarks/browser_bench.py)
 # ---------------------------------------------------------------------------------------
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-def chromium_path() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def real_artifacts() -> Path | None:
     """The repository's trained artifacts, once they exist."""
     path = REPO / "artifacts"
@@ -262,20 +256,6 @@ def vm_rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def draw_stroke(page, canvas, points, steps: int = 15) -> None:
-    """Press, drag through ``points`` (fractions of the canvas) and release."""
-    box = canvas.bounding_box()
-    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
-    page.mouse.move(*xy[0])
-    page.mouse.down()
-    for x, y in xy[1:]:
-        page.mouse.move(x, y, steps=steps)
-    page.mouse.up()
-
-
-SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.42, 0.85)]   # a top bar, then the diagonal down
 
 
 def probability_bars(at) -> list[dict[str, dict]]:

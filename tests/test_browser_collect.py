@@ -10,6 +10,7 @@ import json
 import pytest
 
 import app_helpers as h
+from deploy.browser import STROKES
 from mnist_core.classroom import class_engine, class_store as cs
 from test_browser import (LOAD_TIMEOUT, SHOTS, artifacts, assert_no_exception,  # noqa: F401
                           browser, open_page, settle)
@@ -18,22 +19,6 @@ from ui.class_data import DB_ENV
 pytestmark = pytest.mark.skipif(h.chromium_path() is None, reason="chromium is not installed")
 
 CLASS = "brw-test"
-# Rough pen paths per digit, in fractions of the canvas: each list is one stroke.
-STROKES = {
-    0: [[(0.5, 0.15), (0.3, 0.3), (0.3, 0.7), (0.5, 0.85), (0.7, 0.7), (0.7, 0.3), (0.5, 0.15)]],
-    1: [[(0.5, 0.15), (0.5, 0.85)]],
-    2: [[(0.3, 0.3), (0.5, 0.18), (0.7, 0.3), (0.3, 0.82), (0.75, 0.82)]],
-    3: [[(0.3, 0.2), (0.7, 0.3), (0.45, 0.5), (0.7, 0.7), (0.3, 0.82)]],
-    4: [[(0.6, 0.15), (0.25, 0.6), (0.75, 0.6)], [(0.6, 0.3), (0.6, 0.85)]],
-    5: [[(0.7, 0.18), (0.35, 0.18), (0.33, 0.48), (0.65, 0.5), (0.65, 0.75), (0.3, 0.82)]],
-    6: [[(0.65, 0.15), (0.35, 0.5), (0.35, 0.8), (0.65, 0.8), (0.65, 0.55), (0.35, 0.55)]],
-    7: [h.SEVEN],
-    8: [[(0.5, 0.5), (0.3, 0.3), (0.5, 0.15), (0.7, 0.3), (0.3, 0.7), (0.5, 0.85), (0.7, 0.7),
-         (0.5, 0.5)]],
-    9: [[(0.65, 0.3), (0.5, 0.15), (0.35, 0.3), (0.5, 0.45), (0.65, 0.3), (0.65, 0.85)]],
-}
-
-
 @pytest.fixture(scope="module")
 def db_path(tmp_path_factory):
     return tmp_path_factory.mktemp("class-db") / "classroom.sqlite"

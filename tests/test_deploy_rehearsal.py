@@ -23,10 +23,10 @@ from collections import Counter
 import pytest
 
 import app_helpers as h
+from deploy.browser import STROKES
 from deploy.rehearsal import Stack, get, nginx_path, wait_until
-from mnist_core.classroom import class_access, class_schema
 from deploy.smoke import SCRIPT_DONE, settle_strokes
-from test_browser_collect import STROKES
+from mnist_core.classroom import class_access, class_schema
 
 pytestmark = [
     pytest.mark.skipif(h.chromium_path() is None, reason="chromium is not installed"),
@@ -124,6 +124,29 @@ class Learner:
         settle_strokes(self.page)
         return target
 
+    def watch_connection(self) -> None:
+        """From now on, count in ``window.studioDrops`` the times the page's websocket leaves
+        the connected state, and log each change with its time in ``window.studioLog`` (an
+        observer: a reconnect may be quicker than a poll)."""
+        self.page.evaluate("""() => {
+            window.studioDrops = 0;
+            window.studioLog = [[performance.now() | 0, 'watching']];
+            if (window.studioWatching) return;
+            window.studioWatching = true;
+            const app = document.querySelector('[data-testid=stApp]');
+            new MutationObserver(() => {
+                const state = app.getAttribute('data-test-connection-state');
+                window.studioLog.push([performance.now() | 0, state]);
+                if (state !== 'CONNECTED') window.studioDrops += 1;
+            }).observe(app, {attributes: true,
+                             attributeFilter: ['data-test-connection-state']});
+        }""")
+
+    def connection_log(self) -> str:
+        """What :meth:`watch_connection` saw, in ms since it began."""
+        log = self.page.evaluate("window.studioLog || []")
+        return ", ".join(f"{t - log[0][0]} ms {what}" for t, what in log)
+
     def saved_message(self, target: int):
         return self.page.get_by_text(f"Saved your {target}").or_(
             self.page.get_by_text(f"Your {target} was saved before the connection dropped"))
@@ -220,10 +243,12 @@ def told_within(ln: Learner, locator, seconds: float) -> float:
     t0 = time.monotonic()
     try:
         ln.expect(locator).to_be_visible(timeout=seconds * 1000)
-    except AssertionError:
-        time.sleep(5)
+    except AssertionError as e:
+        time.sleep(5)          # then what the page shows, and whether it came back later
         ln.page.screenshot(path="/tmp/told.png")
-        raise
+        errors = (ln.stack.dir / "nginx" / "error.log").read_text().splitlines()[-6:]
+        raise AssertionError(f"{e}\nThe page's connection: {ln.connection_log()}\n"
+                             "nginx's last errors:\n" + "\n".join(errors)) from None
     return time.monotonic() - t0
 
 
@@ -235,10 +260,12 @@ def kill_during_save(stack, ln: Learner, after_commit: bool) -> str:
     home = int(ln.replica)
     had = len(rows(stack))
     target = ln.draw()
+    ln.watch_connection()
     ln.save_button.click()
     if after_commit:
         wait_until("the digit committed", lambda: len(rows(stack)) > had, 10, 0.02)
     os.kill(stack.server_pid(home), signal.SIGKILL)
+    ln.page.evaluate("window.studioLog.push([performance.now() | 0, 'KILL'])")
     t0 = time.monotonic()
     saved = ln.page.get_by_text(f"Your {target} was saved before the connection dropped")
     unsaved = ln.page.get_by_text(f"Your {target} is not saved yet")
@@ -252,6 +279,9 @@ def kill_during_save(stack, ln: Learner, after_commit: bool) -> str:
         ln.save(timeout_s=GO_ON_S)           # the drawing was kept: Save stores it once
     else:
         ln.saved.append(target)
+    # "Saved" may have come before the page lost its replica: the next strokes must wait
+    # for the page to have noticed and come back (a stroke sent meanwhile is lost).
+    ln.page.wait_for_function("window.studioDrops > 0", timeout=GO_ON_S * 1000)
     assert time.monotonic() - t0 < GO_ON_S
     assert said == "saved" or int(ln.replica) != home
     return said
@@ -273,13 +303,11 @@ def test_a_replica_killed_mid_save(stack, browser):
     kill_during_save(stack, ln, after_commit=True)    # now the other one dies
     ln.draw_and_save()
     assert_exactly_what_was_acknowledged(stack, [ln])
-    # Both killed replicas are back, and back in the proxy's rotation (nginx leaves a
-    # replica that failed out for fail_timeout_s); the learner stays where they are.
+    # Both killed replicas are back and answer their own browsers; the learner stays
+    # where they are.
     for i in stack.replicas:
         stack.wait_replica(i, timeout_s=60)
-        wait_until(f"replica {i} back in rotation",
-                   lambda i=i: served_by(stack, f"studio_route={i}") == str(i),
-                   stack.topo.fail_timeout_s + 5)
+        assert served_by(stack, f"studio_route={i}") == str(i)
     moved = ln.replica
     ln.draw_and_save()
     assert ln.replica == moved
@@ -295,19 +323,17 @@ def served_by(stack, cookie: str) -> str | None:
 def test_a_returning_replica_does_not_split_a_browser(stack):
     """Defect 4 at the HTTP level: a browser pinned to a dead replica is moved by the cookie
     to the one that answered, and stays there when the dead one returns (a hash of the
-    cookie would send it back, away from its websocket)."""
-    # A replica that failed in the last test is left out for fail_timeout_s: wait that out.
-    wait_until("replica 2 back in rotation", lambda: served_by(stack, "studio_route=2") == "2",
-               stack.topo.fail_timeout_s + 5)
+    cookie would send it back, away from its websocket). And a browser whose cookie names
+    the returned replica reaches it at once: nginx used to leave a pinned replica out for
+    fail_timeout after it failed, so a page moved onto a replica just back had its
+    websocket refused for up to 10 s while its pings went through."""
     stack.stop_replica(2)
     status, headers = get(stack.proxy + "/_stcore/health", cookie="studio_route=2")
     assert status == 200 and headers["X-Studio-Replica"] == "1"
     assert "studio_route=1;" in " ".join(headers.get_all("Set-Cookie"))
     stack.start_replica(2)
     stack.wait_replica(2, timeout_s=60)
-    # Past nginx's fail_timeout 2 is tried again: its own browsers go back, 1's stay.
-    wait_until("replica 2 back in rotation", lambda: served_by(stack, "studio_route=2") == "2",
-               stack.topo.fail_timeout_s + 5)
+    assert served_by(stack, "studio_route=2") == "2"     # at once, not past fail_timeout
     assert served_by(stack, "studio_route=1") == "1"
 
 

@@ -215,3 +215,22 @@ def test_keras_training_and_fast_predict(tiny_keras_result, tiny_dataset):
     many = to_float(np.repeat(tiny_dataset.x_test[:2], 1100, axis=0))
     np.testing.assert_allclose(fast_predict_fn(model)(many)[[0, 1, -2, -1]],
                                np.repeat(fast[:2], 2, axis=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("n_images, n_val, n_train, expect_val, expect_train", [
+    (600, 5000, None, 120, 480),      # a small CSV: a fifth for validation
+    (600, 100, None, 100, 500),
+    (600, 100, 50, 100, 50),          # the cap on training images
+    (3, 5000, None, 1, 2),            # never an empty validation split
+])
+def test_the_training_split_is_sized_in_one_place(n_images, n_val, n_train, expect_val,
+                                                  expect_train):
+    """What the app tells a learner it trains on (training_size) is what prepare() gives."""
+    from conftest import make_dataset
+
+    from mnist_core.training.feed import prepare, training_size, validation_size
+    cfg = TrainConfig(n_val=n_val, n_train=n_train)
+    data = make_dataset(n_train=n_images, n_test=10)
+    x, _, x_val, _ = prepare(data, cfg)
+    assert (validation_size(n_images, cfg), training_size(n_images, cfg)) == \
+        (expect_val, expect_train) == (len(x_val), len(x))

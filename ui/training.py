@@ -29,6 +29,7 @@ from mnist_core.datasets.common import DataError
 from mnist_core.datasets.data import ENV_VAR, Dataset, load_dataset
 from mnist_core.models.model import Model
 from mnist_core.training.config import EpochLog, StopFlag, TrainConfig
+from mnist_core.training.feed import training_size
 from mnist_core.worker import (DatasetSource, WorkerError, load_dataset_in_worker,
                                train_in_worker)
 
@@ -191,8 +192,7 @@ def start_training(name: str, title: str, dataset: Dataset | DatasetSource, cfg:
         return None
     n_train = cfg.n_train
     if isinstance(dataset, Dataset):  # a source is MNIST: 55,000 images, more than asked
-        n_train = min(n_train, len(dataset.x_train) - max(1, min(cfg.n_val,
-                                                                  len(dataset.x_train) // 5)))
+        n_train = training_size(len(dataset.x_train), cfg)
     job = TrainJob(name, title, settings, cfg.epochs, n_train)
     job.thread = threading.Thread(target=_run, args=(job, dataset, cfg, arch, slot),
                                   name=f"mnist-studio-train-{name}", daemon=True)

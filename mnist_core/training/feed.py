@@ -13,13 +13,25 @@ from .augment_clothing import ClothingAugment
 from .config import TrainConfig
 
 
+def validation_size(n_images: int, cfg: TrainConfig) -> int:
+    """Images carved from ``n_images`` for validation: ``cfg.n_val``, but at most a fifth
+    (a user's own small CSV still gets a split) and at least one."""
+    return max(1, min(cfg.n_val, n_images // 5))
+
+
+def training_size(n_images: int, cfg: TrainConfig) -> int:
+    """Images a training on ``n_images`` trains on: what validation leaves, at most
+    ``cfg.n_train``."""
+    left = n_images - validation_size(n_images, cfg)
+    return left if cfg.n_train is None else min(cfg.n_train, left)
+
+
 def prepare(data: Dataset, cfg: TrainConfig, as_float: bool = True):
     """``(x, y, x_val, y_val)``: the training images (float32 in [0, 1], or as stored,
     uint8, when not ``as_float``: a quarter of the memory, for a loop that converts each
     batch with :func:`to_float`), int64 labels, the validation split (float32)."""
-    # Small datasets (a user's own CSV) still get a validation split: at most a fifth.
-    n_val = max(1, min(cfg.n_val, len(data.x_train) // 5))
-    split = split_validation(data.x_train, data.y_train, n_val, cfg.seed)
+    split = split_validation(data.x_train, data.y_train,
+                             validation_size(len(data.x_train), cfg), cfg.seed)
     x, y = split.x_train, split.y_train
     if cfg.n_train is not None and cfg.n_train < len(x):
         idx = np.random.default_rng(cfg.seed + 1).permutation(len(x))[:cfg.n_train]
