@@ -80,7 +80,38 @@ def undo_last() -> None:
     say("info", f"Removed your last {label}.")
 
 
+COUNTS_EVERY_S = 30   # the counts refresh on their own: the class's total grows as others save
+
+
+@st.fragment(run_every=COUNTS_EVERY_S)
+def counts() -> None:
+    """This learner's and the class's counts. Refreshed every COUNTS_EVERY_S; a page with
+    a timed fragment is also rerun by the browser as soon as its websocket reconnects
+    (Streamlit's frontend does so for pages with auto-reruns), so a learner whose replica
+    stopped is told at once, by the message above, whether their last digit was saved.
+    The frontend forgets the timer when a run starts and learns it again when the run
+    reaches this fragment, so it is drawn before the canvas and the save: a replica
+    killed in between (just after a save's commit, in its rerun) would leave the page
+    connected to another one, not rerun and not told (seen in the rehearsal)."""
+    try:
+        mine = cs.count_by_label(class_data.engine(), code, writer)
+        everyone = cs.count_by_label(class_data.engine(), code)
+    except class_engine.ClassStoreError as exc:
+        class_data.show_error(exc)
+        return
+    st.markdown(f"**Your digits** ({sum(mine.values())} saved, class {code}: "
+                f"{sum(everyone.values())})")
+    with st.container(horizontal=True, key="collect-counts"):
+        for d in range(10):
+            st.metric(names[d], mine[d], f"class {everyone[d]}", delta_color="off",
+                      delta_arrow="off", border=True, width=86)
+
+
 left, right = st.columns([2, 3], gap="large")
+with right:
+    message_slot = st.container()   # filled at the end, once this run knows what to say
+    counts()
+    st.caption(f"Round of ten: digit {pos + 1} of 10. " + class_data.where_stored())
 with left:
     st.subheader(f"Draw a {names[target]}")
     image = canvas.drawing(canvas_key)
@@ -156,36 +187,10 @@ if save:
                                f"Saved your {names[target]} (it was already saved).")
                 st.rerun()
 
-COUNTS_EVERY_S = 30   # the counts refresh on their own: the class's total grows as others save
-
-
-@st.fragment(run_every=COUNTS_EVERY_S)
-def counts() -> None:
-    """This learner's and the class's counts. Refreshed every COUNTS_EVERY_S; a page with
-    a timed fragment is also rerun by the browser as soon as its websocket reconnects
-    (Streamlit's frontend does so for pages with auto-reruns), so a learner whose replica
-    stopped is told at once, by the message above, whether their last digit was saved."""
-    try:
-        mine = cs.count_by_label(class_data.engine(), code, writer)
-        everyone = cs.count_by_label(class_data.engine(), code)
-    except class_engine.ClassStoreError as exc:
-        class_data.show_error(exc)
-        return
-    st.markdown(f"**Your digits** ({sum(mine.values())} saved, class {code}: "
-                f"{sum(everyone.values())})")
-    with st.container(horizontal=True, key="collect-counts"):
-        for d in range(10):
-            st.metric(names[d], mine[d], f"class {everyone[d]}", delta_color="off",
-                      delta_arrow="off", border=True, width=86)
-
-
-with right:
-    # A message stays while the learner is on the round it was said for: a late rerun (the
-    # canvas sends a stroke ~0.2 s after mouse-up) must not wipe "Saved your 3." at once.
-    flash = state.get("collect_flash")
-    if flash and flash[2] == state.collect_round:
-        kind, message, _ = flash
+# A message stays while the learner is on the round it was said for: a late rerun (the
+# canvas sends a stroke ~0.2 s after mouse-up) must not wipe "Saved your 3." at once.
+flash = state.get("collect_flash")
+if flash and flash[2] == state.collect_round:
+    kind, message, _ = flash
+    with message_slot:
         getattr(st, kind)(message)
-    counts()
-    st.caption(f"Round of ten: digit {pos + 1} of 10. "
-               + class_data.where_stored())

@@ -142,6 +142,15 @@ class Learner:
                              attributeFilter: ['data-test-connection-state']});
         }""")
 
+    def wait_reconnected(self, timeout_s: float) -> None:
+        """After :meth:`watch_connection` and a replica's end: wait until the page has lost
+        its websocket and its script has run on another replica (which then says
+        "Connected again"). Strokes drawn before that may reach no server, and the canvas
+        does not send them again."""
+        self.page.wait_for_function("window.studioDrops > 0", timeout=timeout_s * 1000)
+        self.expect(self.page.get_by_text("Connected again")).to_be_visible(
+            timeout=timeout_s * 1000)
+
     def connection_log(self) -> str:
         """What :meth:`watch_connection` saw, in ms since it began."""
         log = self.page.evaluate("window.studioLog || []")
@@ -279,9 +288,10 @@ def kill_during_save(stack, ln: Learner, after_commit: bool) -> str:
         ln.save(timeout_s=GO_ON_S)           # the drawing was kept: Save stores it once
     else:
         ln.saved.append(target)
-    # "Saved" may have come before the page lost its replica: the next strokes must wait
-    # for the page to have noticed and come back (a stroke sent meanwhile is lost).
-    ln.page.wait_for_function("window.studioDrops > 0", timeout=GO_ON_S * 1000)
+    if said == "saved":
+        # The answer came before the page lost its replica: the next strokes wait for the
+        # page to be back (the other answers are said by the replica it came back to).
+        ln.wait_reconnected(GO_ON_S)
     assert time.monotonic() - t0 < GO_ON_S
     assert said == "saved" or int(ln.replica) != home
     return said
@@ -345,9 +355,11 @@ def test_sigterm_stops_a_replica_gracefully(stack, browser):
     ln.draw_and_save()
     home = int(ln.replica)
     url_before = ln.page.url
+    ln.watch_connection()
     t0 = time.monotonic()
     assert stack.stop_replica(home) == 0
     assert time.monotonic() - t0 < 25
+    ln.wait_reconnected(GO_ON_S)
     ln.draw_and_save()           # on the other replica now, same writer and round
     assert int(ln.replica) != home
     assert "writer=sol" in ln.page.url and "round=" in url_before
