@@ -334,7 +334,8 @@ def report(log_path: Path, args) -> None:
              *h.table(head, table), "",
              *(["Each recipe's mean over its seeds (the app's reading; in brackets the "
                 "spread, highest minus lowest, in points):", "",
-                *h.table(["recipe", "model", "seeds", "MNIST val", "MNIST test", *SETS], means),
+                *h.table(["recipe", "model", "seeds", "MNIST val", "MNIST test",
+                          "writers-canvas", "writers-photo", "USPS", "Semeion"], means),
                 ""] if means else []),
              "Each model read three ways at test time (same weights): as the app reads, "
              "without the narrowed view for square digits, without the stroke-width "
