@@ -100,7 +100,8 @@ def main() -> None:
     class Inputs:
         dev_only, writers, dev = False, None, str(sa.DEV_DIR)
 
-    app = sa.readings([model], args.student, sa.all_inputs(Inputs))["app"]
+    sets = sa.all_inputs(Inputs)
+    app = sa.readings([sa.answers(model, args.student, sets)], sets)["app"]
     test = (model.predict_proba(to_float(base.x_test)).argmax(1) == base.y_test).mean()
     print(f"{args.student} T={T:g} hard={hard:g} teachers={len(teachers)}: MNIST test "
           f"{100 * test:.2f}%, " + ", ".join(f"{s} {100 * app[s]:.2f}%" for s in sa.SETS)

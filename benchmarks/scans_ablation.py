@@ -165,14 +165,21 @@ def _confusions(pred, labels, found) -> dict:
     return out
 
 
-def readings(models: list, name: str, sets: dict) -> dict:
-    """Each of :data:`READINGS` of ``models`` (several: one model, the mean of their
-    probabilities, as a seed ensemble would answer)."""
+def answers(model, name: str, sets: dict) -> dict:
+    """``{reading: {set: (N, 10) probabilities}}``: what ``model`` says, each of
+    :data:`READINGS` of every set, computed once (scored alone and in an ensemble)."""
+    return {label: probabilities(model, name, sets[stroke][0], narrowed)
+            for label, narrowed, stroke in READINGS}
+
+
+def readings(said: list[dict], sets: dict) -> dict:
+    """Each of :data:`READINGS` scored on the mean of ``said`` (:func:`answers` of one
+    model, or of several: a seed ensemble answers with the mean of their probabilities)."""
     out = {}
-    for label, narrowed, stroke in READINGS:
+    for label, _, stroke in READINGS:
         inputs, ids = sets[stroke]
-        each = [probabilities(m, name, inputs, narrowed) for m in models]
-        out[label] = score({s: np.mean([p[s] for p in each], 0) for s in inputs}, inputs, ids)
+        out[label] = score({s: np.mean([a[label][s] for a in said], 0) for s in inputs},
+                           inputs, ids)
     return out
 
 
@@ -222,27 +229,28 @@ def score_folders(args, sets: dict, log_path: Path) -> None:
     ``--ensemble`` one row per kind for the mean of all the folders' probabilities."""
     mnist = load_dataset(args.data)
     x_test = to_float(mnist.x_test)
-    kinds: dict[str, list] = {}
+    kinds: dict[str, list[tuple[dict, np.ndarray]]] = {}   # name -> (answers, test probs)
     for folder in args.artifacts:
         run = "shipped" if Path(folder).resolve() == (h.REPO / "artifacts").resolve() \
             else Path(folder).name
         manifest = json.loads((Path(folder) / "manifest.json").read_text())["models"]
         for name, model in load_models(Path(folder)).items():
-            kinds.setdefault(name, []).append(model)
+            said, test = answers(model, name, sets), model.predict_proba(x_test)
+            kinds.setdefault(name, []).append((said, test))
             _append(log_path, {"run": run, "model": name, "recipe": "train",
                                "seed": manifest[name]["seed"],
-                               "test": _accuracy([model], x_test, mnist.y_test),
-                               "readings": readings([model], name, sets)})
+                               "test": _accuracy(test, mnist.y_test),
+                               "readings": readings([said], sets)})
     if args.ensemble and len(args.artifacts) > 1:
-        for name, models in kinds.items():
-            _append(log_path, {"run": f"ensemble of {len(models)}", "model": name,
-                               "test": _accuracy(models, x_test, mnist.y_test),
-                               "readings": readings(models, name, sets)})
+        for name, each in kinds.items():
+            _append(log_path, {"run": f"ensemble of {len(each)}", "model": name,
+                               "test": _accuracy(np.mean([t for _, t in each], 0), mnist.y_test),
+                               "readings": readings([a for a, _ in each], sets)})
 
 
-def _accuracy(models: list, x: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of the mean of ``models``' probabilities on raw ``(N, 28, 28)`` images."""
-    return float((np.mean([m.predict_proba(x) for m in models], 0).argmax(1) == y).mean())
+def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of ``(N, 10)`` probabilities ``p`` against labels ``y``."""
+    return float((p.argmax(1) == y).mean())
 
 
 def run_training(args, sets: dict, log_path: Path) -> None:
@@ -278,7 +286,8 @@ def run_training(args, sets: dict, log_path: Path) -> None:
                    "n_train": args.n_train, "renders": args.renders, "share": share,
                    "scans": scans, "writer_scans": writer_scans, "styles": styles,
                    "average_epochs": cfg.average_epochs, "arch": changes, "val": val_acc, "seconds": seconds,
-                   "cpu_seconds": cpu, "readings": readings([model], args.model, sets)}
+                   "cpu_seconds": cpu,
+                   "readings": readings([answers(model, args.model, sets)], sets)}
             _append(log_path, row)
             app = row["readings"]["app"]
             print(f"{label}: val {val_acc:.4f} " + " ".join(
