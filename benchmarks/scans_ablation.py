@@ -14,7 +14,8 @@ the narrowed view for square digits, and without the stroke-width normalisation.
 folders) the same three ways instead (no training), and MNIST's test set;
 ``--ensemble`` adds each kind averaged over the folders (a seed ensemble). ``--seeds``
 trains each run once per seed, and the report gives each recipe's mean over its seeds. ``--arch FIELD=JSON ...`` changes the
-architecture for every run (capacity: width, dropout). A run that averages its last
+architecture for every run (capacity: width, dropout); ``--augment FIELD=JSON ...`` the
+recipe's augmentation (its strength). A run that averages its last
 epochs' weights is scored twice: the averaged model and its last epoch's own. Results are appended to ``<out>.jsonl`` as each run ends, and the table is
 rewritten from all of them, so a stopped run keeps what it measured.
 """
@@ -197,6 +198,9 @@ def main() -> None:
     ap.add_argument("--arch", nargs="+", default=[], metavar="FIELD=JSON",
                     help="change the model's architecture for every run, e.g. "
                          "hidden=[2048,2048] dropout=0.4 (the runs are named with it)")
+    ap.add_argument("--augment", nargs="+", default=[], metavar="FIELD=JSON",
+                    help="change the recipe's AugmentConfig for every run, e.g. "
+                         "rotate_deg=18 elastic_alpha=4.5 (the runs are named with it)")
     ap.add_argument("--shipped", action="store_true", help="score artifacts/ instead of training")
     ap.add_argument("--artifacts", nargs="+", default=[str(h.REPO / "artifacts")],
                     help="with --shipped: the folders to score, each as a run of its own "
@@ -258,7 +262,8 @@ def run_training(args, sets: dict, log_path: Path) -> None:
     changes = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.arch)}
     arch = replace(spec.arch, **{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in changes.items()})
-    named = "".join(f" {a}" for a in args.arch)
+    augments = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.augment)}
+    named = "".join(f" {a}" for a in args.arch + args.augment)
     base = load_dataset(args.data)
     for run, seed in ((r, s) for r in args.runs for s in args.seeds or [spec.train.seed]):
         # the validation split the training carves with this seed (never trained on)
@@ -268,7 +273,8 @@ def run_training(args, sets: dict, log_path: Path) -> None:
                                 style_rate=writers.WriterMix().style_rate if styles else 0.0)
         x, y, record = writers.training_set(args.writers, mix)
         data = replace(base, x_extra=x, y_extra=y, extra_source=record)
-        augment = replace(spec.train.augment, scans=scans, styles=1.0 if styles else 0.0)
+        augment = replace(spec.train.augment, scans=scans, styles=1.0 if styles else 0.0,
+                          **augments)
         cfg = replace(spec.train, epochs=args.epochs, n_train=args.n_train or None, writers_share=share,
                       augment=augment, average_epochs=round(averaged * args.epochs), seed=seed)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -285,7 +291,8 @@ def run_training(args, sets: dict, log_path: Path) -> None:
             row = {"run": label, "recipe": recipe, "seed": seed, "model": args.model, "epochs": args.epochs,
                    "n_train": args.n_train, "renders": args.renders, "share": share,
                    "scans": scans, "writer_scans": writer_scans, "styles": styles,
-                   "average_epochs": cfg.average_epochs, "arch": changes, "val": val_acc, "seconds": seconds,
+                   "average_epochs": cfg.average_epochs, "arch": changes, "augment": augments,
+                   "val": val_acc, "seconds": seconds,
                    "cpu_seconds": cpu,
                    "readings": readings([answers(model, args.model, sets)], sets)}
             _append(log_path, row)

@@ -51,3 +51,20 @@ def test_a_seed_scored_twice_counts_once():
             _row("train", 1, 0.99, 0.994)]
     (line,) = scans_ablation.seed_means(rows)
     assert line[2] == "0 1" and line[7] == "98.00% (2.00)" and line[4] == "99.50% (0.20)"
+
+
+def test_deskew_stands_a_slanted_stroke_upright_and_keeps_its_ink():
+    import cv2
+    import deskew_probe
+
+    slanted = np.zeros((28, 28), np.float32)
+    cv2.line(slanted, (18, 4), (10, 23), 1.0, 2)   # a 1 leaning right
+    upright = deskew_probe.deskew(slanted)
+    before, after = cv2.moments(slanted), cv2.moments(upright)
+    assert abs(before["mu11"] / before["mu02"]) > 0.3
+    assert abs(after["mu11"] / after["mu02"]) < 0.05          # no slant left
+    assert abs(after["m00"] / before["m00"] - 1) < 0.05          # the ink is all there
+    assert abs(after["m10"] / after["m00"] - before["m10"] / before["m00"]) < 0.5  # not moved
+    assert upright.shape == (28, 28) and 0 <= upright.min() and upright.max() <= 1
+    blank = np.zeros((28, 28), np.float32)
+    assert deskew_probe.deskew(blank) is blank
