@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import numpy as np  # noqa: E402
 
+from app_helpers import vm_rss_mb as rss_mb  # noqa: E402
 from deploy.rehearsal import Stack  # noqa: E402
 from mnist_core.classroom import class_access, class_engine, class_schema, class_store as cs  # noqa: E402
 
@@ -43,13 +44,6 @@ TICK = os.sysconf("SC_CLK_TCK")
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK     # utime + stime
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def collect(stack: Stack, learners: int, digits: int) -> dict:
