@@ -257,12 +257,17 @@ def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
     return float((p.argmax(1) == y).mean())
 
 
+def field_changes(pairs: list[str]) -> dict:
+    """``["FIELD=JSON", ...]`` (``--arch``, ``--augment``) -> ``{field: value}``."""
+    return {k: json.loads(v) for k, v in (a.split("=", 1) for a in pairs)}
+
+
 def run_training(args, sets: dict, log_path: Path) -> None:
     spec = REGISTRY[args.model]
-    changes = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.arch)}
+    changes = field_changes(args.arch)
     arch = replace(spec.arch, **{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in changes.items()})
-    augments = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.augment)}
+    augments = field_changes(args.augment)
     named = "".join(f" {a}" for a in args.arch + args.augment)
     base = load_dataset(args.data)
     for run, seed in ((r, s) for r in args.runs for s in args.seeds or [spec.train.seed]):
