@@ -93,6 +93,7 @@ class Learner:
         self.page.goto(f"http://{SCHOOL_HOST}:{self.stack.topo.proxy_port}/Collect"
                        f"?class={self.stack.class_code}{query}")
         self.expect(self.prompt).to_be_visible(timeout=60_000)
+        self.watch_connection()    # so that a failure can say what the connection did
         return self
 
     @property
@@ -120,9 +121,30 @@ class Learner:
         target = self.target
         for stroke in STROKES[target]:
             h.draw_stroke(self.page, canvas, stroke, steps=8)
-        self.expect(self.save_button).to_be_enabled(timeout=timeout_s * 1000)
+        try:
+            self.expect(self.save_button).to_be_enabled(timeout=timeout_s * 1000)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.state_after_drawing()}") from None
         settle_strokes(self.page)
         return target
+
+    def state_after_drawing(self) -> str:
+        """For a drawing that never reached the server: whether the canvas shows the ink,
+        the script's and the connection's state now, and the connection's log."""
+        state = self.page.evaluate("""() => {
+            const app = document.querySelector('[data-testid=stApp]');
+            return {script: app.getAttribute('data-test-script-state'),
+                    connection: app.getAttribute('data-test-connection-state')};
+        }""")
+        drawn = self.page.locator("canvas.dc-canvas.lower-canvas")  # the strokes (shadow root)
+        state["ink"] = drawn.evaluate("""c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let ink = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i] > 128) ink += 1;
+            return ink;
+        }""") if drawn.count() == 1 else "no"
+        return (f"canvas: {state['ink']} inked pixels; script {state['script']}, connection "
+                f"{state['connection']}; connection log: {self.connection_log()}")
 
     def watch_connection(self) -> None:
         """From now on, count in ``window.studioDrops`` the times the page's websocket leaves
